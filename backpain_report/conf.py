@@ -1,0 +1,87 @@
+"""The app's settings: one ``BACKPAIN_REPORT`` dict merged over the defaults below.
+
+Read every value through :func:`get` (or ``app_settings.KEY``) at call time, never at import
+time, so ``override_settings`` works. The merged dict is cached and the cache is dropped
+whenever Django's ``setting_changed`` signal names ``BACKPAIN_REPORT``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+SETTING_NAME = "BACKPAIN_REPORT"
+
+DEFAULTS: dict[str, Any] = {
+    # Sender of every email, e.g. "Reports <reports@example.com>". Required.
+    "FROM_EMAIL": None,
+    # Scheme and host used for links in emails ("https://www.example.com"). When unset, the
+    # origin of the page the reader signed up on is used.
+    "SITE_URL": None,
+    # Slug of the article shown at the root of the app's URLs.
+    "DEFAULT_ARTICLE": "back-pain-muscle-spasms-finding-the-culprits",
+    # The consent checkbox label and its version, stored with every sign-up.
+    "CONSENT_TEXT": (
+        "Yes, email me the free report. I can unsubscribe at any time with one click."
+    ),
+    "CONSENT_VERSION": "1",
+    # Store a keyed hash of the reader's IP instead of the address itself.
+    "HASH_IP": True,
+    # Delivery attempts before a delivery is marked failed.
+    "MAX_ATTEMPTS": 5,
+    # Exponential backoff between attempts: base * 2**(attempt-1), capped, plus jitter.
+    "RETRY_BACKOFF": 30,
+    "RETRY_BACKOFF_MAX": 3600,
+    # Seconds after which a "sending" claim is considered abandoned and may be reclaimed.
+    "CLAIM_LEASE": 600,
+    # Seconds a "pending" delivery may wait for its message before the sweep re-enqueues it.
+    "SWEEP_GRACE": 60,
+    # Seconds a sign-up may spend publishing to the broker before giving up (the sweep sends).
+    "PUBLISH_TIMEOUT": 1.0,
+    # Name of the Django mailer (Django 6.1+ MAILERS alias) used to send; None = default.
+    "MAILER": None,
+    # Ceiling in bytes for one email; over it the report is not attached.
+    "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
+}
+
+
+@cache
+def _merged() -> dict[str, Any]:
+    user = getattr(settings, SETTING_NAME, {}) or {}
+    return {**DEFAULTS, **user}
+
+
+def get(key: str) -> Any:
+    """Return the current value of one app setting."""
+    if key not in DEFAULTS:
+        raise KeyError(f"{SETTING_NAME} has no key {key!r}")
+    return _merged()[key]
+
+
+def user_settings() -> dict[str, Any]:
+    """Return the site's raw ``BACKPAIN_REPORT`` dict (for the system checks)."""
+    value = getattr(settings, SETTING_NAME, {})
+    return value if isinstance(value, dict) else {}
+
+
+@receiver(setting_changed)
+def _reset_cache(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING_NAME:
+        _merged.cache_clear()
+
+
+class _AppSettings:
+    """Attribute access to the settings: ``app_settings.MAX_ATTEMPTS``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return get(name)
+        except KeyError as exc:
+            raise AttributeError(name) from exc
+
+
+app_settings = _AppSettings()

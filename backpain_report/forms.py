@@ -1,0 +1,68 @@
+"""The free-report sign-up form and its crispy-forms layout."""
+
+from __future__ import annotations
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import Div, Field, Layout, Submit
+from django import forms
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
+from .conf import app_settings
+
+HONEYPOT_FIELD = "website"
+
+
+class SignupForm(forms.Form):
+    """Name, email and consent; ``website`` is a honeypot that people never see or fill."""
+
+    name = forms.CharField(
+        label=_("Your first name"),
+        max_length=MAX_NAME_LENGTH * 4,  # cleaned and bounded in clean_name()
+        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+    )
+    email = forms.CharField(
+        label=_("Your email address"),
+        max_length=MAX_EMAIL_LENGTH * 2,  # the exact bound is checked in clean_email()
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "inputmode": "email"}),
+    )
+    consent = forms.BooleanField(
+        required=True,
+        error_messages={"required": _("Please tick the box so we may email you the report.")},
+    )
+    article = forms.SlugField(required=False, widget=forms.HiddenInput)
+    website = forms.CharField(
+        required=False,
+        label=_("Leave this field empty"),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
+    )
+
+    def __init__(self, *args, article_slug: str = "", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["consent"].label = app_settings.CONSENT_TEXT
+        if article_slug:
+            self.fields["article"].initial = article_slug
+        self.helper = FormHelper(self)
+        self.helper.form_action = reverse("backpain_report:signup")
+        self.helper.form_id = "backpain-report-signup"
+        self.helper.attrs = {"novalidate": ""}
+        self.helper.layout = Layout(
+            Field("name"),
+            Field("email"),
+            Field("consent"),
+            Field("article"),
+            Div(Field(HONEYPOT_FIELD), css_class="backpain-report-hp", aria_hidden="true"),
+            Submit("submit", _("Send me the free report"), css_class="btn-lg"),
+        )
+
+    def clean_name(self) -> str:
+        return clean_name(self.cleaned_data.get("name", ""))
+
+    def clean_email(self) -> str:
+        return clean_email(self.cleaned_data.get("email", ""))
+
+    @property
+    def is_bot(self) -> bool:
+        """True when the honeypot was filled in (only bots see it)."""
+        return bool(self.data.get(HONEYPOT_FIELD))

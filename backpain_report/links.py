@@ -1,0 +1,38 @@
+"""Absolute URLs for links that leave the site in emails and PDFs."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.urls import reverse
+
+from .conf import app_settings
+from .models import Subscriber
+from .tokens import make_unsubscribe_token
+
+
+def site_url(subscriber: Subscriber | None = None) -> str:
+    """``SITE_URL`` if set, else the origin of the page the subscriber signed up on."""
+    configured = app_settings.SITE_URL
+    if configured:
+        return configured.rstrip("/")
+    if subscriber is not None and subscriber.source_url:
+        parts = urlsplit(subscriber.source_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return ""
+
+
+def absolute(path: str, subscriber: Subscriber | None = None) -> str:
+    return site_url(subscriber) + path
+
+
+def unsubscribe_url(subscriber: Subscriber) -> str:
+    """The page that shows an "Unsubscribe" button (GET) and acts on POST."""
+    token = make_unsubscribe_token(subscriber.pk)
+    return absolute(reverse("backpain_report:unsubscribe", args=[token]), subscriber)
+
+
+def one_click_unsubscribe_url(subscriber: Subscriber) -> str:
+    """The RFC 8058 endpoint mail clients POST to from the List-Unsubscribe header."""
+    token = make_unsubscribe_token(subscriber.pk)
+    return absolute(reverse("backpain_report:one_click_unsubscribe", args=[token]), subscriber)

@@ -1,0 +1,41 @@
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from backpain_report.addresses import canonical_email
+from backpain_report.models import Delivery, Subscriber
+from backpain_report.operations import resend_to_subscribers, retry_failed
+
+
+class Command(BaseCommand):
+    help = (
+        "Resend the report: to the given addresses (a new delivery each), or retry every "
+        "delivery with --status failed."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("emails", nargs="*", help="Subscriber email addresses.")
+        parser.add_argument(
+            "--status",
+            choices=[Delivery.Status.FAILED],
+            help="Retry every delivery in this status.",
+        )
+
+    def handle(self, *args, emails: list[str], status: str | None = None, **options):
+        if not emails and not status:
+            raise CommandError("Give one or more email addresses, or --status failed.")
+        if status:
+            count = retry_failed(Delivery.objects.filter(status=status))
+            self.stdout.write(f"Queued {count} failed deliveries again.")
+        if emails:
+            try:
+                wanted = {canonical_email(e) for e in emails}
+            except ValidationError as exc:
+                raise CommandError(f"Not an email address: {exc.messages[0]}") from exc
+            subscribers = list(Subscriber.objects.filter(email_canonical__in=wanted))
+            unknown = sorted(wanted - {s.email_canonical for s in subscribers})
+            result = resend_to_subscribers(subscribers)
+            self.stdout.write(
+                f"Queued {result.queued} new deliveries; skipped {result.skipped} unsubscribed."
+            )
+            if unknown:
+                raise CommandError(f"No subscriber with these addresses: {', '.join(unknown)}")

@@ -1,0 +1,184 @@
+"""Articles, the free reports they offer, subscribers and their deliveries (the outbox)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+DEFAULT_REPORT_TEMPLATE = "backpain_report/report/report.html"
+
+
+class Report(models.Model):
+    """The free report: a PDF built from ``body`` (Markdown) through ``template_name``."""
+
+    title = models.CharField(_("title"), max_length=200)
+    subtitle = models.CharField(_("subtitle"), max_length=300, blank=True)
+    slug = models.SlugField(_("slug"), max_length=200, unique=True)
+    edition = models.PositiveIntegerField(
+        _("edition"), default=1, help_text=_("Bumped whenever the content changes.")
+    )
+    author = models.CharField(_("author"), max_length=200, blank=True)
+    body = models.TextField(_("body (Markdown)"))
+    template_name = models.CharField(_("template"), max_length=200, default=DEFAULT_REPORT_TEMPLATE)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
+
+    def __str__(self) -> str:
+        return f"{self.title} (edition {self.edition})"
+
+
+class ArticleQuerySet(models.QuerySet):
+    def published(self) -> ArticleQuerySet:
+        return self.filter(status=Article.Status.PUBLISHED)
+
+
+class Article(models.Model):
+    """A published article; its call to action offers ``report``."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+
+    title = models.CharField(_("title"), max_length=200)
+    slug = models.SlugField(_("slug"), max_length=200, unique=True)
+    byline = models.CharField(_("byline"), max_length=200, blank=True)
+    original_publication_date = models.DateField(_("originally published"), null=True, blank=True)
+    summary = models.CharField(
+        _("summary"), max_length=300, blank=True, help_text=_("Used as the meta description.")
+    )
+    body = models.TextField(_("body (Markdown)"))
+    call_to_action = models.CharField(_("call to action"), max_length=300, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True
+    )
+    report = models.ForeignKey(
+        Report,
+        verbose_name=_("report offered"),
+        related_name="articles",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+    )
+    published_at = models.DateTimeField(_("published"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = ArticleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-published_at", "title"]
+        verbose_name = _("article")
+        verbose_name_plural = _("articles")
+
+    def __str__(self) -> str:
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("backpain_report:article_detail", kwargs={"slug": self.slug})
+
+
+class Subscriber(models.Model):
+    """A reader who asked for a report, with the record of their consent."""
+
+    email = models.EmailField(_("email as entered"), max_length=320)
+    email_canonical = models.CharField(_("canonical email"), max_length=320, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    source_article = models.ForeignKey(
+        Article,
+        verbose_name=_("source article"),
+        related_name="subscribers",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+    )
+    source_url = models.URLField(_("source page"), max_length=500, blank=True)
+    consent_text = models.TextField(_("consent text shown"), blank=True)
+    consent_version = models.CharField(_("consent version"), max_length=20, blank=True)
+    consented_at = models.DateTimeField(_("consented"), null=True, blank=True)
+    consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
+    consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    created_at = models.DateTimeField(_("signed up"), auto_now_add=True, db_index=True)
+    confirmed_at = models.DateTimeField(_("confirmed"), null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("subscriber")
+        verbose_name_plural = _("subscribers")
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+    @property
+    def is_subscribed(self) -> bool:
+        return self.unsubscribed_at is None
+
+
+class Delivery(models.Model):
+    """One report edition on its way to one subscriber: the outbox row.
+
+    The row is the source of truth; a broker message only says "look at row N".
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Reason(models.TextChoices):
+        SIGNUP = "signup", _("Sign-up")
+        RESEND = "resend", _("Resend")
+
+    subscriber = models.ForeignKey(
+        Subscriber,
+        verbose_name=_("subscriber"),
+        related_name="deliveries",
+        on_delete=models.CASCADE,
+    )
+    report = models.ForeignKey(
+        Report, verbose_name=_("report"), related_name="deliveries", on_delete=models.PROTECT
+    )
+    edition = models.PositiveIntegerField(_("edition"))
+    reason = models.CharField(
+        _("reason"), max_length=10, choices=Reason.choices, default=Reason.SIGNUP
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
+    publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "report", "edition"],
+                condition=Q(reason="signup"),
+                name="backpain_report_one_signup_delivery_per_edition",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="backpain_delivery_due"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk} ({self.get_status_display()})"

@@ -1,0 +1,93 @@
+"""Tell the workers about a delivery: the only module that talks to the broker.
+
+The Delivery row is the source of truth; a message only says "look at row N". Publishing is
+bounded (short socket and connect timeouts, no retry loop), so a sick broker costs a sign-up about
+``PUBLISH_TIMEOUT`` seconds at most. A delivery whose publish failed stays pending, is marked
+``publish_failed_at`` and is sent by the sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from contextlib import contextmanager
+
+from celery import current_app
+from django.db import transaction
+from django.utils import timezone
+
+from .conf import app_settings
+from .models import Delivery
+
+logger = logging.getLogger(__name__)
+
+DELIVER_TASK = "backpain_report.deliver_report"
+SWEEP_TASK = "backpain_report.sweep_deliveries"
+
+
+@contextmanager
+def bounded_connection():
+    """A broker connection that gives up after ``PUBLISH_TIMEOUT`` instead of retrying."""
+    timeout = float(app_settings.PUBLISH_TIMEOUT)
+    options = {
+        "max_retries": 0,
+        "connect_retries_timeout": timeout,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "read_timeout": timeout,
+        "write_timeout": timeout,
+    }
+    connection = current_app.connection_for_write(
+        connect_timeout=timeout, transport_options=options
+    )
+    try:
+        yield connection
+    finally:
+        try:
+            connection.release()
+        except Exception:
+            logger.debug("Ignoring an error while closing the broker connection", exc_info=True)
+
+
+def publish_deliveries(delivery_ids: Iterable[int], *, countdown: float | None = None) -> int:
+    """Publish one message per delivery over one bounded connection; return how many went.
+
+    Failures are recorded on the rows (``publish_failed_at``), never raised: the sweep retries.
+    """
+    ids = list(delivery_ids)
+    sent: list[int] = []
+    try:
+        with bounded_connection() as connection:
+            for delivery_id in ids:
+                current_app.send_task(
+                    DELIVER_TASK,
+                    args=[delivery_id],
+                    connection=connection,
+                    retry=False,
+                    countdown=countdown,
+                )
+                sent.append(delivery_id)
+    except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
+        logger.warning(
+            "Could not publish deliveries %s: %s: %s",
+            ids[len(sent) : len(sent) + 1],
+            type(exc).__name__,
+            exc,
+        )
+    now = timezone.now()
+    if sent:
+        Delivery.objects.filter(pk__in=sent).update(enqueued_at=now, publish_failed_at=None)
+    failed = [pk for pk in ids if pk not in set(sent)]
+    if failed:
+        Delivery.objects.filter(pk__in=failed).update(publish_failed_at=now)
+    return len(sent)
+
+
+def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> bool:
+    """Publish the message for one delivery; False when the broker could not take it."""
+    return publish_deliveries([delivery_id], countdown=countdown) == 1
+
+
+def publish_on_commit(delivery_id: int) -> None:
+    """Publish once the current transaction commits (nothing at all if it rolls back)."""
+    transaction.on_commit(lambda: publish_delivery(delivery_id), robust=True)

@@ -1,0 +1,38 @@
+"""Reads used by views and the template tag."""
+
+from __future__ import annotations
+
+from django.http import Http404
+
+from .conf import app_settings
+from .models import Article
+
+
+def article_published_get(*, slug: str) -> Article:
+    """A published article by slug, with its report; 404 otherwise."""
+    try:
+        return Article.objects.published().select_related("report").get(slug=slug)
+    except Article.DoesNotExist as exc:
+        raise Http404("No such article.") from exc
+
+
+def article_default() -> Article:
+    """The article shown at the root of the app: ``DEFAULT_ARTICLE``, else the newest one."""
+    articles = Article.objects.published().select_related("report")
+    article = articles.filter(slug=app_settings.DEFAULT_ARTICLE).first() or articles.first()
+    if article is None:
+        raise Http404("No article has been published yet.")
+    return article
+
+
+def article_for_signup(*, slug: str | None) -> Article | None:
+    """The article a sign-up came from: the posted slug, else the default; None if none."""
+    articles = Article.objects.published().select_related("report")
+    if slug:
+        article = articles.filter(slug=slug).first()
+        if article is not None:
+            return article
+    try:
+        return article_default()
+    except Http404:
+        return None

@@ -1,0 +1,170 @@
+"""Send one delivery: claim the row, render the PDF, send the email, record the outcome.
+
+A claim is a conditional UPDATE (pending -> sending, or a sending claim older than the lease), so
+two workers handed the same message send once. Temporary failures put the row back to pending
+with ``next_attempt_at`` set by exponential backoff with jitter; permanent ones (SMTP 5xx) and
+exhausted attempts mark it failed. Every failure is written to ``last_error``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import random
+import smtplib
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F, Q
+from django.utils import timezone
+
+from . import signals
+from .conf import app_settings
+from .emails import build_report_email, new_message_id
+from .mailer import open_mailer
+from .models import Delivery
+from .pdf import render_report_pdf
+
+logger = logging.getLogger(__name__)
+
+# A retry message may arrive a little before next_attempt_at: accept it within this slack.
+EARLY_ARRIVAL_SLACK = datetime.timedelta(seconds=2)
+
+
+class Outcome(enum.Enum):
+    SENT = "sent"
+    SKIPPED = "skipped"  # not claimable: already sent, being sent, cancelled or not yet due
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    outcome: Outcome
+    retry_in: float | None = None
+    error: str = ""
+
+
+class PermanentDeliveryError(Exception):
+    """The message can never be delivered as it is (e.g. SMTP 5xx)."""
+
+
+def retry_delay(attempts: int) -> float:
+    """Exponential backoff with full jitter for the attempt that just failed (1-based)."""
+    base = float(app_settings.RETRY_BACKOFF)
+    cap = float(app_settings.RETRY_BACKOFF_MAX)
+    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not cryptography
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """SMTP 5xx answers are permanent; 4xx, timeouts and connection errors are not."""
+    if isinstance(exc, PermanentDeliveryError):
+        return True
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600
+    return False
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        text = exc.smtp_error
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+        return f"SMTP {exc.smtp_code}: {text}"[:2000]
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return (
+            "SMTP recipient refused: "
+            + "; ".join(
+                f"{code} {msg.decode('utf-8', 'replace') if isinstance(msg, bytes) else msg}"
+                for code, msg in exc.recipients.values()
+            )[:2000]
+        )
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def delivery_claim(*, delivery_id: int) -> Delivery | None:
+    """Atomically take a delivery for sending; None when another run has it or it is done."""
+    now = timezone.now()
+    lease = datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
+    claimable = (Q(status=Delivery.Status.PENDING) & due) | Q(
+        status=Delivery.Status.SENDING, claimed_at__lt=now - lease
+    )
+    claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
+        status=Delivery.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+    )
+    if not claimed:
+        return None
+    return Delivery.objects.select_related("subscriber", "report").get(pk=delivery_id)
+
+
+def _record(delivery: Delivery, **fields: Any) -> bool:
+    """Write the outcome only if our claim still stands (it may have been reclaimed)."""
+    return bool(
+        Delivery.objects.filter(
+            pk=delivery.pk, status=Delivery.Status.SENDING, claimed_at=delivery.claimed_at
+        ).update(**fields)
+    )
+
+
+def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
+    error = describe_error(exc)
+    permanent = is_permanent(exc)
+    if permanent or delivery.attempts >= int(app_settings.MAX_ATTEMPTS):
+        _record(delivery, status=Delivery.Status.FAILED, last_error=error)
+        logger.warning("Delivery %s failed: %s", delivery.pk, type(exc).__name__)
+        return SendResult(delivery.pk, Outcome.FAILED, error=error)
+    delay = retry_delay(delivery.attempts)
+    _record(
+        delivery,
+        status=Delivery.Status.PENDING,
+        last_error=error,
+        next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
+    )
+    logger.info("Delivery %s will retry in %.0f s: %s", delivery.pk, delay, type(exc).__name__)
+    return SendResult(delivery.pk, Outcome.RETRY, retry_in=delay, error=error)
+
+
+def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
+    """Send one delivery if it can be claimed; never raises for a delivery failure.
+
+    ``connection`` is an open email backend to reuse across a batch; one is opened otherwise.
+    """
+    delivery = delivery_claim(delivery_id=delivery_id)
+    if delivery is None:
+        return SendResult(delivery_id, Outcome.SKIPPED)
+    if not delivery.subscriber.is_subscribed:
+        _record(
+            delivery, status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending."
+        )
+        return SendResult(delivery_id, Outcome.SKIPPED)
+    message_id = new_message_id()
+    try:
+        pdf = render_report_pdf(
+            report=delivery.report,
+            reader_name=delivery.subscriber.name,
+            prepared_on=timezone.localdate(),
+        )
+        message = build_report_email(delivery=delivery, pdf=pdf, message_id=message_id)
+        mailer = connection or open_mailer()
+        if not mailer.send_messages([message]):
+            raise smtplib.SMTPException("The mail backend accepted no message.")
+    except Exception as exc:  # noqa: BLE001 - recorded on the row, then retried or failed
+        return _record_failure(delivery, exc)
+    _record(
+        delivery,
+        status=Delivery.Status.SENT,
+        sent_at=timezone.now(),
+        message_id=message_id,
+        last_error="",
+    )
+    signals.report_delivered.send(sender=Delivery, delivery=delivery)
+    return SendResult(delivery_id, Outcome.SENT)

@@ -1,0 +1,173 @@
+"""Writes: sign-ups, resends and the bundled content. Plain keyword-only functions, no HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from . import seed, signals
+from .addresses import canonical_email
+from .conf import app_settings
+from .models import Article, Delivery, Report, Subscriber
+from .publishing import publish_on_commit
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    subscriber: Subscriber
+    delivery: Delivery | None
+    created: bool
+
+
+def consent_ip(ip: str | None) -> str:
+    """The IP to store with a consent record: a keyed hash unless ``HASH_IP`` is off."""
+    if not ip:
+        return ""
+    if not app_settings.HASH_IP:
+        return ip
+    key = settings.SECRET_KEY.encode()
+    return "sha256:" + hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict:
+    return {
+        "consent_text": app_settings.CONSENT_TEXT,
+        "consent_version": str(app_settings.CONSENT_VERSION),
+        "consented_at": timezone.now(),
+        "consent_ip": consent_ip(ip),
+        "consent_user_agent": user_agent[:500],
+        "source_url": source_url[:500],
+    }
+
+
+def _delivery_for_signup(subscriber: Subscriber, report: Report) -> Delivery | None:
+    """The sign-up delivery of the current edition, created (and published on commit) once."""
+    try:
+        with transaction.atomic():
+            delivery, created = Delivery.objects.get_or_create(
+                subscriber=subscriber,
+                report=report,
+                edition=report.edition,
+                reason=Delivery.Reason.SIGNUP,
+            )
+    except IntegrityError:
+        return Delivery.objects.get(
+            subscriber=subscriber,
+            report=report,
+            edition=report.edition,
+            reason=Delivery.Reason.SIGNUP,
+        )
+    if created:
+        publish_on_commit(delivery.pk)
+    return delivery
+
+
+def subscriber_signup(
+    *,
+    name: str,
+    email: str,
+    article: Article,
+    ip: str | None = None,
+    user_agent: str = "",
+    source_url: str = "",
+) -> SignupResult:
+    """Record a sign-up and queue the report; a known address makes no second subscriber.
+
+    A known, subscribed address gets no new email for an edition it already has; an address
+    that had unsubscribed is re-subscribed with fresh consent.
+    """
+    canonical = canonical_email(email)
+    consent = _consent_fields(ip=ip, user_agent=user_agent, source_url=source_url)
+    with transaction.atomic():
+        subscriber, created = Subscriber.objects.get_or_create(
+            email_canonical=canonical,
+            defaults={"email": email, "name": name, "source_article": article, **consent},
+        )
+        resubscribed = False
+        if not created and subscriber.unsubscribed_at is not None:
+            Subscriber.objects.filter(pk=subscriber.pk).update(unsubscribed_at=None, **consent)
+            subscriber.refresh_from_db()
+            resubscribed = True
+        delivery = _delivery_for_signup(subscriber, article.report) if article.report else None
+        if created or resubscribed:
+            transaction.on_commit(
+                lambda: signals.subscriber_created.send(sender=Subscriber, subscriber=subscriber)
+            )
+    return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
+
+
+def delivery_resend(*, subscriber: Subscriber, report: Report | None = None) -> Delivery | None:
+    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed."""
+    if not subscriber.is_subscribed:
+        return None
+    report = report or _report_for(subscriber)
+    if report is None:
+        return None
+    with transaction.atomic():
+        delivery = Delivery.objects.create(
+            subscriber=subscriber,
+            report=report,
+            edition=report.edition,
+            reason=Delivery.Reason.RESEND,
+        )
+        publish_on_commit(delivery.pk)
+    return delivery
+
+
+def _report_for(subscriber: Subscriber) -> Report | None:
+    last = subscriber.deliveries.select_related("report").order_by("-created_at").first()
+    if last is not None:
+        return last.report
+    if subscriber.source_article_id and subscriber.source_article.report_id:
+        return subscriber.source_article.report
+    return Report.objects.order_by("pk").first()
+
+
+def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
+    """Create the bundled article and report, or restore their text when ``overwrite``."""
+    source = seed.read_article()
+    report_fields = {
+        "title": seed.REPORT_TITLE,
+        "subtitle": seed.REPORT_SUBTITLE,
+        "author": source.byline or "The Back Pain Report team",
+        "body": seed.read_report_body(),
+    }
+    article_fields = {
+        "title": source.title,
+        "byline": source.byline,
+        "original_publication_date": source.original_publication_date,
+        "summary": source.summary,
+        "body": source.body,
+        "call_to_action": source.call_to_action,
+    }
+    with transaction.atomic():
+        report, report_created = Report.objects.get_or_create(
+            slug=seed.REPORT_SLUG, defaults=report_fields
+        )
+        if overwrite and not report_created:
+            changed = report.body != report_fields["body"]
+            for field, value in report_fields.items():
+                setattr(report, field, value)
+            if changed:
+                report.edition += 1
+            report.save()
+        article, article_created = Article.objects.get_or_create(
+            slug=seed.ARTICLE_SLUG,
+            defaults={
+                **article_fields,
+                "report": report,
+                "status": Article.Status.PUBLISHED,
+                "published_at": timezone.now(),
+            },
+        )
+        if overwrite and not article_created:
+            for field, value in article_fields.items():
+                setattr(article, field, value)
+            article.report = report
+            article.save()
+    return article, report

@@ -1,0 +1,65 @@
+"""The sweep: find deliveries whose message was lost and publish them again.
+
+Three kinds are picked up: pending deliveries whose publish failed (at once), other pending
+deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
+enqueued, and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died). Several hosts may
+sweep at once: rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped
+``enqueued_at`` before publishing, so each is re-published by one sweeper; a duplicate message
+would be harmless anyway, because sending claims the row.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from .conf import app_settings
+from .models import Delivery
+from .publishing import publish_deliveries
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    found: int
+    published: int
+
+    @property
+    def failed(self) -> int:
+        return self.found - self.published
+
+
+def _stranded(now: datetime.datetime) -> Q:
+    grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
+    lease = now - datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    publish_failed = Q(publish_failed_at__isnull=False)
+    waited = Q(last_seen__lt=grace)
+    pending = Q(status=Delivery.Status.PENDING) & due & (publish_failed | waited)
+    stale_claim = Q(status=Delivery.Status.SENDING, claimed_at__lt=lease) & (
+        Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=grace)
+    )
+    return pending | stale_claim
+
+
+def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
+    """Re-publish up to ``limit`` stranded deliveries; return how many were found and published."""
+    now = timezone.now()
+    with transaction.atomic():
+        rows = (
+            Delivery.objects.annotate(
+                last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at")
+            )
+            .filter(_stranded(now))
+            .order_by("pk")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+    published = publish_deliveries(ids) if ids else 0
+    return SweepResult(found=len(ids), published=published)

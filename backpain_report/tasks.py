@@ -1,0 +1,29 @@
+"""Celery tasks: thin wrappers that load by id and call the services.
+
+The site's own Celery app discovers these (``app.autodiscover_tasks()``); names are stable.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from .publishing import DELIVER_TASK, SWEEP_TASK, publish_delivery
+from .sending import Outcome, delivery_send
+from .sweep import deliveries_sweep
+
+
+@shared_task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def deliver_report(delivery_id: int) -> str:
+    """Send one delivery; a temporary failure schedules the next attempt with backoff."""
+    result = delivery_send(delivery_id=delivery_id)
+    if result.outcome is Outcome.RETRY:
+        # The row holds the schedule; if this publish fails the sweep picks the row up.
+        publish_delivery(delivery_id, countdown=result.retry_in)
+    return result.outcome.value
+
+
+@shared_task(name=SWEEP_TASK, ignore_result=True)
+def sweep_deliveries() -> dict[str, int]:
+    """Re-publish deliveries whose message was lost; run it periodically (celery beat)."""
+    result = deliveries_sweep()
+    return {"found": result.found, "published": result.published}

@@ -1,0 +1,19 @@
+from django.urls import path
+
+from . import views
+
+app_name = "backpain_report"
+
+urlpatterns = [
+    path("", views.DefaultArticleView.as_view(), name="home"),
+    path("articles/", views.ArticleListView.as_view(), name="article_list"),
+    path("articles/<slug:slug>/", views.ArticleDetailView.as_view(), name="article_detail"),
+    path("signup/", views.SignupView.as_view(), name="signup"),
+    path("signup/done/", views.SignupDoneView.as_view(), name="signup_done"),
+    path("unsubscribe/<str:token>/", views.UnsubscribeView.as_view(), name="unsubscribe"),
+    path(
+        "unsubscribe/<str:token>/one-click/",
+        views.OneClickUnsubscribeView.as_view(),
+        name="one_click_unsubscribe",
+    ),
+]

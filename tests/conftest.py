@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import django
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.test import override_settings
+
+from backpain_report.models import Article, Delivery, Report, Subscriber
+from backpain_report.services import content_seed
+from tests import mail_backends
+
+
+@pytest.fixture
+def article(db) -> Article:
+    """The seed article: made by the data migration, re-made after a transactional flush."""
+    content_seed()
+    return Article.objects.select_related("report").get(
+        slug="back-pain-muscle-spasms-finding-the-culprits"
+    )
+
+
+@pytest.fixture
+def report(article) -> Report:
+    return article.report
+
+
+@pytest.fixture
+def make_subscriber(article):
+    counter = iter(range(1, 10**6))
+
+    def make(**fields) -> Subscriber:
+        n = next(counter)
+        email = fields.pop("email", f"reader{n}@example.com")
+        defaults = {
+            "email": email,
+            "email_canonical": email.lower(),
+            "name": f"Reader {n}",
+            "source_article": article,
+            "source_url": "https://reports.example.com/back-pain/",
+        }
+        return Subscriber.objects.create(**{**defaults, **fields})
+
+    return make
+
+
+@pytest.fixture
+def make_delivery(make_subscriber, report):
+    def make(subscriber: Subscriber | None = None, **fields) -> Delivery:
+        subscriber = subscriber or make_subscriber()
+        return Delivery.objects.create(
+            subscriber=subscriber, report=report, edition=report.edition, **fields
+        )
+
+    return make
+
+
+def _mail_settings(backend: str) -> dict:
+    if django.VERSION >= (6, 1):
+        return {"MAILERS": {"default": {"BACKEND": backend}}}
+    return {"EMAIL_BACKEND": backend}
+
+
+@pytest.fixture
+def scripted_mail():
+    """Mail goes through tests.mail_backends.ScriptedBackend; queue exceptions to fail sends."""
+    mail_backends.scripted_failures.clear()
+    with override_settings(**_mail_settings("tests.mail_backends.ScriptedBackend")):
+        yield mail_backends.scripted_failures
+    mail_backends.scripted_failures.clear()
+
+
+@pytest.fixture(scope="session")
+def celery_app():
+    from tests.celery_app import app
+
+    app.set_current()
+    app.set_default()
+    return app
+
+
+@pytest.fixture
+def celery_worker(celery_app, transactional_db):
+    """A real Celery worker (solo pool, in a thread) consuming the in-memory broker."""
+    with celery_app.connection_for_write() as connection:
+        connection.default_channel.queue_purge("celery")
+    with start_worker(
+        celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+    ) as worker:
+        yield worker
+
+
+@pytest.fixture(autouse=True)
+def _current_celery_app(celery_app):
+    """Every test publishes through the test site's Celery app (in-memory broker)."""
+    return celery_app
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    """Record the delivery ids that would have been published, instead of publishing."""
+    published: list[int] = []
+
+    def record(ids, countdown=None):
+        published.extend(ids)
+        return len(list(ids))
+
+    monkeypatch.setattr("backpain_report.publishing.publish_deliveries", record)
+    return published

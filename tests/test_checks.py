@@ -1,0 +1,44 @@
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from backpain_report.checks import check_settings
+
+
+def ids(settings_dict, settings):
+    settings.BACKPAIN_REPORT = settings_dict
+    return {message.id for message in check_settings()}
+
+
+def test_valid_settings_pass(settings):
+    assert ids({"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example"}, settings) == set()
+    call_command("check")
+
+
+def test_missing_from_email_is_an_error(settings):
+    assert "backpain_report.E001" in ids({"SITE_URL": "https://x"}, settings)
+    with pytest.raises(SystemCheckError, match="E001"):
+        call_command("check")
+
+
+def test_unknown_key_and_wrong_type(settings):
+    found = ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "NOPE": 1, "MAX_ATTEMPTS": "5"}, settings
+    )
+    assert found == {"backpain_report.E002"}
+    assert "backpain_report.E002" in ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "MAX_ATTEMPTS": True}, settings
+    )
+
+
+def test_missing_site_url_is_a_warning(settings):
+    assert ids({"FROM_EMAIL": "a@b.com"}, settings) == {"backpain_report.W001"}
+
+
+def test_settings_are_reread_after_override(settings):
+    from backpain_report.conf import app_settings
+
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "MAX_ATTEMPTS": 9}
+    assert app_settings.MAX_ATTEMPTS == 9
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com"}
+    assert app_settings.MAX_ATTEMPTS == 5

@@ -1,0 +1,55 @@
+import datetime
+import re
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from backpain_report.models import Article, Report
+from backpain_report.seed import read_article
+
+ARTICLE_TXT = Path(__file__).resolve().parent.parent / "backpain_report" / "seed" / "article.txt"
+
+
+def test_read_article_is_faithful():
+    article = read_article()
+    source = ARTICLE_TXT.read_text(encoding="utf-8")
+    assert article.title == "Back Pain Muscle Spasms. Finding the Culprits"
+    assert article.original_publication_date == datetime.date(2017, 5, 30)
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", source) if p.strip()][2:-1]
+    assert len(paragraphs) == 6
+    for paragraph in paragraphs:
+        assert paragraph in article.body
+    assert article.call_to_action == "Claim your Free report to eliminate your Back Pain."
+
+
+@pytest.mark.django_db
+def test_migration_created_article_and_report(article):
+    assert article.status == Article.Status.PUBLISHED
+    assert article.report.slug == "back-pain-relief-guide"
+    assert article.report.edition == 1
+    assert "erector spinae" in article.report.body
+
+
+@pytest.mark.django_db
+def test_backpain_seed_restores_edited_content(article, capsys):
+    Report.objects.filter(pk=article.report.pk).update(body="edited")
+    Article.objects.filter(pk=article.pk).update(body="edited")
+    call_command("backpain_seed", "--restore")
+    article.refresh_from_db()
+    article.report.refresh_from_db()
+    assert "erector spinae" in article.body
+    assert "erector spinae" in article.report.body
+    assert article.report.edition == 2
+    assert "Restored" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_backpain_seed_recreates_deleted_content(capsys):
+    Article.objects.all().delete()
+    call_command("backpain_seed")
+    assert (
+        Article.objects.published()
+        .filter(slug="back-pain-muscle-spasms-finding-the-culprits")
+        .exists()
+    )

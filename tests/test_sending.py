@@ -1,0 +1,144 @@
+import email
+import smtplib
+from email import policy
+
+import pytest
+from django.core import mail
+
+from backpain_report.models import Delivery
+from backpain_report.sending import Outcome, delivery_send, retry_delay
+
+
+@pytest.fixture(autouse=True)
+def _fast(settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "RETRY_BACKOFF": 1}
+
+
+def test_sends_the_report_email(make_delivery):
+    delivery = make_delivery()
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENT
+    assert delivery.attempts == 1 and delivery.sent_at and delivery.last_error == ""
+    [message] = mail.outbox
+    assert message.to == [delivery.subscriber.email]
+    assert message.from_email == "Back Pain Reports <reports@example.com>"
+    assert (
+        message.subject == "Your free report: Back Pain Muscle Spasms: Your Practical Relief Guide"
+    )
+    assert message.extra_headers["Message-ID"] == delivery.message_id
+    assert f"Hello {delivery.subscriber.name}," in message.body
+    [(html, mimetype)] = message.alternatives
+    assert mimetype == "text/html" and delivery.subscriber.name in html
+    [(filename, content, attachment_type)] = message.attachments
+    assert filename == "back-pain-relief-guide-edition-1.pdf"
+    assert attachment_type == "application/pdf"
+    assert content.startswith(b"%PDF") and 20_000 < len(content) < 5_000_000
+
+
+def test_message_has_unsubscribe_link_and_rfc8058_headers(make_delivery):
+    delivery = make_delivery()
+    delivery_send(delivery_id=delivery.pk)
+    parsed = email.message_from_bytes(mail.outbox[0].message().as_bytes(), policy=policy.default)
+    unsubscribe = parsed["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://reports.example.com/back-pain/unsubscribe/")
+    assert unsubscribe.endswith("/one-click/>")
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://reports.example.com/back-pain/unsubscribe/" in mail.outbox[0].body
+
+
+def test_names_are_escaped_in_the_html_body(make_subscriber, make_delivery):
+    subscriber = make_subscriber(name='<script>alert("x")</script>')
+    delivery_send(delivery_id=make_delivery(subscriber).pk)
+    html = mail.outbox[0].alternatives[0][0]
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_a_sent_delivery_is_never_sent_again(make_delivery):
+    delivery = make_delivery()
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+    assert len(mail.outbox) == 1
+
+
+def test_a_fresh_claim_is_not_taken_twice(make_delivery):
+    delivery = make_delivery()
+    from backpain_report.sending import delivery_claim
+
+    assert delivery_claim(delivery_id=delivery.pk) is not None
+    assert delivery_claim(delivery_id=delivery.pk) is None
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+
+
+def test_a_stale_claim_is_reclaimed(make_delivery, settings):
+    from django.utils import timezone
+
+    delivery = make_delivery(status=Delivery.Status.SENDING, claimed_at=timezone.now())
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "CLAIM_LEASE": 0}
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+
+
+def test_temporary_smtp_error_retries_with_backoff(make_delivery, scripted_mail):
+    delivery = make_delivery()
+    scripted_mail.append(smtplib.SMTPResponseException(451, b"Try again later"))
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.RETRY and 0 < result.retry_in <= 1
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING
+    assert delivery.last_error == "SMTP 451: Try again later"
+    assert delivery.next_attempt_at is not None
+    # Not due yet: an early duplicate message does nothing.
+    delivery.next_attempt_at = delivery.next_attempt_at.replace(year=2100)
+    delivery.save()
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+
+
+def test_connection_errors_are_temporary(make_delivery, scripted_mail):
+    delivery = make_delivery()
+    scripted_mail.extend([ConnectionRefusedError(111, "refused"), TimeoutError("timed out")])
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.RETRY
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.RETRY
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert delivery.attempts == 3 and delivery.status == Delivery.Status.SENT
+
+
+def test_permanent_smtp_error_fails_at_once(make_delivery, scripted_mail):
+    delivery = make_delivery()
+    scripted_mail.append(smtplib.SMTPResponseException(550, b"No such user"))
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.FAILED
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.attempts == 1 and delivery.last_error == "SMTP 550: No such user"
+
+
+def test_gives_up_after_max_attempts(make_delivery, scripted_mail, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "MAX_ATTEMPTS": 2}
+    delivery = make_delivery()
+    scripted_mail.extend([smtplib.SMTPServerDisconnected("gone")] * 2)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.RETRY
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.FAILED
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED
+    assert delivery.last_error == "SMTPServerDisconnected: gone"
+
+
+def test_unsubscribed_reader_is_not_sent(make_subscriber, make_delivery):
+    from django.utils import timezone
+
+    delivery = make_delivery(make_subscriber(unsubscribed_at=timezone.now()))
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.CANCELLED and not mail.outbox
+
+
+def test_retry_delay_grows_exponentially_with_jitter(settings):
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.c", "RETRY_BACKOFF": 10, "RETRY_BACKOFF_MAX": 60}
+    assert 5 <= retry_delay(1) <= 10
+    assert 10 <= retry_delay(2) <= 20
+    assert 30 <= retry_delay(10) <= 60
