@@ -100,7 +100,10 @@ def render_report_pdf(*, report: ReportLike, reader_name: str, prepared_on: date
     metadata.title = report.title
     metadata.authors = [report.author] if report.author else []
     metadata.description = report.subtitle or metadata.description
-    metadata.keywords = list(getattr(report, "keywords", None) or DEFAULT_KEYWORDS)
+    keywords = getattr(report, "keywords", None) or DEFAULT_KEYWORDS
+    if isinstance(keywords, str):
+        keywords = keywords.split(",")
+    metadata.keywords = [word.strip() for word in keywords if word.strip()]
     metadata.lang = "en"
     metadata.created = metadata.modified = prepared_on.isoformat()
     metadata.generator = "backpain_report"

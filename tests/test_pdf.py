@@ -1,0 +1,255 @@
+"""The PDF report renderer: content, metadata, safety and template overrides (no database)."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import re
+import socket
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+from pypdf import PdfReader
+
+from backpain_report.pdf import (
+    PACKAGE_DIR,
+    REPORT_TEMPLATE,
+    PackageOnlyURLFetcher,
+    render_report_html,
+    render_report_pdf,
+)
+
+PREPARED_ON = datetime.date(2025, 3, 14)
+READER = "Margaret Oyelaran-Whitfield"
+
+
+def make_report(**overrides: object) -> types.SimpleNamespace:
+    values: dict[str, object] = {
+        "title": "Back Pain Muscle Spasms",
+        "subtitle": "A practical guide to easing the pain and keeping it from coming back",
+        "slug": "back-pain-muscle-spasms",
+        "edition": 3,
+        "author": "The Back Pain Report team",
+        "body": (PACKAGE_DIR / "seed" / "report.md").read_text(encoding="utf-8"),
+        "template_name": REPORT_TEMPLATE,
+    }
+    values.update(overrides)
+    return types.SimpleNamespace(**values)
+
+
+def render(reader_name: str = READER, **overrides: object) -> PdfReader:
+    pdf = render_report_pdf(
+        report=make_report(**overrides), reader_name=reader_name, prepared_on=PREPARED_ON
+    )
+    assert pdf.startswith(b"%PDF-")
+    return PdfReader(io.BytesIO(pdf))
+
+
+def squash(text: str) -> str:
+    """Text with all whitespace removed, so line wrapping does not matter."""
+    return re.sub(r"\s+", "", text)
+
+
+def flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def outline_titles(reader: PdfReader) -> list[str]:
+    def walk(items: list) -> Iterator[str]:
+        for item in items:
+            if isinstance(item, list):
+                yield from walk(item)
+            else:
+                yield item.title
+
+    return list(walk(reader.outline))
+
+
+@pytest.fixture(scope="module")
+def sample() -> PdfReader:
+    return render()
+
+
+@pytest.fixture(scope="module")
+def sample_text(sample: PdfReader) -> str:
+    return flat(" ".join(page.extract_text() for page in sample.pages))
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A listening socket on 127.0.0.1; any connection to it would show up in accept()."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.3)
+    yield server
+    server.close()
+
+
+def assert_no_connection(server: socket.socket) -> None:
+    with pytest.raises(socket.timeout):
+        conn, _ = server.accept()
+        conn.close()
+
+
+def test_report_has_cover_contents_and_body(sample: PdfReader) -> None:
+    assert len(sample.pages) >= 4
+    assert sample.pages[0].mediabox.width == pytest.approx(595.28, abs=1)  # A4
+    assert "Contents" in sample.pages[1].extract_text()
+
+
+def test_cover_is_personalised(sample: PdfReader) -> None:
+    cover = flat(sample.pages[0].extract_text())
+    assert READER in cover
+    assert "14 March 2025" in cover
+    assert "Edition 3" in cover
+
+
+def test_body_keeps_the_articles_phrases(sample_text: str) -> None:
+    for phrase in (
+        "erector spinae",
+        "keep moving",
+        "good posture",
+        "muscle relaxants",
+        "ice pack",
+        "heavy lifting",
+        "massage",
+        "physical therapy",
+    ):
+        assert phrase in sample_text.lower(), phrase
+
+
+def test_red_flags_and_disclaimer(sample: PdfReader, sample_text: str) -> None:
+    assert "Red flags" in sample_text
+    assert "loss of bladder or bowel control" in sample_text
+    assert "general information, not medical advice" in sample_text
+    assert "general information, not medical advice" in flat(sample.pages[0].extract_text())
+
+
+def test_page_numbers_in_footer(sample: PdfReader) -> None:
+    total = len(sample.pages)
+    assert f"Page 3 of {total}" in sample.pages[2].extract_text()
+
+
+def test_metadata(sample: PdfReader) -> None:
+    meta = sample.metadata
+    assert meta.title == "Back Pain Muscle Spasms"
+    assert meta.author == "The Back Pain Report team"
+    assert meta.subject.startswith("A practical guide")
+    assert "erector spinae" in sample.metadata["/Keywords"]
+    assert sample.trailer["/Root"]["/Lang"] == "en"
+
+
+def test_bookmarks_follow_the_sections(sample: PdfReader) -> None:
+    titles = outline_titles(sample)
+    assert titles[0] == "Back Pain Muscle Spasms"
+    for title in ("Contents", "Meet the erector spinae", "When to see a doctor", "Your plan"):
+        assert title in titles
+
+
+def test_contents_page_numbers_match_the_bookmarks(sample: PdfReader) -> None:
+    contents = sample.pages[1].extract_text()
+    for item in sample.outline:
+        if isinstance(item, list) or item.title in ("Contents", "Back Pain Muscle Spasms"):
+            continue
+        page = sample.get_destination_page_number(item) + 1
+        assert re.search(re.escape(item.title) + r"[ .]*" + str(page) + r"\b", contents), item.title
+
+
+def test_checklists_are_real_boxes() -> None:
+    source = render_report_html(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+    assert '<ul class="checklist">' in source
+    assert source.count('<li class="check">') >= 20
+    body = source[source.index('<main class="report-body">') :]
+    assert "[ ]" not in body
+    assert '<div class="callout warning">' in source
+
+
+def test_hostile_name_is_escaped_and_fetches_nothing(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    name = f"<img src=http://127.0.0.1:{port}/x>"
+    reader = render(reader_name=name)
+    assert_no_connection(listener)
+    assert squash(name) in squash(reader.pages[0].extract_text())
+
+
+def test_name_is_escaped_in_the_html() -> None:
+    source = render_report_html(
+        report=make_report(), reader_name='<b onclick="x">Eve</b>', prepared_on=PREPARED_ON
+    )
+    assert "&lt;b onclick=&quot;x&quot;&gt;Eve&lt;/b&gt;" in source
+    assert '<b onclick="x">' not in source
+
+
+def test_template_cannot_reach_the_network_or_other_files(
+    tmp_path: Path, listener: socket.socket
+) -> None:
+    port = listener.getsockname()[1]
+    template = tmp_path / "hostile.html"
+    template.write_text(
+        "<html><head>"
+        f'<link rel="stylesheet" href="http://127.0.0.1:{port}/style.css">'
+        f"<style>@import url(http://127.0.0.1:{port}/more.css);"
+        f" body {{ background: url(http://127.0.0.1:{port}/bg.png) }}</style>"
+        "</head><body>"
+        f'<img src="http://127.0.0.1:{port}/x.png"><img src="file:///etc/hostname">'
+        "<p>{{ reader_name }}</p></body></html>"
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    with override_settings(TEMPLATES=templates):
+        reader = render(template_name="hostile.html")
+    assert_no_connection(listener)
+    assert READER in reader.pages[0].extract_text()
+
+
+def test_url_fetcher_serves_only_package_files(tmp_path: Path) -> None:
+    fetcher = PackageOnlyURLFetcher()
+    inside = fetcher(f"file://{PACKAGE_DIR}/seed/article.txt")
+    assert b"erector spinae" in inside.read()
+    inside.close()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    for url in (
+        "http://127.0.0.1:9/x",
+        "https://example.com/font.woff2",
+        "data:text/plain,hello",
+        f"file://{outside}",
+        f"file://{PACKAGE_DIR}/../../../etc/hostname",
+        f"file://{PACKAGE_DIR}/seed/../../{outside.name}",
+    ):
+        with pytest.raises(ValueError):
+            fetcher(url)
+
+
+def test_site_can_override_the_report_template(tmp_path: Path) -> None:
+    folder = tmp_path / "backpain_report" / "report"
+    folder.mkdir(parents=True)
+    (folder / "report.html").write_text(
+        '<html lang="en"><head><title>{{ report.title }}</title></head><body>'
+        "<h1>Site cover for {{ reader_name }}</h1>"
+        "{% for anchor, title in sections %}<p>{{ title }}</p>{% endfor %}"
+        "</body></html>"
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    with override_settings(TEMPLATES=templates):
+        reader = render()
+    text = squash(reader.pages[0].extract_text())
+    assert squash(f"Site cover for {READER}") in text
+    assert squash("Meet the erector spinae") in text
+
+
+def test_site_can_override_only_the_stylesheet(tmp_path: Path) -> None:
+    folder = tmp_path / "backpain_report" / "report"
+    folder.mkdir(parents=True)
+    (folder / "report.css").write_text(
+        '@page { size: A5; } .cover::before { content: "Site stylesheet"; }'
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
+    with override_settings(TEMPLATES=templates):
+        reader = render()
+    assert reader.pages[0].mediabox.width == pytest.approx(419.53, abs=1)  # A5
+    assert "Site stylesheet" in reader.pages[0].extract_text()
