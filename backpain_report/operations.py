@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import QuerySet
 
 from .models import Delivery, Subscriber
 from .publishing import publish_on_commit
@@ -19,27 +20,30 @@ class ResendResult:
 
 
 def resend_to_subscribers(subscribers: Iterable[Subscriber]) -> ResendResult:
-    """A new delivery for each subscribed reader; unsubscribed ones are skipped."""
-    queued = skipped = 0
-    for subscriber in subscribers:
-        if delivery_resend(subscriber=subscriber) is None:
-            skipped += 1
-        else:
-            queued += 1
-    return ResendResult(queued=queued, skipped=skipped)
-
-
-def retry_failed(deliveries: Iterable[Delivery]) -> int:
-    """Put failed deliveries back to pending with fresh attempts and publish them."""
-    count = 0
+    """A new delivery for each subscribed reader, published in batches; unsubscribed skipped."""
+    queued: list[int] = []
+    skipped = 0
     with transaction.atomic():
-        for delivery in deliveries:
-            updated = Delivery.objects.filter(
-                pk=delivery.pk,
-                status=Delivery.Status.FAILED,
-                subscriber__unsubscribed_at__isnull=True,
-            ).update(status=Delivery.Status.PENDING, attempts=0, next_attempt_at=None)
-            if updated:
-                publish_on_commit(delivery.pk)
-                count += 1
-    return count
+        for subscriber in subscribers:
+            delivery = delivery_resend(subscriber=subscriber, publish=False)
+            if delivery is None:
+                skipped += 1
+            else:
+                queued.append(delivery.pk)
+        publish_on_commit(*queued)
+    return ResendResult(queued=len(queued), skipped=skipped)
+
+
+def retry_failed(deliveries: QuerySet[Delivery]) -> int:
+    """Put failed deliveries back to pending with fresh attempts and publish them in batches."""
+    with transaction.atomic():
+        ids = list(
+            deliveries.filter(
+                status=Delivery.Status.FAILED, subscriber__unsubscribed_at__isnull=True
+            ).values_list("pk", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.FAILED).update(
+            status=Delivery.Status.PENDING, attempts=0, next_attempt_at=None
+        )
+        publish_on_commit(*ids)
+    return len(ids)

@@ -22,7 +22,10 @@ from .models import Delivery
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "backpain_report.deliver_report"
+DELIVER_BATCH_TASK = "backpain_report.deliver_batch"
 SWEEP_TASK = "backpain_report.sweep_deliveries"
+# Deliveries per batch message: one SMTP connection each, small enough to spread over workers.
+BATCH_SIZE = 20
 
 
 @contextmanager
@@ -74,13 +77,42 @@ def publish_deliveries(delivery_ids: Iterable[int], *, countdown: float | None =
             type(exc).__name__,
             exc,
         )
+    _record_publish(ids, sent)
+    return len(sent)
+
+
+def publish_batches(delivery_ids: Iterable[int]) -> int:
+    """Publish deliveries in batch messages of ``BATCH_SIZE`` (one SMTP connection each).
+
+    Returns how many deliveries were published; failures are recorded as in
+    :func:`publish_deliveries`.
+    """
+    ids = list(delivery_ids)
+    if len(ids) == 1:
+        return publish_deliveries(ids)
+    batches = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
+    sent: list[int] = []
+    try:
+        with bounded_connection() as connection:
+            for batch in batches:
+                current_app.send_task(
+                    DELIVER_BATCH_TASK, args=[batch], connection=connection, retry=False
+                )
+                sent.extend(batch)
+    except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
+        logger.warning("Could not publish a batch of deliveries: %s: %s", type(exc).__name__, exc)
+    _record_publish(ids, sent)
+    return len(sent)
+
+
+def _record_publish(ids: list[int], sent: list[int]) -> None:
     now = timezone.now()
     if sent:
         Delivery.objects.filter(pk__in=sent).update(enqueued_at=now, publish_failed_at=None)
-    failed = [pk for pk in ids if pk not in set(sent)]
+    published = set(sent)
+    failed = [pk for pk in ids if pk not in published]
     if failed:
         Delivery.objects.filter(pk__in=failed).update(publish_failed_at=now)
-    return len(sent)
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> bool:
@@ -88,6 +120,8 @@ def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> boo
     return publish_deliveries([delivery_id], countdown=countdown) == 1
 
 
-def publish_on_commit(delivery_id: int) -> None:
+def publish_on_commit(*delivery_ids: int) -> None:
     """Publish once the current transaction commits (nothing at all if it rolls back)."""
-    transaction.on_commit(lambda: publish_delivery(delivery_id), robust=True)
+    ids = list(delivery_ids)
+    if ids:
+        transaction.on_commit(lambda: publish_batches(ids), robust=True)

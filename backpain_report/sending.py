@@ -45,6 +45,7 @@ class SendResult:
     outcome: Outcome
     retry_in: float | None = None
     error: str = ""
+    connection_lost: bool = False
 
 
 class PermanentDeliveryError(Exception):
@@ -118,10 +119,11 @@ def _record(delivery: Delivery, **fields: Any) -> bool:
 def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
     error = describe_error(exc)
     permanent = is_permanent(exc)
+    lost = isinstance(exc, CONNECTION_ERRORS)
     if permanent or delivery.attempts >= int(app_settings.MAX_ATTEMPTS):
         _record(delivery, status=Delivery.Status.FAILED, last_error=error)
         logger.warning("Delivery %s failed: %s", delivery.pk, type(exc).__name__)
-        return SendResult(delivery.pk, Outcome.FAILED, error=error)
+        return SendResult(delivery.pk, Outcome.FAILED, error=error, connection_lost=lost)
     delay = retry_delay(delivery.attempts)
     _record(
         delivery,
@@ -130,7 +132,37 @@ def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
         next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
     )
     logger.info("Delivery %s will retry in %.0f s: %s", delivery.pk, delay, type(exc).__name__)
-    return SendResult(delivery.pk, Outcome.RETRY, retry_in=delay, error=error)
+    return SendResult(delivery.pk, Outcome.RETRY, retry_in=delay, error=error, connection_lost=lost)
+
+
+# Errors after which an SMTP connection cannot be trusted for the next message.
+CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, OSError)
+
+
+def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
+    """Send several deliveries over one mail connection, reopened if the server drops it.
+
+    Each delivery is claimed and recorded on its own, so a connection lost mid-batch fails only
+    the message in flight (which then retries); nothing already sent is sent again.
+    """
+    results: list[SendResult] = []
+    mailer = open_mailer()
+    try:
+        for delivery_id in delivery_ids:
+            result = delivery_send(delivery_id=delivery_id, connection=mailer)
+            results.append(result)
+            if result.outcome is not Outcome.SENT and result.connection_lost:
+                _close_quietly(mailer)
+    finally:
+        _close_quietly(mailer)
+    return results
+
+
+def _close_quietly(mailer: Any) -> None:
+    try:
+        mailer.close()
+    except Exception:
+        logger.debug("Ignoring an error while closing the mail connection", exc_info=True)
 
 
 def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:

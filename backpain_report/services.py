@@ -101,8 +101,13 @@ def subscriber_signup(
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
 
 
-def delivery_resend(*, subscriber: Subscriber, report: Report | None = None) -> Delivery | None:
-    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed."""
+def delivery_resend(
+    *, subscriber: Subscriber, report: Report | None = None, publish: bool = True
+) -> Delivery | None:
+    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed.
+
+    With ``publish=False`` the caller publishes (e.g. many deliveries in batches).
+    """
     if not subscriber.is_subscribed:
         return None
     report = report or _report_for(subscriber)
@@ -115,7 +120,8 @@ def delivery_resend(*, subscriber: Subscriber, report: Report | None = None) -> 
             edition=report.edition,
             reason=Delivery.Reason.RESEND,
         )
-        publish_on_commit(delivery.pk)
+        if publish:
+            publish_on_commit(delivery.pk)
     return delivery
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import Delivery
-from .publishing import publish_deliveries
+from .publishing import publish_batches
 
 
 @dataclass(frozen=True)
@@ -61,5 +61,5 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
             rows = rows.select_for_update(skip_locked=True, of=("self",))
         ids = list(rows.values_list("pk", flat=True)[:limit])
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
-    published = publish_deliveries(ids) if ids else 0
+    published = publish_batches(ids) if ids else 0
     return SweepResult(found=len(ids), published=published)

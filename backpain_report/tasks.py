@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .publishing import DELIVER_TASK, SWEEP_TASK, publish_delivery
-from .sending import Outcome, delivery_send
+from .publishing import DELIVER_BATCH_TASK, DELIVER_TASK, SWEEP_TASK, publish_delivery
+from .sending import Outcome, deliveries_send, delivery_send
 from .sweep import deliveries_sweep
 
 
@@ -20,6 +20,19 @@ def deliver_report(delivery_id: int) -> str:
         # The row holds the schedule; if this publish fails the sweep picks the row up.
         publish_delivery(delivery_id, countdown=result.retry_in)
     return result.outcome.value
+
+
+@shared_task(
+    name=DELIVER_BATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
+    """Send several deliveries over one SMTP connection (used by the sweep and resends)."""
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for result in deliveries_send(delivery_ids=list(delivery_ids)):
+        counts[result.outcome.value] += 1
+        if result.outcome is Outcome.RETRY:
+            publish_delivery(result.delivery_id, countdown=result.retry_in)
+    return counts
 
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)

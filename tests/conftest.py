@@ -98,11 +98,15 @@ def _current_celery_app(celery_app):
 @pytest.fixture
 def no_broker(monkeypatch):
     """Record the delivery ids that would have been published, instead of publishing."""
+    from backpain_report import publishing
+
     published: list[int] = []
 
-    def record(ids, countdown=None):
-        published.extend(ids)
-        return len(list(ids))
+    def record(name, args=None, **options):
+        if name == publishing.DELIVER_BATCH_TASK:
+            published.extend(args[0])
+        else:
+            published.append(args[0])
 
-    monkeypatch.setattr("backpain_report.publishing.publish_deliveries", record)
+    monkeypatch.setattr(publishing.current_app, "send_task", record)
     return published

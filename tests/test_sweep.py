@@ -38,8 +38,8 @@ def test_picks_up_what_was_lost_and_nothing_else(make_delivery, published):
     result = deliveries_sweep()
 
     expected = {failed_publish.pk, old_pending.pk, stale_claim.pk}
-    assert {pk for _name, pk in published} == expected
-    assert {name for name, _pk in published} == {"backpain_report.deliver_report"}
+    # One batch message: the worker sends them over one SMTP connection.
+    assert published == [("backpain_report.deliver_batch", sorted(expected))]
     assert (result.found, result.published) == (3, 3)
     # Stamped as enqueued: an immediate second sweep finds nothing.
     assert deliveries_sweep().found == 0
@@ -63,3 +63,4 @@ def test_command_prints_a_summary(make_delivery, published, capsys):
     make_delivery(publish_failed_at=timezone.now())
     call_command("backpain_sweep")
     assert "1 stranded deliveries found, 1 re-enqueued" in capsys.readouterr().out
+    assert published[0][0] == "backpain_report.deliver_report"

@@ -75,3 +75,12 @@ def test_lost_message_is_recovered_by_the_sweep(make_delivery, celery_worker):
     sweep_deliveries.delay()
     assert wait_for(lambda: Delivery.objects.filter(pk=delivery.pk, status="sent").exists())
     assert len(mail.outbox) == 1
+
+
+def test_a_batch_is_delivered_by_the_worker(make_delivery, celery_worker):
+    from backpain_report.publishing import publish_batches
+
+    deliveries = [make_delivery() for _ in range(3)]
+    assert publish_batches([d.pk for d in deliveries]) == 3
+    assert wait_for(lambda: Delivery.objects.filter(status="sent").count() == 3)
+    assert len(mail.outbox) == 3
