@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import operations
+from . import operations, privacy
 from .models import Article, Delivery, Report, Subscriber
 
 
@@ -94,7 +96,35 @@ class SubscriberAdmin(admin.ModelAdmin):
         ),
     ]
     inlines = [DeliveryInline]
-    actions = ["resend_report"]
+    actions = ["resend_report", "export_data", "erase_data"]
+
+    @admin.action(
+        description=_("Export the selected subscribers' data (JSON)"), permissions=["view"]
+    )
+    def export_data(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> HttpResponse:
+        data = [
+            privacy.subscriber_export(subscriber=s)
+            for s in queryset.select_related("source_article")
+        ]
+        response = HttpResponse(
+            json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json"
+        )
+        response["Content-Disposition"] = 'attachment; filename="subscribers.json"'
+        return response
+
+    @admin.action(
+        description=_("Erase the selected subscribers' personal data"), permissions=["delete"]
+    )
+    def erase_data(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        count = 0
+        for subscriber in queryset:
+            privacy.subscriber_erase(subscriber=subscriber)
+            count += 1
+        self.message_user(
+            request,
+            ngettext("Erased %d subscriber.", "Erased %d subscribers.", count) % count,
+            messages.SUCCESS,
+        )
 
     @admin.action(
         description=_("Resend the report to the selected subscribers"), permissions=["add_delivery"]

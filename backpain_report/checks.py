@@ -34,6 +34,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "PUBLISH_TIMEOUT": (Real,),
     "MAILER": (str, type(None)),
     "MAX_EMAIL_SIZE": (int,),
+    "DOUBLE_OPT_IN": (bool,),
+    "CONFIRM_MAX_AGE": (int,),
+    "THROTTLE_IP": (tuple, list),
+    "THROTTLE_ADDRESS_WINDOW": (int,),
+    "THROTTLE_CACHE": (str,),
+    "TRUSTED_PROXIES": (int,),
 }
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
 

@@ -46,6 +46,18 @@ DEFAULTS: dict[str, Any] = {
     "MAILER": None,
     # Ceiling in bytes for one email; over it the report is not attached.
     "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
+    # Double opt-in: send a confirmation link first, the report only once it is confirmed.
+    "DOUBLE_OPT_IN": False,
+    # Seconds a confirmation link stays valid.
+    "CONFIRM_MAX_AGE": 7 * 24 * 3600,
+    # Sign-ups allowed per client IP per window: (count, seconds).
+    "THROTTLE_IP": (10, 3600),
+    # Seconds during which one address gets at most one report or confirmation email.
+    "THROTTLE_ADDRESS_WINDOW": 3600,
+    # Cache alias the throttles count in.
+    "THROTTLE_CACHE": "default",
+    # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR).
+    "TRUSTED_PROXIES": 0,
 }
 
 

@@ -14,6 +14,9 @@ from .models import Delivery
 SUBJECT_TEMPLATE = "backpain_report/email/report_subject.txt"
 TEXT_TEMPLATE = "backpain_report/email/report.txt"
 HTML_TEMPLATE = "backpain_report/email/report.html"
+CONFIRM_SUBJECT_TEMPLATE = "backpain_report/email/confirm_subject.txt"
+CONFIRM_TEXT_TEMPLATE = "backpain_report/email/confirm.txt"
+CONFIRM_HTML_TEMPLATE = "backpain_report/email/confirm.html"
 
 
 def pdf_filename(delivery: Delivery) -> str:
@@ -26,10 +29,10 @@ def new_message_id() -> str:
     return make_msgid(domain=domain)
 
 
-def build_report_email(
-    *, delivery: Delivery, pdf: bytes | None, message_id: str
+def _message(
+    delivery: Delivery, message_id: str, templates: tuple[str, str, str], **extra: object
 ) -> EmailMultiAlternatives:
-    """The multipart message for one delivery; ``pdf`` is attached when given."""
+    """A text + HTML message to the delivery's subscriber, with the unsubscribe headers."""
     subscriber = delivery.subscriber
     context = {
         "delivery": delivery,
@@ -38,12 +41,12 @@ def build_report_email(
         "name": subscriber.name,
         "unsubscribe_url": links.unsubscribe_url(subscriber),
         "site_url": links.site_url(subscriber),
-        "attached": pdf is not None,
+        **extra,
     }
-    subject = " ".join(render_to_string(SUBJECT_TEMPLATE, context).split())
+    subject_template, text_template, html_template = templates
     message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(TEXT_TEMPLATE, context),
+        subject=" ".join(render_to_string(subject_template, context).split()),
+        body=render_to_string(text_template, context),
         from_email=app_settings.FROM_EMAIL,
         to=[subscriber.email],
         headers={
@@ -53,7 +56,28 @@ def build_report_email(
             "Auto-Submitted": "auto-generated",
         },
     )
-    message.attach_alternative(render_to_string(HTML_TEMPLATE, context), "text/html")
+    message.attach_alternative(render_to_string(html_template, context), "text/html")
+    return message
+
+
+def build_report_email(
+    *, delivery: Delivery, pdf: bytes | None, message_id: str
+) -> EmailMultiAlternatives:
+    """The report message for one delivery; ``pdf`` is attached when given."""
+    templates = (SUBJECT_TEMPLATE, TEXT_TEMPLATE, HTML_TEMPLATE)
+    message = _message(delivery, message_id, templates, attached=pdf is not None)
     if pdf is not None:
         message.attach(pdf_filename(delivery), pdf, "application/pdf")
     return message
+
+
+def build_confirmation_email(*, delivery: Delivery, message_id: str) -> EmailMultiAlternatives:
+    """The double opt-in message: one button that leads to the confirm page."""
+    templates = (CONFIRM_SUBJECT_TEMPLATE, CONFIRM_TEXT_TEMPLATE, CONFIRM_HTML_TEMPLATE)
+    return _message(
+        delivery,
+        message_id,
+        templates,
+        confirm_url=links.confirm_url(delivery.subscriber),
+        confirm_days=max(1, int(app_settings.CONFIRM_MAX_AGE) // 86400),
+    )

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from .conf import app_settings
 from .models import Subscriber
-from .tokens import make_unsubscribe_token
+from .tokens import make_confirm_token, make_unsubscribe_token
 
 
 def site_url(subscriber: Subscriber | None = None) -> str:
@@ -36,3 +36,9 @@ def one_click_unsubscribe_url(subscriber: Subscriber) -> str:
     """The RFC 8058 endpoint mail clients POST to from the List-Unsubscribe header."""
     token = make_unsubscribe_token(subscriber.pk)
     return absolute(reverse("backpain_report:one_click_unsubscribe", args=[token]), subscriber)
+
+
+def confirm_url(subscriber: Subscriber) -> str:
+    """The double opt-in page (GET shows a button, POST confirms)."""
+    token = make_confirm_token(subscriber)
+    return absolute(reverse("backpain_report:confirm", args=[token]), subscriber)

@@ -138,6 +138,10 @@ class Delivery(models.Model):
         SIGNUP = "signup", _("Sign-up")
         RESEND = "resend", _("Resend")
 
+    class Kind(models.TextChoices):
+        REPORT = "report", _("Report")
+        CONFIRMATION = "confirmation", _("Confirmation request")
+
     subscriber = models.ForeignKey(
         Subscriber,
         verbose_name=_("subscriber"),
@@ -151,6 +155,7 @@ class Delivery(models.Model):
     reason = models.CharField(
         _("reason"), max_length=10, choices=Reason.choices, default=Reason.SIGNUP
     )
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices, default=Kind.REPORT)
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.PENDING
     )
@@ -172,7 +177,7 @@ class Delivery(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["subscriber", "report", "edition"],
-                condition=Q(reason="signup"),
+                condition=Q(reason="signup", kind="report"),
                 name="backpain_report_one_signup_delivery_per_edition",
             )
         ]

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .emails import build_report_email, new_message_id
+from .emails import build_confirmation_email, build_report_email, new_message_id
 from .mailer import open_mailer
 from .models import Delivery
 from .pdf import render_report_pdf
@@ -158,6 +158,17 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     return results
 
 
+def _build_message(delivery: Delivery, message_id: str) -> Any:
+    if delivery.kind == Delivery.Kind.CONFIRMATION:
+        return build_confirmation_email(delivery=delivery, message_id=message_id)
+    pdf = render_report_pdf(
+        report=delivery.report,
+        reader_name=delivery.subscriber.name,
+        prepared_on=timezone.localdate(),
+    )
+    return build_report_email(delivery=delivery, pdf=pdf, message_id=message_id)
+
+
 def _close_quietly(mailer: Any) -> None:
     try:
         mailer.close()
@@ -180,12 +191,7 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
         return SendResult(delivery_id, Outcome.SKIPPED)
     message_id = new_message_id()
     try:
-        pdf = render_report_pdf(
-            report=delivery.report,
-            reader_name=delivery.subscriber.name,
-            prepared_on=timezone.localdate(),
-        )
-        message = build_report_email(delivery=delivery, pdf=pdf, message_id=message_id)
+        message = _build_message(delivery, message_id)
         mailer = connection or open_mailer()
         if not mailer.send_messages([message]):
             raise smtplib.SMTPException("The mail backend accepted no message.")
@@ -198,5 +204,6 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
         message_id=message_id,
         last_error="",
     )
-    signals.report_delivered.send(sender=Delivery, delivery=delivery)
+    if delivery.kind == Delivery.Kind.REPORT:
+        signals.report_delivered.send(sender=Delivery, delivery=delivery)
     return SendResult(delivery_id, Outcome.SENT)

@@ -45,23 +45,38 @@ def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict
     }
 
 
+def _confirmation_for_signup(subscriber: Subscriber, report: Report) -> Delivery:
+    """A confirmation email, unless one is already on its way."""
+    waiting = subscriber.deliveries.filter(
+        kind=Delivery.Kind.CONFIRMATION,
+        status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING],
+    ).first()
+    if waiting is not None:
+        return waiting
+    delivery = Delivery.objects.create(
+        subscriber=subscriber,
+        report=report,
+        edition=report.edition,
+        kind=Delivery.Kind.CONFIRMATION,
+    )
+    publish_on_commit(delivery.pk)
+    return delivery
+
+
 def _delivery_for_signup(subscriber: Subscriber, report: Report) -> Delivery | None:
     """The sign-up delivery of the current edition, created (and published on commit) once."""
+    lookup = {
+        "subscriber": subscriber,
+        "report": report,
+        "edition": report.edition,
+        "reason": Delivery.Reason.SIGNUP,
+        "kind": Delivery.Kind.REPORT,
+    }
     try:
         with transaction.atomic():
-            delivery, created = Delivery.objects.get_or_create(
-                subscriber=subscriber,
-                report=report,
-                edition=report.edition,
-                reason=Delivery.Reason.SIGNUP,
-            )
+            delivery, created = Delivery.objects.get_or_create(**lookup)
     except IntegrityError:
-        return Delivery.objects.get(
-            subscriber=subscriber,
-            report=report,
-            edition=report.edition,
-            reason=Delivery.Reason.SIGNUP,
-        )
+        return Delivery.objects.get(**lookup)
     if created:
         publish_on_commit(delivery.pk)
     return delivery
@@ -93,12 +108,50 @@ def subscriber_signup(
             Subscriber.objects.filter(pk=subscriber.pk).update(unsubscribed_at=None, **consent)
             subscriber.refresh_from_db()
             resubscribed = True
-        delivery = _delivery_for_signup(subscriber, article.report) if article.report else None
+        delivery = None
+        if article.report is None:
+            pass
+        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
+            delivery = _confirmation_for_signup(subscriber, article.report)
+        else:
+            delivery = _delivery_for_signup(subscriber, article.report)
         if created or resubscribed:
             transaction.on_commit(
                 lambda: signals.subscriber_created.send(sender=Subscriber, subscriber=subscriber)
             )
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
+
+
+def subscriber_confirm(*, subscriber: Subscriber) -> bool:
+    """Record the reader's confirmation and, with double opt-in, queue the report.
+
+    True if this call confirmed the address; False if it was already confirmed (one use).
+    """
+    with transaction.atomic():
+        changed = Subscriber.objects.filter(
+            pk=subscriber.pk, confirmed_at__isnull=True, unsubscribed_at__isnull=True
+        ).update(confirmed_at=timezone.now())
+        if not changed:
+            return False
+        subscriber.refresh_from_db()
+        report = _report_for(subscriber)
+        if app_settings.DOUBLE_OPT_IN and report is not None:
+            _delivery_for_signup(subscriber, report)
+        transaction.on_commit(
+            lambda: signals.subscriber_confirmed.send(sender=Subscriber, subscriber=subscriber)
+        )
+    return True
+
+
+def confirmation_resend(*, subscriber: Subscriber) -> Delivery | None:
+    """A fresh confirmation email for an unconfirmed, subscribed reader; None otherwise."""
+    if subscriber.confirmed_at is not None or not subscriber.is_subscribed:
+        return None
+    report = _report_for(subscriber)
+    if report is None:
+        return None
+    with transaction.atomic():
+        return _confirmation_for_signup(subscriber, report)
 
 
 def delivery_resend(
@@ -126,11 +179,12 @@ def delivery_resend(
 
 
 def _report_for(subscriber: Subscriber) -> Report | None:
+    """The report a subscriber asked for: their source article's, else their last one's."""
+    if subscriber.source_article_id and subscriber.source_article.report_id:
+        return subscriber.source_article.report
     last = subscriber.deliveries.select_related("report").order_by("-created_at").first()
     if last is not None:
         return last.report
-    if subscriber.source_article_id and subscriber.source_article.report_id:
-        return subscriber.source_article.report
     return Report.objects.order_by("pk").first()
 
 

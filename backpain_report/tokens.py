@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
+from dataclasses import dataclass
+
 from django.core import signing
 
+from .conf import app_settings
+from .models import Subscriber
+
 UNSUBSCRIBE_SALT = "backpain_report.unsubscribe"
+CONFIRM_SALT = "backpain_report.confirm"
 
 
 def make_unsubscribe_token(subscriber_id: int) -> str:
@@ -20,3 +28,52 @@ def read_unsubscribe_token(token: str) -> int | None:
         return None
     subscriber_id = data.get("s") if isinstance(data, dict) else None
     return subscriber_id if isinstance(subscriber_id, int) else None
+
+
+def consent_version(subscriber: Subscriber) -> str:
+    """Changes when the address or the consent changes: older confirm links stop working."""
+    consented = subscriber.consented_at.isoformat() if subscriber.consented_at else ""
+    raw = f"{subscriber.email_canonical}|{consented}".encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def make_confirm_token(subscriber: Subscriber) -> str:
+    return signing.dumps(
+        {"s": subscriber.pk, "v": consent_version(subscriber)}, salt=CONFIRM_SALT, compress=True
+    )
+
+
+class ConfirmState(enum.Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    USED = "used"  # already confirmed
+    REVOKED = "revoked"  # the subscriber was erased or signed up afresh
+    INVALID = "invalid"  # tampered with, or not a confirm token
+
+
+@dataclass(frozen=True)
+class ConfirmToken:
+    state: ConfirmState
+    subscriber: Subscriber | None = None
+
+
+def read_confirm_token(token: str) -> ConfirmToken:
+    """Check a confirm token's signature, age and state (one use; revocable)."""
+    try:
+        data = signing.loads(token, salt=CONFIRM_SALT, max_age=app_settings.CONFIRM_MAX_AGE)
+        expired = False
+    except signing.SignatureExpired:
+        data = signing.loads(token, salt=CONFIRM_SALT)  # genuine, only too old
+        expired = True
+    except signing.BadSignature:
+        return ConfirmToken(ConfirmState.INVALID)
+    if not isinstance(data, dict) or not isinstance(data.get("s"), int):
+        return ConfirmToken(ConfirmState.INVALID)
+    subscriber = Subscriber.objects.filter(pk=data["s"]).first()
+    if subscriber is None or consent_version(subscriber) != data.get("v"):
+        return ConfirmToken(ConfirmState.REVOKED)
+    if subscriber.confirmed_at is not None:
+        return ConfirmToken(ConfirmState.USED, subscriber)
+    if expired:
+        return ConfirmToken(ConfirmState.EXPIRED, subscriber)
+    return ConfirmToken(ConfirmState.VALID, subscriber)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -13,10 +19,12 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import selectors, services, subscriptions
+from . import selectors, services, subscriptions, throttling
+from .addresses import canonical_email
+from .conf import app_settings
 from .forms import SignupForm
 from .models import Article
-from .tokens import read_unsubscribe_token
+from .tokens import ConfirmState, read_confirm_token, read_unsubscribe_token
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +36,9 @@ def see_other(viewname: str) -> HttpResponseRedirect:
     return response
 
 
-def client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+def wants_json(request: HttpRequest) -> bool:
+    """API-style callers (``Accept: application/json``) get JSON and status codes, not pages."""
+    return "application/json" in request.headers.get("Accept", "")
 
 
 class ArticleListView(ListView):
@@ -69,14 +78,31 @@ class SignupView(View):
         form = SignupForm(article_slug=article.slug if article else "")
         return render(request, self.template_name, {"form": form, "article": article})
 
+    throttled_template_name = "backpain_report/signup_throttled.html"
+
+    def done(self, request: HttpRequest) -> HttpResponse:
+        """The one answer for every accepted sign-up: new, known, bot or address-throttled."""
+        if wants_json(request):
+            return JsonResponse({"status": "accepted"}, status=202)
+        return see_other("backpain_report:signup_done")
+
     def post(self, request: HttpRequest) -> HttpResponse:
         form = SignupForm(request.POST)
         if form.is_bot:
             logger.info("Sign-up honeypot filled; nothing recorded.")
-            return see_other("backpain_report:signup_done")
+            return self.done(request)
+        if not throttling.ip_allowed(throttling.client_ip(request)):
+            if wants_json(request):
+                return JsonResponse({"status": "throttled"}, status=429)
+            return render(request, self.throttled_template_name, status=429)
         if not form.is_valid():
+            if wants_json(request):
+                return JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
             article = selectors.article_for_signup(slug=request.POST.get("article"))
             return render(request, self.template_name, {"form": form, "article": article})
+        if not throttling.address_allowed(canonical_email(form.cleaned_data["email"])):
+            logger.info("Sign-up for a recently emailed address; nothing sent.")
+            return self.done(request)
         article = selectors.article_for_signup(slug=form.cleaned_data["article"])
         if article is None:
             return render(
@@ -89,15 +115,48 @@ class SignupView(View):
             name=form.cleaned_data["name"],
             email=form.cleaned_data["email"],
             article=article,
-            ip=client_ip(request),
+            ip=throttling.client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
         )
-        return see_other("backpain_report:signup_done")
+        return self.done(request)
 
 
 class SignupDoneView(TemplateView):
     template_name = "backpain_report/signup_done.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_context_data(double_opt_in=app_settings.DOUBLE_OPT_IN, **kwargs)
+
+
+class ConfirmView(View):
+    """GET shows a "Confirm" button (link scanners confirm nothing); POST confirms once."""
+
+    template_name = "backpain_report/confirm.html"
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        return self.page(request, token, read_confirm_token(token).state)
+
+    def post(self, request: HttpRequest, token: str) -> HttpResponse:
+        checked = read_confirm_token(token)
+        if checked.state is ConfirmState.VALID:
+            services.subscriber_confirm(subscriber=checked.subscriber)
+            return self.page(request, token, "confirmed")
+        if checked.state is ConfirmState.EXPIRED and request.POST.get("resend"):
+            if throttling.address_allowed(checked.subscriber.email_canonical):
+                services.confirmation_resend(subscriber=checked.subscriber)
+            return self.page(request, token, "resent")
+        return self.page(request, token, checked.state)
+
+    def page(self, request: HttpRequest, token: str, state: Any) -> HttpResponse:
+        name = state.value if isinstance(state, ConfirmState) else state
+        status = 400 if state is ConfirmState.INVALID else 200
+        return render(
+            request,
+            self.template_name,
+            {"token": token, "state": name, "double_opt_in": app_settings.DOUBLE_OPT_IN},
+            status=status,
+        )
 
 
 class UnsubscribeView(View):

@@ -90,6 +90,14 @@ def celery_worker(celery_app, transactional_db):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_throttles():
+    """Throttle counters live in the cache: start every test with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _current_celery_app(celery_app):
     """Every test publishes through the test site's Celery app (in-memory broker)."""
     return celery_app

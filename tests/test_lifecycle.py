@@ -1,0 +1,164 @@
+"""Double opt-in, confirmation links, re-subscription and the lifecycle signals."""
+
+import datetime
+
+import pytest
+import time_machine
+from django.core import mail
+from django.test import Client
+from django.urls import reverse
+
+from backpain_report import signals
+from backpain_report.models import Delivery, Subscriber
+from backpain_report.sending import delivery_send
+from backpain_report.tokens import (
+    ConfirmState,
+    make_confirm_token,
+    make_unsubscribe_token,
+    read_confirm_token,
+)
+
+SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
+
+
+@pytest.fixture
+def double_opt_in(settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+
+
+def sign_up(client, capture, **fields):
+    with capture(execute=True):
+        response = client.post(reverse("backpain_report:signup"), {**SIGNUP, **fields})
+    assert response.status_code == 303
+    return Subscriber.objects.get(email_canonical=fields.get("email", SIGNUP["email"]).lower())
+
+
+def send_all():
+    for delivery in Delivery.objects.filter(status="pending"):
+        delivery_send(delivery_id=delivery.pk)
+
+
+def test_double_opt_in_sends_confirmation_first_then_the_report(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
+):
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    [confirmation] = Delivery.objects.all()
+    assert confirmation.kind == "confirmation"
+    send_all()
+    [message] = mail.outbox
+    assert not message.attachments
+    assert "confirm" in message.subject.lower()
+    confirm_path = reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)])
+    assert f"https://reports.example.com{confirm_path}" in message.body
+
+    # GET (a mail scanner prefetching the link) confirms nothing.
+    page = client.get(confirm_path)
+    assert page.status_code == 200 and "Confirm my email" in page.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is None
+
+    received = []
+    signals.subscriber_confirmed.connect(lambda **kw: received.append(kw), weak=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        page = client.post(confirm_path)
+    assert "your email is confirmed" in page.content.decode()
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is not None
+    assert [kw["subscriber"].pk for kw in received] == [subscriber.pk]
+    report = Delivery.objects.get(kind="report")
+    send_all()
+    assert len(mail.outbox) == 2 and mail.outbox[1].attachments
+    assert no_broker == [confirmation.pk, report.pk]
+
+    # One use: the same link now says so and creates nothing.
+    page = client.post(confirm_path)
+    assert "already confirmed" in page.content.decode()
+    assert Delivery.objects.count() == 2
+
+
+def test_single_opt_in_records_a_confirmation_too(client, article, make_subscriber):
+    subscriber = make_subscriber()
+    client.post(reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)]))
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is not None
+    assert not Delivery.objects.exists()  # the report went at sign-up
+
+
+def test_confirm_link_expires_and_offers_a_fresh_one(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
+):
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    send_all()
+    path = reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)])
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=8)
+    with time_machine.travel(later):
+        assert read_confirm_token(make_confirm_token(subscriber)).state is ConfirmState.VALID
+        page = client.get(path)
+        assert "This link has expired" in page.content.decode()
+        with django_capture_on_commit_callbacks(execute=True):
+            page = client.post(path, {"resend": "1"})
+        assert "a fresh link is on its way" in page.content.decode()
+        # Expired: the POST did not confirm.
+        subscriber.refresh_from_db()
+        assert subscriber.confirmed_at is None
+        assert Delivery.objects.filter(kind="confirmation").count() == 2
+        send_all()
+        fresh = mail.outbox[-1].body
+        fresh_path = reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)])
+        assert fresh_path in fresh
+        client.post(fresh_path)
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is not None
+
+
+def test_tokens_are_not_interchangeable(client, make_subscriber):
+    subscriber = make_subscriber()
+    unsubscribe_token = make_unsubscribe_token(subscriber.pk)
+    confirm_token = make_confirm_token(subscriber)
+    assert read_confirm_token(unsubscribe_token).state is ConfirmState.INVALID
+    response = client.post(reverse("backpain_report:confirm", args=[unsubscribe_token]))
+    assert response.status_code == 400
+    response = client.post(reverse("backpain_report:unsubscribe", args=[confirm_token]))
+    assert response.status_code == 400
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is None and subscriber.unsubscribed_at is None
+
+
+def test_tampered_confirm_token_is_400(client, make_subscriber):
+    token = make_confirm_token(make_subscriber())
+    response = client.post(reverse("backpain_report:confirm", args=[token[:-2] + "xx"]))
+    assert response.status_code == 400
+    assert not Subscriber.objects.filter(confirmed_at__isnull=False).exists()
+
+
+def test_resubscribe_after_unsubscribe_gets_fresh_consent(
+    client, article, no_broker, django_capture_on_commit_callbacks, settings
+):
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    old_consent = subscriber.consented_at
+    old_confirm = make_confirm_token(subscriber)
+    Client(enforce_csrf_checks=True).post(
+        reverse(
+            "backpain_report:one_click_unsubscribe", args=[make_unsubscribe_token(subscriber.pk)]
+        )
+    )
+    subscriber.refresh_from_db()
+    assert subscriber.unsubscribed_at is not None
+    from django.core.cache import cache
+
+    cache.clear()  # past the per-address window
+    again = sign_up(client, django_capture_on_commit_callbacks)
+    assert again.pk == subscriber.pk
+    assert again.unsubscribed_at is None and again.consented_at > old_consent
+    # The confirm link of the earlier consent is revoked.
+    assert read_confirm_token(old_confirm).state is ConfirmState.REVOKED
+
+
+def test_created_signal_is_sent_once(
+    client, article, no_broker, django_capture_on_commit_callbacks
+):
+    received = []
+    signals.subscriber_created.connect(lambda **kw: received.append(kw), weak=False)
+    sign_up(client, django_capture_on_commit_callbacks)
+    sign_up(client, django_capture_on_commit_callbacks)
+    assert len(received) == 1

@@ -1,0 +1,99 @@
+"""Throttles per client IP and per target address; the honeypot; no enumeration."""
+
+import pytest
+from django.core import mail
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+
+from backpain_report import throttling
+from backpain_report.models import Delivery, Subscriber
+
+SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
+
+
+@pytest.fixture
+def tight(settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_IP": (3, 600)}
+
+
+def post(client, remote_addr="127.0.0.1", **fields):
+    return client.post(
+        reverse("backpain_report:signup"), {**SIGNUP, **fields}, REMOTE_ADDR=remote_addr
+    )
+
+
+def test_ip_throttle_gives_a_calm_429_and_sends_nothing(client, article, tight, no_broker):
+    for n in range(3):
+        assert post(client, email=f"r{n}@example.com").status_code == 303
+    response = post(client, email="r4@example.com")
+    assert response.status_code == 429
+    assert "Please try again a little later" in response.content.decode()
+    assert not Subscriber.objects.filter(email_canonical="r4@example.com").exists()
+    # Another client is not affected.
+    assert post(client, email="r5@example.com", remote_addr="198.51.100.7").status_code == 303
+
+
+def test_ip_throttle_answers_json_to_api_callers(client, article, tight, no_broker):
+    for n in range(3):
+        post(client, email=f"r{n}@example.com")
+    response = client.post(
+        reverse("backpain_report:signup"), SIGNUP, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 429 and response.json() == {"status": "throttled"}
+
+
+def test_address_throttle_sends_at_most_one_email_per_window(
+    client, article, no_broker, django_capture_on_commit_callbacks, settings
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+    with django_capture_on_commit_callbacks(execute=True):
+        responses = [post(client, remote_addr=f"203.0.113.{n}") for n in range(5)]
+    assert {r.status_code for r in responses} == {303}
+    assert Delivery.objects.count() == 1 and len(no_broker) == 1
+
+
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(settings):
+    request = RequestFactory().get(
+        "/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 198.51.100.2"
+    )
+    assert throttling.client_ip(request) == "10.0.0.1"
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": 1}
+    assert throttling.client_ip(request) == "198.51.100.2"
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": 5}
+    assert throttling.client_ip(request) == "10.0.0.1"  # fewer hops than claimed
+
+
+def test_cache_outage_fails_open_never_500(client, article, settings, no_broker):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "broken": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+        },
+    }
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_CACHE": "broken"}
+    assert post(client).status_code == 303
+    assert Subscriber.objects.count() == 1
+
+
+def test_honeypot_creates_nothing(client, article, no_broker):
+    response = post(client, website="https://spam.example")
+    assert response.status_code == 303 and not Subscriber.objects.exists() and not no_broker
+
+
+def test_no_enumeration_same_answer_for_every_kind_of_address(
+    client, article, make_subscriber, no_broker
+):
+    make_subscriber(email="known@example.com")
+    make_subscriber(email="confirmed@example.com", confirmed_at=timezone.now())
+    make_subscriber(email="gone@example.com", unsubscribed_at=timezone.now())
+    answers = set()
+    for n, email in enumerate(
+        ["new@example.com", "known@example.com", "confirmed@example.com", "gone@example.com"]
+    ):
+        response = post(client, email=email, remote_addr=f"192.0.2.{n}")
+        page = client.get(response["Location"])
+        answers.add((response.status_code, response["Location"], page.content))
+    assert len(answers) == 1
+    assert not mail.outbox
