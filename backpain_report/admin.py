@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import operations, privacy
+from . import deliveries, operations, privacy
 from .models import Article, Delivery, Report, Subscriber
 
 
@@ -144,15 +144,18 @@ class DeliveryAdmin(admin.ModelAdmin):
         "subscriber",
         "report",
         "edition",
+        "kind",
         "reason",
         "status",
         "attempts",
         "sent_at",
+        "downloaded_at",
         "short_error",
         "created_at",
     ]
     list_filter = [
         "status",
+        "kind",
         "reason",
         ("created_at", admin.DateFieldListFilter),
         ("sent_at", admin.DateFieldListFilter),
@@ -163,11 +166,11 @@ class DeliveryAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     raw_id_fields = ["subscriber"]
     readonly_fields = [
-        "subscriber", "report", "edition", "reason", "status", "attempts", "next_attempt_at",
-        "claimed_at", "enqueued_at", "publish_failed_at", "last_error", "sent_at", "message_id",
-        "created_at", "updated_at",
+        "subscriber", "report", "edition", "kind", "reason", "status", "attempts",
+        "next_attempt_at", "claimed_at", "enqueued_at", "publish_failed_at", "last_error",
+        "sent_at", "message_id", "downloaded_at", "link_version", "created_at", "updated_at",
     ]  # fmt: skip
-    actions = ["resend_report", "retry_failed"]
+    actions = ["resend_report", "retry_failed", "revoke_links", "reissue_links"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -193,6 +196,28 @@ class DeliveryAdmin(admin.ModelAdmin):
             % count,
             messages.SUCCESS if count else messages.WARNING,
         )
+
+    @admin.action(description=_("Revoke the download links"), permissions=["change"])
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        count = deliveries.download_links_revoke(queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "Revoked the download link of %d delivery.",
+                "Revoked the download links of %d deliveries.",
+                count,
+            )
+            % count,
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description=_("Revoke the download links and send new ones"),
+        permissions=["change", "resend"],
+    )
+    def reissue_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        deliveries.download_links_revoke(queryset)
+        self.resend_report(request, queryset)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("backpain_report.add_delivery")

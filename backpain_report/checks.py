@@ -34,6 +34,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "PUBLISH_TIMEOUT": (Real,),
     "MAILER": (str, type(None)),
     "MAX_EMAIL_SIZE": (int,),
+    "DELIVERY": (str,),
+    "DOWNLOAD_MAX_AGE": (int,),
     "DOUBLE_OPT_IN": (bool,),
     "CONFIRM_MAX_AGE": (int,),
     "THROTTLE_IP": (tuple, list),
@@ -42,6 +44,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "TRUSTED_PROXIES": (int,),
 }
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
+DELIVERY_MODES = ("attach", "link", "both")
 
 
 def _wrong_type(value: object, expected: tuple[type, ...] | None) -> bool:
@@ -70,6 +73,13 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E002",
                 )
             )
+    if config.get("DELIVERY", "attach") not in DELIVERY_MODES:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['DELIVERY'] must be one of {', '.join(DELIVERY_MODES)}.",
+                id="backpain_report.E002",
+            )
+        )
     from_email = config.get("FROM_EMAIL")
     if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
         errors.append(

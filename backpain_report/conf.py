@@ -44,7 +44,12 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_TIMEOUT": 1.0,
     # Name of the Django mailer (Django 6.1+ MAILERS alias) used to send; None = default.
     "MAILER": None,
-    # Ceiling in bytes for one email; over it the report is not attached.
+    # How the report reaches the reader: "attach" (the PDF), "link" (a signed download link) or
+    # "both".
+    "DELIVERY": "attach",
+    # Seconds a download link stays valid.
+    "DOWNLOAD_MAX_AGE": 30 * 24 * 3600,
+    # Ceiling in bytes for one email; a report that would exceed it is sent as a link instead.
     "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
     # Double opt-in: send a confirmation link first, the report only once it is confirmed.
     "DOUBLE_OPT_IN": False,

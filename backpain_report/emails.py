@@ -60,13 +60,36 @@ def _message(
     return message
 
 
+# Room for the bodies and headers next to the attachment, and base64's 4/3 growth.
+_MESSAGE_OVERHEAD = 64 * 1024
+
+
+def fits_in_email(pdf: bytes) -> bool:
+    """Whether a message with this PDF attached stays under ``MAX_EMAIL_SIZE``."""
+    return len(pdf) * 4 / 3 + _MESSAGE_OVERHEAD <= int(app_settings.MAX_EMAIL_SIZE)
+
+
 def build_report_email(
     *, delivery: Delivery, pdf: bytes | None, message_id: str
 ) -> EmailMultiAlternatives:
-    """The report message for one delivery; ``pdf`` is attached when given."""
+    """The report message for one delivery, per the ``DELIVERY`` mode.
+
+    ``pdf`` is attached in "attach" and "both" modes; "link" and "both" carry a signed download
+    link, and so does "attach" when the PDF would push the message over ``MAX_EMAIL_SIZE``.
+    """
+    mode = app_settings.DELIVERY
+    attach = pdf is not None and mode in ("attach", "both") and fits_in_email(pdf)
+    link = mode in ("link", "both") or not attach
     templates = (SUBJECT_TEMPLATE, TEXT_TEMPLATE, HTML_TEMPLATE)
-    message = _message(delivery, message_id, templates, attached=pdf is not None)
-    if pdf is not None:
+    message = _message(
+        delivery,
+        message_id,
+        templates,
+        attached=attach,
+        download_url=links.download_url(delivery) if link else "",
+        download_days=max(1, int(app_settings.DOWNLOAD_MAX_AGE) // 86400),
+    )
+    if attach:
         message.attach(pdf_filename(delivery), pdf, "application/pdf")
     return message
 

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 from django.urls import reverse
 
 from .conf import app_settings
-from .models import Subscriber
-from .tokens import make_confirm_token, make_unsubscribe_token
+from .models import Delivery, Subscriber
+from .tokens import make_confirm_token, make_download_token, make_unsubscribe_token
 
 
 def site_url(subscriber: Subscriber | None = None) -> str:
@@ -42,3 +42,9 @@ def confirm_url(subscriber: Subscriber) -> str:
     """The double opt-in page (GET shows a button, POST confirms)."""
     token = make_confirm_token(subscriber)
     return absolute(reverse("backpain_report:confirm", args=[token]), subscriber)
+
+
+def download_url(delivery: Delivery) -> str:
+    """The signed, expiring link to this delivery's PDF."""
+    token = make_download_token(delivery)
+    return absolute(reverse("backpain_report:download", args=[token]), delivery.subscriber)

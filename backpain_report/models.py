@@ -167,6 +167,10 @@ class Delivery(models.Model):
     last_error = models.TextField(_("last error"), blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    downloaded_at = models.DateTimeField(_("first downloaded"), null=True, blank=True)
+    link_version = models.PositiveIntegerField(
+        _("download link version"), default=1, help_text=_("Bumped to revoke download links.")
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

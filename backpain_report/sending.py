@@ -158,14 +158,20 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     return results
 
 
+def delivery_pdf(delivery: Delivery) -> bytes:
+    """The reader's PDF for a delivery, dated the day it was (or is being) sent."""
+    sent = delivery.sent_at or timezone.now()
+    return render_report_pdf(
+        report=delivery.report,
+        reader_name=delivery.subscriber.name,
+        prepared_on=timezone.localdate(sent),
+    )
+
+
 def _build_message(delivery: Delivery, message_id: str) -> Any:
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
-    pdf = render_report_pdf(
-        report=delivery.report,
-        reader_name=delivery.subscriber.name,
-        prepared_on=timezone.localdate(),
-    )
+    pdf = delivery_pdf(delivery) if app_settings.DELIVERY != "link" else None
     return build_report_email(delivery=delivery, pdf=pdf, message_id=message_id)
 
 

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from django.core import signing
 
 from .conf import app_settings
-from .models import Subscriber
+from .models import Delivery, Subscriber
 
 UNSUBSCRIBE_SALT = "backpain_report.unsubscribe"
 CONFIRM_SALT = "backpain_report.confirm"
+DOWNLOAD_SALT = "backpain_report.download"
 
 
 def make_unsubscribe_token(subscriber_id: int) -> str:
@@ -77,3 +78,43 @@ def read_confirm_token(token: str) -> ConfirmToken:
     if expired:
         return ConfirmToken(ConfirmState.EXPIRED, subscriber)
     return ConfirmToken(ConfirmState.VALID, subscriber)
+
+
+def make_download_token(delivery: Delivery) -> str:
+    """A link to one delivery's PDF; revoked when the delivery's ``link_version`` is bumped."""
+    return signing.dumps(
+        {"d": delivery.pk, "v": delivery.link_version}, salt=DOWNLOAD_SALT, compress=True
+    )
+
+
+class DownloadState(enum.Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class DownloadToken:
+    state: DownloadState
+    delivery: Delivery | None = None
+
+
+def read_download_token(token: str) -> DownloadToken:
+    """Check a download token's signature, age and revocation."""
+    try:
+        data = signing.loads(token, salt=DOWNLOAD_SALT, max_age=app_settings.DOWNLOAD_MAX_AGE)
+    except signing.SignatureExpired:
+        return DownloadToken(DownloadState.EXPIRED)
+    except signing.BadSignature:
+        return DownloadToken(DownloadState.INVALID)
+    if not isinstance(data, dict) or not isinstance(data.get("d"), int):
+        return DownloadToken(DownloadState.INVALID)
+    delivery = Delivery.objects.select_related("subscriber", "report").filter(pk=data["d"]).first()
+    if (
+        delivery is None
+        or delivery.link_version != data.get("v")
+        or not delivery.subscriber.is_subscribed
+    ):
+        return DownloadToken(DownloadState.REVOKED)
+    return DownloadToken(DownloadState.VALID, delivery)

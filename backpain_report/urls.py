@@ -10,6 +10,7 @@ urlpatterns = [
     path("articles/<slug:slug>/", views.ArticleDetailView.as_view(), name="article_detail"),
     path("signup/", views.SignupView.as_view(), name="signup"),
     path("signup/done/", views.SignupDoneView.as_view(), name="signup_done"),
+    path("download/<str:token>/", views.DownloadView.as_view(), name="download"),
     path("confirm/<str:token>/", views.ConfirmView.as_view(), name="confirm"),
     path("unsubscribe/<str:token>/", views.UnsubscribeView.as_view(), name="unsubscribe"),
     path(

@@ -19,12 +19,20 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import selectors, services, subscriptions, throttling
+from . import deliveries, selectors, services, subscriptions, throttling
 from .addresses import canonical_email
 from .conf import app_settings
+from .emails import pdf_filename
 from .forms import SignupForm
 from .models import Article
-from .tokens import ConfirmState, read_confirm_token, read_unsubscribe_token
+from .sending import delivery_pdf
+from .tokens import (
+    ConfirmState,
+    DownloadState,
+    read_confirm_token,
+    read_download_token,
+    read_unsubscribe_token,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +184,27 @@ class UnsubscribeView(View):
             return render(request, self.template_name, {"invalid": True}, status=400)
         subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
         return render(request, self.done_template_name)
+
+
+class DownloadView(View):
+    """Stream a reader's PDF from a signed, expiring, revocable link."""
+
+    template_name = "backpain_report/download_unavailable.html"
+
+    def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        checked = read_download_token(token)
+        if checked.state is not DownloadState.VALID:
+            status = 400 if checked.state is DownloadState.INVALID else 410
+            return render(
+                request, self.template_name, {"state": checked.state.value}, status=status
+            )
+        delivery = checked.delivery
+        response = HttpResponse(delivery_pdf(delivery), content_type="application/pdf")
+        response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
+        response["Cache-Control"] = "private, no-store"
+        response["X-Robots-Tag"] = "noindex"
+        deliveries.delivery_downloaded(delivery=delivery)
+        return response
 
 
 @method_decorator(csrf_exempt, name="dispatch")

@@ -1,0 +1,120 @@
+"""Delivery modes (attach, link, both), the size fall-back, and the download link."""
+
+import datetime
+
+import pytest
+import time_machine
+from django.core import mail
+from django.urls import reverse
+
+from backpain_report.emails import build_report_email
+from backpain_report.models import Delivery
+from backpain_report.sending import delivery_send
+from backpain_report.tokens import make_download_token
+
+
+def mode(settings, value, **extra):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": value, **extra}
+
+
+def download_path(delivery):
+    return reverse("backpain_report:download", args=[make_download_token(delivery)])
+
+
+def test_attach_mode_attaches_and_has_no_link(make_delivery):
+    delivery_send(delivery_id=make_delivery().pk)
+    message = mail.outbox[0]
+    assert len(message.attachments) == 1
+    assert "/download/" not in message.body
+
+
+def test_link_mode_sends_a_link_and_no_attachment(make_delivery, settings):
+    mode(settings, "link")
+    delivery = make_delivery()
+    delivery_send(delivery_id=delivery.pk)
+    message = mail.outbox[0]
+    assert not message.attachments
+    assert f"https://reports.example.com{download_path(delivery)}" in message.body
+    assert download_path(delivery) in message.alternatives[0][0]
+
+
+def test_both_mode(make_delivery, settings):
+    mode(settings, "both")
+    delivery = make_delivery()
+    delivery_send(delivery_id=delivery.pk)
+    message = mail.outbox[0]
+    assert len(message.attachments) == 1 and download_path(delivery) in message.body
+
+
+def test_too_big_for_email_falls_back_to_a_link(make_delivery, settings):
+    mode(settings, "attach", MAX_EMAIL_SIZE=100_000)
+    delivery = make_delivery()
+    message = build_report_email(
+        delivery=delivery, pdf=b"%PDF" + b"x" * 200_000, message_id="<m@x>"
+    )
+    assert not message.attachments and download_path(delivery) in message.body
+    assert len(message.message().as_bytes()) < 100_000
+
+
+def test_download_streams_the_pdf_and_records_the_first_download(client, make_delivery):
+    delivery = make_delivery(status=Delivery.Status.SENT)
+    response = client.get(download_path(delivery))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/pdf"
+    assert response.content.startswith(b"%PDF")
+    assert "inline" in response["Content-Disposition"]
+    delivery.refresh_from_db()
+    first = delivery.downloaded_at
+    assert first is not None
+    client.get(download_path(delivery))
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at == first
+
+
+def test_download_link_expires(client, make_delivery):
+    delivery = make_delivery()
+    path = download_path(delivery)
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=31)
+    with time_machine.travel(later):
+        response = client.get(path)
+    assert response.status_code == 410 and "expired" in response.content.decode()
+
+
+def test_download_link_revoke_and_reissue_from_the_admin(
+    admin_client, client, make_delivery, no_broker, django_capture_on_commit_callbacks
+):
+    delivery = make_delivery(status=Delivery.Status.SENT)
+    old = download_path(delivery)
+    url = reverse("admin:backpain_report_delivery_changelist")
+    admin_client.post(url, {"action": "revoke_links", "_selected_action": [delivery.pk]})
+    assert client.get(old).status_code == 410
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(url, {"action": "reissue_links", "_selected_action": [delivery.pk]})
+    new = Delivery.objects.exclude(pk=delivery.pk).get()
+    assert new.reason == "resend" and no_broker == [new.pk]
+    assert client.get(download_path(new)).status_code == 200
+
+
+def test_tampered_download_token_is_400(client, make_delivery):
+    response = client.get(download_path(make_delivery()).replace("/download/", "/download/x"))
+    assert response.status_code == 400
+
+
+def test_unsubscribed_reader_link_stops_working(client, make_delivery):
+    from django.utils import timezone
+
+    delivery = make_delivery()
+    path = download_path(delivery)
+    delivery.subscriber.unsubscribed_at = timezone.now()
+    delivery.subscriber.save()
+    assert client.get(path).status_code == 410
+
+
+@pytest.mark.parametrize("value", ["attach", "link", "both"])
+def test_every_mode_passes_the_checks(settings, value):
+    from backpain_report.checks import check_settings
+
+    mode(settings, value)
+    assert not check_settings()
+    mode(settings, "fax")
+    assert {m.id for m in check_settings()} == {"backpain_report.E002"}
