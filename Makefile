@@ -1,0 +1,101 @@
+# backpain_report — developer tasks.
+#
+#   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
+#   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
+#   make lint / format  ruff
+#   make check-system   verify the OS libraries WeasyPrint needs
+#   make clean          remove build output, caches and var/ (the example's database and mail)
+#
+# PYTHON is the newest of python3.13 ... python3.10 / python3 found on PATH or in pyenv;
+# override it with `make test PYTHON=python3.11` (a venv made by another Python is rebuilt).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Every candidate prints "major minor path" if it runs and is >= 3.10; the newest wins.
+PYTHON_CANDIDATES := python3.13 python3.12 python3.11 python3.10 python3 \
+	$(sort $(wildcard /root/.pyenv/versions/*/bin/python3))
+find_python = $(shell for p in $(PYTHON_CANDIDATES); do \
+	"$$p" -c 'import sys; v = sys.version_info; v >= (3, 10) and print(v[0], v[1], sys.executable)' \
+	2>/dev/null; done | sort -n -k1,1 -k2,2 | tail -n 1 | cut -d' ' -f3-)
+# PYTHON ?= the newest found (detected once, only when not given on the command line or env).
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(find_python)
+else ifeq ($(shell "$(PYTHON)" -c 'print(1)' 2>/dev/null),)
+# A name such as python3.10 that PATH (or an inactive pyenv shim) cannot run: look in pyenv.
+override PYTHON := $(or $(lastword $(sort $(wildcard /root/.pyenv/versions/*/bin/$(PYTHON)))),$(PYTHON))
+endif
+
+VENV ?= .venv
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+MANAGE := $(VENV_PY) example_project/manage.py
+
+WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
+WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+
+.PHONY: help venv check-system example test lint format clean
+
+help:
+	@sed -n '2,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+
+# The venv is created only when missing (or when it was made by another Python than $(PYTHON));
+# the stamp re-runs the install whenever setup.cfg changes.
+$(VENV_PY):
+	@test -n "$(PYTHON)" || { echo "No Python >= 3.10 found; pass PYTHON=/path/to/python3" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): setup.cfg pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e '.[test,example]'
+	@touch $@
+
+venv:
+	@if [ -x "$(VENV_PY)" ] && [ -n "$(PYTHON)" ]; then \
+		want=$$("$(PYTHON)" -c 'import sys; print(sys.version_info[:2])'); \
+		have=$$("$(VENV_PY)" -c 'import sys; print(sys.version_info[:2])' 2>/dev/null || echo none); \
+		if [ "$$want" != "$$have" ]; then \
+			echo "$(VENV) is Python $$have, PYTHON is $$want: rebuilding $(VENV)"; \
+			rm -rf "$(VENV)"; \
+		fi; \
+	fi
+	@$(MAKE) --no-print-directory $(STAMP) PYTHON="$(PYTHON)"
+
+# WeasyPrint loads Pango and HarfBuzz at import time; say how to install them, not a traceback.
+check-system:
+	@missing=""; \
+	for lib in $(WEASYPRINT_LIBS); do \
+		if ! "$$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -qF "$$lib" && \
+		   ! "$(or $(PYTHON),python3)" -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$$lib" 2>/dev/null; then \
+			missing="$$missing $$lib"; \
+		fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "WeasyPrint needs system libraries that are missing:$$missing" >&2; \
+		echo "Install them with:" >&2; \
+		echo "    $(WEASYPRINT_APT)" >&2; \
+		exit 1; \
+	fi; \
+	echo "System libraries for WeasyPrint: OK"
+
+example: venv check-system
+	$(VENV_PY) example_project/run.py setup
+	$(VENV_PY) example_project/run.py serve
+
+# pytest exits 5 when it collected no test: that is a failure here, never a success.
+test: venv check-system
+	@$(VENV_PY) -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

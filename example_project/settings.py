@@ -1,0 +1,241 @@
+"""Settings for the example site.
+
+With no environment variables it needs no server software: SQLite, Celery's filesystem broker
+and mail written to files (shown on the ``/outbox/`` page), all under ``var/`` at the repository
+root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real service:
+
+- ``DATABASE_URL`` — any URL dj-database-url understands, e.g. ``postgres://user@host/db``.
+- ``CELERY_BROKER_URL`` — ``redis://host:6379/0`` or ``amqp://guest:guest@host:5672//``.
+- ``EMAIL_HOST`` / ``EMAIL_PORT`` (``EMAIL_TIMEOUT``, default 10 s; optional
+  ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``, ``EMAIL_USE_TLS``) — send through SMTP.
+- ``SITE_URL``, ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``ALLOWED_HOSTS`` (comma-separated).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import django
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("EXAMPLE_VAR_DIR") or BASE_DIR / "var").resolve()
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value in {"1", "true", "yes", "on"}
+
+
+def _dev_secret_key(path: Path) -> str:
+    """Read the dev key from ``path``, creating it once (atomically: two processes may race)."""
+    if not path.exists():
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(secrets.token_urlsafe(50))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # fails if another process won the race: use its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _dev_secret_key(VAR_DIR / "secret_key")
+DEBUG = _env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = [
+    host.strip()
+    for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+    if host.strip()
+]
+EXAMPLE_SITE_URL = os.environ.get("SITE_URL") or "http://127.0.0.1:8000"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "backpain_report",
+    "example_project",  # the outbox page's templates
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "example_project.urls"
+WSGI_APPLICATION = "example_project.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------
+
+if os.environ.get("DATABASE_URL"):
+    import dj_database_url
+
+    DATABASES = {
+        "default": dj_database_url.parse(
+            os.environ["DATABASE_URL"], conn_max_age=60, conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "example.sqlite3",
+            # The web server and the worker write at the same time: wait for the lock, take
+            # it at BEGIN (no upgrade deadlocks) and let readers run beside the writer.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Internationalisation, static files ---------------------------------------------------
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Mail -----------------------------------------------------------------------------------
+# Django 6.1 replaced the EMAIL_* settings with MAILERS and refuses a mix of the two, so only
+# one family is defined, whichever the running Django prefers.
+
+_smtp_host = os.environ.get("EMAIL_HOST", "").strip()
+EXAMPLE_MAIL_CAPTURED = not _smtp_host  # mail is written to EXAMPLE_OUTBOX_DIR, shown at /outbox/
+EXAMPLE_OUTBOX_DIR = VAR_DIR / "outbox"
+if EXAMPLE_MAIL_CAPTURED:
+    EXAMPLE_OUTBOX_DIR.mkdir(parents=True, exist_ok=True)
+
+_smtp = {
+    "host": _smtp_host,
+    "port": int(os.environ.get("EMAIL_PORT") or 25),
+    "timeout": float(os.environ.get("EMAIL_TIMEOUT") or 10),
+}
+if os.environ.get("EMAIL_HOST_USER"):
+    _smtp["username"] = os.environ["EMAIL_HOST_USER"]
+    _smtp["password"] = os.environ.get("EMAIL_HOST_PASSWORD", "")
+if _env_bool("EMAIL_USE_TLS", False):
+    _smtp["use_tls"] = True
+
+if django.VERSION >= (6, 1):
+    if EXAMPLE_MAIL_CAPTURED:
+        MAILERS = {
+            "default": {
+                "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+                "OPTIONS": {"file_path": str(EXAMPLE_OUTBOX_DIR)},
+            }
+        }
+    else:
+        MAILERS = {
+            "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": _smtp}
+        }
+elif EXAMPLE_MAIL_CAPTURED:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = str(EXAMPLE_OUTBOX_DIR)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = _smtp["host"]
+    EMAIL_PORT = _smtp["port"]
+    EMAIL_TIMEOUT = _smtp["timeout"]
+    EMAIL_HOST_USER = _smtp.get("username", "")
+    EMAIL_HOST_PASSWORD = _smtp.get("password", "")
+    EMAIL_USE_TLS = _smtp.get("use_tls", False)
+
+DEFAULT_FROM_EMAIL = "Back Pain Reports <reports@example.com>"
+SERVER_EMAIL = "reports@example.com"
+
+# --- The app ------------------------------------------------------------------------------
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+BACKPAIN_REPORT = {
+    "FROM_EMAIL": DEFAULT_FROM_EMAIL,
+    "SITE_URL": EXAMPLE_SITE_URL,
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+# Read by example_project/celery.py (namespace "CELERY"). The delivery task acks late and is
+# requeued when a worker dies; the Delivery row's claim makes a second run a no-op.
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    _folders = {
+        "data_folder_in": _broker_dir / "queue",  # one folder: producer and consumer share it
+        "data_folder_out": _broker_dir / "queue",
+        "control_folder": _broker_dir / "control",
+        "processed_folder": _broker_dir / "processed",
+    }
+    for _folder in _folders.values():
+        _folder.mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **{key: str(folder) for key, folder in _folders.items()},
+        "store_processed": False,
+    }
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Longer than any countdown/ETA the app uses, or Redis redelivers a waiting message.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_TASKS_PER_CHILD = 100  # WeasyPrint's memory grows in long-lived processes
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "backpain-report-sweep": {"task": "backpain_report.sweep_deliveries", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Logging --------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "backpain_report": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
+}
