@@ -46,11 +46,13 @@ TEMPLATES = [
     }
 ]
 # A file, not ":memory:", so the in-process Celery worker thread shares the test database.
+TEST_DB_DIR = BASE_DIR.parent / "var"
+TEST_DB_DIR.mkdir(exist_ok=True)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "test.sqlite3",
-        "TEST": {"NAME": str(BASE_DIR.parent / "var" / "test-db.sqlite3")},
+        "TEST": {"NAME": str(TEST_DB_DIR / "test-db.sqlite3")},
         "OPTIONS": {"timeout": 20},
     }
 }
