@@ -2,6 +2,7 @@
 #
 #   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
+#   make test-compat    the unit tests on Django 5.2 LTS with Python 3.10 or 3.11 (.venv-compat)
 #   make lint / format  ruff
 #   make check-system   verify the OS libraries WeasyPrint needs
 #   make clean          remove build output, caches and var/ (the example's database and mail)
@@ -35,10 +36,16 @@ MANAGE := $(VENV_PY) example_project/manage.py
 WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
 WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 
-.PHONY: help venv check-system example test lint format clean
+.PHONY: help venv check-system example test test-compat lint format clean
+
+# The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
+COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
+	python3.11 $(wildcard /root/.pyenv/versions/3.11*/bin/python3); do \
+	"$$p" -c 'import sys' 2>/dev/null && { command -v "$$p"; break; }; done)
+DJANGO_SPEC ?=
 
 help:
-	@sed -n '2,11s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -47,7 +54,7 @@ $(VENV_PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): setup.cfg pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install -e '.[test,example]'
+	$(VENV_PY) -m pip install -e '.[test,example]' $(DJANGO_SPEC)
 	@touch $@
 
 venv:
@@ -88,6 +95,13 @@ test: venv check-system
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
+# The unit tests on Django 5.2 LTS and an older Python (the real-services tiers run in `test`).
+test-compat:
+	@test -n "$(COMPAT_PYTHON)" || { echo "No python3.10/3.11 found; pass COMPAT_PYTHON=..." >&2; exit 1; }
+	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat \
+		DJANGO_SPEC="'Django>=5.2,<5.3'" \
+		PYTEST_ARGS='-m "not slow and not services and not browser" -p no:cacheprovider'
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -97,5 +111,5 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var
-	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat
+	find . \( -path ./$(VENV) -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

@@ -5,6 +5,8 @@
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.W001``: ``SITE_URL`` is not set (links in emails use the sign-up page's host).
 - ``backpain_report.W002``: Django 6.1+ without ``MAILERS``: mail goes through deprecated settings.
+- ``backpain_report.W003``: the throttles count in a per-process cache (local memory or dummy)
+  while ``DEBUG`` is off, so each web process has its own limits.
 """
 
 from __future__ import annotations
@@ -115,4 +117,27 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.W002",
             )
         )
+    errors.extend(_check_throttle_cache(config))
     return errors
+
+
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _check_throttle_cache(config: dict) -> list:
+    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+        return []
+    return [
+        Warning(
+            f"The sign-up throttles count in the {alias!r} cache ({backend.rsplit('.', 1)[-1]}), "
+            "which each process keeps for itself.",
+            hint="Point THROTTLE_CACHE at a cache every web process shares (Redis, Memcached or "
+            "the database cache).",
+            id="backpain_report.W003",
+        )
+    ]

@@ -66,14 +66,12 @@ def ensure_admin(var_dir: Path) -> None:
 def setup() -> int:
     _django()
     from django.conf import settings
-    from django.core.management import call_command, get_commands
+    from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=1)
+    call_command("createcachetable")  # the throttles' shared cache, when it is the database
     ensure_admin(Path(settings.VAR_DIR))
-    if "backpain_seed" in get_commands():
-        call_command("backpain_seed")
-    else:
-        print("No backpain_seed command yet: skipping the seed.")
+    call_command("backpain_seed")
     return 0
 
 

@@ -70,6 +70,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves /static/ under gunicorn too (DEBUG off), as a production site would.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -189,7 +191,33 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 BACKPAIN_REPORT = {
     "FROM_EMAIL": DEFAULT_FROM_EMAIL,
     "SITE_URL": EXAMPLE_SITE_URL,
+    "TRUSTED_PROXIES": int(os.environ.get("BACKPAIN_TRUSTED_PROXIES") or 0),
 }
+
+# --- Cache ---------------------------------------------------------------------------------
+# The sign-up throttles count in the cache, so every web process must share it: Redis when
+# CACHE_URL (or a Redis broker) is given, else the database (one table, made by run.py setup and
+# by `manage.py createcachetable`).
+_cache_url = os.environ.get("CACHE_URL") or (
+    os.environ.get("CELERY_BROKER_URL", "")
+    if "redis" in os.environ.get("CELERY_BROKER_URL", "")
+    else ""
+)
+if _cache_url:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _cache_url,
+            "KEY_PREFIX": "backpain-example",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "backpain_example_cache",
+        }
+    }
 
 # --- Celery ---------------------------------------------------------------------------------
 # Read by example_project/celery.py (namespace "CELERY"). The delivery task acks late and is
@@ -216,6 +244,7 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

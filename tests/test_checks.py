@@ -6,6 +6,7 @@ from backpain_report.checks import check_settings
 
 
 def ids(settings_dict, settings):
+    settings.DEBUG = True  # W003 (a per-process throttle cache) is tested on its own
     settings.BACKPAIN_REPORT = settings_dict
     return {message.id for message in check_settings()}
 
@@ -42,3 +43,13 @@ def test_settings_are_reread_after_override(settings):
     assert app_settings.MAX_ATTEMPTS == 9
     settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com"}
     assert app_settings.MAX_ATTEMPTS == 5
+
+
+def test_per_process_throttle_cache_is_a_warning_in_production(settings):
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    settings.DEBUG = False
+    assert {m.id for m in check_settings()} == {"backpain_report.W003"}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:6379/0"}}  # fmt: skip
+    assert check_settings() == []

@@ -151,6 +151,7 @@ def test_embedded_defaults_need_no_servers(tmp_path):
     assert got["app_settings"] == {
         "FROM_EMAIL": "Back Pain Reports <reports@example.com>",
         "SITE_URL": "http://127.0.0.1:8000",
+        "TRUSTED_PROXIES": 0,
     }
     assert got["installed_apps"][-3:] == ["crispy_bootstrap5", "backpain_report", "example_project"]
 
