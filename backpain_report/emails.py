@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.utils import make_msgid, parseaddr
+from urllib.parse import urlsplit
 
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
@@ -41,6 +42,7 @@ def _message(
         "name": subscriber.name,
         "unsubscribe_url": links.unsubscribe_url(subscriber),
         "site_url": links.site_url(subscriber),
+        "site_host": urlsplit(links.site_url(subscriber)).netloc,
         **extra,
     }
     subject_template, text_template, html_template = templates

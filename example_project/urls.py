@@ -4,6 +4,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+admin.site.site_header = "Back pain report — example site"
+admin.site.site_title = "Back pain report"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
 ]
