@@ -6,6 +6,8 @@ import datetime
 import io
 import re
 import socket
+import subprocess
+import threading
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,12 @@ from django.test import override_settings
 from pypdf import PdfReader
 
 from backpain_report.pdf import (
+    FONTS_DIR,
     PACKAGE_DIR,
     REPORT_TEMPLATE,
     PackageOnlyURLFetcher,
+    font_configuration,
+    render_cover_pdf,
     render_report_html,
     render_report_pdf,
 )
@@ -253,3 +258,119 @@ def test_site_can_override_only_the_stylesheet(tmp_path: Path) -> None:
         reader = render()
     assert reader.pages[0].mediabox.width == pytest.approx(419.53, abs=1)  # A5
     assert "Site stylesheet" in reader.pages[0].extract_text()
+
+
+# ---- Fonts ---------------------------------------------------------------------------------
+
+BUNDLED = {"Vollkorn", "Vollkorn-Bold", "Vollkorn-Italic", "Inter", "Inter-Bold"}
+
+
+def font_names(reader: PdfReader, pages: range | None = None) -> set[str]:
+    """The BaseFont names used by ``pages``, without the subset prefix (``ABCDEF+``)."""
+    names = set()
+    for number in pages or range(len(reader.pages)):
+        fonts = reader.pages[number]["/Resources"].get("/Font", {})
+        for font in fonts.values():
+            names.add(str(font.get_object()["/BaseFont"]).lstrip("/").split("+")[-1])
+    return names
+
+
+def render_cover(reader_name: str) -> PdfReader:
+    pdf = render_cover_pdf(report=make_report(), reader_name=reader_name, prepared_on=PREPARED_ON)
+    return PdfReader(io.BytesIO(pdf))
+
+
+def test_fonts_ship_in_the_package_with_their_licences() -> None:
+    fonts = sorted(FONTS_DIR.iterdir())
+    files = [path.name for path in fonts]
+    expected = ["Inter-Bold.otf", "Inter-OFL.txt", "Inter-Regular.otf", "README.md"]
+    expected += ["Vollkorn-Bold.ttf", "Vollkorn-Italic.ttf", "Vollkorn-OFL.txt"]
+    expected += ["Vollkorn-Regular.ttf"]
+    assert files == expected
+    for licence in FONTS_DIR.glob("*-OFL.txt"):
+        assert "SIL OPEN FONT LICENSE Version 1.1" in licence.read_text()
+    assert sum(path.stat().st_size for path in fonts) < 2 * 1024 * 1024
+    css = (PACKAGE_DIR / "templates" / "backpain_report" / "report" / "report.css").read_text()
+    for path in fonts:
+        if path.suffix in (".ttf", ".otf"):
+            assert f'url("fonts/{path.name}")' in css
+
+
+def test_bundled_fonts_are_embedded(sample: PdfReader) -> None:
+    assert font_names(sample) == BUNDLED
+
+
+def test_latin_extended_names_use_the_bundled_fonts() -> None:
+    name = "Zoë Łukasiewicz-Øvergaard Şükrü Nguyễn Thị Ánh"
+    cover = render_cover(name)
+    assert name in flat(cover.pages[0].extract_text())
+    assert font_names(cover) <= BUNDLED
+
+
+def system_has_font_for(lang: str) -> bool:
+    try:
+        found = subprocess.run(["fc-list", f":lang={lang}"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return False
+    return bool(found.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    ("lang", "script_name"),
+    [("zh", "王小明"), ("ar", "محمد العلي"), ("hi", "अनीता शर्मा"), ("ja", "さくら")],
+)
+def test_other_scripts_fall_back_to_system_fonts(lang: str, script_name: str) -> None:
+    """No crash whatever the system has; the text is there when the system has a font for it."""
+    pdf = render_cover_pdf(
+        report=make_report(), reader_name=f"Ann {script_name}", prepared_on=PREPARED_ON
+    )
+    text = subprocess.run(
+        ["pdftotext", "-f", "1", "-l", "1", "-", "-"], input=pdf, capture_output=True, check=True
+    ).stdout.decode()
+    assert "Ann" in text
+    if lang in ("zh", "ja") and system_has_font_for(lang):
+        assert script_name in text
+
+
+# ---- Accessibility -------------------------------------------------------------------------
+
+
+def test_pdf_is_tagged(sample: PdfReader) -> None:
+    root = sample.trailer["/Root"]
+    assert "/StructTreeRoot" in root
+    assert root["/MarkInfo"]["/Marked"].value is True
+    assert root["/ViewerPreferences"]["/DisplayDocTitle"].value is True
+    document = root["/StructTreeRoot"]["/K"][0].get_object()
+    assert document["/S"] == "/Document"
+    pdf = render_cover_pdf(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+    info = subprocess.run(["pdfinfo", "-"], input=pdf, capture_output=True, check=True)
+    assert re.search(rb"Tagged:\s+yes", info.stdout)
+
+
+def test_cover_illustration_has_alternative_text() -> None:
+    source = render_report_html(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+    assert "<title>Illustration: the vertebrae of a spine</title>" in source
+
+
+def test_reader_name_is_only_on_the_cover(sample: PdfReader) -> None:
+    assert READER in flat(sample.pages[0].extract_text())
+    for page in sample.pages[1:]:
+        assert "Oyelaran" not in page.extract_text()
+        assert "14 March 2025" not in page.extract_text()
+
+
+def test_cover_only_render_is_one_page() -> None:
+    cover = render_cover(READER)
+    assert len(cover.pages) == 1
+    assert READER in flat(cover.pages[0].extract_text())
+    assert cover.metadata.title == "Back Pain Muscle Spasms"
+
+
+def test_font_configuration_is_reused_per_thread() -> None:
+    """A WeasyPrint font configuration per render leaks native memory: keep one per thread."""
+    assert font_configuration() is font_configuration()
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(font_configuration()))
+    thread.start()
+    thread.join()
+    assert other[0] is not font_configuration()

@@ -1,0 +1,208 @@
+"""The report PDF at volume: the body is rendered once per edition, only the cover per reader.
+
+:func:`report_pdf` is what sending calls. For each edition of a report the whole document is
+rendered once with a placeholder cover (so page numbers, "Page x of y", the contents, links,
+bookmarks and tags are exactly those of a full render) and kept in the site's file storage under
+``backpain_report/cache/``. For each reader only the cover is rendered, and
+:func:`backpain_report.pdfjoin.swap_cover` writes it over page 1 of the cached file as a PDF
+incremental update: the cached bytes are copied unchanged, so the join costs milliseconds.
+
+Why file storage and not the cache framework: a cached body (~120 kB) outlives restarts and
+deploys, is shared by every worker on every host, has no item-size limit (memcached: 1 MB) and
+no eviction surprises, and can be looked at. Each process also keeps the last few bodies in
+memory, so storage is read once per process and edition.
+
+The file name holds the report's pk, its edition and a hash of the HTML the body is rendered
+from (template, stylesheet, Markdown, title, ...) and of the renderer's versions: editing the
+report, its template or upgrading WeasyPrint changes the name, so a stale body is never used.
+Files are written under a temporary name and moved into place (or saved whole to object
+storage), so two workers rendering one edition at once both succeed and no reader of the cache
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import weasyprint
+from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, Storage, storages
+
+from . import __version__, conf
+from .pdf import (
+    PDF_OPTIONS,
+    ReportLike,
+    layout_html,
+    render_cover_pdf,
+    render_report_html,
+    render_report_pdf,
+    write_report_pdf,
+)
+from .pdfjoin import BasePdf, JoinError, swap_cover
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIR = "backpain_report/cache"
+#: Date and name on the placeholder cover of the cached render (the cover is replaced).
+PLACEHOLDER_DATE = datetime.date(2000, 1, 1)
+PLACEHOLDER_NAME = ""
+#: How many cached bodies each process keeps in memory.
+MEMORY_ITEMS = 4
+
+_memory: OrderedDict[str, BasePdf] = OrderedDict()
+_memory_lock = threading.Lock()
+
+
+class StoredReportLike(ReportLike, Protocol):
+    """A report with a primary key (a saved ``Report`` row, or a stand-in with ``pk`` set)."""
+
+    pk: Any
+
+
+def cache_storage() -> Storage:
+    """The storage holding cached bodies: ``BACKPAIN_REPORT["PDF_CACHE_STORAGE"]`` (an alias
+    of ``settings.STORAGES``), ``"default"`` unless set."""
+    try:
+        alias = conf.get("PDF_CACHE_STORAGE") or "default"
+    except KeyError:  # the setting is optional and may not be declared
+        alias = "default"
+    return storages[alias]
+
+
+def _placeholder_html(report: ReportLike) -> str:
+    return render_report_html(
+        report=report, reader_name=PLACEHOLDER_NAME, prepared_on=PLACEHOLDER_DATE
+    )
+
+
+def cache_name(report: StoredReportLike, source: str | None = None) -> str:
+    """The storage name of the cached body of ``report``'s current edition and content."""
+    source = _placeholder_html(report) if source is None else source
+    digest = hashlib.sha256()
+    for part in (source, __version__, weasyprint.__version__, repr(sorted(PDF_OPTIONS.items()))):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return f"{CACHE_DIR}/report-{report.pk}-ed{report.edition}-{digest.hexdigest()[:20]}.pdf"
+
+
+def _remember(name: str, base: BasePdf) -> BasePdf:
+    with _memory_lock:
+        _memory[name] = base
+        _memory.move_to_end(name)
+        while len(_memory) > MEMORY_ITEMS:
+            _memory.popitem(last=False)
+    return base
+
+
+def _read(storage: Storage, name: str) -> BasePdf | None:
+    """The cached body ``name`` from storage, or None if it is missing or unreadable."""
+    try:
+        with storage.open(name, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return None
+    try:
+        return BasePdf.from_bytes(data)
+    except JoinError:
+        logger.warning("Unreadable cached report body %s; rendering it again.", name)
+        storage.delete(name)
+        return None
+
+
+def _write(storage: Storage, name: str, data: bytes) -> None:
+    """Store ``data`` as ``name`` atomically; a concurrent identical write is harmless."""
+    if not isinstance(storage, FileSystemStorage):  # object storage: a PUT is atomic
+        if not storage.exists(name):
+            saved = storage.save(name, ContentFile(data))
+            if saved != name:  # another worker stored the same edition meanwhile
+                storage.delete(saved)
+        return
+    final = storage.path(name)
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(final), suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, final)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def cached_body(report: StoredReportLike, *, storage: Storage | None = None) -> BasePdf:
+    """The placeholder-cover render of ``report``'s edition: from memory, storage, or rendered.
+
+    ``storage`` defaults to :func:`cache_storage`.
+    """
+    source = _placeholder_html(report)
+    name = cache_name(report, source)
+    with _memory_lock:
+        base = _memory.get(name)
+    if base is not None:
+        return base
+    storage = cache_storage() if storage is None else storage
+    base = _read(storage, name)
+    if base is None:
+        document = layout_html(source)
+        data = write_report_pdf(document, report=report, prepared_on=PLACEHOLDER_DATE)
+        base = BasePdf.from_bytes(data)
+        _write(storage, name, data)
+    return _remember(name, base)
+
+
+def report_pdf(
+    *,
+    report: StoredReportLike,
+    reader_name: str,
+    prepared_on: datetime.date,
+    storage: Storage | None = None,
+) -> bytes:
+    """The report personalised for ``reader_name``: the cached body with a fresh cover.
+
+    Same arguments and result as :func:`backpain_report.pdf.render_report_pdf` (``report`` also
+    needs ``pk``), at a fraction of the cost. A report whose template the cover swap cannot
+    handle (e.g. links on the cover) is rendered in full instead, and a warning logged.
+    ``storage`` (default :func:`cache_storage`) holds the cached bodies.
+    """
+    base = cached_body(report, storage=storage)
+    cover = render_cover_pdf(report=report, reader_name=reader_name, prepared_on=prepared_on)
+    try:
+        return swap_cover(base, cover)
+    except JoinError as exc:
+        logger.warning("Report %s: cover swap impossible (%s); full render.", report.pk, exc)
+        return render_report_pdf(report=report, reader_name=reader_name, prepared_on=prepared_on)
+
+
+def invalidate(report: StoredReportLike) -> int:
+    """Delete every cached body of ``report`` (all editions); returns how many files went.
+
+    Not needed for correctness (a new edition or content has a new name), but keeps the
+    storage tidy: call it when a report is edited or deleted.
+    """
+    prefix = f"report-{report.pk}-ed"
+    with _memory_lock:
+        for name in [name for name in _memory if name.rpartition("/")[2].startswith(prefix)]:
+            del _memory[name]
+    storage = cache_storage()
+    try:
+        _dirs, files = storage.listdir(CACHE_DIR)
+    except FileNotFoundError:
+        return 0
+    gone = [name for name in files if name.startswith(prefix) and name.endswith(".pdf")]
+    for name in gone:
+        storage.delete(f"{CACHE_DIR}/{name}")
+    return len(gone)
+
+
+def clear_memory() -> None:
+    """Forget the bodies held in this process (tests, benchmarks)."""
+    with _memory_lock:
+        _memory.clear()
