@@ -38,6 +38,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "MAX_EMAIL_SIZE": (int,),
     "DELIVERY": (str,),
     "DOWNLOAD_MAX_AGE": (int,),
+    "PDF_CACHE_STORAGE": (str,),
     "DOUBLE_OPT_IN": (bool,),
     "CONFIRM_MAX_AGE": (int,),
     "THROTTLE_IP": (tuple, list),
@@ -79,6 +80,15 @@ def check_settings(app_configs=None, **kwargs) -> list:
         errors.append(
             Error(
                 f"{SETTING_NAME}['DELIVERY'] must be one of {', '.join(DELIVERY_MODES)}.",
+                id="backpain_report.E002",
+            )
+        )
+    storage = config.get("PDF_CACHE_STORAGE", DEFAULTS["PDF_CACHE_STORAGE"])
+    if isinstance(storage, str) and storage not in settings.STORAGES:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['PDF_CACHE_STORAGE'] names {storage!r}, which is not in "
+                "settings.STORAGES.",
                 id="backpain_report.E002",
             )
         )

@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY": "attach",
     # Seconds a download link stays valid.
     "DOWNLOAD_MAX_AGE": 30 * 24 * 3600,
+    # Alias in settings.STORAGES where the report body is cached once per edition (under
+    # backpain_report/cache/); only the personalised cover is rendered per reader.
+    "PDF_CACHE_STORAGE": "default",
     # Ceiling in bytes for one email; a report that would exceed it is sent as a link instead.
     "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
     # Double opt-in: send a confirmation link first, the report only once it is confirmed.

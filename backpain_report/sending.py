@@ -24,7 +24,7 @@ from .conf import app_settings
 from .emails import build_confirmation_email, build_report_email, new_message_id
 from .mailer import open_mailer
 from .models import Delivery
-from .pdf import render_report_pdf
+from .pdfcache import report_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
 def delivery_pdf(delivery: Delivery) -> bytes:
     """The reader's PDF for a delivery, dated the day it was (or is being) sent."""
     sent = delivery.sent_at or timezone.now()
-    return render_report_pdf(
+    return report_pdf(
         report=delivery.report,
         reader_name=delivery.subscriber.name,
         prepared_on=timezone.localdate(sent),

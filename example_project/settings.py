@@ -134,6 +134,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = VAR_DIR / "media"  # the report body cache lives under media/backpain_report/cache/
 
 # --- Mail -----------------------------------------------------------------------------------
 # Django 6.1 replaced the EMAIL_* settings with MAILERS and refuses a mix of the two, so only
@@ -193,6 +194,20 @@ BACKPAIN_REPORT = {
     "SITE_URL": EXAMPLE_SITE_URL,
     "TRUSTED_PROXIES": int(os.environ.get("BACKPAIN_TRUSTED_PROXIES") or 0),
 }
+
+# Delivery timings from the environment, for the fault-injection tests
+# (tests/realservices/test_faults_*.py), which need them short. Each variable, when set,
+# overrides the app's default: BACKPAIN_RETRY_BACKOFF, BACKPAIN_SWEEP_GRACE,
+# BACKPAIN_CLAIM_LEASE and BACKPAIN_PUBLISH_TIMEOUT (seconds), BACKPAIN_MAX_ATTEMPTS (a count).
+for _key, _cast in (
+    ("RETRY_BACKOFF", float),
+    ("SWEEP_GRACE", float),
+    ("CLAIM_LEASE", float),
+    ("PUBLISH_TIMEOUT", float),
+    ("MAX_ATTEMPTS", int),
+):
+    if os.environ.get(f"BACKPAIN_{_key}", "").strip():
+        BACKPAIN_REPORT[_key] = _cast(os.environ[f"BACKPAIN_{_key}"])
 
 # --- Cache ---------------------------------------------------------------------------------
 # The sign-up throttles count in the cache, so every web process must share it: Redis when

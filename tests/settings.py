@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite, in-memory mail, an in-memory Celery broker."""
 
+import os
 from pathlib import Path
 
 import django
@@ -52,12 +53,14 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "test.sqlite3",
-        "TEST": {"NAME": str(TEST_DB_DIR / "test-db.sqlite3")},
+        # One file per test run, so runs side by side (CI, a developer, make test-compat) never meet.
+        "TEST": {"NAME": str(TEST_DB_DIR / f"test-db-{os.getpid()}.sqlite3")},
         "OPTIONS": {"timeout": 20},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
+MEDIA_ROOT = TEST_DB_DIR / "test-media"  # the report body cache (backpain_report/cache/)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

@@ -90,7 +90,7 @@ def test_confirm_link_expires_and_offers_a_fresh_one(
     subscriber = sign_up(client, django_capture_on_commit_callbacks)
     send_all()
     path = reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)])
-    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=8)
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=8)
     with time_machine.travel(later):
         assert read_confirm_token(make_confirm_token(subscriber)).state is ConfirmState.VALID
         page = client.get(path)

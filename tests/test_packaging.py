@@ -47,6 +47,9 @@ def test_wheel_ships_everything_the_app_needs(dist):
         "backpain_report/templates/backpain_report/email/report.html",
         "backpain_report/templates/backpain_report/report/report.html",
         "backpain_report/static/backpain_report/css/backpain_report.css",
+        "backpain_report/fonts/Vollkorn-Regular.ttf",
+        "backpain_report/fonts/Inter-OFL.txt",
+        "backpain_report/pdfjoin.py",
     ]:
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "example_project/")) for name in names)
