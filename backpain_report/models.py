@@ -112,6 +112,15 @@ class Subscriber(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("subscriber")
         verbose_name_plural = _("subscribers")
+        permissions = [("export_subscriber", _("Can export subscribers (CSV)"))]
+        indexes = [
+            # The admin's list order (-created_at, -id) and its state filters, at 1M rows.
+            models.Index(fields=["created_at", "id"], name="backpain_sub_list"),
+            models.Index(fields=["confirmed_at"], name="backpain_sub_confirmed"),
+            models.Index(fields=["unsubscribed_at"], name="backpain_sub_unsubscribed"),
+            # The funnel joins deliveries to their reader's article: an index-only scan.
+            models.Index(fields=["source_article", "id"], name="backpain_sub_article"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
@@ -187,7 +196,40 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="backpain_delivery_due"),
+            # The admin's list order, its status filter, the subscriber's last delivery and
+            # the funnel's "delivered" and "downloaded" days, at 1M rows.
+            models.Index(fields=["created_at", "id"], name="backpain_delivery_list"),
+            models.Index(fields=["status", "created_at"], name="backpain_delivery_status"),
+            models.Index(fields=["subscriber", "created_at"], name="backpain_delivery_last"),
+            models.Index(fields=["sent_at"], name="backpain_delivery_sent"),
+            models.Index(fields=["downloaded_at"], name="backpain_delivery_downloaded"),
         ]
 
     def __str__(self) -> str:
         return f"Delivery #{self.pk} ({self.get_status_display()})"
+
+
+class PageView(models.Model):
+    """How many times an article was viewed on one day: a counter, no cookies, no visitor data.
+
+    One row per (article, day), incremented in the database; bots are not counted (see
+    :func:`backpain_report.stats.page_view_record`). The admin shows these rows as the funnel.
+    """
+
+    article = models.ForeignKey(
+        Article, verbose_name=_("article"), related_name="page_views", on_delete=models.CASCADE
+    )
+    day = models.DateField(_("day"))
+    views = models.PositiveIntegerField(_("views"), default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = _("daily page views")
+        verbose_name_plural = _("funnel")
+        constraints = [
+            models.UniqueConstraint(fields=["article", "day"], name="backpain_pageview_day")
+        ]
+        indexes = [models.Index(fields=["day"], name="backpain_pageview_by_day")]
+
+    def __str__(self) -> str:
+        return f"{self.article_id} {self.day}: {self.views}"

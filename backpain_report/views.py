@@ -19,7 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import deliveries, selectors, services, subscriptions, throttling
+from . import deliveries, selectors, services, stats, subscriptions, throttling
 from .addresses import canonical_email
 from .conf import app_settings
 from .emails import pdf_filename
@@ -65,6 +65,7 @@ class ArticleDetailView(TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         article = self.get_article()
+        stats.page_view_from_request(self.request, article=article)
         form = kwargs.pop("form", None) or SignupForm(article_slug=article.slug)
         return super().get_context_data(article=article, form=form, **kwargs)
 

@@ -53,7 +53,7 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "test.sqlite3",
-        # One file per test run, so runs side by side (CI, a developer, make test-compat) never meet.
+        # One file per run: runs side by side (CI, a developer, test-compat) never meet.
         "TEST": {"NAME": str(TEST_DB_DIR / f"test-db-{os.getpid()}.sqlite3")},
         "OPTIONS": {"timeout": 20},
     }

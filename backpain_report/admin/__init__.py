@@ -1,0 +1,16 @@
+"""Staff pages: the site owner's cockpit for the lead magnet.
+
+One module per area; importing them registers their model admins with the default site:
+
+- :mod:`.subscribers` — subscribers, their consent record and delivery timeline, CSV export;
+- :mod:`.deliveries` — the outbox: resend, retry failed, cancel pending, download links;
+- :mod:`.content` — articles and reports: Markdown preview, publishing, PDF preview, editions;
+- :mod:`.funnel` — the funnel dashboard (page views to downloads, per article and day).
+
+The lists stay fast at a million rows: :class:`.paginator.LargeTablePaginator` never counts a
+whole table, list columns come from one query, and sorting is limited to indexed columns.
+"""
+
+from . import content, deliveries, funnel, subscribers
+
+__all__ = ["content", "deliveries", "funnel", "subscribers"]

@@ -1,0 +1,134 @@
+"""Articles and reports: Markdown with a rendered preview, publishing, the PDF preview, and a
+new edition whenever a report's content is edited."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .. import admin_operations
+from ..markup import render_markdown
+from ..models import Article, Report
+from ..pdf import render_report_pdf
+
+#: The reader's name on a PDF previewed from the admin.
+SAMPLE_READER = "Sam Sample"
+
+
+def markdown_preview(text: str) -> SafeString:
+    """``text`` rendered and sanitised exactly as readers see it, in a bordered box."""
+    return format_html('<div class="backpain-preview">{}</div>', render_markdown(text or ""))
+
+
+@admin.register(Report)
+class ReportAdmin(admin.ModelAdmin):
+    list_display = ["title", "edition", "updated_at"]
+    search_fields = ["title", "slug"]
+    prepopulated_fields = {"slug": ["title"]}
+    readonly_fields = ["edition", "pdf_preview", "body_preview", "created_at", "updated_at"]
+    fields = [
+        "title", "subtitle", "slug", "author", "edition", "template_name", "pdf_preview",
+        "body", "body_preview", "created_at", "updated_at",
+    ]  # fmt: skip
+
+    def get_fields(self, request: HttpRequest, obj: Report | None = None) -> list[str]:
+        fields = list(super().get_fields(request, obj))
+        if not self.has_change_permission(request, obj):  # the preview URL would answer 403
+            fields.remove("pdf_preview")
+        return fields
+
+    @admin.display(description=_("preview"))
+    def body_preview(self, obj: Report) -> SafeString:
+        return markdown_preview(obj.body) if obj.pk else SafeString("")
+
+    @admin.display(description=_("PDF"))
+    def pdf_preview(self, obj: Report) -> SafeString:
+        if not obj.pk:
+            return SafeString("")
+        url = reverse("admin:backpain_report_report_pdf_preview", args=[obj.pk])
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>',
+            url,
+            _("Preview the PDF for a sample reader (saved version)"),
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = path(
+            "<int:object_id>/pdf-preview/",
+            self.admin_site.admin_view(self.pdf_preview_view),
+            name="backpain_report_report_pdf_preview",
+        )
+        return [preview, *super().get_urls()]
+
+    def pdf_preview_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The saved report rendered for :data:`SAMPLE_READER`; needs ``change_report``."""
+        report = get_object_or_404(Report, pk=object_id)
+        if not self.has_change_permission(request, report):
+            raise PermissionDenied
+        pdf = render_report_pdf(
+            report=report, reader_name=SAMPLE_READER, prepared_on=timezone.localdate()
+        )
+        response = HttpResponse(pdf, content_type="application/pdf")
+        filename = f"{report.slug}-edition-{report.edition}-preview.pdf"
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def save_model(self, request: HttpRequest, obj: Report, form: ModelForm, change: bool) -> None:
+        bumped = admin_operations.report_save(
+            report=obj, changed_fields=form.changed_data, created=not change
+        )
+        if bumped:
+            self.message_user(
+                request,
+                _("The content changed: this is now edition %(edition)d.")
+                % {"edition": obj.edition},
+                messages.INFO,
+            )
+
+
+@admin.register(Article)
+class ArticleAdmin(admin.ModelAdmin):
+    list_display = ["title", "status", "original_publication_date", "report", "published_at"]
+    list_filter = ["status", "published_at"]
+    search_fields = ["title", "slug", "summary"]
+    prepopulated_fields = {"slug": ["title"]}
+    readonly_fields = ["body_preview", "created_at", "updated_at"]
+    list_select_related = ["report"]
+    date_hierarchy = "published_at"
+    actions = ["publish", "unpublish"]
+
+    @admin.display(description=_("preview"))
+    def body_preview(self, obj: Article) -> SafeString:
+        return markdown_preview(obj.body) if obj.pk else SafeString("")
+
+    @admin.action(description=_("Publish the selected articles"), permissions=["change"])
+    def publish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        count = admin_operations.articles_publish(queryset)
+        self.message_user(
+            request,
+            ngettext("Published %d article.", "Published %d articles.", count) % count,
+            messages.SUCCESS,
+        )
+
+    @admin.action(description=_("Unpublish the selected articles"), permissions=["change"])
+    def unpublish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
+        count = admin_operations.articles_unpublish(queryset)
+        self.message_user(
+            request,
+            ngettext("Unpublished %d article.", "Unpublished %d articles.", count) % count,
+            messages.SUCCESS,
+        )
+
+
+__all__ = ["ArticleAdmin", "ReportAdmin", "markdown_preview"]

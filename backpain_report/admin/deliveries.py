@@ -1,0 +1,129 @@
+"""Deliveries (the outbox): status, attempts, errors; resend, retry failed, cancel pending."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .. import admin_operations, deliveries, operations
+from ..addresses import canonical_email
+from ..models import Delivery, Subscriber
+from .common import report_resend
+from .filters import date_range_filter
+from .paginator import LargeTablePaginator
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = [
+        "id", "status", "attempts", "short_error", "sent_at", "subscriber_email", "kind",
+        "reason", "report", "edition", "downloaded_at", "created_at",
+    ]  # fmt: skip
+    list_filter = [
+        "status",
+        "kind",
+        "reason",
+        ("created_at", admin.DateFieldListFilter),
+        date_range_filter("created_at", _("created between")),
+        ("sent_at", admin.DateFieldListFilter),
+        "report",
+    ]
+    search_fields = ["subscriber__email_canonical", "message_id"]
+    search_help_text = _("A subscriber's full email address, or a Message-ID (<…>).")
+    list_select_related = ["subscriber", "report"]
+    sortable_by = ["id", "created_at"]
+    paginator = LargeTablePaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER  # a count per filter choice: too slow at 1M rows
+    list_per_page = 100
+    raw_id_fields = ["subscriber"]
+    readonly_fields = [
+        "subscriber", "report", "edition", "kind", "reason", "status", "attempts",
+        "next_attempt_at", "claimed_at", "enqueued_at", "publish_failed_at", "last_error",
+        "sent_at", "message_id", "downloaded_at", "link_version", "created_at", "updated_at",
+    ]  # fmt: skip
+    actions = ["resend_report", "retry_failed", "cancel_pending", "revoke_links", "reissue_links"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Delivery], search_term: str
+    ) -> tuple[QuerySet[Delivery], bool]:
+        """Exact matches only: ``<...>`` is a Message-ID, anything else a subscriber's
+        address (found through the unique canonical index, then the deliveries' index)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if term.startswith("<"):
+            return queryset.filter(message_id=term), False
+        try:
+            canonical = canonical_email(term)
+        except ValidationError:
+            return queryset.none(), False
+        subscribers = Subscriber.objects.filter(email_canonical=canonical).values("pk")
+        return queryset.filter(subscriber__in=subscribers), False
+
+    @admin.display(description=_("subscriber"))
+    def subscriber_email(self, obj: Delivery) -> str:
+        return obj.subscriber.email
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: Delivery) -> str:
+        return obj.last_error[:80] + ("…" if len(obj.last_error) > 80 else "")
+
+    @admin.action(description=_("Resend the report (a new delivery)"), permissions=["resend"])
+    def resend_report(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        subscribers = Subscriber.objects.filter(deliveries__in=queryset).distinct()
+        report_resend(self, request, operations.resend_to_subscribers(subscribers))
+
+    @admin.action(description=_("Retry the selected failed deliveries"), permissions=["change"])
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        count = operations.retry_failed(queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%d failed delivery queued again.", "%d failed deliveries queued again.", count
+            )
+            % count,
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    @admin.action(description=_("Cancel the selected pending deliveries"), permissions=["change"])
+    def cancel_pending(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        count = admin_operations.deliveries_cancel_pending(queryset)
+        self.message_user(
+            request,
+            ngettext("Cancelled %d pending delivery.", "Cancelled %d pending deliveries.", count)
+            % count,
+            messages.SUCCESS if count else messages.WARNING,
+        )
+
+    @admin.action(description=_("Revoke the download links"), permissions=["change"])
+    def revoke_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        count = deliveries.download_links_revoke(queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "Revoked the download link of %d delivery.",
+                "Revoked the download links of %d deliveries.",
+                count,
+            )
+            % count,
+            messages.SUCCESS,
+        )
+
+    @admin.action(
+        description=_("Revoke the download links and send new ones"),
+        permissions=["change", "resend"],
+    )
+    def reissue_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        deliveries.download_links_revoke(queryset)
+        self.resend_report(request, queryset)
+
+    def has_resend_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("backpain_report.add_delivery")

@@ -1,0 +1,110 @@
+import datetime
+
+import pytest
+from django.db.models import Sum
+from django.utils import timezone
+
+from backpain_report import stats
+from backpain_report.models import Article, Delivery, PageView, Subscriber
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
+DAY = datetime.date(2026, 3, 10)
+
+
+def at(day: datetime.date, hour: int = 12) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(hour), tzinfo=datetime.timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("agent", "bot"),
+    [
+        (BROWSER, False),
+        ("", True),
+        ("Googlebot/2.1 (+http://www.google.com/bot.html)", True),
+        ("Mozilla/5.0 (compatible; bingbot/2.0)", True),
+        ("Slackbot-LinkExpanding 1.0", True),
+        ("Mozilla/5.0 HeadlessChrome/120.0", True),
+        ("curl/8.5.0", True),
+        ("python-requests/2.32", True),
+        ("Wget/1.21", True),
+        ("facebookexternalhit/1.1 Yahoo! Slurp", True),
+    ],
+)
+def test_bot_rule(agent, bot):
+    assert stats.is_bot(agent) is bot
+
+
+def test_page_view_counter_increments_one_row_per_day(article):
+    for _ in range(3):
+        assert stats.page_view_record(article=article, user_agent=BROWSER, day=DAY)
+    assert not stats.page_view_record(article=article, user_agent="Googlebot", day=DAY)
+    stats.page_view_record(article=article, user_agent=BROWSER, day=DAY + datetime.timedelta(1))
+    assert list(PageView.objects.order_by("day").values_list("day", "views")) == [
+        (DAY, 3),
+        (DAY + datetime.timedelta(1), 1),
+    ]
+
+
+def test_the_article_page_counts_readers_not_bots_and_sets_no_cookie(client, article):
+    url = article.get_absolute_url()
+    response = client.get(url, HTTP_USER_AGENT=BROWSER)
+    client.get(url, HTTP_USER_AGENT=BROWSER)
+    client.get(url, HTTP_USER_AGENT="Twitterbot/1.0")
+    client.get(url)  # no user agent at all
+    client.head(url, HTTP_USER_AGENT=BROWSER)
+    assert PageView.objects.aggregate(n=Sum("views"))["n"] == 2
+    assert PageView.objects.get().day == timezone.localdate()
+    assert "sessionid" not in response.cookies
+
+
+def test_funnel_figures_against_known_data(article, make_subscriber, make_delivery):
+    other = Article.objects.create(title="Other", slug="other", body="x", report=article.report)
+    day2 = DAY + datetime.timedelta(days=1)
+    PageView.objects.create(article=article, day=DAY, views=100)
+    PageView.objects.create(article=article, day=day2, views=50)
+    PageView.objects.create(article=other, day=DAY, views=10)
+    readers = [make_subscriber() for _ in range(4)]
+    outsider = make_subscriber(source_article=other)
+    Subscriber.objects.filter(pk__in=[s.pk for s in readers]).update(created_at=at(DAY))
+    Subscriber.objects.filter(pk=outsider.pk).update(created_at=at(DAY))
+    Subscriber.objects.filter(pk__in=[s.pk for s in readers[:3]]).update(confirmed_at=at(DAY, 13))
+    Subscriber.objects.filter(pk=readers[0].pk).update(unsubscribed_at=at(day2))
+    for reader in readers[:2]:
+        make_delivery(
+            reader, status=Delivery.Status.SENT, sent_at=at(DAY, 14), downloaded_at=at(day2)
+        )
+    make_delivery(readers[2], status=Delivery.Status.FAILED)
+    make_delivery(outsider, status=Delivery.Status.SENT, sent_at=at(day2))
+    make_delivery(readers[3], kind=Delivery.Kind.CONFIRMATION, status="sent", sent_at=at(DAY))
+    # Outside the range: not counted.
+    PageView.objects.create(article=article, day=DAY - datetime.timedelta(1), views=999)
+
+    funnel = stats.funnel(start=DAY, end=day2)
+    assert [row.label for row in funnel.days] == [DAY.isoformat(), day2.isoformat()]
+    assert funnel.days[0].counts == {
+        "views": 110, "signups": 5, "confirmations": 3, "delivered": 2, "downloads": 0,
+        "unsubscribes": 0,
+    }  # fmt: skip
+    assert funnel.days[1].counts == {
+        "views": 50, "signups": 0, "confirmations": 0, "delivered": 1, "downloads": 2,
+        "unsubscribes": 1,
+    }  # fmt: skip
+    first = funnel.articles[0]
+    assert first.label == article.title
+    assert first.counts["signups"] == 4 and first.counts["views"] == 150
+    assert first.rates["signup_rate"] == pytest.approx(4 / 150)
+    assert first.rates["confirm_rate"] == pytest.approx(3 / 4)
+    assert first.rates["download_rate"] == pytest.approx(1.0)
+    assert funnel.total.counts["signups"] == 5 and funnel.total.counts["delivered"] == 3
+    only_other = stats.funnel(start=DAY, end=day2, article_id=other.pk)
+    assert only_other.total.counts == {
+        "views": 10, "signups": 1, "confirmations": 0, "delivered": 1, "downloads": 0,
+        "unsubscribes": 0,
+    }  # fmt: skip
+    empty = stats.funnel(start=day2, end=day2, article_id=other.pk)
+    assert empty.total.rates["signup_rate"] is None
+
+
+def test_default_range_is_the_last_30_days():
+    start, end = stats.default_range(DAY)
+    assert end == DAY and (end - start).days == 29
