@@ -51,3 +51,26 @@ def read_article(path: Path | None = None) -> SeedArticle:
 def read_report_body() -> str:
     """The bundled report's Markdown body."""
     return (SEED_DIR / "report.md").read_text(encoding="utf-8")
+
+
+def report_fields() -> dict:
+    """The bundled report's editable fields (used by the data migration and ``backpain_seed``)."""
+    return {
+        "title": REPORT_TITLE,
+        "subtitle": REPORT_SUBTITLE,
+        "author": read_article().byline or "The Back Pain Report team",
+        "body": read_report_body(),
+    }
+
+
+def article_fields() -> dict:
+    """The seed article's editable fields, parsed from ``article.txt``."""
+    source = read_article()
+    return {
+        "title": source.title,
+        "byline": source.byline,
+        "original_publication_date": source.original_publication_date,
+        "summary": source.summary,
+        "body": source.body,
+        "call_to_action": source.call_to_action,
+    }

@@ -198,6 +198,10 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
     message_id = new_message_id()
     try:
         message = _build_message(delivery, message_id)
+        if connection is not None:
+            # Open it ourselves: send_messages() then leaves it open for the next message of
+            # the batch (it closes only connections it opened). A no-op when already open.
+            connection.open()
         mailer = connection or open_mailer()
         if not mailer.send_messages([message]):
             raise smtplib.SMTPException("The mail backend accepted no message.")

@@ -190,21 +190,8 @@ def _report_for(subscriber: Subscriber) -> Report | None:
 
 def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
     """Create the bundled article and report, or restore their text when ``overwrite``."""
-    source = seed.read_article()
-    report_fields = {
-        "title": seed.REPORT_TITLE,
-        "subtitle": seed.REPORT_SUBTITLE,
-        "author": source.byline or "The Back Pain Report team",
-        "body": seed.read_report_body(),
-    }
-    article_fields = {
-        "title": source.title,
-        "byline": source.byline,
-        "original_publication_date": source.original_publication_date,
-        "summary": source.summary,
-        "body": source.body,
-        "call_to_action": source.call_to_action,
-    }
+    report_fields = seed.report_fields()
+    article_fields = seed.article_fields()
     with transaction.atomic():
         report, report_created = Report.objects.get_or_create(
             slug=seed.REPORT_SLUG, defaults=report_fields

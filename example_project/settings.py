@@ -224,6 +224,9 @@ if _cache_url:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": _cache_url,
             "KEY_PREFIX": "backpain-example",
+            # A sick cache must cost a sign-up a fraction of a second, not redis-py's 5 s
+            # default per call: the throttles then fail open.
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.25},
         }
     }
 else:

@@ -6,6 +6,7 @@ from collections import deque
 
 from django.core import mail
 from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 
 # Exceptions to raise on the next sends, in order; empty means "accept".
 scripted_failures: deque[BaseException] = deque()
@@ -19,3 +20,15 @@ class ScriptedBackend(LocmemBackend):
 
 
 __all__ = ["ScriptedBackend", "mail", "scripted_failures"]
+
+
+class CountingSMTPBackend(SMTPBackend):
+    """Django's SMTP backend, counting the connections it actually opens."""
+
+    connections_opened = 0
+
+    def open(self):
+        opened = super().open()
+        if opened:
+            type(self).connections_opened += 1
+        return opened

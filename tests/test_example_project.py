@@ -22,21 +22,10 @@ from django.core.mail import EmailMultiAlternatives
 from django.test import override_settings
 from django.urls import include, path
 
+from tests.example_env import EXAMPLE_SITE_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_ENV = (
-    "DATABASE_URL",
-    "CELERY_BROKER_URL",
-    "EMAIL_HOST",
-    "EMAIL_PORT",
-    "EMAIL_TIMEOUT",
-    "EMAIL_HOST_USER",
-    "EMAIL_HOST_PASSWORD",
-    "EMAIL_USE_TLS",
-    "SITE_URL",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_DEBUG",
-    "ALLOWED_HOSTS",
-)
+EXAMPLE_ENV = EXAMPLE_SITE_ENV
 
 # Prints what the example settings resolved to (run with example_project.settings).
 DUMP_SETTINGS = """

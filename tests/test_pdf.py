@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import threading
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,30 +19,16 @@ from pypdf import PdfReader
 from backpain_report.pdf import (
     FONTS_DIR,
     PACKAGE_DIR,
-    REPORT_TEMPLATE,
     PackageOnlyURLFetcher,
     font_configuration,
     render_cover_pdf,
     render_report_html,
     render_report_pdf,
 )
+from tests.samples import make_report
 
 PREPARED_ON = datetime.date(2025, 3, 14)
 READER = "Margaret Oyelaran-Whitfield"
-
-
-def make_report(**overrides: object) -> types.SimpleNamespace:
-    values: dict[str, object] = {
-        "title": "Back Pain Muscle Spasms",
-        "subtitle": "A practical guide to easing the pain and keeping it from coming back",
-        "slug": "back-pain-muscle-spasms",
-        "edition": 3,
-        "author": "The Back Pain Report team",
-        "body": (PACKAGE_DIR / "seed" / "report.md").read_text(encoding="utf-8"),
-        "template_name": REPORT_TEMPLATE,
-    }
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
 
 
 def render(reader_name: str = READER, **overrides: object) -> PdfReader:

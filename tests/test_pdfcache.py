@@ -8,7 +8,6 @@ import logging
 import re
 import subprocess
 import threading
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,26 +20,12 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from backpain_report import pdfcache
-from backpain_report.pdf import PACKAGE_DIR, REPORT_TEMPLATE, render_report_pdf
+from backpain_report.pdf import render_report_pdf
 from backpain_report.pdfjoin import BasePdf, JoinError, swap_cover
+from tests.samples import make_report
 
 PREPARED_ON = datetime.date(2025, 3, 14)
 READER = "Zoë Łukasiewicz-Øvergaard"
-
-
-def make_report(**overrides: object) -> types.SimpleNamespace:
-    values: dict[str, object] = {
-        "pk": 7,
-        "title": "Back Pain Muscle Spasms",
-        "subtitle": "A practical guide to easing the pain and keeping it from coming back",
-        "slug": "back-pain-muscle-spasms",
-        "edition": 3,
-        "author": "The Back Pain Report team",
-        "body": (PACKAGE_DIR / "seed" / "report.md").read_text(encoding="utf-8"),
-        "template_name": REPORT_TEMPLATE,
-    }
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
 
 
 def storages_in(folder: Path) -> dict[str, Any]:

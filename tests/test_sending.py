@@ -171,3 +171,40 @@ def test_a_batch_reuses_one_connection_and_survives_a_dropped_one(
     Delivery.objects.filter(pk=deliveries[2].pk).update(next_attempt_at=None)
     assert delivery_send(delivery_id=deliveries[2].pk).outcome is Outcome.SENT
     assert sorted(m.to[0] for m in mail.outbox) == sorted(d.subscriber.email for d in deliveries)
+
+
+def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
+    """Regression: deliveries_send handed an unopened backend to each send, so Django's SMTP
+    backend opened and closed a connection per message (found by the fault tier)."""
+    import socket
+
+    import django
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.handlers import Sink
+
+    from backpain_report import sending
+    from tests.mail_backends import CountingSMTPBackend
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        backend = "tests.mail_backends.CountingSMTPBackend"
+        if django.VERSION >= (6, 1):
+            options = {"host": "127.0.0.1", "port": port, "timeout": 5}
+            settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
+        else:
+            settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
+                backend,
+                "127.0.0.1",
+                port,
+            )
+        CountingSMTPBackend.connections_opened = 0
+        deliveries = [make_delivery() for _ in range(4)]
+        results = sending.deliveries_send(delivery_ids=[d.pk for d in deliveries])
+    finally:
+        controller.stop()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 4
+    assert CountingSMTPBackend.connections_opened == 1

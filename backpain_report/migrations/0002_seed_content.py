@@ -9,25 +9,11 @@ def seed_content(apps, schema_editor):
 
     Report = apps.get_model("backpain_report", "Report")
     Article = apps.get_model("backpain_report", "Article")
-    source = seed.read_article()
-    report, _ = Report.objects.get_or_create(
-        slug=seed.REPORT_SLUG,
-        defaults={
-            "title": seed.REPORT_TITLE,
-            "subtitle": seed.REPORT_SUBTITLE,
-            "author": source.byline or "The Back Pain Report team",
-            "body": seed.read_report_body(),
-        },
-    )
+    report, _ = Report.objects.get_or_create(slug=seed.REPORT_SLUG, defaults=seed.report_fields())
     Article.objects.get_or_create(
         slug=seed.ARTICLE_SLUG,
         defaults={
-            "title": source.title,
-            "byline": source.byline,
-            "original_publication_date": source.original_publication_date,
-            "summary": source.summary,
-            "body": source.body,
-            "call_to_action": source.call_to_action,
+            **seed.article_fields(),
             "report": report,
             "status": "published",
             "published_at": timezone.now(),

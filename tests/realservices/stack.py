@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tests.example_env import EXAMPLE_SITE_ENV
+
 from .processes import Process, free_port, log_contains
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,23 +24,7 @@ SHARED_QUEUE = "celery"  # Celery's default, used when the site cannot be given 
 QUEUE_VAR = "CELERY_TASK_DEFAULT_QUEUE"
 
 # Variables of the parent that must not leak into the example site.
-_SCRUB = (
-    "DJANGO_SETTINGS_MODULE",
-    "DATABASE_URL",
-    "CELERY_BROKER_URL",
-    "EMAIL_HOST",
-    "EMAIL_PORT",
-    "EMAIL_TIMEOUT",
-    "EMAIL_HOST_USER",
-    "EMAIL_HOST_PASSWORD",
-    "EMAIL_USE_TLS",
-    "SITE_URL",
-    "DJANGO_SECRET_KEY",
-    "DJANGO_DEBUG",
-    "ALLOWED_HOSTS",
-    "EXAMPLE_VAR_DIR",
-    QUEUE_VAR,
-)
+_SCRUB = ("DJANGO_SETTINGS_MODULE", *EXAMPLE_SITE_ENV, "EXAMPLE_VAR_DIR", QUEUE_VAR)
 
 
 def site_env(

@@ -1,0 +1,24 @@
+"""Stand-ins shared by the PDF tests: a report-like object needing no database."""
+
+import types
+from pathlib import Path
+
+from backpain_report.pdf import REPORT_TEMPLATE
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent / "backpain_report"
+
+
+def make_report(**overrides: object) -> types.SimpleNamespace:
+    """The bundled report's text as an object with a Report's attributes (``pk`` included)."""
+    values: dict[str, object] = {
+        "pk": 7,
+        "title": "Back Pain Muscle Spasms",
+        "subtitle": "A practical guide to easing the pain and keeping it from coming back",
+        "slug": "back-pain-muscle-spasms",
+        "edition": 3,
+        "author": "The Back Pain Report team",
+        "body": (PACKAGE_DIR / "seed" / "report.md").read_text(encoding="utf-8"),
+        "template_name": REPORT_TEMPLATE,
+    }
+    values.update(overrides)
+    return types.SimpleNamespace(**values)
