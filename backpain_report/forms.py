@@ -17,21 +17,25 @@ HONEYPOT_FIELD = "website"
 class SignupForm(forms.Form):
     """Name, email and consent; ``website`` is a honeypot that people never see or fill."""
 
+    # Lengths are checked after cleaning (clean_name/clean_email), so the error states the real
+    # limit; the request size itself is bounded by DATA_UPLOAD_MAX_MEMORY_SIZE.
     name = forms.CharField(
         label=_("Your first name"),
-        max_length=MAX_NAME_LENGTH * 4,  # cleaned and bounded in clean_name()
-        widget=forms.TextInput(attrs={"autocomplete": "given-name"}),
+        widget=forms.TextInput(attrs={"autocomplete": "given-name", "maxlength": MAX_NAME_LENGTH}),
     )
     email = forms.CharField(
         label=_("Your email address"),
-        max_length=MAX_EMAIL_LENGTH * 2,  # the exact bound is checked in clean_email()
-        widget=forms.EmailInput(attrs={"autocomplete": "email", "inputmode": "email"}),
+        widget=forms.EmailInput(
+            attrs={"autocomplete": "email", "inputmode": "email", "maxlength": MAX_EMAIL_LENGTH}
+        ),
     )
     consent = forms.BooleanField(
         required=True,
         error_messages={"required": _("Please tick the box so we may email you the report.")},
     )
-    article = forms.SlugField(required=False, widget=forms.HiddenInput)
+    # The source article's slug; an unknown one falls back to the default article (it is a
+    # hidden field: the reader could not correct it).
+    article = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
     website = forms.CharField(
         required=False,
         label=_("Leave this field empty"),

@@ -22,6 +22,8 @@ def test_valid_form():
         ("email", "x" * 310 + "@example.com", "An email address has at most 320 characters."),
         ("name", "   ", "This field is required."),
         ("name", "A" * 101, "A name has at most 100 characters."),
+        ("name", "A" * 1_000_000, "A name has at most 100 characters."),
+        ("email", "a" * 1_000_000 + "@example.com", "An email address has at most 320 characters."),
         ("consent", "", "Please tick the box so we may email you the report."),
     ],
 )

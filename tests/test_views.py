@@ -117,3 +117,13 @@ def test_site_can_override_a_template(client, article, settings, tmp_path):
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
     response = client.get(reverse("backpain_report:signup_done"))
     assert response.content.decode() == "Custom thank-you page"
+
+
+def test_unknown_article_slug_falls_back_to_the_default_article(
+    client, article, no_broker, django_capture_on_commit_callbacks
+):
+    """A site's own form may post a stale slug: the reader still gets the report."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("backpain_report:signup"), {**SIGNUP, "article": "gone"})
+    assert response.status_code == 303
+    assert Subscriber.objects.get().source_article == article
