@@ -157,3 +157,14 @@ def page(chromium):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def site(request, tmp_path_factory):
+    """The fault tier's private stack (``faults_site.FaultSite``), made ready for this test."""
+    from .faults_site import shared_site
+
+    site = shared_site(request, tmp_path_factory)
+    site.prepare(request.node.name)
+    yield site
+    site.finish()

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from .faults_site import QUEUE, Reader, address, fault_result, shared_site
+from .faults_site import QUEUE, Reader, address, fault_result
 from .web import SIGNUP_DONE_PATH
 
 pytestmark = pytest.mark.services
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.services
 SIGNUP_BOUND = 2.0  # seconds a sign-up may take while the broker is sick (issue 4)
 DELIVERY_WAIT = 60.0
 SETTLE = 2.0  # seconds to wait after the last message, to see any duplicate arrive
-
-
-@pytest.fixture
-def site(request, tmp_path_factory):
-    site = shared_site(request, tmp_path_factory)
-    site.prepare(request.node.name)
-    yield site
-    site.finish()
 
 
 def _signup_during(

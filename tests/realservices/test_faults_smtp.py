@@ -13,21 +13,13 @@ import time
 
 import pytest
 
-from .faults_site import address, fault_result, shared_site
+from .faults_site import address, fault_result
 
 pytestmark = pytest.mark.services
 
 DELIVERY_WAIT = 60.0  # seconds for a handful of reports, retries included
 SETTLE = 2.0  # seconds to wait after the last message, to see any duplicate arrive
 EMAIL_TIMEOUT = 3.0  # the worker's EMAIL_TIMEOUT (faults_site.TIMINGS)
-
-
-@pytest.fixture
-def site(request, tmp_path_factory):
-    site = shared_site(request, tmp_path_factory)
-    site.prepare(request.node.name)
-    yield site
-    site.finish()
 
 
 def test_451_for_three_attempts_then_delivered_on_the_fourth(site):

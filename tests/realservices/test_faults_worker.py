@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from .faults import wait_for
-from .faults_site import Reader, address, fault_result, shared_site
+from .faults_site import Reader, address, fault_result
 from .web import SIGNUP_DONE_PATH
 
 pytestmark = pytest.mark.services
@@ -22,14 +22,6 @@ DELIVER_TASK = "backpain_report.deliver_report"
 DELIVERY_WAIT = 60.0
 SETTLE = 2.0  # seconds to wait after the last message, to see any duplicate arrive
 LEASE = 5.0  # CLAIM_LEASE for the worker-killed test
-
-
-@pytest.fixture
-def site(request, tmp_path_factory):
-    site = shared_site(request, tmp_path_factory)
-    site.prepare(request.node.name)
-    yield site
-    site.finish()
 
 
 def _wait_sending(site, delivery_email: str, timeout: float) -> dict | None:
