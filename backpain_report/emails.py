@@ -35,14 +35,15 @@ def _message(
 ) -> EmailMultiAlternatives:
     """A text + HTML message to the delivery's subscriber, with the unsubscribe headers."""
     subscriber = delivery.subscriber
+    site_url = links.site_url(subscriber)
     context = {
         "delivery": delivery,
         "subscriber": subscriber,
         "report": delivery.report,
         "name": subscriber.name,
         "unsubscribe_url": links.unsubscribe_url(subscriber),
-        "site_url": links.site_url(subscriber),
-        "site_host": urlsplit(links.site_url(subscriber)).netloc,
+        "site_url": site_url,
+        "site_host": urlsplit(site_url).netloc,
         **extra,
     }
     subject_template, text_template, html_template = templates

@@ -1,4 +1,7 @@
-"""Bulk operations shared by the admin actions and the management commands."""
+"""Writes on many rows at once, behind the admin actions, the commands and the views.
+
+Plain functions (no HTTP objects), so a command or a test can call them too.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +9,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
+from django.utils import timezone
 
-from .models import Delivery, Subscriber
+from .models import Article, Delivery, Subscriber
 from .publishing import publish_on_commit
 from .services import delivery_resend
+
+CANCELLED_BY_STAFF = "Cancelled by staff."
 
 
 @dataclass(frozen=True)
@@ -47,3 +53,46 @@ def retry_failed(deliveries: QuerySet[Delivery]) -> int:
         )
         publish_on_commit(*ids)
     return len(ids)
+
+
+def deliveries_cancel_pending(deliveries: QuerySet[Delivery]) -> int:
+    """Cancel the pending deliveries among ``deliveries``; return how many were cancelled.
+
+    Only ``pending`` rows change: one being sent (``sending``) is left to finish. The worker
+    claims a delivery with a conditional UPDATE on ``pending``, so a cancelled row is never
+    sent, even if its message is already on the broker.
+    """
+    return deliveries.filter(status=Delivery.Status.PENDING).update(
+        status=Delivery.Status.CANCELLED,
+        last_error=CANCELLED_BY_STAFF,
+        next_attempt_at=None,
+        updated_at=timezone.now(),
+    )
+
+
+def articles_publish(articles: QuerySet[Article]) -> int:
+    """Publish the draft articles among ``articles`` (first publication date kept if set)."""
+    drafts = articles.exclude(status=Article.Status.PUBLISHED)
+    now = timezone.now()
+    with transaction.atomic():
+        drafts.filter(published_at__isnull=True).update(published_at=now)
+        return drafts.update(status=Article.Status.PUBLISHED, updated_at=now)
+
+
+def articles_unpublish(articles: QuerySet[Article]) -> int:
+    """Turn the published articles among ``articles`` back into drafts."""
+    return articles.filter(status=Article.Status.PUBLISHED).update(
+        status=Article.Status.DRAFT, updated_at=timezone.now()
+    )
+
+
+def delivery_downloaded(*, delivery: Delivery) -> None:
+    """Record the first download of a delivery's PDF (later ones change nothing)."""
+    Delivery.objects.filter(pk=delivery.pk, downloaded_at__isnull=True).update(
+        downloaded_at=timezone.now()
+    )
+
+
+def download_links_revoke(deliveries: QuerySet[Delivery]) -> int:
+    """Make every download link sent so far for these deliveries stop working."""
+    return deliveries.update(link_version=F("link_version") + 1)

@@ -52,57 +52,45 @@ def bounded_connection():
             logger.debug("Ignoring an error while closing the broker connection", exc_info=True)
 
 
+def _publish(messages: list[tuple[str, list, list[int]]], countdown: float | None) -> int:
+    """Send ``(task name, args, delivery ids)`` messages over one bounded connection.
+
+    Records the outcome on the rows (``enqueued_at``, or ``publish_failed_at`` for the sweep)
+    and returns how many deliveries were published; broker faults are logged, never raised.
+    """
+    sent: list[int] = []
+    try:
+        with bounded_connection() as connection:
+            for task_name, args, delivery_ids in messages:
+                current_app.send_task(
+                    task_name, args=args, connection=connection, retry=False, countdown=countdown
+                )
+                sent.extend(delivery_ids)
+    except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
+        logger.warning("Could not publish deliveries: %s: %s", type(exc).__name__, exc)
+    _record_publish([pk for _name, _args, ids in messages for pk in ids], sent)
+    return len(sent)
+
+
 def publish_deliveries(delivery_ids: Iterable[int], *, countdown: float | None = None) -> int:
     """Publish one message per delivery over one bounded connection; return how many went.
 
     Failures are recorded on the rows (``publish_failed_at``), never raised: the sweep retries.
     """
-    ids = list(delivery_ids)
-    sent: list[int] = []
-    try:
-        with bounded_connection() as connection:
-            for delivery_id in ids:
-                current_app.send_task(
-                    DELIVER_TASK,
-                    args=[delivery_id],
-                    connection=connection,
-                    retry=False,
-                    countdown=countdown,
-                )
-                sent.append(delivery_id)
-    except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
-        logger.warning(
-            "Could not publish deliveries %s: %s: %s",
-            ids[len(sent) : len(sent) + 1],
-            type(exc).__name__,
-            exc,
-        )
-    _record_publish(ids, sent)
-    return len(sent)
+    return _publish([(DELIVER_TASK, [pk], [pk]) for pk in delivery_ids], countdown)
 
 
 def publish_batches(delivery_ids: Iterable[int]) -> int:
     """Publish deliveries in batch messages of ``BATCH_SIZE`` (one SMTP connection each).
 
-    Returns how many deliveries were published; failures are recorded as in
-    :func:`publish_deliveries`.
+    A single delivery goes as an ordinary ``deliver_report`` message. Returns how many were
+    published; failures are recorded as in :func:`publish_deliveries`.
     """
     ids = list(delivery_ids)
     if len(ids) == 1:
         return publish_deliveries(ids)
     batches = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
-    sent: list[int] = []
-    try:
-        with bounded_connection() as connection:
-            for batch in batches:
-                current_app.send_task(
-                    DELIVER_BATCH_TASK, args=[batch], connection=connection, retry=False
-                )
-                sent.extend(batch)
-    except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
-        logger.warning("Could not publish a batch of deliveries: %s: %s", type(exc).__name__, exc)
-    _record_publish(ids, sent)
-    return len(sent)
+    return _publish([(DELIVER_BATCH_TASK, [batch], batch) for batch in batches], None)
 
 
 def _record_publish(ids: list[int], sent: list[int]) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import seed, signals
@@ -15,6 +18,8 @@ from .addresses import canonical_email
 from .conf import app_settings
 from .models import Article, Delivery, Report, Subscriber
 from .publishing import publish_on_commit
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,32 @@ def _report_for(subscriber: Subscriber) -> Report | None:
     return Report.objects.order_by("pk").first()
 
 
+#: Fields whose change alters the PDF, so a new edition is due.
+EDITION_FIELDS = frozenset({"title", "subtitle", "author", "body", "template_name"})
+
+
+def report_save(*, report: Report, changed_fields: Iterable[str], created: bool = False) -> bool:
+    """Save an edited ``report``, bumping its edition when its content changed.
+
+    Returns True when the edition was bumped; the report's cached PDF bodies are then dropped
+    (a new edition has a new cache name anyway: this only keeps the storage tidy).
+    """
+    bumped = not created and bool(EDITION_FIELDS.intersection(changed_fields))
+    with transaction.atomic():
+        report.save()
+        if bumped:  # in the database, so two editors at once make two editions
+            Report.objects.filter(pk=report.pk).update(edition=F("edition") + 1)
+            report.refresh_from_db(fields=["edition"])
+    if bumped:
+        from . import pdfcache  # WeasyPrint is heavy: import it only when needed
+
+        try:
+            pdfcache.invalidate(report)
+        except OSError:
+            logger.warning("Report %s: could not delete its cached PDFs", report.pk, exc_info=True)
+    return bumped
+
+
 def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
     """Create the bundled article and report, or restore their text when ``overwrite``."""
     report_fields = seed.report_fields()
@@ -197,12 +228,10 @@ def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
             slug=seed.REPORT_SLUG, defaults=report_fields
         )
         if overwrite and not report_created:
-            changed = report.body != report_fields["body"]
+            changed = [f for f, value in report_fields.items() if getattr(report, f) != value]
             for field, value in report_fields.items():
                 setattr(report, field, value)
-            if changed:
-                report.edition += 1
-            report.save()
+            report_save(report=report, changed_fields=changed)
         article, article_created = Article.objects.get_or_create(
             slug=seed.ARTICLE_SLUG,
             defaults={

@@ -16,6 +16,20 @@ CONFIRM_SALT = "backpain_report.confirm"
 DOWNLOAD_SALT = "backpain_report.download"
 
 
+def _load(token: str, salt: str, max_age: float | None = None) -> tuple[dict | None, bool]:
+    """The token's payload dict and whether it expired; ``(None, False)`` if it is not genuine.
+
+    An expired token's payload is still returned (its signature is valid): callers decide.
+    """
+    try:
+        data, expired = signing.loads(token, salt=salt, max_age=max_age), False
+    except signing.SignatureExpired:
+        data, expired = signing.loads(token, salt=salt), True
+    except signing.BadSignature:
+        return None, False
+    return (data, expired) if isinstance(data, dict) else (None, False)
+
+
 def make_unsubscribe_token(subscriber_id: int) -> str:
     """A token naming the subscriber; it does not expire, so old emails keep working."""
     return signing.dumps({"s": subscriber_id}, salt=UNSUBSCRIBE_SALT, compress=True)
@@ -23,11 +37,8 @@ def make_unsubscribe_token(subscriber_id: int) -> str:
 
 def read_unsubscribe_token(token: str) -> int | None:
     """The subscriber id in a valid unsubscribe token, or None when it was tampered with."""
-    try:
-        data = signing.loads(token, salt=UNSUBSCRIBE_SALT)
-    except signing.BadSignature:
-        return None
-    subscriber_id = data.get("s") if isinstance(data, dict) else None
+    data, _expired = _load(token, UNSUBSCRIBE_SALT)
+    subscriber_id = data.get("s") if data else None
     return subscriber_id if isinstance(subscriber_id, int) else None
 
 
@@ -60,15 +71,8 @@ class ConfirmToken:
 
 def read_confirm_token(token: str) -> ConfirmToken:
     """Check a confirm token's signature, age and state (one use; revocable)."""
-    try:
-        data = signing.loads(token, salt=CONFIRM_SALT, max_age=app_settings.CONFIRM_MAX_AGE)
-        expired = False
-    except signing.SignatureExpired:
-        data = signing.loads(token, salt=CONFIRM_SALT)  # genuine, only too old
-        expired = True
-    except signing.BadSignature:
-        return ConfirmToken(ConfirmState.INVALID)
-    if not isinstance(data, dict) or not isinstance(data.get("s"), int):
+    data, expired = _load(token, CONFIRM_SALT, app_settings.CONFIRM_MAX_AGE)
+    if data is None or not isinstance(data.get("s"), int):
         return ConfirmToken(ConfirmState.INVALID)
     subscriber = Subscriber.objects.filter(pk=data["s"]).first()
     if subscriber is None or consent_version(subscriber) != data.get("v"):
@@ -102,14 +106,11 @@ class DownloadToken:
 
 def read_download_token(token: str) -> DownloadToken:
     """Check a download token's signature, age and revocation."""
-    try:
-        data = signing.loads(token, salt=DOWNLOAD_SALT, max_age=app_settings.DOWNLOAD_MAX_AGE)
-    except signing.SignatureExpired:
+    data, expired = _load(token, DOWNLOAD_SALT, app_settings.DOWNLOAD_MAX_AGE)
+    if data is None or not isinstance(data.get("d"), int):
+        return DownloadToken(DownloadState.INVALID)
+    if expired:
         return DownloadToken(DownloadState.EXPIRED)
-    except signing.BadSignature:
-        return DownloadToken(DownloadState.INVALID)
-    if not isinstance(data, dict) or not isinstance(data.get("d"), int):
-        return DownloadToken(DownloadState.INVALID)
     delivery = Delivery.objects.select_related("subscriber", "report").filter(pk=data["d"]).first()
     if (
         delivery is None

@@ -19,7 +19,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import deliveries, selectors, services, stats, subscriptions, throttling
+from . import operations, selectors, services, stats, subscriptions, throttling
 from .addresses import canonical_email
 from .conf import app_settings
 from .emails import pdf_filename
@@ -204,7 +204,7 @@ class DownloadView(View):
         response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
         response["Cache-Control"] = "private, no-store"
         response["X-Robots-Tag"] = "noindex"
-        deliveries.delivery_downloaded(delivery=delivery)
+        operations.delivery_downloaded(delivery=delivery)
         return response
 
 

@@ -1,8 +1,8 @@
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from backpain_report.admin_operations import report_save
 from backpain_report.models import Article
+from backpain_report.services import report_save
 
 PDF = "admin:backpain_report_report_pdf_preview"
 

@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import admin_operations
+from .. import operations, services
 from ..markup import render_markdown
 from ..models import Article, Report
 from ..pdf import render_report_pdf
@@ -85,7 +85,7 @@ class ReportAdmin(admin.ModelAdmin):
         return response
 
     def save_model(self, request: HttpRequest, obj: Report, form: ModelForm, change: bool) -> None:
-        bumped = admin_operations.report_save(
+        bumped = services.report_save(
             report=obj, changed_fields=form.changed_data, created=not change
         )
         if bumped:
@@ -114,7 +114,7 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Publish the selected articles"), permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
-        count = admin_operations.articles_publish(queryset)
+        count = operations.articles_publish(queryset)
         self.message_user(
             request,
             ngettext("Published %d article.", "Published %d articles.", count) % count,
@@ -123,7 +123,7 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Unpublish the selected articles"), permissions=["change"])
     def unpublish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
-        count = admin_operations.articles_unpublish(queryset)
+        count = operations.articles_unpublish(queryset)
         self.message_user(
             request,
             ngettext("Unpublished %d article.", "Unpublished %d articles.", count) % count,

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import admin_operations, deliveries, operations
+from .. import operations
 from ..addresses import canonical_email
 from ..models import Delivery, Subscriber
 from .common import report_resend
@@ -95,7 +95,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel the selected pending deliveries"), permissions=["change"])
     def cancel_pending(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = admin_operations.deliveries_cancel_pending(queryset)
+        count = operations.deliveries_cancel_pending(queryset)
         self.message_user(
             request,
             ngettext("Cancelled %d pending delivery.", "Cancelled %d pending deliveries.", count)
@@ -105,7 +105,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the download links"), permissions=["change"])
     def revoke_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = deliveries.download_links_revoke(queryset)
+        count = operations.download_links_revoke(queryset)
         self.message_user(
             request,
             ngettext(
@@ -122,7 +122,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         permissions=["change", "resend"],
     )
     def reissue_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        deliveries.download_links_revoke(queryset)
+        operations.download_links_revoke(queryset)
         self.resend_report(request, queryset)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
