@@ -58,3 +58,9 @@ def clean_name(value: str) -> str:
             code="max_length",
         )
     return value
+
+
+def email_masked(address: str) -> str:
+    """An address as shown in logs and command output: ``m…@example.com``."""
+    local, _sep, domain = address.rpartition("@")
+    return f"{local[:1]}…@{domain}" if local else "…"

@@ -106,6 +106,11 @@ class Subscriber(models.Model):
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     created_at = models.DateTimeField(_("signed up"), auto_now_add=True, db_index=True)
     confirmed_at = models.DateTimeField(_("confirmed"), null=True, blank=True)
+    # When a confirmation was last asked for (double opt-in): stale requests are purged by age
+    # from here, so a reader who signed up afresh yesterday is kept.
+    confirmation_requested_at = models.DateTimeField(
+        _("confirmation requested"), null=True, blank=True
+    )
     unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
 
     class Meta:
@@ -120,6 +125,12 @@ class Subscriber(models.Model):
             models.Index(fields=["unsubscribed_at"], name="backpain_sub_unsubscribed"),
             # The funnel joins deliveries to their reader's article: an index-only scan.
             models.Index(fields=["source_article", "id"], name="backpain_sub_article"),
+            # The purge of confirmation requests never answered.
+            models.Index(
+                fields=["confirmation_requested_at"],
+                name="backpain_sub_unconfirmed",
+                condition=Q(confirmed_at__isnull=True, confirmation_requested_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -146,6 +157,7 @@ class Delivery(models.Model):
     class Reason(models.TextChoices):
         SIGNUP = "signup", _("Sign-up")
         RESEND = "resend", _("Resend")
+        RESUBSCRIBE = "resubscribe", _("Re-subscription")
 
     class Kind(models.TextChoices):
         REPORT = "report", _("Report")
@@ -162,7 +174,7 @@ class Delivery(models.Model):
     )
     edition = models.PositiveIntegerField(_("edition"))
     reason = models.CharField(
-        _("reason"), max_length=10, choices=Reason.choices, default=Reason.SIGNUP
+        _("reason"), max_length=12, choices=Reason.choices, default=Reason.SIGNUP
     )
     kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices, default=Kind.REPORT)
     status = models.CharField(
@@ -207,6 +219,40 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"Delivery #{self.pk} ({self.get_status_display()})"
+
+
+class PendingSignup(models.Model):
+    """A submitted sign-up waiting for a worker: the sign-up's inbox row.
+
+    The web request only validates the form, inserts one of these and publishes one message, the
+    same work whatever the address: whether it is new, known, confirmed, unsubscribed or
+    throttled is decided by the worker (:func:`backpain_report.services.signup_process`), which
+    then deletes the row. The sweep re-publishes rows whose message was lost.
+    """
+
+    email = models.EmailField(_("email as entered"), max_length=320)
+    email_canonical = models.CharField(_("canonical email"), max_length=320, db_index=True)
+    name = models.CharField(_("name"), max_length=100)
+    article = models.ForeignKey(
+        Article, verbose_name=_("article"), on_delete=models.SET_NULL, null=True, blank=True
+    )
+    source_url = models.URLField(_("source page"), max_length=500, blank=True)
+    consent_text = models.TextField(_("consent text shown"))
+    consent_version = models.CharField(_("consent version"), max_length=20)
+    consented_at = models.DateTimeField(_("consented"))
+    consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
+    consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
+    publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
+    created_at = models.DateTimeField(_("submitted"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        verbose_name = _("pending sign-up")
+        verbose_name_plural = _("pending sign-ups")
+
+    def __str__(self) -> str:
+        return f"Pending sign-up #{self.pk}"
 
 
 class PageView(models.Model):

@@ -1,15 +1,18 @@
-"""Privacy operations: a subscriber's data as JSON, erasure, and purging stale sign-ups."""
+"""Privacy operations: a subscriber's data as JSON, erasure, and purging sign-ups that were
+asked to confirm (double opt-in) and never did."""
 
 from __future__ import annotations
 
 import datetime
+import math
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import Delivery, Subscriber
+from .conf import app_settings
+from .models import Delivery, PendingSignup, Subscriber
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -75,14 +78,54 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
             status=Delivery.Status.CANCELLED
         )
         deliveries.update(last_error="", message_id="")
+        PendingSignup.objects.filter(email_canonical=subscriber.email_canonical).delete()
 
 
-def unconfirmed_purge(*, older_than_days: int) -> int:
-    """Delete sign-ups never confirmed within ``older_than_days``; return how many went."""
+class PurgeNotApplicable(Exception):
+    """Purging unconfirmed sign-ups makes no sense here; the message says why."""
+
+
+def unconfirmed_min_days() -> int:
+    """The shortest purge age: a confirmation link must have expired before its reader goes."""
+    return max(1, math.ceil(int(app_settings.CONFIRM_MAX_AGE) / 86400))
+
+
+def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
+    """Subscribers asked to confirm more than ``older_than_days`` ago who never did.
+
+    Aged from the latest confirmation request, so a reader who signed up afresh yesterday is
+    kept. Raises :class:`PurgeNotApplicable` when double opt-in is off (nobody is waiting for a
+    confirmation: every sign-up is a subscriber), and ``ValueError`` when the age is shorter
+    than a confirmation link lives (readers holding a working link would be deleted).
+    """
+    if not app_settings.DOUBLE_OPT_IN:
+        raise PurgeNotApplicable(
+            "Double opt-in is off (BACKPAIN_REPORT['DOUBLE_OPT_IN']): every sign-up is a "
+            "subscriber and nobody is waiting to confirm, so there is nothing to purge."
+        )
+    minimum = unconfirmed_min_days()
+    if older_than_days < minimum:
+        raise ValueError(
+            f"Confirmation links work for {minimum} days (CONFIRM_MAX_AGE): purge only "
+            f"requests older than that (--days {minimum} or more)."
+        )
     cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
-    stale: QuerySet[Subscriber] = Subscriber.objects.filter(
-        Q(confirmed_at__isnull=True) & Q(created_at__lt=cutoff)
+    return Subscriber.objects.filter(
+        confirmed_at__isnull=True,
+        confirmation_requested_at__isnull=False,
+        confirmation_requested_at__lt=cutoff,
     )
-    count = stale.count()
-    stale.delete()
-    return count
+
+
+def unconfirmed_purge(
+    *, older_than_days: int, subscribers: QuerySet[Subscriber] | None = None
+) -> int:
+    """Delete the sign-ups of :func:`unconfirmed_stale` (among ``subscribers`` if given) with
+    their deliveries; return how many subscribers went. Raises :class:`PurgeNotApplicable`."""
+    stale = unconfirmed_stale(older_than_days=older_than_days)
+    if subscribers is not None:
+        stale = stale.filter(pk__in=subscribers.values("pk"))
+    with transaction.atomic():
+        ids = list(stale.values_list("pk", flat=True))
+        Subscriber.objects.filter(pk__in=ids).delete()
+    return len(ids)

@@ -17,13 +17,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from .conf import app_settings
-from .models import Delivery
+from .models import Delivery, PendingSignup
 
 logger = logging.getLogger(__name__)
 
 DELIVER_TASK = "backpain_report.deliver_report"
 DELIVER_BATCH_TASK = "backpain_report.deliver_batch"
 SWEEP_TASK = "backpain_report.sweep_deliveries"
+SIGNUP_TASK = "backpain_report.process_signup"
 # Deliveries per batch message: one SMTP connection each, small enough to spread over workers.
 BATCH_SIZE = 20
 
@@ -52,11 +53,17 @@ def bounded_connection():
             logger.debug("Ignoring an error while closing the broker connection", exc_info=True)
 
 
-def _publish(messages: list[tuple[str, list, list[int]]], countdown: float | None) -> int:
-    """Send ``(task name, args, delivery ids)`` messages over one bounded connection.
+def _publish(
+    messages: list[tuple[str, list, list[int]]],
+    countdown: float | None,
+    model: type[Delivery] | type[PendingSignup] = Delivery,
+    *,
+    record_sent: bool = True,
+) -> int:
+    """Send ``(task name, args, row ids)`` messages over one bounded connection.
 
-    Records the outcome on the rows (``enqueued_at``, or ``publish_failed_at`` for the sweep)
-    and returns how many deliveries were published; broker faults are logged, never raised.
+    Records the outcome on the ``model`` rows (``enqueued_at``, or ``publish_failed_at`` for
+    the sweep) and returns how many rows were published; broker faults are logged, never raised.
     """
     sent: list[int] = []
     try:
@@ -67,8 +74,10 @@ def _publish(messages: list[tuple[str, list, list[int]]], countdown: float | Non
                 )
                 sent.extend(delivery_ids)
     except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep
-        logger.warning("Could not publish deliveries: %s: %s", type(exc).__name__, exc)
-    _record_publish([pk for _name, _args, ids in messages for pk in ids], sent)
+        logger.warning("Could not publish %s: %s: %s", model.__name__, type(exc).__name__, exc)
+    _record_publish(
+        model, [pk for _name, _args, ids in messages for pk in ids], sent, record_sent=record_sent
+    )
     return len(sent)
 
 
@@ -93,14 +102,20 @@ def publish_batches(delivery_ids: Iterable[int]) -> int:
     return _publish([(DELIVER_BATCH_TASK, [batch], batch) for batch in batches], None)
 
 
-def _record_publish(ids: list[int], sent: list[int]) -> None:
+def _record_publish(
+    model: type[Delivery] | type[PendingSignup],
+    ids: list[int],
+    sent: list[int],
+    *,
+    record_sent: bool = True,
+) -> None:
     now = timezone.now()
-    if sent:
-        Delivery.objects.filter(pk__in=sent).update(enqueued_at=now, publish_failed_at=None)
+    if sent and record_sent:
+        model.objects.filter(pk__in=sent).update(enqueued_at=now, publish_failed_at=None)
     published = set(sent)
     failed = [pk for pk in ids if pk not in published]
     if failed:
-        Delivery.objects.filter(pk__in=failed).update(publish_failed_at=now)
+        model.objects.filter(pk__in=failed).update(publish_failed_at=now)
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> bool:
@@ -113,3 +128,19 @@ def publish_on_commit(*delivery_ids: int) -> None:
     ids = list(delivery_ids)
     if ids:
         transaction.on_commit(lambda: publish_batches(ids), robust=True)
+
+
+def publish_signups(signup_ids: Iterable[int]) -> int:
+    """Publish one ``process_signup`` message per pending sign-up; return how many went.
+
+    The rows were stamped ``enqueued_at`` when written (a sign-up costs no second write when
+    the publish works); failures are recorded (``publish_failed_at``), never raised: the sweep
+    retries them.
+    """
+    messages = [(SIGNUP_TASK, [pk], [pk]) for pk in signup_ids]
+    return _publish(messages, None, PendingSignup, record_sent=False) if messages else 0
+
+
+def publish_signup_on_commit(signup_id: int) -> None:
+    """Publish a pending sign-up once the current transaction commits."""
+    transaction.on_commit(lambda: publish_signups([signup_id]), robust=True)

@@ -7,17 +7,19 @@ import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from . import seed, signals
+from . import seed, selectors, signals
 from .addresses import canonical_email
 from .conf import app_settings
-from .models import Article, Delivery, Report, Subscriber
-from .publishing import publish_on_commit
+from .models import Article, Delivery, PendingSignup, Report, Subscriber
+from .publishing import publish_on_commit, publish_signup_on_commit
+from .signals import send_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -39,37 +41,129 @@ def consent_ip(ip: str | None) -> str:
     return "sha256:" + hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict:
+def _consent_fields(
+    *, ip: str | None, user_agent: str, source_url: str, consented_at: datetime | None = None
+) -> dict:
     return {
         "consent_text": app_settings.CONSENT_TEXT,
         "consent_version": str(app_settings.CONSENT_VERSION),
-        "consented_at": timezone.now(),
+        "consented_at": consented_at or timezone.now(),
         "consent_ip": consent_ip(ip),
         "consent_user_agent": user_agent[:500],
         "source_url": source_url[:500],
     }
 
 
-def _confirmation_for_signup(subscriber: Subscriber, report: Report) -> Delivery:
-    """A confirmation email, unless one is already on its way."""
+def signup_submit(
+    *,
+    name: str,
+    email: str,
+    article: Article | None,
+    ip: str | None = None,
+    user_agent: str = "",
+    source_url: str = "",
+) -> PendingSignup:
+    """Accept a sign-up in the web request: one INSERT and, after commit, one message.
+
+    The same work whatever the address (new, known, confirmed, unsubscribed or throttled), so
+    neither the answer nor its timing tells whether an address is on the list; the worker
+    decides what the sign-up means (:func:`signup_process`).
+    """
+    signup = PendingSignup.objects.create(
+        email=email,
+        email_canonical=canonical_email(email),
+        name=name,
+        article=article,
+        enqueued_at=timezone.now(),  # about to be published; a failed publish is recorded
+        **_consent_fields(ip=ip, user_agent=user_agent, source_url=source_url),
+    )
+    publish_signup_on_commit(signup.pk)  # at once in autocommit, else after the commit
+    return signup
+
+
+def signup_process(*, signup_id: int) -> SignupResult | None:
+    """Turn a pending sign-up into a subscriber and a delivery (the worker's side of a sign-up).
+
+    Runs once per sign-up: the row is deleted in the same transaction, so a duplicate message
+    (or a second worker) finds nothing. Returns None when there was nothing to do; the caller
+    sends ``result.delivery`` (it is not published).
+    """
+    with transaction.atomic():
+        pending = PendingSignup.objects.filter(pk=signup_id).first()
+        if pending is None or not PendingSignup.objects.filter(pk=signup_id).delete()[0]:
+            return None  # processed already (a redelivered message, or another worker)
+        article = None
+        if pending.article_id is not None:
+            article = (
+                Article.objects.published()
+                .select_related("report")
+                .filter(pk=pending.article_id)
+                .first()
+            )
+        article = article or selectors.article_for_signup(slug=None)
+        if article is None:
+            logger.warning("Sign-up %s: no published article to sign up for.", signup_id)
+            return None
+        return subscriber_signup(
+            name=pending.name,
+            email=pending.email,
+            article=article,
+            consent={
+                "consent_text": pending.consent_text,
+                "consent_version": pending.consent_version,
+                "consented_at": pending.consented_at,
+                "consent_ip": pending.consent_ip,
+                "consent_user_agent": pending.consent_user_agent,
+                "source_url": pending.source_url,
+            },
+            publish=False,
+        )
+
+
+def _recently_emailed(subscriber: Subscriber) -> bool:
+    """Whether a report or confirmation went to (or is on its way to) this reader within
+    ``THROTTLE_ADDRESS_WINDOW``: then a sign-up sends nothing new."""
+    since = timezone.now() - timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    return (
+        subscriber.deliveries.filter(created_at__gte=since)
+        .exclude(status=Delivery.Status.CANCELLED)
+        .exists()
+    )
+
+
+def _confirmation_for_signup(
+    subscriber: Subscriber, report: Report, *, publish: bool = True
+) -> Delivery:
+    """A confirmation email, unless one is already on its way; stamps the request's time."""
     waiting = subscriber.deliveries.filter(
         kind=Delivery.Kind.CONFIRMATION,
         status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING],
     ).first()
     if waiting is not None:
         return waiting
+    now = timezone.now()
+    Subscriber.objects.filter(pk=subscriber.pk).update(confirmation_requested_at=now)
+    subscriber.confirmation_requested_at = now
     delivery = Delivery.objects.create(
         subscriber=subscriber,
         report=report,
         edition=report.edition,
         kind=Delivery.Kind.CONFIRMATION,
+        enqueued_at=None if publish else now,  # not published: handed to this worker
     )
-    publish_on_commit(delivery.pk)
+    if publish:
+        publish_on_commit(delivery.pk)
     return delivery
 
 
-def _delivery_for_signup(subscriber: Subscriber, report: Report) -> Delivery | None:
-    """The sign-up delivery of the current edition, created (and published on commit) once."""
+def _delivery_for_signup(
+    subscriber: Subscriber, report: Report, *, fresh_consent: bool = False, publish: bool = True
+) -> Delivery | None:
+    """The report for a sign-up: the current edition's sign-up delivery, created once.
+
+    ``fresh_consent`` (a re-subscription, once won) sends the report again even when this
+    edition went out before the reader unsubscribed.
+    """
     lookup = {
         "subscriber": subscriber,
         "report": report,
@@ -77,12 +171,19 @@ def _delivery_for_signup(subscriber: Subscriber, report: Report) -> Delivery | N
         "reason": Delivery.Reason.SIGNUP,
         "kind": Delivery.Kind.REPORT,
     }
+    # Not published: handed to the worker that runs this (it sends at once).
+    handed_over = {"enqueued_at": None if publish else timezone.now()}
     try:
         with transaction.atomic():
-            delivery, created = Delivery.objects.get_or_create(**lookup)
+            delivery, created = Delivery.objects.get_or_create(**lookup, defaults=handed_over)
     except IntegrityError:
-        return Delivery.objects.get(**lookup)
-    if created:
+        delivery, created = Delivery.objects.get(**lookup), False
+    if not created and fresh_consent:
+        delivery = Delivery.objects.create(
+            **{**lookup, "reason": Delivery.Reason.RESUBSCRIBE}, **handed_over
+        )
+        created = True
+    if created and publish:
         publish_on_commit(delivery.pk)
     return delivery
 
@@ -95,42 +196,61 @@ def subscriber_signup(
     ip: str | None = None,
     user_agent: str = "",
     source_url: str = "",
+    consent: dict | None = None,
+    publish: bool = True,
 ) -> SignupResult:
     """Record a sign-up and queue the report; a known address makes no second subscriber.
 
-    A known, subscribed address gets no new email for an edition it already has; an address
-    that had unsubscribed is re-subscribed with fresh consent.
+    A known, subscribed address gets no new email for an edition it already has. An address
+    that had unsubscribed is re-subscribed: that is a new consent, so with double opt-in it is
+    asked to confirm again, and once confirmed (or at once without double opt-in) the report goes
+    out again. ``consent`` carries the consent record taken in the request (else it is made
+    from ``ip``, ``user_agent`` and ``source_url``); with ``publish=False`` the caller sends.
     """
     canonical = canonical_email(email)
-    consent = _consent_fields(ip=ip, user_agent=user_agent, source_url=source_url)
+    consent = consent or _consent_fields(ip=ip, user_agent=user_agent, source_url=source_url)
     with transaction.atomic():
         subscriber, created = Subscriber.objects.get_or_create(
             email_canonical=canonical,
             defaults={"email": email, "name": name, "source_article": article, **consent},
         )
+        if not created:  # one sign-up of an address at a time decides what it means
+            subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
         resubscribed = False
         if not created and subscriber.unsubscribed_at is not None:
-            Subscriber.objects.filter(pk=subscriber.pk).update(unsubscribed_at=None, **consent)
-            subscriber.refresh_from_db()
-            resubscribed = True
-        delivery = None
-        if article.report is None:
-            pass
-        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
-            delivery = _confirmation_for_signup(subscriber, article.report)
-        else:
-            delivery = _delivery_for_signup(subscriber, article.report)
-        if created or resubscribed:
-            transaction.on_commit(
-                lambda: signals.subscriber_created.send(sender=Subscriber, subscriber=subscriber)
+            fresh = {"unsubscribed_at": None, **consent}
+            if app_settings.DOUBLE_OPT_IN:  # a new consent is confirmed anew
+                fresh.update(confirmed_at=None, confirmation_requested_at=timezone.now())
+            # Conditional: of two concurrent re-subscriptions, one wins.
+            resubscribed = bool(
+                Subscriber.objects.filter(pk=subscriber.pk, unsubscribed_at__isnull=False).update(
+                    **fresh
+                )
             )
+            subscriber.refresh_from_db()
+        delivery = None
+        report = article.report
+        if report is None or not subscriber.is_subscribed:
+            pass
+        elif not created and _recently_emailed(subscriber):
+            logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
+        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
+            delivery = _confirmation_for_signup(subscriber, report, publish=publish)
+        else:
+            delivery = _delivery_for_signup(
+                subscriber, report, fresh_consent=resubscribed, publish=publish
+            )
+        if created or resubscribed:
+            send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
 
 
 def subscriber_confirm(*, subscriber: Subscriber) -> bool:
     """Record the reader's confirmation and, with double opt-in, queue the report.
 
-    True if this call confirmed the address; False if it was already confirmed (one use).
+    True if this call confirmed the address; False if it was already confirmed (one use) or the
+    reader has unsubscribed meanwhile. The report goes out again when this confirms a
+    re-subscription of a reader who had it before.
     """
     with transaction.atomic():
         changed = Subscriber.objects.filter(
@@ -141,10 +261,8 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
         subscriber.refresh_from_db()
         report = _report_for(subscriber)
         if app_settings.DOUBLE_OPT_IN and report is not None:
-            _delivery_for_signup(subscriber, report)
-        transaction.on_commit(
-            lambda: signals.subscriber_confirmed.send(sender=Subscriber, subscriber=subscriber)
-        )
+            _delivery_for_signup(subscriber, report, fresh_consent=True)
+        send_after_commit(signals.subscriber_confirmed, sender=Subscriber, subscriber=subscriber)
     return True
 
 

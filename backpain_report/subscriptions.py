@@ -22,9 +22,14 @@ def subscriber_unsubscribe(*, subscriber_id: int) -> bool:
             Delivery.objects.filter(
                 subscriber_id=subscriber_id, status=Delivery.Status.PENDING
             ).update(status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending.")
-            transaction.on_commit(
-                lambda: signals.subscriber_unsubscribed.send(
-                    sender=Subscriber, subscriber=Subscriber.objects.get(pk=subscriber_id)
-                )
-            )
+            transaction.on_commit(lambda: _announce_unsubscribe(subscriber_id), robust=True)
     return bool(changed)
+
+
+def _announce_unsubscribe(subscriber_id: int) -> None:
+    """Send ``subscriber_unsubscribed`` (reading the row only when someone listens)."""
+    if signals.subscriber_unsubscribed.has_listeners(Subscriber):
+        subscriber = Subscriber.objects.get(pk=subscriber_id)
+        signals.send_robustly(
+            signals.subscriber_unsubscribed, sender=Subscriber, subscriber=subscriber
+        )

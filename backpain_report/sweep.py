@@ -1,4 +1,7 @@
-"""The sweep: find deliveries whose message was lost and publish them again.
+"""The sweep: find deliveries and sign-ups whose message was lost and publish them again.
+
+Pending sign-ups (the inbox rows the web request writes) are re-published when their publish
+failed, or when they have waited longer than ``SWEEP_GRACE`` since they were last enqueued.
 
 Three kinds are picked up: pending deliveries whose publish failed (at once), other pending
 deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
@@ -19,8 +22,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .conf import app_settings
-from .models import Delivery
-from .publishing import publish_batches
+from .models import Delivery, PendingSignup
+from .publishing import publish_batches, publish_signups
 
 
 @dataclass(frozen=True)
@@ -62,4 +65,22 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
         ids = list(rows.values_list("pk", flat=True)[:limit])
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
     published = publish_batches(ids) if ids else 0
+    return SweepResult(found=len(ids), published=published)
+
+
+def signups_sweep(*, limit: int = 1000) -> SweepResult:
+    """Re-publish up to ``limit`` pending sign-ups whose message failed or was lost."""
+    now = timezone.now()
+    grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
+    with transaction.atomic():
+        rows = (
+            PendingSignup.objects.annotate(last_seen=Coalesce("enqueued_at", "created_at"))
+            .filter(Q(publish_failed_at__isnull=False) | Q(last_seen__lt=grace))
+            .order_by("pk")
+        )
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True)
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        PendingSignup.objects.filter(pk__in=ids).update(enqueued_at=now)
+    published = publish_signups(ids) if ids else 0
     return SweepResult(found=len(ids), published=published)

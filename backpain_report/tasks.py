@@ -7,9 +7,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .publishing import DELIVER_BATCH_TASK, DELIVER_TASK, SWEEP_TASK, publish_delivery
+from .publishing import (
+    DELIVER_BATCH_TASK,
+    DELIVER_TASK,
+    SIGNUP_TASK,
+    SWEEP_TASK,
+    publish_delivery,
+)
 from .sending import Outcome, deliveries_send, delivery_send
-from .sweep import deliveries_sweep
+from .services import signup_process
+from .sweep import deliveries_sweep, signups_sweep
 
 
 @shared_task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -20,6 +27,15 @@ def deliver_report(delivery_id: int) -> str:
         # The row holds the schedule; if this publish fails the sweep picks the row up.
         publish_delivery(delivery_id, countdown=result.retry_in)
     return result.outcome.value
+
+
+@shared_task(name=SIGNUP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def process_signup(signup_id: int) -> str:
+    """Decide what a sign-up means (new, known, re-subscribed...) and send what it needs."""
+    result = signup_process(signup_id=signup_id)
+    if result is None or result.delivery is None or result.delivery.status != "pending":
+        return "nothing"
+    return deliver_report(result.delivery.pk)
 
 
 @shared_task(
@@ -38,5 +54,9 @@ def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
     """Re-publish deliveries whose message was lost; run it periodically (celery beat)."""
-    result = deliveries_sweep()
-    return {"found": result.found, "published": result.published}
+    signups = signups_sweep()
+    deliveries = deliveries_sweep()
+    return {
+        "found": signups.found + deliveries.found,
+        "published": signups.published + deliveries.published,
+    }

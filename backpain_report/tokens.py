@@ -59,6 +59,7 @@ class ConfirmState(enum.Enum):
     VALID = "valid"
     EXPIRED = "expired"
     USED = "used"  # already confirmed
+    UNSUBSCRIBED = "unsubscribed"  # the reader unsubscribed after signing up: nothing to confirm
     REVOKED = "revoked"  # the subscriber was erased or signed up afresh
     INVALID = "invalid"  # tampered with, or not a confirm token
 
@@ -77,6 +78,8 @@ def read_confirm_token(token: str) -> ConfirmToken:
     subscriber = Subscriber.objects.filter(pk=data["s"]).first()
     if subscriber is None or consent_version(subscriber) != data.get("v"):
         return ConfirmToken(ConfirmState.REVOKED)
+    if subscriber.unsubscribed_at is not None:
+        return ConfirmToken(ConfirmState.UNSUBSCRIBED, subscriber)
     if subscriber.confirmed_at is not None:
         return ConfirmToken(ConfirmState.USED, subscriber)
     if expired:

@@ -20,7 +20,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
 from . import operations, selectors, services, stats, subscriptions, throttling
-from .addresses import canonical_email
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
@@ -90,7 +89,8 @@ class SignupView(View):
     throttled_template_name = "backpain_report/signup_throttled.html"
 
     def done(self, request: HttpRequest) -> HttpResponse:
-        """The one answer for every accepted sign-up: new, known, bot or address-throttled."""
+        """The one answer for every accepted sign-up: new, known, confirmed, unsubscribed,
+        recently emailed or a bot's."""
         if wants_json(request):
             return JsonResponse({"status": "accepted"}, status=202)
         return see_other("backpain_report:signup_done")
@@ -109,9 +109,6 @@ class SignupView(View):
                 return JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
             article = selectors.article_for_signup(slug=request.POST.get("article"))
             return render(request, self.template_name, {"form": form, "article": article})
-        if not throttling.address_allowed(canonical_email(form.cleaned_data["email"])):
-            logger.info("Sign-up for a recently emailed address; nothing sent.")
-            return self.done(request)
         article = selectors.article_for_signup(slug=form.cleaned_data["article"])
         if article is None:
             return render(
@@ -120,7 +117,8 @@ class SignupView(View):
                 {"form": form, "article": None, "unavailable": True},
                 status=503,
             )
-        services.subscriber_signup(
+        # The same work for every address; the worker decides what this sign-up means.
+        services.signup_submit(
             name=form.cleaned_data["name"],
             email=form.cleaned_data["email"],
             article=article,
@@ -149,8 +147,10 @@ class ConfirmView(View):
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         checked = read_confirm_token(token)
         if checked.state is ConfirmState.VALID:
-            services.subscriber_confirm(subscriber=checked.subscriber)
-            return self.page(request, token, "confirmed")
+            if services.subscriber_confirm(subscriber=checked.subscriber):
+                return self.page(request, token, "confirmed")
+            # Confirmed or unsubscribed meanwhile (another tab, a second click): say which.
+            return self.page(request, token, read_confirm_token(token).state)
         if checked.state is ConfirmState.EXPIRED and request.POST.get("resend"):
             if throttling.address_allowed(checked.subscriber.email_canonical):
                 services.confirmation_resend(subscriber=checked.subscriber)

@@ -105,16 +105,29 @@ def _current_celery_app(celery_app):
 
 @pytest.fixture
 def no_broker(monkeypatch):
-    """Record the delivery ids that would have been published, instead of publishing."""
-    from backpain_report import publishing
+    """Record the delivery ids that would have been published or sent, instead of sending.
+
+    A sign-up's message is processed at once, as the worker would (``signup_process``), and the
+    delivery the worker would then send is recorded; other publishes are recorded as they go.
+    """
+    from backpain_report import publishing, services
 
     published: list[int] = []
+
+    def process_signup(signup_id: int) -> None:
+        result = services.signup_process(signup_id=signup_id)
+        delivery = result.delivery if result is not None else None
+        if delivery is not None and delivery.status == Delivery.Status.PENDING:
+            published.append(delivery.pk)
 
     def record(name, args=None, **options):
         if name == publishing.DELIVER_BATCH_TASK:
             published.extend(args[0])
+        elif name == publishing.SIGNUP_TASK:
+            process_signup(args[0])
         else:
             published.append(args[0])
 
     monkeypatch.setattr(publishing.current_app, "send_task", record)
+    monkeypatch.setattr(services, "publish_signup_on_commit", process_signup)
     return published

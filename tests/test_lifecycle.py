@@ -162,3 +162,98 @@ def test_created_signal_is_sent_once(
     sign_up(client, django_capture_on_commit_callbacks)
     sign_up(client, django_capture_on_commit_callbacks)
     assert len(received) == 1
+
+
+def _unsubscribe(subscriber):
+    Client(enforce_csrf_checks=True).post(
+        reverse(
+            "backpain_report:one_click_unsubscribe", args=[make_unsubscribe_token(subscriber.pk)]
+        )
+    )
+
+
+def test_resubscribing_with_double_opt_in_must_be_confirmed_again(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, settings
+):
+    """Issue 10.2: a re-subscription is a new consent; nothing goes out until it is confirmed."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 0}
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    send_all()
+    client.post(reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)]))
+    send_all()
+    assert [m.subject.lower().count("confirm") > 0 for m in mail.outbox] == [True, False]
+    _unsubscribe(subscriber)
+    mail.outbox.clear()
+
+    # Someone submits the unsubscribed address again.
+    again = sign_up(client, django_capture_on_commit_callbacks)
+    assert again.pk == subscriber.pk and again.is_subscribed
+    assert again.confirmed_at is None  # the old confirmation does not carry over
+    assert again.confirmation_requested_at is not None
+    send_all()
+    [message] = mail.outbox
+    assert "confirm" in message.subject.lower() and not message.attachments  # no report yet
+    assert not Delivery.objects.filter(kind="report", status="pending").exists()
+
+    # Once the reader confirms, the report goes out again (it went before the unsubscribe).
+    client.post(reverse("backpain_report:confirm", args=[make_confirm_token(again)]))
+    send_all()
+    assert len(mail.outbox) == 2 and mail.outbox[1].attachments
+    assert Delivery.objects.filter(kind="report", reason="resubscribe", status="sent").count() == 1
+
+
+def test_resubscribing_with_single_opt_in_sends_the_report_again(
+    client, article, no_broker, django_capture_on_commit_callbacks, settings
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 0}
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    send_all()
+    _unsubscribe(subscriber)
+    sign_up(client, django_capture_on_commit_callbacks)
+    sign_up(client, django_capture_on_commit_callbacks)  # a second submit changes nothing more
+    send_all()
+    assert len(mail.outbox) == 2
+    assert Delivery.objects.filter(reason="resubscribe").count() == 1
+
+
+def test_confirm_page_tells_an_unsubscribed_reader_what_happened(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
+):
+    """Issue 10.5: not "on its way" when nothing will be sent."""
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    token = make_confirm_token(subscriber)
+    _unsubscribe(subscriber)
+    for response in (
+        client.get(reverse("backpain_report:confirm", args=[token])),
+        client.post(reverse("backpain_report:confirm", args=[token])),
+    ):
+        html = response.content.decode()
+        assert response.status_code == 200
+        assert "You have unsubscribed" in html and "on its way" not in html
+    subscriber.refresh_from_db()
+    assert subscriber.confirmed_at is None
+    assert not Delivery.objects.filter(kind="report").exists()
+
+
+def test_confirm_signal_receiver_errors_never_break_the_confirmation(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, caplog
+):
+    """Issue 10.7: a site's receiver that raises is logged; the reader still gets the page."""
+
+    def broken(**kwargs):
+        raise RuntimeError("receiver bug")
+
+    signals.subscriber_confirmed.connect(broken, weak=False)
+    signals.subscriber_created.connect(broken, weak=False)
+    try:
+        subscriber = sign_up(client, django_capture_on_commit_callbacks)
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                reverse("backpain_report:confirm", args=[make_confirm_token(subscriber)])
+            )
+    finally:
+        signals.subscriber_confirmed.disconnect(broken)
+        signals.subscriber_created.disconnect(broken)
+    assert response.status_code == 200 and "confirmed" in response.content.decode()
+    assert Delivery.objects.filter(kind="report").count() == 1
+    assert "RuntimeError" in caplog.text

@@ -40,7 +40,6 @@ def test_wheel_ships_everything_the_app_needs(dist):
     for needed in [
         "backpain_report/py.typed",
         "backpain_report/migrations/0001_initial.py",
-        "backpain_report/migrations/0002_seed_content.py",
         "backpain_report/seed/article.txt",
         "backpain_report/seed/report.md",
         "backpain_report/templates/backpain_report/article_detail.html",

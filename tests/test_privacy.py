@@ -55,16 +55,98 @@ def test_privacy_command(make_subscriber, capsys):
     subscriber.refresh_from_db()
 
 
-def test_purge_unconfirmed(make_subscriber, capsys):
+@pytest.fixture
+def double_opt_in(settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+
+
+def _asked(make_subscriber, days_ago: int, **fields) -> Subscriber:
+    """A reader asked to confirm ``days_ago`` days ago (signed up a year ago)."""
+    now = timezone.now()
+    subscriber = make_subscriber(**fields)
+    Subscriber.objects.filter(pk=subscriber.pk).update(
+        created_at=now - timezone.timedelta(days=365),
+        confirmation_requested_at=now - timezone.timedelta(days=days_ago),
+    )
+    return subscriber
+
+
+def test_purge_with_single_opt_in_deletes_nobody_and_says_why(make_subscriber, capsys):
+    """Issue 10.1: with double opt-in off (the default) every reader is unconfirmed."""
     old = make_subscriber()
     Subscriber.objects.filter(pk=old.pk).update(
-        created_at=timezone.now() - timezone.timedelta(days=40)
-    )
-    make_subscriber()  # recent
-    confirmed = make_subscriber(confirmed_at=timezone.now())
-    Subscriber.objects.filter(pk=confirmed.pk).update(
-        created_at=timezone.now() - timezone.timedelta(days=40)
+        created_at=timezone.now() - timezone.timedelta(days=400)
     )
     call_command("backpain_privacy", "purge-unconfirmed", "--days", "30")
+    out = capsys.readouterr().out
+    assert "Nothing to purge" in out and "Double opt-in is off" in out
+    assert Subscriber.objects.count() == 1
+
+
+def test_purge_ages_from_the_confirmation_request(make_subscriber, double_opt_in, capsys):
+    stale = _asked(make_subscriber, 40)
+    resigned = _asked(make_subscriber, 1)  # signed up long ago, asked again yesterday: kept
+    confirmed = _asked(make_subscriber, 40, confirmed_at=timezone.now())
+    never_asked = make_subscriber()  # a single opt-in reader from before double opt-in
+    Subscriber.objects.filter(pk=never_asked.pk).update(
+        created_at=timezone.now() - timezone.timedelta(days=400)
+    )
+    call_command("backpain_privacy", "purge-unconfirmed", "--days", "30", "--dry-run")
+    out = capsys.readouterr().out
+    assert f"#{stale.pk} r…@example.com asked to confirm" in out
+    assert "Would delete 1 unconfirmed sign-ups (dry run)." in out
+    assert Subscriber.objects.count() == 4  # a dry run deletes nothing
+
+    call_command("backpain_privacy", "purge-unconfirmed", "--days", "30")
     assert "Deleted 1 unconfirmed" in capsys.readouterr().out
-    assert Subscriber.objects.count() == 2
+    assert set(Subscriber.objects.values_list("pk", flat=True)) == {
+        resigned.pk,
+        confirmed.pk,
+        never_asked.pk,
+    }
+
+
+def test_purge_refuses_ages_shorter_than_a_confirmation_link_lives(make_subscriber, double_opt_in):
+    _asked(make_subscriber, 3)
+    for days in ("0", "3"):
+        with pytest.raises(CommandError, match="Confirmation links work for 7 days"):
+            call_command("backpain_privacy", "purge-unconfirmed", "--days", days)
+    assert Subscriber.objects.count() == 1
+
+
+def test_admin_purge_action_lists_first_then_deletes(admin_client, make_subscriber, double_opt_in):
+    stale = _asked(make_subscriber, 10)
+    fresh = _asked(make_subscriber, 2)
+    url = reverse("admin:backpain_report_subscriber_changelist")
+    selection = {"action": "purge_unconfirmed", "_selected_action": [stale.pk, fresh.pk]}
+    page = admin_client.post(url, selection)
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert stale.email in html and fresh.email not in html and "Yes, delete them" in html
+    assert Subscriber.objects.count() == 2  # the list is the dry run
+
+    done = admin_client.post(url, {**selection, "confirm_purge": "yes"}, follow=True)
+    assert "Deleted 1 sign-up that never confirmed." in done.content.decode()
+    assert list(Subscriber.objects.values_list("pk", flat=True)) == [fresh.pk]
+
+
+def test_admin_purge_action_with_single_opt_in_deletes_nobody(admin_client, make_subscriber):
+    reader = make_subscriber()
+    url = reverse("admin:backpain_report_subscriber_changelist")
+    done = admin_client.post(
+        url,
+        {"action": "purge_unconfirmed", "_selected_action": [reader.pk], "confirm_purge": "yes"},
+        follow=True,
+    )
+    assert "Double opt-in is off" in done.content.decode()
+    assert Subscriber.objects.count() == 1
+
+
+def test_erase_drops_pending_signups_of_the_address(make_subscriber, article):
+    from backpain_report.models import PendingSignup
+    from backpain_report.services import signup_submit
+
+    subscriber = make_subscriber(email="ann@example.com")
+    signup_submit(name="Ann", email="Ann@Example.com", article=article)
+    subscriber_erase(subscriber=subscriber)
+    assert not PendingSignup.objects.exists()

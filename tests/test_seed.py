@@ -53,3 +53,32 @@ def test_backpain_seed_recreates_deleted_content(capsys):
         .filter(slug="back-pain-muscle-spasms-finding-the-culprits")
         .exists()
     )
+
+
+def test_one_initial_migration_with_the_seed_content_frozen_in_it():
+    """Unreleased app: one migration, and it does not read the live ``seed`` module (a later
+    edit of the seed must not change what migrating an old database creates)."""
+    import ast
+
+    from backpain_report.migrations import __path__ as migrations_path
+
+    folder = Path(migrations_path[0])
+    assert sorted(p.name for p in folder.glob("0*.py")) == ["0001_initial.py"]
+    tree = ast.parse((folder / "0001_initial.py").read_text(encoding="utf-8"))
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not [name for name in imported if "backpain_report" in name], imported
+
+
+@pytest.mark.django_db
+def test_migrated_content_is_the_frozen_seed(article):
+    import importlib
+
+    frozen = importlib.import_module("backpain_report.migrations.0001_initial")
+    assert article.body == frozen.ARTICLE["body"]
+    assert article.report.body == frozen.REPORT["body"]
+    assert frozen.ARTICLE["original_publication_date"] == datetime.date(2017, 5, 30)

@@ -12,6 +12,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -86,7 +87,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         (_("Delivery timeline"), {"fields": ["delivery_timeline"]}),
     ]
     inlines = [DeliveryInline]
-    actions = ["resend_report", "export_csv", "export_data", "erase_data"]
+    actions = ["resend_report", "export_csv", "export_data", "erase_data", "purge_unconfirmed"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Subscriber]:
         return with_last_status(super().get_queryset(request))
@@ -184,6 +185,50 @@ class SubscriberAdmin(admin.ModelAdmin):
             ngettext("Erased %d subscriber.", "Erased %d subscribers.", count) % count,
             messages.SUCCESS,
         )
+
+    @admin.action(
+        description=_("Purge the selected sign-ups that never confirmed"), permissions=["delete"]
+    )
+    def purge_unconfirmed(
+        self, request: HttpRequest, queryset: QuerySet[Subscriber]
+    ) -> HttpResponse | None:
+        """Among the selection, delete readers asked to confirm (double opt-in) whose link
+        expired unanswered; a page lists them first (the dry run) and asks to go ahead."""
+        days = privacy.unconfirmed_min_days()
+        try:
+            stale = privacy.unconfirmed_stale(older_than_days=days).filter(
+                pk__in=queryset.values("pk")
+            )
+        except privacy.PurgeNotApplicable as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+            return None
+        if request.POST.get("confirm_purge") != "yes":
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": _("Purge sign-ups that never confirmed"),
+                "stale": stale.order_by("confirmation_requested_at")[:500],
+                "count": stale.count(),
+                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "select_across": request.POST.get("select_across", "0"),
+                "days": days,
+                "action": "purge_unconfirmed",
+            }
+            return TemplateResponse(
+                request, "admin/backpain_report/subscriber/purge_unconfirmed.html", context
+            )
+        count = privacy.unconfirmed_purge(older_than_days=days, subscribers=queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "Deleted %d sign-up that never confirmed.",
+                "Deleted %d sign-ups that never confirmed.",
+                count,
+            )
+            % count,
+            messages.SUCCESS,
+        )
+        return None
 
     @admin.action(
         description=_("Resend the report to the selected subscribers"), permissions=["add_delivery"]

@@ -3,30 +3,41 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from backpain_report.addresses import canonical_email
+from backpain_report.addresses import canonical_email, email_masked
 from backpain_report.models import Subscriber
-from backpain_report.privacy import subscriber_erase, subscriber_export, unconfirmed_purge
+from backpain_report.privacy import (
+    PurgeNotApplicable,
+    subscriber_erase,
+    subscriber_export,
+    unconfirmed_purge,
+    unconfirmed_stale,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Privacy operations: 'export EMAIL' prints a subscriber's data as JSON; 'erase EMAIL' "
-        "anonymises them; 'purge-unconfirmed --days N' deletes sign-ups never confirmed."
+        "anonymises them; 'purge-unconfirmed --days N [--dry-run]' deletes sign-ups asked to "
+        "confirm more than N days ago that never did (double opt-in only)."
     )
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="operation", required=True)
         sub.add_parser("export", help="Print one subscriber's data as JSON.").add_argument("email")
         sub.add_parser("erase", help="Anonymise one subscriber.").add_argument("email")
-        purge = sub.add_parser("purge-unconfirmed", help="Delete stale unconfirmed sign-ups.")
+        purge = sub.add_parser(
+            "purge-unconfirmed",
+            help="Delete sign-ups asked to confirm (double opt-in) more than --days ago that "
+            "never confirmed.",
+        )
         purge.add_argument("--days", type=int, required=True)
+        purge.add_argument(
+            "--dry-run", action="store_true", help="List what would be deleted; delete nothing."
+        )
 
     def handle(self, *args, operation: str, **options):
         if operation == "purge-unconfirmed":
-            if options["days"] < 1:
-                raise CommandError("--days must be at least 1.")
-            count = unconfirmed_purge(older_than_days=options["days"])
-            self.stdout.write(f"Deleted {count} unconfirmed sign-ups.")
+            self._purge(days=options["days"], dry_run=options["dry_run"])
             return
         subscriber = self._subscriber(options["email"])
         if operation == "export":
@@ -34,6 +45,29 @@ class Command(BaseCommand):
         else:
             subscriber_erase(subscriber=subscriber)
             self.stdout.write(f"Erased subscriber #{subscriber.pk}.")
+
+    def _purge(self, *, days: int, dry_run: bool) -> None:
+        try:
+            stale = unconfirmed_stale(older_than_days=days)
+            if dry_run:
+                rows = stale.order_by("confirmation_requested_at").values_list(
+                    "pk", "email", "confirmation_requested_at"
+                )
+                count = 0
+                for pk, email, requested in rows.iterator():
+                    count += 1
+                    self.stdout.write(
+                        f"#{pk} {email_masked(email)} asked to confirm {requested:%Y-%m-%d %H:%M}"
+                    )
+                self.stdout.write(f"Would delete {count} unconfirmed sign-ups (dry run).")
+                return
+            count = unconfirmed_purge(older_than_days=days)
+        except PurgeNotApplicable as exc:
+            self.stdout.write(f"Nothing to purge. {exc}")
+            return
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"Deleted {count} unconfirmed sign-ups.")
 
     def _subscriber(self, email: str) -> Subscriber:
         try:

@@ -1,22 +1,23 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from backpain_report.sweep import deliveries_sweep
+from backpain_report.sweep import deliveries_sweep, signups_sweep
 
 
 class Command(BaseCommand):
-    help = "Run the sweep once: re-publish pending deliveries whose message was lost."
+    help = "Run the sweep once: re-publish sign-ups and deliveries whose message was lost."
 
     def add_arguments(self, parser):
-        parser.add_argument("--limit", type=int, default=1000, help="At most this many rows.")
+        parser.add_argument("--limit", type=int, default=1000, help="At most this many of each.")
 
     def handle(self, *args, limit: int = 1000, **options):
         if limit < 1:
             raise CommandError("--limit must be at least 1.")
-        result = deliveries_sweep(limit=limit)
-        self.stdout.write(
-            f"Sweep: {result.found} stranded deliveries found, {result.published} re-enqueued."
-        )
-        if result.failed:
-            raise CommandError(
-                f"{result.failed} deliveries could not be published: is the broker reachable?"
+        failed = 0
+        for kind, sweep in (("sign-ups", signups_sweep), ("deliveries", deliveries_sweep)):
+            result = sweep(limit=limit)
+            failed += result.failed
+            self.stdout.write(
+                f"Sweep: {result.found} stranded {kind} found, {result.published} re-enqueued."
             )
+        if failed:
+            raise CommandError(f"{failed} could not be published: is the broker reachable?")

@@ -1,0 +1,188 @@
+"""The sign-up inbox: the request does the same work for every address; the worker decides.
+
+README promise: nobody can learn from the answer *or its timing* whether an address is on the
+list. The request validates the form, writes one ``PendingSignup`` row and publishes one
+message, whatever the address; everything that depends on the address happens in the worker.
+"""
+
+import re
+
+import pytest
+from django.core import mail
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from backpain_report import publishing, services
+from backpain_report.models import Delivery, PendingSignup, Subscriber
+from backpain_report.sending import delivery_send
+from backpain_report.sweep import signups_sweep
+from backpain_report.tasks import process_signup
+
+SIGNUP = {"name": "Ann", "consent": "on"}
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """Every message the request publishes, as (task name, args); nothing is processed."""
+    sent: list[tuple[str, list]] = []
+    monkeypatch.setattr(
+        publishing.current_app,
+        "send_task",
+        lambda name, args=None, **options: sent.append((name, args)),
+    )
+    return sent
+
+
+def _shapes(queries) -> list[str]:
+    """The SQL of each query with its values blanked: the work, not the data."""
+    blank = re.compile(r"'[^']*'|\b\d+(\.\d+)?\b")
+    return [blank.sub("?", q["sql"]) for q in queries]
+
+
+@pytest.fixture
+def known_addresses(make_subscriber, make_delivery):
+    """One address of each kind the list can hold."""
+    now = timezone.now()
+    make_subscriber(email="known@example.com")
+    make_subscriber(email="confirmed@example.com", confirmed_at=now)
+    make_subscriber(email="gone@example.com", unsubscribed_at=now)
+    recent = make_subscriber(email="recent@example.com")
+    make_delivery(subscriber=recent, status="sent", sent_at=now)  # within the address window
+    return ["known@example.com", "confirmed@example.com", "gone@example.com", "recent@example.com"]
+
+
+def test_every_kind_of_address_costs_the_same_queries_and_one_publish(
+    client, article, known_addresses, published, django_capture_on_commit_callbacks
+):
+    work = {}
+    for email in ["new@example.com", *known_addresses]:
+        published.clear()
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            CaptureQueriesContext(connection) as queries,
+        ):
+            response = client.post(reverse("backpain_report:signup"), {**SIGNUP, "email": email})
+        assert response.status_code == 303
+        assert [name for name, _args in published] == [publishing.SIGNUP_TASK], email
+        work[email] = _shapes(queries.captured_queries)
+    first = work["new@example.com"]
+    assert len(first) == 2, first  # the article, the INSERT
+    for email, shapes in work.items():
+        assert shapes == first, email
+    assert PendingSignup.objects.count() == 5
+    assert Subscriber.objects.count() == 4  # nothing about any address was decided yet
+
+
+def test_json_answer_is_the_same_for_every_kind_of_address(
+    client, article, known_addresses, published
+):
+    answers = set()
+    for email in ["new@example.com", *known_addresses]:
+        response = client.post(
+            reverse("backpain_report:signup"),
+            {**SIGNUP, "email": email},
+            HTTP_ACCEPT="application/json",
+        )
+        answers.add((response.status_code, response.content))
+    assert answers == {(202, b'{"status": "accepted"}')}
+
+
+def _submit(article, email="ann@example.com", name="Ann"):
+    with transaction.atomic():
+        return services.signup_submit(name=name, email=email, article=article, ip="203.0.113.5")
+
+
+def test_the_worker_turns_a_new_signup_into_a_subscriber_and_a_sent_report(
+    article, published, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        signup = _submit(article)
+    assert published == [(publishing.SIGNUP_TASK, [signup.pk])]
+    assert process_signup(signup.pk) == "sent"
+    subscriber = Subscriber.objects.get()
+    assert subscriber.email_canonical == "ann@example.com"
+    assert subscriber.consent_ip.startswith("sha256:")
+    assert Delivery.objects.get().status == "sent"
+    assert len(mail.outbox) == 1
+    assert not PendingSignup.objects.exists()
+
+
+def test_a_redelivered_signup_message_does_nothing(article, published):
+    signup = _submit(article)
+    process_signup(signup.pk)
+    assert process_signup(signup.pk) == "nothing"
+    assert Delivery.objects.count() == 1 and len(mail.outbox) == 1
+
+
+def test_known_subscriber_gets_nothing_new(article, published, make_subscriber, make_delivery):
+    known = make_subscriber(email="ann@example.com")
+    make_delivery(subscriber=known, status="sent", sent_at=timezone.now())
+    signup = _submit(article)
+    assert process_signup(signup.pk) == "nothing"
+    assert Subscriber.objects.count() == 1 and Delivery.objects.count() == 1
+    assert not mail.outbox
+
+
+def test_recently_emailed_address_gets_nothing_new_and_the_window_is_in_the_database(
+    article, published, make_subscriber, make_delivery, settings
+):
+    """The per-address limit is decided by the worker from the deliveries it keeps."""
+    gone = make_subscriber(email="ann@example.com", unsubscribed_at=timezone.now())
+    make_delivery(subscriber=gone, status="sent", sent_at=timezone.now())
+    process_signup(_submit(article).pk)
+    gone.refresh_from_db()
+    assert gone.is_subscribed  # re-subscribed with fresh consent...
+    assert Delivery.objects.count() == 1 and not mail.outbox  # ...but not emailed twice an hour
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 0}
+    Subscriber.objects.filter(pk=gone.pk).update(unsubscribed_at=timezone.now())
+    process_signup(_submit(article).pk)
+    assert Delivery.objects.filter(reason="resubscribe", status="sent").count() == 1
+
+
+def test_a_lost_signup_message_is_published_again_by_the_sweep(article, published, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 60}
+    signup = _submit(article)  # its on-commit publish never ran: the message was lost
+    assert signups_sweep().found == 0  # still within the grace period
+    PendingSignup.objects.filter(pk=signup.pk).update(
+        enqueued_at=timezone.now() - timezone.timedelta(seconds=61)
+    )
+    result = signups_sweep()
+    assert (result.found, result.published) == (1, 1)
+    assert published == [(publishing.SIGNUP_TASK, [signup.pk])]
+
+
+def test_a_failed_publish_is_recorded_and_swept_at_once(article, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    signup = _submit(article)
+    publishing.publish_signups([signup.pk])
+    signup.refresh_from_db()
+    assert signup.publish_failed_at is not None
+    assert signups_sweep().found == 1
+
+
+def test_rolled_back_submit_leaves_nothing_and_publishes_nothing(
+    article, published, django_capture_on_commit_callbacks
+):
+    class Boom(Exception):
+        pass
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(Boom),
+        transaction.atomic(),
+    ):
+        _submit(article)
+        raise Boom
+    assert not PendingSignup.objects.exists() and not published
+
+
+def test_the_sent_delivery_is_not_swept_again(article, published):
+    process_signup(_submit(article).pk)
+    [delivery] = Delivery.objects.all()
+    assert delivery.enqueued_at is not None
+    assert delivery_send(delivery_id=delivery.pk).outcome.value == "skipped"
