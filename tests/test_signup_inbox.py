@@ -186,3 +186,11 @@ def test_the_sent_delivery_is_not_swept_again(article, published):
     [delivery] = Delivery.objects.all()
     assert delivery.enqueued_at is not None
     assert delivery_send(delivery_id=delivery.pk).outcome.value == "skipped"
+
+
+def test_an_article_unpublished_meanwhile_still_sends_the_report_asked_for(article, published):
+    signup = _submit(article)
+    article.status = "draft"
+    article.save()
+    assert process_signup(signup.pk) == "sent"
+    assert Subscriber.objects.get().source_article == article

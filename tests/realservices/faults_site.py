@@ -353,6 +353,17 @@ class FaultSite:
             (list(emails),),
         )
 
+    def pending_signups(self, emails: Iterable[str]) -> list[dict]:
+        """The sign-ups submitted over HTTP that no worker has turned into a subscriber yet."""
+        assert self.database is not None
+        return self.database.query(
+            """
+            SELECT id, enqueued_at, publish_failed_at, email_canonical AS email
+            FROM backpain_report_pendingsignup WHERE email_canonical = ANY(%s) ORDER BY id
+            """,
+            (list(emails),),
+        )
+
     def status_of(self, delivery_id: int) -> str | None:
         assert self.database is not None
         found = self.database.query(
