@@ -2,7 +2,8 @@
 #
 #   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
-#   make test-compat    the unit tests on Django 5.2 LTS with Python 3.10 or 3.11 (.venv-compat)
+#   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
+#                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
 #   make lint / format  ruff
 #   make check-system   verify the OS libraries WeasyPrint needs
 #   make clean          remove build output, caches and var/ (the example's database and mail)
@@ -29,7 +30,11 @@ endif
 
 VENV ?= .venv
 VENV_PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# LOWEST=1 installs every install_requires entry at its declared lower bound (a constraints
+# file made by tools/lowest_requirements.py from setup.cfg); the stamp says which kind of install.
+LOWEST ?=
+STAMP := $(VENV)/.installed$(if $(LOWEST),-lowest)
+LOWEST_CONSTRAINTS := $(VENV)/constraints-lowest.txt
 PYTEST_ARGS ?=
 MANAGE := $(VENV_PY) example_project/manage.py
 
@@ -45,7 +50,7 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.
 DJANGO_SPEC ?=
 
 help:
-	@sed -n '2,12s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,13s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -53,8 +58,10 @@ $(VENV_PY):
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.10 found; pass PYTHON=/path/to/python3" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): setup.cfg pyproject.toml | $(VENV_PY)
-	$(VENV_PY) -m pip install -e '.[test,example]' $(DJANGO_SPEC)
+$(STAMP): setup.cfg pyproject.toml $(if $(LOWEST),tools/lowest_requirements.py) | $(VENV_PY)
+	@rm -f $(VENV)/.installed $(VENV)/.installed-lowest
+	$(if $(LOWEST),$(VENV_PY) tools/lowest_requirements.py setup.cfg > $(LOWEST_CONSTRAINTS))
+	$(VENV_PY) -m pip install -e '.[test,example]' $(DJANGO_SPEC) $(if $(LOWEST),-c $(LOWEST_CONSTRAINTS))
 	@touch $@
 
 venv:
@@ -95,11 +102,11 @@ test: venv check-system
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-# The unit tests on Django 5.2 LTS and an older Python (the real-services tiers run in `test`).
+# The unit tests on the oldest supported stack: an older Python and every install_requires entry
+# at its declared lower bound, Django 5.2 LTS included (the real-services tiers run in `test`).
 test-compat:
 	@test -n "$(COMPAT_PYTHON)" || { echo "No python3.10/3.11 found; pass COMPAT_PYTHON=..." >&2; exit 1; }
-	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat \
-		DJANGO_SPEC="'Django>=5.2,<5.3'" \
+	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat LOWEST=1 \
 		PYTEST_ARGS='-m "not slow and not services and not browser" -p no:cacheprovider'
 
 lint: venv

@@ -13,6 +13,15 @@ MAX_EMAIL_LENGTH = 320
 MAX_NAME_LENGTH = 100
 # Control characters, line/paragraph separators and bidirectional overrides.
 _UNSAFE_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
+# What makes a name carry a link or an address (matched on the probe of _address_probe):
+_ADDRESS_IN_NAME = re.compile(
+    r"@|http|www\.|://"  # an email address, a URL or a scheme
+    r"|[^\W_]\.[^\W_]{2}"  # a dotted host, "evil.example", "bit.ly/x"; not "J.R.R. Tolkien"
+    r"|\d{1,3}(?:\.\d{1,3}){3}"  # an IPv4 address
+)
+# Full stops that IDNA and browsers read as a host's dot and NFKC leaves alone.
+_IDEOGRAPHIC_DOTS = str.maketrans({"\u3002": ".", "\uff61": "."})
+_SPACED_DOT = re.compile(r"\s+\.\s*")
 
 
 def canonical_email(address: str) -> str:
@@ -45,8 +54,28 @@ def clean_email(value: str) -> str:
     return value
 
 
+def _address_probe(name: str) -> str:
+    """``name`` as a mail client's link finder may read it: compatibility forms folded (NFKC:
+    fullwidth letters, at sign and full stop), invisible format characters dropped, ideographic full
+    stops made dots, spaces before a dot closed up ("evil . example"), case folded."""
+    text = unicodedata.normalize("NFKC", name).translate(_IDEOGRAPHIC_DOTS)
+    text = "".join(char for char in text if unicodedata.category(char) != "Cf")
+    return _SPACED_DOT.sub(".", text).casefold()
+
+
+def name_has_address(name: str) -> bool:
+    """Whether ``name`` holds a URL, a host name or an email address (``www.``, ``http``,
+    ``@``, ``evil.example``, ``bit.ly/x``), so it could carry someone else's link into an email.
+
+    A dot followed by a space or by a single letter is a name's dot: "J. R. R. Tolkien",
+    "J.R.R. Tolkien", "St. John". A dot between two words ("Ann.Lee") reads as a host.
+    """
+    return bool(_ADDRESS_IN_NAME.search(_address_probe(name)))
+
+
 def clean_name(value: str) -> str:
-    """Normalise a reader's name: NFC, control characters removed, spaces collapsed, bounded."""
+    """Normalise a reader's name: NFC, control characters removed, spaces collapsed, bounded;
+    a name holding a web or email address (:func:`name_has_address`) is refused."""
     value = unicodedata.normalize("NFC", value or "")
     value = _UNSAFE_CHARS.sub(" ", value)
     value = " ".join(value.split())
@@ -56,6 +85,10 @@ def clean_name(value: str) -> str:
         raise ValidationError(
             _("A name has at most %(max)d characters.") % {"max": MAX_NAME_LENGTH},
             code="max_length",
+        )
+    if name_has_address(value):
+        raise ValidationError(
+            _("Please enter just your name — no web or email addresses."), code="address"
         )
     return value
 

@@ -3,7 +3,11 @@
 - ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address.
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type.
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
-- ``backpain_report.W001``: ``SITE_URL`` is not set (links in emails use the sign-up page's host).
+- ``backpain_report.E005``: ``USE_TZ`` is off (the app stores and compares aware datetimes).
+- ``backpain_report.E006``: ``SITE_URL`` is not set while ``DEBUG`` is off: links in emails would
+  follow the ``Host`` header of the sign-up request.
+- ``backpain_report.W001``: ``SITE_URL`` is not set with ``DEBUG`` on (links in emails use the
+  sign-up page's host).
 - ``backpain_report.W002``: Django 6.1+ without ``MAILERS``: mail goes through deprecated settings.
 - ``backpain_report.W003``: the throttles count in a per-process cache (local memory or dummy)
   while ``DEBUG`` is off, so each web process has its own limits.
@@ -109,15 +113,8 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E003",
                 )
             )
-    if not config.get("SITE_URL"):
-        errors.append(
-            Warning(
-                f"{SETTING_NAME}['SITE_URL'] is not set.",
-                hint="Links in emails will use the host of the page each reader signed up on. "
-                'Set it, e.g. "https://www.example.com".',
-                id="backpain_report.W001",
-            )
-        )
+    errors.extend(_check_site_url(config))
+    errors.extend(_check_time_zone())
     if hasattr(mail, "mailers") and not hasattr(settings, "MAILERS"):
         errors.append(
             Warning(
@@ -129,6 +126,41 @@ def check_settings(app_configs=None, **kwargs) -> list:
         )
     errors.extend(_check_throttle_cache(config))
     return errors
+
+
+def _check_site_url(config: dict) -> list:
+    """Without SITE_URL links in emails follow the request's Host header: fine on a developer's
+    machine, an error in production (a forged Host would pick the links' host)."""
+    if config.get("SITE_URL"):
+        return []
+    hint = (
+        "Links in emails would use the Host header of the request each reader signed up with. "
+        'Set it to the site\'s canonical origin, e.g. "https://www.example.com".'
+    )
+    if settings.DEBUG:
+        return [
+            Warning(f"{SETTING_NAME}['SITE_URL'] is not set.", hint=hint, id="backpain_report.W001")
+        ]
+    return [
+        Error(
+            f"{SETTING_NAME}['SITE_URL'] must be set when DEBUG is off.",
+            hint=hint,
+            id="backpain_report.E006",
+        )
+    ]
+
+
+def _check_time_zone() -> list:
+    if settings.USE_TZ:
+        return []
+    return [
+        Error(
+            "backpain_report needs USE_TZ = True.",
+            hint="The app stores and compares timezone-aware datetimes (sign-up, delivery and "
+            "download times); with USE_TZ off its pages and tasks fail.",
+            id="backpain_report.E005",
+        )
+    ]
 
 
 PER_PROCESS_CACHES = (

@@ -98,12 +98,17 @@ def build_report_email(
 
 
 def build_confirmation_email(*, delivery: Delivery, message_id: str) -> EmailMultiAlternatives:
-    """The double opt-in message: one button that leads to the confirm page."""
+    """The double opt-in message: one button that leads to the confirm page.
+
+    It goes to an address nobody has confirmed yet, so it carries nothing the sign-up form let
+    the sender choose: no name (``name`` is empty in its templates' context).
+    """
     templates = (CONFIRM_SUBJECT_TEMPLATE, CONFIRM_TEXT_TEMPLATE, CONFIRM_HTML_TEMPLATE)
     return _message(
         delivery,
         message_id,
         templates,
+        name="",
         confirm_url=links.confirm_url(delivery.subscriber),
         confirm_days=max(1, int(app_settings.CONFIRM_MAX_AGE) // 86400),
     )

@@ -3,7 +3,9 @@
 Rows are written in batches with ``COPY`` on PostgreSQL (psycopg) and multi-row ``INSERT`` on
 other databases, bypassing model instances; sign-up times are spread over the last ``days``
 days in ascending id order, as a real table grows. The mix: most readers confirm, a few
-unsubscribe; most deliveries are sent (some downloaded), a few failed, pending or cancelled.
+unsubscribe; most deliveries are sent (some downloaded), a few failed or cancelled. Only final
+states: a ``pending`` or ``sending`` row would be picked up by the sweep and really mailed to
+the made-up address.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
+from .operations import CANCELLED_BY_STAFF
 from .services import content_seed
 
 BATCH_SIZE = 10_000
@@ -128,13 +131,11 @@ class _Generator:
             if rng.random() < 0.4:
                 downloaded = sent + datetime.timedelta(hours=rng.expovariate(1 / 6))
                 downloaded = downloaded if downloaded < self.now else None
-        elif roll < 0.95:
+        elif roll < 0.96:
             status, claimed, attempts = Delivery.Status.FAILED, created + second * 600, 5
             error = rng.choice(ERRORS)
-        elif roll < 0.995:
-            status, attempts = Delivery.Status.PENDING, 0
         else:
-            status, claimed = Delivery.Status.SENDING, created + second
+            status, error, attempts = Delivery.Status.CANCELLED, CANCELLED_BY_STAFF, 0
         updated = max(t for t in (created, claimed, sent, downloaded) if t is not None)
         return (
             subscriber_id, report.pk, report.edition, Delivery.Reason.SIGNUP,

@@ -317,10 +317,18 @@ def report_save(*, report: Report, changed_fields: Iterable[str], created: bool 
     """
     bumped = not created and bool(EDITION_FIELDS.intersection(changed_fields))
     with transaction.atomic():
-        report.save()
+        if report._state.adding:
+            report.save()
+        else:  # every field but the edition: a stale copy would write its old number back
+            fields = [
+                f.name
+                for f in Report._meta.concrete_fields
+                if not f.primary_key and f.name != "edition"
+            ]
+            report.save(update_fields=fields)
         if bumped:  # in the database, so two editors at once make two editions
             Report.objects.filter(pk=report.pk).update(edition=F("edition") + 1)
-            report.refresh_from_db(fields=["edition"])
+        report.refresh_from_db(fields=["edition"])
     if bumped:
         from . import pdfcache  # WeasyPrint is heavy: import it only when needed
 

@@ -116,12 +116,23 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
+def site_url_for(host: str, port: str) -> str:
+    """The origin links in emails point at when the server listens on ``host:port``."""
+    if host in ("", "0.0.0.0", "::", "[::]"):  # every interface: this machine's loopback
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
 def serve(addr: str, *, beat: bool) -> int:
+    host, _, port = addr.rpartition(":")
+    host = host or "127.0.0.1"
+    # Links in emails point at the server started here unless SITE_URL says otherwise (the web
+    # server and the worker inherit it).
+    if not os.environ.get("SITE_URL"):
+        os.environ["SITE_URL"] = site_url_for(host, port)
     _django()
     from django.conf import settings
 
-    host, _, port = addr.rpartition(":")
-    host = host or "127.0.0.1"
     var_dir = Path(settings.VAR_DIR)
     env = {
         **os.environ,

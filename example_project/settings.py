@@ -9,6 +9,11 @@ root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real
 - ``EMAIL_HOST`` / ``EMAIL_PORT`` (``EMAIL_TIMEOUT``, default 10 s; optional
   ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``, ``EMAIL_USE_TLS``) — send through SMTP.
 - ``SITE_URL``, ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``ALLOWED_HOSTS`` (comma-separated).
+
+``SITE_URL`` (the origin of links in emails) defaults to ``http://127.0.0.1:8000`` with
+``DEBUG`` on; ``run.py`` sets it from its ``--addr`` when it is unset. With ``DEBUG`` off and no
+``SITE_URL`` the app's system check ``backpain_report.E006`` stops ``check``, ``migrate`` and
+``runserver`` with a message saying to set it.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ ALLOWED_HOSTS = [
     for host in os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
     if host.strip()
 ]
-EXAMPLE_SITE_URL = os.environ.get("SITE_URL") or "http://127.0.0.1:8000"
+EXAMPLE_SITE_URL = os.environ.get("SITE_URL") or ("http://127.0.0.1:8000" if DEBUG else None)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

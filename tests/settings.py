@@ -77,4 +77,6 @@ BACKPAIN_REPORT = {
 }
 
 CELERY_BROKER_URL = "memory://"
+# Celery 5.4 (the lowest declared) warns at worker start-up unless this is set.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False

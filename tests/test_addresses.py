@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from backpain_report.addresses import canonical_email, clean_email
+from backpain_report.addresses import canonical_email, clean_email, clean_name
 
 
 def test_canonical_email_folds_case_and_encodes_idn():
@@ -13,3 +13,71 @@ def test_canonical_email_folds_case_and_encodes_idn():
 def test_clean_email_rejects_control_characters(bad):
     with pytest.raises(ValidationError):
         clean_email(bad)
+
+
+# Names people really have: dots after initials and titles, apostrophes, hyphens, any script.
+REAL_NAMES = [
+    "J. R. R. Tolkien",
+    "J.R.R. Tolkien",
+    "Mary-Ann O'Neil",
+    "St. John",
+    "Dr. Zoë Łukasiewicz-Øvergaard",
+    "Sinéad O\u2019Connor",
+    "Mr. T",
+    "Ann",
+    "José María de la Cruz",
+    "Nguyễn Văn An",
+    "Ólafur Ragnar",
+    "李小龍",
+    "Владимир",
+    "Παναγιώτης",
+    "محمد",
+    "Anne-Marie d'Arc Jr.",
+    "Louis XIV",
+    "Ann 2.0",
+]
+# Names that would carry a link or an address into an email: URLs, hosts, addresses, also
+# written with fullwidth or ideographic dots, invisible characters or spaces around the dot.
+ADDRESS_NAMES = [
+    "www.evil",
+    "Visit WWW dot evil www.",
+    "http://evil.example/x",
+    "HTTPS evil",
+    "hxxp://x and http",
+    "ann@example.com",
+    "Ann @ home",
+    "evil.example",
+    "bit.ly/x",
+    "Ann, see bit.ly/free-money",
+    "Hello from Evil.Example",
+    "EVIL.COM",
+    "bücher.de",
+    "xn--bcher-kva.de",
+    "evil . example",
+    "evil .example",
+    "evil\uff0eexample",  # fullwidth full stop
+    "evil\u3002example",  # ideographic full stop
+    "evil\uff61example",  # halfwidth ideographic full stop
+    "evil\ufe52example",  # small full stop
+    "evil\u2024example",  # one dot leader
+    "evil\u200b.\u200bexample",  # zero-width spaces around the dot
+    "\uff45\uff56\uff49\uff4c.com",  # fullwidth letters
+    "ann\uff20example",  # fullwidth commercial at
+    "\uff48\uff54\uff54\uff50 evil",  # fullwidth "http"
+    "ftp://files",
+    "10.0.0.1",
+    "Ann.Lee",
+]
+
+
+@pytest.mark.parametrize("name", REAL_NAMES)
+def test_real_names_pass(name):
+    assert clean_name(name) == name
+
+
+@pytest.mark.parametrize("name", ADDRESS_NAMES)
+def test_names_with_an_address_are_refused_with_the_reason(name):
+    with pytest.raises(ValidationError) as caught:
+        clean_name(name)
+    assert caught.value.messages == ["Please enter just your name — no web or email addresses."]
+    assert caught.value.code == "address"

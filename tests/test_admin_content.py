@@ -1,7 +1,7 @@
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from backpain_report.models import Article
+from backpain_report.models import Article, Report
 from backpain_report.services import report_save
 
 PDF = "admin:backpain_report_report_pdf_preview"
@@ -73,6 +73,20 @@ def test_report_save_bumps_only_for_content(report):
     assert report_save(report=report, changed_fields=["template_name"])
     report.refresh_from_db()
     assert report.edition == edition + 1
+
+
+def test_two_stale_copies_make_two_editions(report):
+    """Two editors open one report and save one after the other: editions 2 then 3."""
+    first, second = Report.objects.get(pk=report.pk), Report.objects.get(pk=report.pk)
+    edition = report.edition
+    first.body += "\n\nFirst editor."
+    assert report_save(report=first, changed_fields=["body"])
+    second.title += " (revised)"
+    assert report_save(report=second, changed_fields=["title"])
+    assert (first.edition, second.edition) == (edition + 1, edition + 2)
+    report.refresh_from_db()
+    assert report.edition == edition + 2
+    assert report.title.endswith("(revised)")
 
 
 def test_pdf_preview_for_a_sample_reader(admin_client, report):

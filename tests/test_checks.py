@@ -36,6 +36,26 @@ def test_missing_site_url_is_a_warning(settings):
     assert ids({"FROM_EMAIL": "a@b.com"}, settings) == {"backpain_report.W001"}
 
 
+def test_missing_site_url_is_an_error_with_debug_off(settings):
+    settings.DEBUG = False
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com"}
+    assert "backpain_report.E006" in {m.id for m in check_settings()}
+    assert "backpain_report.W001" not in {m.id for m in check_settings()}
+    with pytest.raises(SystemCheckError, match="E006"):
+        call_command("check")
+    settings.DEBUG = True
+    call_command("check")  # W001 only: a warning does not stop the site
+
+
+def test_use_tz_off_is_an_error(settings):
+    settings.USE_TZ = False
+    assert "backpain_report.E005" in ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}, settings
+    )
+    with pytest.raises(SystemCheckError, match="E005"):
+        call_command("check")
+
+
 def test_settings_are_reread_after_override(settings):
     from backpain_report.conf import app_settings
 

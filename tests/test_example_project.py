@@ -105,6 +105,30 @@ def test_system_checks_pass(tmp_path):
     assert "no issues" in result.stdout
 
 
+CHECK = "import django; django.setup(); from django.core.management import call_command; "
+
+
+def test_production_settings_need_a_site_url(tmp_path):
+    """DEBUG off and no SITE_URL: links in emails would follow the Host header, so check fails."""
+    production = {"DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "x" * 50}
+    result = run_example(CHECK + "call_command('check')", tmp_path / "var", **production)
+    assert result.returncode != 0
+    assert "backpain_report.E006" in result.stderr and "SITE_URL" in result.stderr
+
+    given = {**production, "SITE_URL": "https://reports.example.org"}
+    result = run_example(
+        CHECK + "call_command('check', fail_level='WARNING')", tmp_path / "v2", **given
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_run_py_points_links_at_the_server_it_starts():
+    run = importlib.import_module("example_project.run")
+    assert run.site_url_for("127.0.0.1", "8000") == "http://127.0.0.1:8000"
+    assert run.site_url_for("0.0.0.0", "9000") == "http://127.0.0.1:9000"
+    assert run.site_url_for("localhost", "8080") == "http://localhost:8080"
+
+
 def test_manage_py_runs_from_anywhere(tmp_path):
     environ = {k: v for k, v in os.environ.items() if k not in EXAMPLE_ENV}
     environ.pop("DJANGO_SETTINGS_MODULE", None)

@@ -23,6 +23,8 @@ def test_valid_form():
         ("name", "   ", "This field is required."),
         ("name", "A" * 101, "A name has at most 100 characters."),
         ("name", "A" * 1_000_000, "A name has at most 100 characters."),
+        ("name", "Ann, see bit.ly/x", "Please enter just your name — no web or email addresses."),
+        ("name", "ann@example.com", "Please enter just your name — no web or email addresses."),
         ("email", "a" * 1_000_000 + "@example.com", "An email address has at most 320 characters."),
         ("consent", "", "Please tick the box so we may email you the report."),
     ],

@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 
 from backpain_report import signals
+from backpain_report.emails import build_confirmation_email
 from backpain_report.models import Delivery, Subscriber
 from backpain_report.sending import delivery_send
 from backpain_report.tokens import (
@@ -74,6 +75,18 @@ def test_double_opt_in_sends_confirmation_first_then_the_report(
     page = client.post(confirm_path)
     assert "already confirmed" in page.content.decode()
     assert Delivery.objects.count() == 2
+
+
+def test_confirmation_email_carries_no_name(make_subscriber, make_delivery):
+    """The confirmation goes to an unconfirmed address: nothing the sender typed rides along."""
+    subscriber = make_subscriber(name="Zebulon Quark")
+    delivery = make_delivery(subscriber, kind=Delivery.Kind.CONFIRMATION)
+    message = build_confirmation_email(delivery=delivery, message_id="<c@example.com>")
+    [(html, _mimetype)] = message.alternatives
+    for part in (message.subject, message.body, html):
+        assert "Zebulon" not in part and "Quark" not in part
+    assert message.body.startswith("Hello,\n")
+    assert ">Hello,</p>" in html
 
 
 def test_single_opt_in_records_a_confirmation_too(client, article, make_subscriber):

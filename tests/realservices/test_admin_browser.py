@@ -43,7 +43,10 @@ def admin_site(postgres_url, tmp_path_factory, artefacts_dir):
             var_dir=work / "var",
         )
         manage(env, "migrate", "--noinput", timeout=300)
-        manage(env, "backpain_populate", "--subscribers", str(SUBSCRIBERS), "--seed", "3")
+        manage(
+            env, "backpain_populate", "--subscribers", str(SUBSCRIBERS), "--seed", "3",
+            "--i-know-this-is-not-production",  # the site runs with DEBUG off
+        )  # fmt: skip
         username, password = f"owner{secrets.token_hex(3)}", secrets.token_urlsafe(16)
         manage(
             {**env, "DJANGO_SUPERUSER_PASSWORD": password},

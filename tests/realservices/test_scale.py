@@ -161,7 +161,14 @@ def test_admin_pages_answer_within_a_second_at_scale(postgres_url, tmp_path, art
         migrated = time.monotonic() - started
         started = time.monotonic()
         populate_out = manage(
-            env, "backpain_populate", "--subscribers", str(n), "--seed", "7", timeout=7200
+            env,
+            "backpain_populate",
+            "--subscribers",
+            str(n),
+            "--seed",
+            "7",
+            "--i-know-this-is-not-production",  # the site runs with DEBUG off
+            timeout=7200,
         )
         populated = time.monotonic() - started
         print(f"\nmigrate {migrated:.1f} s; backpain_populate --subscribers {n:,}: "
