@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.utils import make_msgid, parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.mail import EmailMultiAlternatives
@@ -10,6 +11,7 @@ from django.template.loader import render_to_string
 
 from . import links
 from .conf import app_settings
+from .mailheaders import headers_replace
 from .models import Delivery
 
 SUBJECT_TEMPLATE = "backpain_report/email/report_subject.txt"
@@ -30,9 +32,25 @@ def new_message_id() -> str:
     return make_msgid(domain=domain)
 
 
+# Headers the app writes itself, all ASCII: sent verbatim on one line (see mailheaders).
+RAW_HEADERS = ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "Auto-Submitted")
+
+
+class DeliveryEmail(EmailMultiAlternatives):
+    """An email whose headers go out alike on Django 5.2 and 6.1: the app's own ASCII headers
+    verbatim (never RFC 2047 encoded or folded), the subject encoded only where it is not ASCII.
+    """
+
+    def message(self, **kwargs: Any) -> Any:
+        message = super().message(**kwargs)
+        raw = {name: str(self.extra_headers[name]) for name in RAW_HEADERS}
+        headers_replace(message, raw=raw, text={"Subject": str(self.subject)})
+        return message
+
+
 def _message(
     delivery: Delivery, message_id: str, templates: tuple[str, str, str], **extra: object
-) -> EmailMultiAlternatives:
+) -> DeliveryEmail:
     """A text + HTML message to the delivery's subscriber, with the unsubscribe headers."""
     subscriber = delivery.subscriber
     site_url = links.site_url(subscriber)
@@ -47,7 +65,7 @@ def _message(
         **extra,
     }
     subject_template, text_template, html_template = templates
-    message = EmailMultiAlternatives(
+    message = DeliveryEmail(
         subject=" ".join(render_to_string(subject_template, context).split()),
         body=render_to_string(text_template, context),
         from_email=app_settings.FROM_EMAIL,
@@ -72,9 +90,7 @@ def fits_in_email(pdf: bytes) -> bool:
     return len(pdf) * 4 / 3 + _MESSAGE_OVERHEAD <= int(app_settings.MAX_EMAIL_SIZE)
 
 
-def build_report_email(
-    *, delivery: Delivery, pdf: bytes | None, message_id: str
-) -> EmailMultiAlternatives:
+def build_report_email(*, delivery: Delivery, pdf: bytes | None, message_id: str) -> DeliveryEmail:
     """The report message for one delivery, per the ``DELIVERY`` mode.
 
     ``pdf`` is attached in "attach" and "both" modes; "link" and "both" carry a signed download
@@ -97,7 +113,7 @@ def build_report_email(
     return message
 
 
-def build_confirmation_email(*, delivery: Delivery, message_id: str) -> EmailMultiAlternatives:
+def build_confirmation_email(*, delivery: Delivery, message_id: str) -> DeliveryEmail:
     """The double opt-in message: one button that leads to the confirm page."""
     templates = (CONFIRM_SUBJECT_TEMPLATE, CONFIRM_TEXT_TEMPLATE, CONFIRM_HTML_TEMPLATE)
     return _message(
