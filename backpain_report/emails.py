@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from email.utils import make_msgid, parseaddr
+from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
+from django.utils.crypto import salted_hmac
+from django.utils.encoding import punycode
 
 from . import links
 from .conf import app_settings
@@ -26,10 +29,23 @@ def pdf_filename(delivery: Delivery) -> str:
     return f"{delivery.report.slug}-edition-{delivery.edition}.pdf"
 
 
-def new_message_id() -> str:
-    """A Message-ID in the sender's domain, recorded on the Delivery before sending."""
-    domain = parseaddr(app_settings.FROM_EMAIL or "")[1].rpartition("@")[2] or None
-    return make_msgid(domain=domain)
+MESSAGE_ID_SALT = "backpain_report.emails.delivery_message_id"
+
+
+def delivery_message_id(delivery: Delivery) -> str:
+    """The delivery's Message-ID, ``<pk.hash@sender-domain>``: the same on every attempt.
+
+    Derived from the delivery, not random per attempt, so if a duplicate of one delivery ever
+    goes out, mail clients that de-duplicate by Message-ID show one message. The short keyed
+    hash (HMAC with ``SECRET_KEY`` over the pk and creation time) keeps ids apart across sites
+    sharing a sender domain and across a database whose primary keys start again; a resend is
+    a new Delivery and so gets a new id.
+    """
+    domain = parseaddr(app_settings.FROM_EMAIL or "")[1].rpartition("@")[2]
+    domain = punycode(domain) if domain else DNS_NAME.get_fqdn()
+    created = delivery.created_at.isoformat() if delivery.created_at else ""
+    digest = salted_hmac(MESSAGE_ID_SALT, f"{delivery.pk}:{created}", algorithm="sha256")
+    return f"<{delivery.pk}.{digest.hexdigest()[:16]}@{domain}>"
 
 
 # Headers the app writes itself, all ASCII: sent verbatim on one line (see mailheaders).

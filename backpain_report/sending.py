@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .emails import build_confirmation_email, build_report_email, new_message_id
+from .emails import build_confirmation_email, build_report_email, delivery_message_id
 from .mailer import open_mailer
 from .models import Delivery
 from .pdfcache import report_pdf
@@ -195,7 +195,7 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
             delivery, status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending."
         )
         return SendResult(delivery_id, Outcome.SKIPPED)
-    message_id = new_message_id()
+    message_id = delivery_message_id(delivery)
     try:
         message = _build_message(delivery, message_id)
         if connection is not None:

@@ -208,3 +208,36 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
         controller.stop()
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
     assert CountingSMTPBackend.connections_opened == 1
+
+
+def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, monkeypatch, settings):
+    """Regression (issue 10, item 3): a retry of one delivery carries the same Message-ID (so
+    clients that de-duplicate by it show one message); another delivery gets another one."""
+    import re
+
+    from backpain_report.emails import delivery_message_id
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+    offered = []
+    original_send = ScriptedBackend.send_messages
+
+    def record_then_send(self, messages):
+        offered.extend(m.extra_headers["Message-ID"] for m in messages)
+        return original_send(self, messages)
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", record_then_send)
+    scripted_mail.append(smtplib.SMTPResponseException(451, b"Try again later"))
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.RETRY
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert offered == [delivery.message_id, delivery.message_id]
+    assert re.fullmatch(rf"<{delivery.pk}\.[0-9a-f]{{16}}@example\.com>", delivery.message_id)
+    assert mail.outbox[0].message()["Message-ID"] == delivery.message_id
+    # A resend is a new Delivery: a new Message-ID.
+    resend = make_delivery(delivery.subscriber, reason=Delivery.Reason.RESEND)
+    assert delivery_message_id(resend) != delivery.message_id
+    # Keyed with SECRET_KEY: another site with the same sender domain and pk differs.
+    settings.SECRET_KEY = "another-site"
+    assert delivery_message_id(delivery) != delivery.message_id
