@@ -210,6 +210,116 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
     assert CountingSMTPBackend.connections_opened == 1
 
 
+def _take_over_claim(delivery_id):
+    """What another worker's reclaim does to the row: a new claimed_at and one more attempt."""
+    import datetime
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    later = timezone.now() + datetime.timedelta(seconds=1)
+    taken = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.SENDING).update(
+        claimed_at=later, attempts=F("attempts") + 1
+    )
+    assert taken == 1
+
+
+@pytest.fixture
+def delivered_signals():
+    from backpain_report import signals
+
+    received = []
+
+    def receiver(sender, delivery, **kwargs):
+        received.append(delivery.pk)
+
+    signals.report_delivered.connect(receiver)
+    yield received
+    signals.report_delivered.disconnect(receiver)
+
+
+def test_a_worker_whose_claim_was_taken_before_sending_sends_nothing(
+    make_delivery, monkeypatch, delivered_signals, caplog
+):
+    """Regression (issue 10, item 3): the claim is re-checked right before the message is handed
+    to the mail backend; a run whose claim was taken over meanwhile sends nothing."""
+    from backpain_report import sending
+
+    delivery = make_delivery()
+    original_build = sending._build_message
+
+    def build_then_lose_the_claim(delivery, message_id):
+        message = original_build(delivery, message_id)
+        _take_over_claim(delivery.pk)  # e.g. the render outlasted the lease and another reclaimed
+        return message
+
+    monkeypatch.setattr(sending, "_build_message", build_then_lose_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED
+    assert not mail.outbox and not delivered_signals
+    delivery.refresh_from_db()
+    # The row belongs to the new claim: this run wrote nothing.
+    assert delivery.status == Delivery.Status.SENDING and delivery.attempts == 2
+    assert delivery.message_id == "" and delivery.sent_at is None
+    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"Delivery {delivery.pk}: the claim no longer stands; nothing recorded"
+    )
+
+
+def test_a_send_whose_claim_was_taken_meanwhile_is_not_reported_sent(
+    make_delivery, scripted_mail, monkeypatch, delivered_signals, caplog
+):
+    """Regression (issue 10, item 3): the claim is lost while the server takes the message (the
+    exchange outlasted the lease). The email went out, but the run does not report SENT, sends
+    no report_delivered, records nothing and logs a warning naming only the delivery id."""
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+    original_send = ScriptedBackend.send_messages
+
+    def send_while_losing_the_claim(self, messages):
+        _take_over_claim(delivery.pk)
+        return original_send(self, messages)
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", send_while_losing_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED
+    assert len(mail.outbox) == 1 and not delivered_signals
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENDING and delivery.sent_at is None
+    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    assert record.levelname == "WARNING"
+    text = record.getMessage()
+    assert text == (
+        f"Delivery {delivery.pk} was handed to the mail server, but its claim no longer stood; "
+        "the outcome is not recorded"
+    )
+    subscriber = delivery.subscriber
+    assert subscriber.email not in text and subscriber.name not in text
+
+
+def test_a_failure_whose_claim_was_taken_meanwhile_is_not_recorded(
+    make_delivery, scripted_mail, monkeypatch
+):
+    """A run that loses its claim during a failing send leaves the row to the new claim: no
+    RETRY (whose re-publish would be pointless) and no error written over the new owner's row."""
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+
+    def fail_while_losing_the_claim(self, messages):
+        _take_over_claim(delivery.pk)
+        raise smtplib.SMTPResponseException(451, b"busy")
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", fail_while_losing_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED and result.error == "SMTP 451: busy"
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENDING and delivery.last_error == ""
+
+
 def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, monkeypatch, settings):
     """Regression (issue 10, item 3): a retry of one delivery carries the same Message-ID (so
     clients that de-duplicate by it show one message); another delivery gets another one."""
@@ -241,3 +351,25 @@ def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, mon
     # Keyed with SECRET_KEY: another site with the same sender domain and pk differs.
     settings.SECRET_KEY = "another-site"
     assert delivery_message_id(delivery) != delivery.message_id
+
+
+def test_a_receiver_that_raises_breaks_no_batch(make_delivery, caplog):
+    """A report_delivered receiver that raises is logged; the batch goes on, every delivery is
+    sent once and stays SENT (no retry)."""
+    from backpain_report import sending, signals
+
+    def broken_receiver(sender, delivery, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    signals.report_delivered.connect(broken_receiver)
+    try:
+        deliveries = [make_delivery() for _ in range(3)]
+        results = sending.deliveries_send(delivery_ids=[d.pk for d in deliveries])
+    finally:
+        signals.report_delivered.disconnect(broken_receiver)
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(d.subscriber.email for d in deliveries)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+    errors = [r for r in caplog.records if r.name == "backpain_report.signals"]
+    assert len(errors) == 3 and all(r.levelname == "ERROR" for r in errors)
+    assert all(isinstance(r.exc_info[1], RuntimeError) for r in errors)
