@@ -7,6 +7,10 @@ taken over meanwhile sends nothing. Temporary failures put the row back to pendi
 ``next_attempt_at`` set by exponential backoff with jitter; permanent ones (SMTP 5xx) and
 exhausted attempts mark it failed. Every failure is written to ``last_error``.
 
+A reclaim counts as an attempt; a stale claim that already used ``MAX_ATTEMPTS`` is failed
+("Worker lost while sending ...") instead of reclaimed, so a message that kills its worker is
+not retried forever.
+
 An outcome is recorded only while the run's claim stands. A run whose claim no longer stands
 (taken over by another run, or the row cancelled) reports SKIPPED, never SENT, sends no
 ``report_delivered`` and logs a warning naming only the delivery id. If that is found after the
@@ -25,7 +29,8 @@ import smtplib
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import CharField, F, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from . import signals
@@ -98,14 +103,53 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def delivery_claim(*, delivery_id: int) -> Delivery | None:
-    """Atomically take a delivery for sending; None when another run has it or it is done."""
-    now = timezone.now()
+WORKER_LOST_ERROR = "Worker lost while sending (claim expired); giving up after "
+
+
+def _stale(now: datetime.datetime) -> Q:
+    """A ``sending`` claim older than the lease: its worker died or hung."""
     lease = datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
-    claimable = (Q(status=Delivery.Status.PENDING) & due) | Q(
-        status=Delivery.Status.SENDING, claimed_at__lt=now - lease
+    return Q(status=Delivery.Status.SENDING, claimed_at__lt=now - lease)
+
+
+def stale_claim_reclaimable(now: datetime.datetime) -> Q:
+    """A stale claim with attempts left: it may be claimed again (and the sweep re-publishes it)."""
+    return _stale(now) & Q(attempts__lt=int(app_settings.MAX_ATTEMPTS))
+
+
+def stale_claim_exhausted(now: datetime.datetime) -> Q:
+    """A stale claim that used the last attempt: it is failed, never reclaimed."""
+    return _stale(now) & Q(attempts__gte=int(app_settings.MAX_ATTEMPTS))
+
+
+def stale_claims_fail(queryset: QuerySet[Delivery], *, now: datetime.datetime) -> int:
+    """Fail the exhausted stale claims among ``queryset``; return how many.
+
+    ``last_error`` reads e.g. "Worker lost while sending (claim expired); giving up after 5
+    attempts."
+    """
+    error = Concat(
+        Value(WORKER_LOST_ERROR),
+        Cast("attempts", output_field=CharField()),
+        Value(" attempts."),
+        output_field=CharField(),
     )
+    failed = queryset.filter(stale_claim_exhausted(now)).update(
+        status=Delivery.Status.FAILED, last_error=error
+    )
+    if failed:
+        logger.warning("%s deliveries failed: their worker was lost on the last attempt", failed)
+    return failed
+
+
+def delivery_claim(*, delivery_id: int) -> Delivery | None:
+    """Atomically take a delivery for sending; None when another run has it or it is done.
+
+    A stale claim whose attempts are used up is failed here instead of being taken.
+    """
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
+    claimable = (Q(status=Delivery.Status.PENDING) & due) | stale_claim_reclaimable(now)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
         status=Delivery.Status.SENDING,
         claimed_at=now,
@@ -113,6 +157,7 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
         next_attempt_at=None,
     )
     if not claimed:
+        stale_claims_fail(Delivery.objects.filter(pk=delivery_id), now=now)
         return None
     return Delivery.objects.select_related("subscriber", "report").get(pk=delivery_id)
 

@@ -373,3 +373,43 @@ def test_a_receiver_that_raises_breaks_no_batch(make_delivery, caplog):
     errors = [r for r in caplog.records if r.name == "backpain_report.signals"]
     assert len(errors) == 3 and all(r.levelname == "ERROR" for r in errors)
     assert all(isinstance(r.exc_info[1], RuntimeError) for r in errors)
+
+
+def test_a_stale_claim_without_attempts_left_is_failed_not_reclaimed(make_delivery, settings):
+    """Regression (issue 10, item 4): a delivery whose worker dies on every attempt was reclaimed
+    forever. A reclaim counts as an attempt; after MAX_ATTEMPTS the row ends failed."""
+    import datetime
+
+    from django.utils import timezone
+
+    from backpain_report.sending import delivery_claim
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "MAX_ATTEMPTS": 3}
+    delivery = make_delivery()
+    claims = 0
+    for _ in range(10):  # each claim's worker "dies": the claim is left to expire
+        if delivery_claim(delivery_id=delivery.pk) is None:
+            break
+        claims += 1
+        expired = timezone.now() - datetime.timedelta(hours=1)
+        Delivery.objects.filter(pk=delivery.pk).update(claimed_at=expired)
+    assert claims == 3
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 3
+    assert delivery.last_error == (
+        "Worker lost while sending (claim expired); giving up after 3 attempts."
+    )
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+    assert not mail.outbox
+
+
+def test_a_stale_claim_with_an_attempt_left_is_reclaimed_and_sent(make_delivery):
+    import datetime
+
+    from django.utils import timezone
+
+    expired = timezone.now() - datetime.timedelta(hours=1)
+    delivery = make_delivery(status=Delivery.Status.SENDING, claimed_at=expired, attempts=4)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENT and delivery.attempts == 5

@@ -16,6 +16,10 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Sweep: {result.found} stranded deliveries found, {result.published} re-enqueued."
         )
+        if result.given_up:
+            self.stdout.write(
+                f"{result.given_up} deliveries failed: their worker was lost on the last attempt."
+            )
         if result.failed:
             raise CommandError(
                 f"{result.failed} deliveries could not be published: is the broker reachable?"
