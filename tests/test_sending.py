@@ -413,3 +413,41 @@ def test_a_stale_claim_with_an_attempt_left_is_reclaimed_and_sent(make_delivery)
     assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SENT and delivery.attempts == 5
+
+
+def test_a_hung_smtp_server_cannot_hold_a_claim_without_a_configured_timeout(
+    make_delivery, settings
+):
+    """Regression (issue 10, item 3): with no mail timeout configured (Django's default), a
+    server that accepts the connection and never answers held the worker and the claim forever.
+    The adapter gives the SMTP backend a timeout derived from CLAIM_LEASE."""
+    import socket
+    import time
+
+    import django
+
+    # The derived timeout: (66 s lease - 60 s render budget) / 6 SMTP waits = 1 s.
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "CLAIM_LEASE": 66}
+    with socket.socket() as silent:  # listens (the kernel completes connects), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        backend = "django.core.mail.backends.smtp.EmailBackend"
+        if django.VERSION >= (6, 1):
+            options = {"host": "127.0.0.1", "port": port}
+            settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
+        else:
+            settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
+                backend,
+                "127.0.0.1",
+                port,
+            )
+            settings.EMAIL_TIMEOUT = None
+        delivery = make_delivery()
+        started = time.monotonic()
+        result = delivery_send(delivery_id=delivery.pk)
+        elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.RETRY and "timed out" in result.error
+    assert elapsed < 30
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING and "timed out" in delivery.last_error
