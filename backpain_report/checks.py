@@ -3,6 +3,8 @@
 - ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address.
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type.
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
+- ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
+  handing the message to the server could outlast the claim, and another worker send it again.
 - ``backpain_report.E005``: ``USE_TZ`` is off (the app stores and compares aware datetimes).
 - ``backpain_report.E006``: ``SITE_URL`` is not set while ``DEBUG`` is off: links in emails would
   follow the ``Host`` header of the sign-up request.
@@ -24,6 +26,13 @@ from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
+from .mailer import (
+    RENDER_BUDGET,
+    SMTP_WAITS_PER_MESSAGE,
+    lease_mail_timeout,
+    mail_timeout,
+    send_time_bound,
+)
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "FROM_EMAIL": (str,),
@@ -125,6 +134,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
             )
         )
     errors.extend(_check_throttle_cache(config))
+    errors.extend(_check_claim_lease(config))
     return errors
 
 
@@ -159,6 +169,30 @@ def _check_time_zone() -> list:
             hint="The app stores and compares timezone-aware datetimes (sign-up, delivery and "
             "download times); with USE_TZ off its pages and tasks fail.",
             id="backpain_report.E005",
+        )
+    ]
+
+
+def _check_claim_lease(config: dict) -> list:
+    """E004 when a render plus the SMTP exchange, at the mail timeout, can outlast the lease."""
+    lease = config.get("CLAIM_LEASE", DEFAULTS["CLAIM_LEASE"])
+    if _wrong_type(lease, _TYPES["CLAIM_LEASE"]):
+        return []  # E002 says so
+    configured = mail_timeout()
+    timeout = lease_mail_timeout(lease) if configured is None else configured
+    needed = send_time_bound(timeout)
+    if needed <= lease:
+        return []
+    source = "the mail timeout" if configured is not None else "the smallest mail timeout (1 s)"
+    return [
+        Error(
+            f"{SETTING_NAME}['CLAIM_LEASE'] ({lease:g} s) is shorter than one delivery may take "
+            f"with {source}: {needed:g} s ({RENDER_BUDGET:g} s to render, then up to "
+            f"{SMTP_WAITS_PER_MESSAGE} SMTP replies of {timeout:g} s each). Another worker could "
+            "reclaim the delivery while it is being sent and send it again.",
+            hint="Raise CLAIM_LEASE or lower the timeout (EMAIL_TIMEOUT on Django 5.2, the "
+            "mailer's OPTIONS['timeout'] in MAILERS on 6.1+).",
+            id="backpain_report.E004",
         )
     ]
 

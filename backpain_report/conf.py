@@ -31,12 +31,14 @@ DEFAULTS: dict[str, Any] = {
     "CONSENT_VERSION": "1",
     # Store a keyed hash of the reader's IP instead of the address itself.
     "HASH_IP": True,
-    # Delivery attempts before a delivery is marked failed.
+    # Delivery attempts before a delivery is marked failed (taking over an expired claim counts).
     "MAX_ATTEMPTS": 5,
     # Exponential backoff between attempts: base * 2**(attempt-1), capped, plus jitter.
     "RETRY_BACKOFF": 30,
     "RETRY_BACKOFF_MAX": 3600,
-    # Seconds after which a "sending" claim is considered abandoned and may be reclaimed.
+    # Seconds after which a "sending" claim is considered abandoned and may be reclaimed. It must
+    # cover a render and handing the message to the server (check E004); with no mail timeout
+    # set, Django's SMTP backend gets one derived from it (see mailer.py).
     "CLAIM_LEASE": 600,
     # Seconds a "pending" delivery may wait for its message before the sweep re-enqueues it.
     "SWEEP_GRACE": 60,

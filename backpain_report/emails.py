@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from email.utils import make_msgid, parseaddr
+from email.utils import parseaddr
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
+from django.utils.crypto import salted_hmac
+from django.utils.encoding import punycode
 
 from . import links
 from .conf import app_settings
+from .mailheaders import headers_replace
 from .models import Delivery
 
 SUBJECT_TEMPLATE = "backpain_report/email/report_subject.txt"
@@ -24,15 +29,44 @@ def pdf_filename(delivery: Delivery) -> str:
     return f"{delivery.report.slug}-edition-{delivery.edition}.pdf"
 
 
-def new_message_id() -> str:
-    """A Message-ID in the sender's domain, recorded on the Delivery before sending."""
-    domain = parseaddr(app_settings.FROM_EMAIL or "")[1].rpartition("@")[2] or None
-    return make_msgid(domain=domain)
+MESSAGE_ID_SALT = "backpain_report.emails.delivery_message_id"
+
+
+def delivery_message_id(delivery: Delivery) -> str:
+    """The delivery's Message-ID, ``<pk.hash@sender-domain>``: the same on every attempt.
+
+    Derived from the delivery, not random per attempt, so if a duplicate of one delivery ever
+    goes out, mail clients that de-duplicate by Message-ID show one message. The short keyed
+    hash (HMAC with ``SECRET_KEY`` over the pk and creation time) keeps ids apart across sites
+    sharing a sender domain and across a database whose primary keys start again; a resend is
+    a new Delivery and so gets a new id.
+    """
+    domain = parseaddr(app_settings.FROM_EMAIL or "")[1].rpartition("@")[2]
+    domain = punycode(domain) if domain else DNS_NAME.get_fqdn()
+    created = delivery.created_at.isoformat() if delivery.created_at else ""
+    digest = salted_hmac(MESSAGE_ID_SALT, f"{delivery.pk}:{created}", algorithm="sha256")
+    return f"<{delivery.pk}.{digest.hexdigest()[:16]}@{domain}>"
+
+
+# Headers the app writes itself, all ASCII: sent verbatim on one line (see mailheaders).
+RAW_HEADERS = ("Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "Auto-Submitted")
+
+
+class DeliveryEmail(EmailMultiAlternatives):
+    """An email whose headers go out alike on Django 5.2 and 6.1: the app's own ASCII headers
+    verbatim (never RFC 2047 encoded or folded), the subject encoded only where it is not ASCII.
+    """
+
+    def message(self, **kwargs: Any) -> Any:
+        message = super().message(**kwargs)
+        raw = {name: str(self.extra_headers[name]) for name in RAW_HEADERS}
+        headers_replace(message, raw=raw, text={"Subject": str(self.subject)})
+        return message
 
 
 def _message(
     delivery: Delivery, message_id: str, templates: tuple[str, str, str], **extra: object
-) -> EmailMultiAlternatives:
+) -> DeliveryEmail:
     """A text + HTML message to the delivery's subscriber, with the unsubscribe headers."""
     subscriber = delivery.subscriber
     site_url = links.site_url(subscriber)
@@ -47,7 +81,7 @@ def _message(
         **extra,
     }
     subject_template, text_template, html_template = templates
-    message = EmailMultiAlternatives(
+    message = DeliveryEmail(
         subject=" ".join(render_to_string(subject_template, context).split()),
         body=render_to_string(text_template, context),
         from_email=app_settings.FROM_EMAIL,
@@ -72,9 +106,7 @@ def fits_in_email(pdf: bytes) -> bool:
     return len(pdf) * 4 / 3 + _MESSAGE_OVERHEAD <= int(app_settings.MAX_EMAIL_SIZE)
 
 
-def build_report_email(
-    *, delivery: Delivery, pdf: bytes | None, message_id: str
-) -> EmailMultiAlternatives:
+def build_report_email(*, delivery: Delivery, pdf: bytes | None, message_id: str) -> DeliveryEmail:
     """The report message for one delivery, per the ``DELIVERY`` mode.
 
     ``pdf`` is attached in "attach" and "both" modes; "link" and "both" carry a signed download
@@ -97,7 +129,7 @@ def build_report_email(
     return message
 
 
-def build_confirmation_email(*, delivery: Delivery, message_id: str) -> EmailMultiAlternatives:
+def build_confirmation_email(*, delivery: Delivery, message_id: str) -> DeliveryEmail:
     """The double opt-in message: one button that leads to the confirm page.
 
     It goes to an address nobody has confirmed yet, so it carries nothing the sign-up form let

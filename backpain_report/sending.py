@@ -1,9 +1,22 @@
 """Send one delivery: claim the row, render the PDF, send the email, record the outcome.
 
 A claim is a conditional UPDATE (pending -> sending, or a sending claim older than the lease), so
-two workers handed the same message send once. Temporary failures put the row back to pending
-with ``next_attempt_at`` set by exponential backoff with jitter; permanent ones (SMTP 5xx) and
+two workers handed the same message send once. Right before the message is handed to the mail
+server the claim is re-checked and renewed (another conditional UPDATE): a worker whose claim was
+taken over meanwhile sends nothing. Temporary failures put the row back to pending with
+``next_attempt_at`` set by exponential backoff with jitter; permanent ones (SMTP 5xx) and
 exhausted attempts mark it failed. Every failure is written to ``last_error``.
+
+A reclaim counts as an attempt; a stale claim that already used ``MAX_ATTEMPTS`` is failed
+("Worker lost while sending ...") instead of reclaimed, so a message that kills its worker is
+not retried forever.
+
+An outcome is recorded only while the run's claim stands. A run whose claim no longer stands
+(taken over by another run, or the row cancelled) reports SKIPPED, never SENT, sends no
+``report_delivered`` and logs a warning naming only the delivery id. If that is found after the
+server accepted the message (the claim is renewed right before the hand-over, so only when
+handing it over outlasted the lease), the email went out once and the new claim may send it
+again, with the same Message-ID.
 """
 
 from __future__ import annotations
@@ -16,12 +29,13 @@ import smtplib
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import F, Q
+from django.db.models import CharField, F, Q, QuerySet, Value
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .emails import build_confirmation_email, build_report_email, new_message_id
+from .emails import build_confirmation_email, build_report_email, delivery_message_id
 from .mailer import open_mailer
 from .models import Delivery
 from .pdfcache import report_pdf
@@ -34,7 +48,8 @@ EARLY_ARRIVAL_SLACK = datetime.timedelta(seconds=2)
 
 class Outcome(enum.Enum):
     SENT = "sent"
-    SKIPPED = "skipped"  # not claimable: already sent, being sent, cancelled or not yet due
+    # Not claimable (already sent, being sent, cancelled or not yet due), or the claim was lost.
+    SKIPPED = "skipped"
     RETRY = "retry"
     FAILED = "failed"
 
@@ -88,14 +103,53 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def delivery_claim(*, delivery_id: int) -> Delivery | None:
-    """Atomically take a delivery for sending; None when another run has it or it is done."""
-    now = timezone.now()
+WORKER_LOST_ERROR = "Worker lost while sending (claim expired); giving up after "
+
+
+def _stale(now: datetime.datetime) -> Q:
+    """A ``sending`` claim older than the lease: its worker died or hung."""
     lease = datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
-    claimable = (Q(status=Delivery.Status.PENDING) & due) | Q(
-        status=Delivery.Status.SENDING, claimed_at__lt=now - lease
+    return Q(status=Delivery.Status.SENDING, claimed_at__lt=now - lease)
+
+
+def stale_claim_reclaimable(now: datetime.datetime) -> Q:
+    """A stale claim with attempts left: it may be claimed again (and the sweep re-publishes it)."""
+    return _stale(now) & Q(attempts__lt=int(app_settings.MAX_ATTEMPTS))
+
+
+def stale_claim_exhausted(now: datetime.datetime) -> Q:
+    """A stale claim that used the last attempt: it is failed, never reclaimed."""
+    return _stale(now) & Q(attempts__gte=int(app_settings.MAX_ATTEMPTS))
+
+
+def stale_claims_fail(queryset: QuerySet[Delivery], *, now: datetime.datetime) -> int:
+    """Fail the exhausted stale claims among ``queryset``; return how many.
+
+    ``last_error`` reads e.g. "Worker lost while sending (claim expired); giving up after 5
+    attempts."
+    """
+    error = Concat(
+        Value(WORKER_LOST_ERROR),
+        Cast("attempts", output_field=CharField()),
+        Value(" attempts."),
+        output_field=CharField(),
     )
+    failed = queryset.filter(stale_claim_exhausted(now)).update(
+        status=Delivery.Status.FAILED, last_error=error
+    )
+    if failed:
+        logger.warning("%s deliveries failed: their worker was lost on the last attempt", failed)
+    return failed
+
+
+def delivery_claim(*, delivery_id: int) -> Delivery | None:
+    """Atomically take a delivery for sending; None when another run has it or it is done.
+
+    A stale claim whose attempts are used up is failed here instead of being taken.
+    """
+    now = timezone.now()
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
+    claimable = (Q(status=Delivery.Status.PENDING) & due) | stale_claim_reclaimable(now)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
         status=Delivery.Status.SENDING,
         claimed_at=now,
@@ -103,8 +157,20 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
         next_attempt_at=None,
     )
     if not claimed:
+        stale_claims_fail(Delivery.objects.filter(pk=delivery_id), now=now)
         return None
     return Delivery.objects.select_related("subscriber", "report").get(pk=delivery_id)
+
+
+def _claim_renew(delivery: Delivery) -> bool:
+    """Re-check our claim and restart its lease; False when another run has taken the row."""
+    now = timezone.now()
+    renewed = Delivery.objects.filter(
+        pk=delivery.pk, status=Delivery.Status.SENDING, claimed_at=delivery.claimed_at
+    ).update(claimed_at=now)
+    if renewed:
+        delivery.claimed_at = now
+    return bool(renewed)
 
 
 def _record(delivery: Delivery, **fields: Any) -> bool:
@@ -116,21 +182,42 @@ def _record(delivery: Delivery, **fields: Any) -> bool:
     )
 
 
+def _claim_lost(
+    delivery: Delivery, *, sent: bool, error: str = "", connection_lost: bool = False
+) -> SendResult:
+    """The result of a run whose claim no longer stands (taken over, or the row cancelled).
+
+    Nothing is recorded (the row is someone else's now) and the outcome is SKIPPED, never SENT.
+    """
+    if sent:
+        logger.warning(
+            "Delivery %s was handed to the mail server, but its claim no longer stood; "
+            "the outcome is not recorded",
+            delivery.pk,
+        )
+    else:
+        logger.warning("Delivery %s: the claim no longer stands; nothing recorded", delivery.pk)
+    return SendResult(delivery.pk, Outcome.SKIPPED, error=error, connection_lost=connection_lost)
+
+
 def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
     error = describe_error(exc)
     permanent = is_permanent(exc)
     lost = isinstance(exc, CONNECTION_ERRORS)
     if permanent or delivery.attempts >= int(app_settings.MAX_ATTEMPTS):
-        _record(delivery, status=Delivery.Status.FAILED, last_error=error)
+        if not _record(delivery, status=Delivery.Status.FAILED, last_error=error):
+            return _claim_lost(delivery, sent=False, error=error, connection_lost=lost)
         logger.warning("Delivery %s failed: %s", delivery.pk, type(exc).__name__)
         return SendResult(delivery.pk, Outcome.FAILED, error=error, connection_lost=lost)
     delay = retry_delay(delivery.attempts)
-    _record(
+    recorded = _record(
         delivery,
         status=Delivery.Status.PENDING,
         last_error=error,
         next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
     )
+    if not recorded:
+        return _claim_lost(delivery, sent=False, error=error, connection_lost=lost)
     logger.info("Delivery %s will retry in %.0f s: %s", delivery.pk, delay, type(exc).__name__)
     return SendResult(delivery.pk, Outcome.RETRY, retry_in=delay, error=error, connection_lost=lost)
 
@@ -186,6 +273,8 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
     """Send one delivery if it can be claimed; never raises for a delivery failure.
 
     ``connection`` is an open email backend to reuse across a batch; one is opened otherwise.
+    The claim is renewed right before the message is handed to the backend; a run that finds it
+    taken over sends nothing and reports SKIPPED.
     """
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
@@ -195,25 +284,33 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
             delivery, status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending."
         )
         return SendResult(delivery_id, Outcome.SKIPPED)
-    message_id = new_message_id()
+    message_id = delivery_message_id(delivery)
+    mailer = connection
     try:
         message = _build_message(delivery, message_id)
-        if connection is not None:
-            # Open it ourselves: send_messages() then leaves it open for the next message of
-            # the batch (it closes only connections it opened). A no-op when already open.
-            connection.open()
-        mailer = connection or open_mailer()
+        if mailer is None:
+            mailer = open_mailer()
+        # Open it ourselves: send_messages() then leaves it open (for the next message of a
+        # batch; it closes only connections it opened). A no-op when already open.
+        mailer.open()
+        if not _claim_renew(delivery):
+            return _claim_lost(delivery, sent=False)
         if not mailer.send_messages([message]):
             raise smtplib.SMTPException("The mail backend accepted no message.")
     except Exception as exc:  # noqa: BLE001 - recorded on the row, then retried or failed
         return _record_failure(delivery, exc)
-    _record(
+    finally:
+        if connection is None and mailer is not None:
+            _close_quietly(mailer)
+    recorded = _record(
         delivery,
         status=Delivery.Status.SENT,
         sent_at=timezone.now(),
         message_id=message_id,
         last_error="",
     )
+    if not recorded:
+        return _claim_lost(delivery, sent=True)
     if delivery.kind == Delivery.Kind.REPORT:
-        signals.report_delivered.send(sender=Delivery, delivery=delivery)
+        signals.send_robustly(signals.report_delivered, sender=Delivery, delivery=delivery)
     return SendResult(delivery_id, Outcome.SENT)

@@ -5,10 +5,12 @@ failed, or when they have waited longer than ``SWEEP_GRACE`` since they were las
 
 Three kinds are picked up: pending deliveries whose publish failed (at once), other pending
 deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
-enqueued, and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died). Several hosts may
-sweep at once: rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped
-``enqueued_at`` before publishing, so each is re-published by one sweeper; a duplicate message
-would be harmless anyway, because sending claims the row.
+enqueued, and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died) with attempts
+left. A stale claim that used the last of ``MAX_ATTEMPTS`` is not re-published: the sweep marks
+it failed ("Worker lost while sending ..."), as a claim would. Several hosts may sweep at once:
+rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped ``enqueued_at`` before
+publishing, so each is re-published by one sweeper; a duplicate message would be harmless
+anyway, because sending claims the row.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from django.utils import timezone
 from .conf import app_settings
 from .models import Delivery, PendingSignup
 from .publishing import publish_batches, publish_signups
+from .sending import stale_claim_reclaimable, stale_claims_fail
 
 
 @dataclass(frozen=True)
 class SweepResult:
     found: int
     published: int
+    given_up: int = 0  # stale claims failed because their attempts were used up
 
     @property
     def failed(self) -> int:
@@ -38,20 +42,24 @@ class SweepResult:
 
 def _stranded(now: datetime.datetime) -> Q:
     grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
-    lease = now - datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     publish_failed = Q(publish_failed_at__isnull=False)
     waited = Q(last_seen__lt=grace)
     pending = Q(status=Delivery.Status.PENDING) & due & (publish_failed | waited)
-    stale_claim = Q(status=Delivery.Status.SENDING, claimed_at__lt=lease) & (
+    stale_claim = stale_claim_reclaimable(now) & (
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=grace)
     )
     return pending | stale_claim
 
 
 def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
-    """Re-publish up to ``limit`` stranded deliveries; return how many were found and published."""
+    """Re-publish up to ``limit`` stranded deliveries; return how many were found and published.
+
+    Stale claims without attempts left are failed instead, in one conditional UPDATE (safe on
+    several hosts at once: a row already failed no longer matches).
+    """
     now = timezone.now()
+    given_up = stale_claims_fail(Delivery.objects.all(), now=now)
     with transaction.atomic():
         rows = (
             Delivery.objects.annotate(
@@ -65,7 +73,7 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
         ids = list(rows.values_list("pk", flat=True)[:limit])
         Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
     published = publish_batches(ids) if ids else 0
-    return SweepResult(found=len(ids), published=published)
+    return SweepResult(found=len(ids), published=published, given_up=given_up)
 
 
 def signups_sweep(*, limit: int = 1000) -> SweepResult:

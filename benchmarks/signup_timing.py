@@ -4,11 +4,12 @@
 
 Posts the sign-up form through Django's test client (the whole middleware stack and view, the
 real publish to the test site's in-memory broker) for five kinds of address, interleaved round
-by round (each kind taking each place in the round in turn) so drift hits every kind alike: a new address each time, a known subscriber, a
-confirmed one, an unsubscribed one, and one emailed within the per-address window. Prints the
-median and p90 per kind and each median's ratio to the new address's; exits 1 when any ratio
-is outside ``--tolerance`` (default 0.10). SQLite by default; ``--database-url`` runs it on
-PostgreSQL (a throw-away ``test_…`` database is created and dropped).
+by round, each kind taking each place in the round in turn, so drift hits every kind alike: a
+new address each time, a known subscriber, a confirmed one, an unsubscribed one, and one emailed
+within the per-address window. Prints the median and p90 per kind and each median's ratio to
+the new address's; exits 1 when any ratio is outside ``--tolerance`` (default 0.10). SQLite by
+default; ``--database-url`` runs it on PostgreSQL (a throw-away ``test_…`` database is created
+and dropped).
 """
 
 from __future__ import annotations

@@ -214,6 +214,14 @@ for _key, _cast in (
     if os.environ.get(f"BACKPAIN_{_key}", "").strip():
         BACKPAIN_REPORT[_key] = _cast(os.environ[f"BACKPAIN_{_key}"])
 
+# System checks to silence, comma-separated: the fault tier sets a CLAIM_LEASE shorter than check
+# backpain_report.E004 accepts, on purpose, and silences that check.
+SILENCED_SYSTEM_CHECKS = [
+    check.strip()
+    for check in os.environ.get("DJANGO_SILENCED_SYSTEM_CHECKS", "").split(",")
+    if check.strip()
+]
+
 # --- Cache ---------------------------------------------------------------------------------
 # The sign-up throttles count in the cache, so every web process must share it: Redis when
 # CACHE_URL (or a Redis broker) is given, else the database (one table, made by run.py setup and

@@ -73,3 +73,61 @@ def test_per_process_throttle_cache_is_a_warning_in_production(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:6379/0"}}  # fmt: skip
     assert check_settings() == []
+
+
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def _configure_timeout(settings, timeout, *, alias="default"):
+    """The mail timeout where the running Django reads it: MAILERS on 6.1+, else EMAIL_TIMEOUT."""
+    import django
+
+    if django.VERSION >= (6, 1):
+        options = {"host": "127.0.0.1"}
+        if timeout is not None:
+            options["timeout"] = timeout
+        settings.MAILERS = {
+            "default": {"BACKEND": SMTP, "OPTIONS": {"host": "127.0.0.1", "timeout": 5}},
+            alias: {"BACKEND": SMTP, "OPTIONS": options},
+        }
+    else:
+        settings.EMAIL_BACKEND = SMTP
+        settings.EMAIL_TIMEOUT = timeout
+
+
+BASE = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+
+
+def test_a_mail_timeout_too_long_for_the_claim_lease_is_an_error(settings):
+    """Regression (issue 10, item 3): a render plus the SMTP exchange at the configured timeout
+    must fit in CLAIM_LEASE, or a slow send could be reclaimed and sent twice (E004)."""
+    _configure_timeout(settings, 10)
+    assert ids(BASE, settings) == set()  # 60 s + 6 x 10 s <= 600 s
+    _configure_timeout(settings, 90)
+    assert ids(BASE, settings) == set()  # 60 s + 6 x 90 s = 600 s
+    _configure_timeout(settings, 91)
+    assert ids(BASE, settings) == {"backpain_report.E004"}
+    [error] = check_settings()
+    assert "CLAIM_LEASE" in error.msg and "606 s" in error.msg
+    with pytest.raises(SystemCheckError, match="E004"):
+        call_command("check")
+    assert ids({**BASE, "CLAIM_LEASE": 700}, settings) == set()
+
+
+def test_the_chosen_mailer_s_timeout_is_checked(settings):
+    import django
+
+    if django.VERSION < (6, 1):
+        pytest.skip("MAILERS and BACKPAIN_REPORT['MAILER'] exist on Django 6.1+")
+    _configure_timeout(settings, 300, alias="bulk")  # "default" has 5 s
+    assert ids(BASE, settings) == set()
+    assert ids({**BASE, "MAILER": "bulk"}, settings) == {"backpain_report.E004"}
+
+
+def test_no_mail_timeout_is_fine_unless_the_lease_is_too_short(settings):
+    """Without a configured timeout the adapter derives one from the lease, so only a lease too
+    short for a render and the 1 s minimum timeout is reported."""
+    _configure_timeout(settings, None)
+    assert ids(BASE, settings) == set()
+    assert ids({**BASE, "CLAIM_LEASE": 66}, settings) == set()
+    assert ids({**BASE, "CLAIM_LEASE": 65}, settings) == {"backpain_report.E004"}

@@ -208,3 +208,246 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
         controller.stop()
     assert [r.outcome for r in results] == [Outcome.SENT] * 4
     assert CountingSMTPBackend.connections_opened == 1
+
+
+def _take_over_claim(delivery_id):
+    """What another worker's reclaim does to the row: a new claimed_at and one more attempt."""
+    import datetime
+
+    from django.db.models import F
+    from django.utils import timezone
+
+    later = timezone.now() + datetime.timedelta(seconds=1)
+    taken = Delivery.objects.filter(pk=delivery_id, status=Delivery.Status.SENDING).update(
+        claimed_at=later, attempts=F("attempts") + 1
+    )
+    assert taken == 1
+
+
+@pytest.fixture
+def delivered_signals():
+    from backpain_report import signals
+
+    received = []
+
+    def receiver(sender, delivery, **kwargs):
+        received.append(delivery.pk)
+
+    signals.report_delivered.connect(receiver)
+    yield received
+    signals.report_delivered.disconnect(receiver)
+
+
+def test_a_worker_whose_claim_was_taken_before_sending_sends_nothing(
+    make_delivery, monkeypatch, delivered_signals, caplog
+):
+    """Regression (issue 10, item 3): the claim is re-checked right before the message is handed
+    to the mail backend; a run whose claim was taken over meanwhile sends nothing."""
+    from backpain_report import sending
+
+    delivery = make_delivery()
+    original_build = sending._build_message
+
+    def build_then_lose_the_claim(delivery, message_id):
+        message = original_build(delivery, message_id)
+        _take_over_claim(delivery.pk)  # e.g. the render outlasted the lease and another reclaimed
+        return message
+
+    monkeypatch.setattr(sending, "_build_message", build_then_lose_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED
+    assert not mail.outbox and not delivered_signals
+    delivery.refresh_from_db()
+    # The row belongs to the new claim: this run wrote nothing.
+    assert delivery.status == Delivery.Status.SENDING and delivery.attempts == 2
+    assert delivery.message_id == "" and delivery.sent_at is None
+    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        f"Delivery {delivery.pk}: the claim no longer stands; nothing recorded"
+    )
+
+
+def test_a_send_whose_claim_was_taken_meanwhile_is_not_reported_sent(
+    make_delivery, scripted_mail, monkeypatch, delivered_signals, caplog
+):
+    """Regression (issue 10, item 3): the claim is lost while the server takes the message (the
+    exchange outlasted the lease). The email went out, but the run does not report SENT, sends
+    no report_delivered, records nothing and logs a warning naming only the delivery id."""
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+    original_send = ScriptedBackend.send_messages
+
+    def send_while_losing_the_claim(self, messages):
+        _take_over_claim(delivery.pk)
+        return original_send(self, messages)
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", send_while_losing_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED
+    assert len(mail.outbox) == 1 and not delivered_signals
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENDING and delivery.sent_at is None
+    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    assert record.levelname == "WARNING"
+    text = record.getMessage()
+    assert text == (
+        f"Delivery {delivery.pk} was handed to the mail server, but its claim no longer stood; "
+        "the outcome is not recorded"
+    )
+    subscriber = delivery.subscriber
+    assert subscriber.email not in text and subscriber.name not in text
+
+
+def test_a_failure_whose_claim_was_taken_meanwhile_is_not_recorded(
+    make_delivery, scripted_mail, monkeypatch
+):
+    """A run that loses its claim during a failing send leaves the row to the new claim: no
+    RETRY (whose re-publish would be pointless) and no error written over the new owner's row."""
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+
+    def fail_while_losing_the_claim(self, messages):
+        _take_over_claim(delivery.pk)
+        raise smtplib.SMTPResponseException(451, b"busy")
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", fail_while_losing_the_claim)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is Outcome.SKIPPED and result.error == "SMTP 451: busy"
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENDING and delivery.last_error == ""
+
+
+def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, monkeypatch, settings):
+    """Regression (issue 10, item 3): a retry of one delivery carries the same Message-ID (so
+    clients that de-duplicate by it show one message); another delivery gets another one."""
+    import re
+
+    from backpain_report.emails import delivery_message_id
+    from tests.mail_backends import ScriptedBackend
+
+    delivery = make_delivery()
+    offered = []
+    original_send = ScriptedBackend.send_messages
+
+    def record_then_send(self, messages):
+        offered.extend(m.extra_headers["Message-ID"] for m in messages)
+        return original_send(self, messages)
+
+    monkeypatch.setattr(ScriptedBackend, "send_messages", record_then_send)
+    scripted_mail.append(smtplib.SMTPResponseException(451, b"Try again later"))
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.RETRY
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=None)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert offered == [delivery.message_id, delivery.message_id]
+    assert re.fullmatch(rf"<{delivery.pk}\.[0-9a-f]{{16}}@example\.com>", delivery.message_id)
+    assert mail.outbox[0].message()["Message-ID"] == delivery.message_id
+    # A resend is a new Delivery: a new Message-ID.
+    resend = make_delivery(delivery.subscriber, reason=Delivery.Reason.RESEND)
+    assert delivery_message_id(resend) != delivery.message_id
+    # Keyed with SECRET_KEY: another site with the same sender domain and pk differs.
+    settings.SECRET_KEY = "another-site"
+    assert delivery_message_id(delivery) != delivery.message_id
+
+
+def test_a_receiver_that_raises_breaks_no_batch(make_delivery, caplog):
+    """A report_delivered receiver that raises is logged; the batch goes on, every delivery is
+    sent once and stays SENT (no retry)."""
+    from backpain_report import sending, signals
+
+    def broken_receiver(sender, delivery, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    signals.report_delivered.connect(broken_receiver)
+    try:
+        deliveries = [make_delivery() for _ in range(3)]
+        results = sending.deliveries_send(delivery_ids=[d.pk for d in deliveries])
+    finally:
+        signals.report_delivered.disconnect(broken_receiver)
+    assert [r.outcome for r in results] == [Outcome.SENT] * 3
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(d.subscriber.email for d in deliveries)
+    assert set(Delivery.objects.values_list("status", flat=True)) == {Delivery.Status.SENT}
+    errors = [r for r in caplog.records if r.name == "backpain_report.signals"]
+    assert len(errors) == 3 and all(r.levelname == "ERROR" for r in errors)
+    assert all(isinstance(r.exc_info[1], RuntimeError) for r in errors)
+
+
+def test_a_stale_claim_without_attempts_left_is_failed_not_reclaimed(make_delivery, settings):
+    """Regression (issue 10, item 4): a delivery whose worker dies on every attempt was reclaimed
+    forever. A reclaim counts as an attempt; after MAX_ATTEMPTS the row ends failed."""
+    import datetime
+
+    from django.utils import timezone
+
+    from backpain_report.sending import delivery_claim
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "MAX_ATTEMPTS": 3}
+    delivery = make_delivery()
+    claims = 0
+    for _ in range(10):  # each claim's worker "dies": the claim is left to expire
+        if delivery_claim(delivery_id=delivery.pk) is None:
+            break
+        claims += 1
+        expired = timezone.now() - datetime.timedelta(hours=1)
+        Delivery.objects.filter(pk=delivery.pk).update(claimed_at=expired)
+    assert claims == 3
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.FAILED and delivery.attempts == 3
+    assert delivery.last_error == (
+        "Worker lost while sending (claim expired); giving up after 3 attempts."
+    )
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SKIPPED
+    assert not mail.outbox
+
+
+def test_a_stale_claim_with_an_attempt_left_is_reclaimed_and_sent(make_delivery):
+    import datetime
+
+    from django.utils import timezone
+
+    expired = timezone.now() - datetime.timedelta(hours=1)
+    delivery = make_delivery(status=Delivery.Status.SENDING, claimed_at=expired, attempts=4)
+    assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.SENT and delivery.attempts == 5
+
+
+def test_a_hung_smtp_server_cannot_hold_a_claim_without_a_configured_timeout(
+    make_delivery, settings
+):
+    """Regression (issue 10, item 3): with no mail timeout configured (Django's default), a
+    server that accepts the connection and never answers held the worker and the claim forever.
+    The adapter gives the SMTP backend a timeout derived from CLAIM_LEASE."""
+    import socket
+    import time
+
+    import django
+
+    # The derived timeout: (66 s lease - 60 s render budget) / 6 SMTP waits = 1 s.
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "CLAIM_LEASE": 66}
+    with socket.socket() as silent:  # listens (the kernel completes connects), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        backend = "django.core.mail.backends.smtp.EmailBackend"
+        if django.VERSION >= (6, 1):
+            options = {"host": "127.0.0.1", "port": port}
+            settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
+        else:
+            settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
+                backend,
+                "127.0.0.1",
+                port,
+            )
+            settings.EMAIL_TIMEOUT = None
+        delivery = make_delivery()
+        started = time.monotonic()
+        result = delivery_send(delivery_id=delivery.pk)
+        elapsed = time.monotonic() - started
+    assert result.outcome is Outcome.RETRY and "timed out" in result.error
+    assert elapsed < 30
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.PENDING and "timed out" in delivery.last_error

@@ -64,3 +64,33 @@ def test_command_prints_a_summary(make_delivery, published, capsys):
     call_command("backpain_sweep")
     assert "1 stranded deliveries found, 1 re-enqueued" in capsys.readouterr().out
     assert published[0][0] == "backpain_report.deliver_report"
+
+
+def test_a_stale_claim_without_attempts_left_is_failed_not_republished(
+    make_delivery, published, settings, capsys
+):
+    """Regression (issue 10, item 4): the sweep re-published a stale claim forever, whatever its
+    attempts. One that used the last of MAX_ATTEMPTS ends failed with a clear error."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "MAX_ATTEMPTS": 5}
+    lost_for_good = make_delivery(status=Delivery.Status.SENDING, claimed_at=ago(3600), attempts=5)
+    one_left = make_delivery(status=Delivery.Status.SENDING, claimed_at=ago(3600), attempts=4)
+    running = make_delivery(status=Delivery.Status.SENDING, claimed_at=ago(5), attempts=5)
+
+    result = deliveries_sweep()
+
+    assert published == [("backpain_report.deliver_report", one_left.pk)]
+    assert (result.found, result.published, result.given_up) == (1, 1, 1)
+    lost_for_good.refresh_from_db()
+    assert lost_for_good.status == Delivery.Status.FAILED
+    assert lost_for_good.last_error == (
+        "Worker lost while sending (claim expired); giving up after 5 attempts."
+    )
+    running.refresh_from_db()
+    assert running.status == Delivery.Status.SENDING and running.last_error == ""
+    # Nothing left to give up on; the command says what it did.
+    Delivery.objects.filter(pk=one_left.pk).update(claimed_at=ago(3600), attempts=9)
+    call_command("backpain_sweep")
+    assert "1 deliveries failed: their worker was lost on the last attempt." in (
+        capsys.readouterr().out
+    )
+    assert deliveries_sweep().given_up == 0

@@ -19,5 +19,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Sweep: {result.found} stranded {kind} found, {result.published} re-enqueued."
             )
+            if result.given_up:
+                self.stdout.write(
+                    f"{result.given_up} deliveries failed: their worker was lost on the last "
+                    "attempt."
+                )
         if failed:
             raise CommandError(f"{failed} could not be published: is the broker reachable?")

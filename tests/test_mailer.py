@@ -1,0 +1,41 @@
+"""The mail adapter: the backend the app sends through, and its timeout."""
+
+import django
+import pytest
+
+from backpain_report.mailer import lease_mail_timeout, open_mailer
+
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+
+
+@pytest.fixture
+def smtp_settings(settings):
+    def configure(timeout=None):
+        if django.VERSION >= (6, 1):
+            options = {"host": "127.0.0.1", **({"timeout": timeout} if timeout else {})}
+            settings.MAILERS = {"default": {"BACKEND": SMTP, "OPTIONS": options}}
+        else:
+            settings.EMAIL_BACKEND, settings.EMAIL_TIMEOUT = SMTP, timeout
+
+    return configure
+
+
+def test_an_smtp_backend_without_a_timeout_gets_one_that_fits_the_lease(smtp_settings, settings):
+    """Regression (issue 10, item 3): Django's default is no SMTP timeout at all, so a hung
+    server held the delivery's claim forever."""
+    smtp_settings()
+    assert open_mailer().timeout == 90.0  # (600 s lease - 60 s render) / 6 waits
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "CLAIM_LEASE": 300}
+    assert open_mailer().timeout == 40.0
+    assert lease_mail_timeout(10) == 1.0  # never below 1 s (check E004 reports such a lease)
+
+
+def test_a_configured_timeout_is_kept(smtp_settings):
+    smtp_settings(timeout=7)
+    assert open_mailer().timeout == 7
+
+
+def test_other_backends_are_left_alone():
+    backend = open_mailer()
+    assert type(backend).__module__ == "django.core.mail.backends.locmem"
+    assert not hasattr(backend, "timeout")
