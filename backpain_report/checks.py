@@ -7,6 +7,8 @@
 - ``backpain_report.W002``: Django 6.1+ without ``MAILERS``: mail goes through deprecated settings.
 - ``backpain_report.W003``: the throttles count in a per-process cache (local memory or dummy)
   while ``DEBUG`` is off, so each web process has its own limits.
+- ``backpain_report.W004``: the throttles count in a database or file cache while ``DEBUG`` is
+  off: those cannot count atomically, so concurrent hits lose counts.
 """
 
 from __future__ import annotations
@@ -137,17 +139,36 @@ PER_PROCESS_CACHES = (
 )
 
 
+# Django's caches whose incr() is a get and a set: concurrent hits overwrite each other.
+NON_ATOMIC_CACHES = (
+    "django.core.cache.backends.db.DatabaseCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+)
+
+
 def _check_throttle_cache(config: dict) -> list:
     alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
-    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+    name = backend.rsplit(".", 1)[-1]
+    if settings.DEBUG:
         return []
-    return [
-        Warning(
-            f"The sign-up throttles count in the {alias!r} cache ({backend.rsplit('.', 1)[-1]}), "
-            "which each process keeps for itself.",
-            hint="Point THROTTLE_CACHE at a cache every web process shares (Redis, Memcached or "
-            "the database cache).",
-            id="backpain_report.W003",
-        )
-    ]
+    hint = "Point THROTTLE_CACHE at Redis or Memcached, which every web process shares."
+    if backend in PER_PROCESS_CACHES:
+        return [
+            Warning(
+                f"The throttles count in the {alias!r} cache ({name}), which each process keeps "
+                "for itself.",
+                hint=hint,
+                id="backpain_report.W003",
+            )
+        ]
+    if backend in NON_ATOMIC_CACHES:
+        return [
+            Warning(
+                f"The throttles count in the {alias!r} cache ({name}), which cannot count "
+                "atomically: concurrent requests lose counts, so the limits let more through.",
+                hint=hint,
+                id="backpain_report.W004",
+            )
+        ]
+    return []

@@ -53,3 +53,21 @@ def test_per_process_throttle_cache_is_a_warning_in_production(settings):
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:6379/0"}}  # fmt: skip
     assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.db.DatabaseCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+    ],
+)
+def test_a_throttle_cache_that_cannot_count_atomically_is_a_warning(settings, backend, tmp_path):
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+    settings.DEBUG = False
+    messages = check_settings()
+    assert {m.id for m in messages} == {"backpain_report.W004"}
+    assert "atomically" in messages[0].msg and "Redis or Memcached" in messages[0].hint
+    settings.DEBUG = True  # a development site's single process loses nothing that matters
+    assert check_settings() == []
