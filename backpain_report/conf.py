@@ -49,9 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY": "attach",
     # Seconds a download link stays valid.
     "DOWNLOAD_MAX_AGE": 30 * 24 * 3600,
-    # Alias in settings.STORAGES where the report body is cached once per edition (under
-    # backpain_report/cache/); only the personalised cover is rendered per reader.
-    "PDF_CACHE_STORAGE": "default",
+    # Alias in settings.STORAGES of the app's private files: the report body cached once per
+    # edition and the readers' PDFs served by download links. None: the "backpain_report" alias
+    # if STORAGES has one, else a private directory in the temp dir (see privatestorage.py).
+    "PRIVATE_STORAGE": None,
     # Ceiling in bytes for one email; a report that would exceed it is sent as a link instead.
     "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
     # Double opt-in: send a confirmation link first, the report only once it is confirmed.
