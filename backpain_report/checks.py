@@ -53,6 +53,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "CONFIRM_MAX_AGE": (int,),
     "THROTTLE_IP": (tuple, list),
     "THROTTLE_ADDRESS_WINDOW": (int,),
+    "THROTTLE_DOWNLOAD": (tuple, list),
     "THROTTLE_CACHE": (str,),
     "TRUSTED_PROXIES": (int,),
 }

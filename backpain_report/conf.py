@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_IP": (10, 3600),
     # Seconds during which one address gets at most one report or confirmation email.
     "THROTTLE_ADDRESS_WINDOW": 3600,
+    # Downloads allowed per download link and, separately, per client IP: (count, seconds).
+    "THROTTLE_DOWNLOAD": (30, 3600),
     # Cache alias the throttles count in.
     "THROTTLE_CACHE": "default",
     # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR).

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from . import pdfstore
 from .models import Delivery, Subscriber
 
 ERASED_DOMAIN = "erased.invalid"
@@ -75,6 +76,7 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
             status=Delivery.Status.CANCELLED
         )
         deliveries.update(last_error="", message_id="")
+    pdfstore.subscriber_files_delete(subscriber_id=subscriber.pk)  # their stored PDFs hold the name
 
 
 def unconfirmed_purge(*, older_than_days: int) -> int:

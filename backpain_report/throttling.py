@@ -1,4 +1,5 @@
-"""Abuse limits counted in Django's cache: sign-ups per client IP, emails per address.
+"""Abuse limits counted in Django's cache: sign-ups per client IP, emails per address, downloads
+per link and per client IP.
 
 A count's window starts at its first hit and lasts exactly its ``seconds``, on every cache
 backend Django ships. Backends with an ``incr`` of their own (local memory, Redis, Memcached)
@@ -148,3 +149,16 @@ def address_allowed(canonical_email: str) -> bool:
     """Count an email to this address; False if one went within ``THROTTLE_ADDRESS_WINDOW``."""
     return _hit(_key("address", canonical_email), 1, int(app_settings.THROTTLE_ADDRESS_WINDOW))
 
+
+def download_ip_allowed(ip: str | None) -> bool:
+    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``."""
+    if not ip:
+        return True
+    limit, window = app_settings.THROTTLE_DOWNLOAD
+    return _hit(_key("download-ip", ip_bucket(ip)), int(limit), int(window))
+
+
+def download_link_allowed(delivery_id: int) -> bool:
+    """Count a download of one delivery's link; False once it exceeds ``THROTTLE_DOWNLOAD``."""
+    limit, window = app_settings.THROTTLE_DOWNLOAD
+    return _hit(_key("download-link", str(delivery_id)), int(limit), int(window))

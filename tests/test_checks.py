@@ -71,3 +71,14 @@ def test_a_throttle_cache_that_cannot_count_atomically_is_a_warning(settings, ba
     assert "atomically" in messages[0].msg and "Redis or Memcached" in messages[0].hint
     settings.DEBUG = True  # a development site's single process loses nothing that matters
     assert check_settings() == []
+
+
+def test_throttle_download_is_declared_and_typed(settings):
+    from backpain_report.conf import app_settings
+
+    assert ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}, settings) == set()
+    assert app_settings.THROTTLE_DOWNLOAD == (30, 3600)
+    assert "backpain_report.E002" in ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_DOWNLOAD": 30}, settings
+    )
+
