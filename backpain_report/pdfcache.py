@@ -118,13 +118,21 @@ def cached_body(report: StoredReportLike, *, storage: Storage | None = None) -> 
         base = _memory.get(name)
     if base is not None:
         return base
-    storage = cache_storage() if storage is None else storage
-    base = _read(storage, name)
+    try:
+        storage = cache_storage() if storage is None else storage
+        base = _read(storage, name)
+    except Exception:  # a sick or refused storage costs a render, never a report
+        logger.warning("Report body cache unreadable; rendering %s.", name, exc_info=True)
+        storage, base = None, None
     if base is None:
         document = layout_html(source)
         data = write_report_pdf(document, report=report, prepared_on=PLACEHOLDER_DATE)
         base = BasePdf.from_bytes(data)
-        file_write(storage, name, data)
+        if storage is not None:
+            try:
+                file_write(storage, name, data)
+            except Exception:  # as above: kept in this process's memory only
+                logger.warning("Could not store the report body %s.", name, exc_info=True)
     return _remember(name, base)
 
 

@@ -290,3 +290,20 @@ def _tiny_pdf() -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def test_a_refused_private_storage_costs_a_render_not_the_report(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    def refused() -> None:
+        raise ImproperlyConfigured("/tmp/backpain_report-0 is not a private directory")
+
+    pdfcache.clear_memory()
+    monkeypatch.setattr(pdfcache, "cache_storage", refused)
+    with caplog.at_level(logging.WARNING):
+        pdf = pdfcache.report_pdf(report=make_report(), reader_name="Ann", prepared_on=PREPARED_ON)
+    assert "Ann" in read(pdf).pages[0].extract_text()
+    assert "Report body cache unreadable" in caplog.text
+    pdfcache.clear_memory()
