@@ -82,3 +82,20 @@ def test_throttle_download_is_declared_and_typed(settings):
         {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_DOWNLOAD": 30}, settings
     )
 
+
+def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too():
+    """conf.DEFAULTS, checks._TYPES and README's tables say the same thing."""
+    import re
+    from pathlib import Path
+
+    from backpain_report import checks
+    from backpain_report.conf import DEFAULTS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    settings_table = readme.split("## Settings reference")[1].split("### System checks")[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", settings_table, re.MULTILINE))
+    assert documented == set(DEFAULTS) == set(checks._TYPES)
+    checks_table = readme.split("### System checks")[1].split("\n## ")[0]
+    source = Path(checks.__file__).read_text()
+    used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', source))
+    assert used == set(re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M))

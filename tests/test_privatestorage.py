@@ -70,6 +70,16 @@ def test_a_temp_directory_someone_opened_up_is_refused(no_site_alias):
         private_storage()
 
 
+def test_a_temp_directory_of_another_user_is_refused(no_site_alias, monkeypatch):
+    location = Path(privatestorage.fallback_location())
+    location.mkdir(mode=0o700)  # private, but made by this uid...
+    real_uid = privatestorage.os.getuid()
+    monkeypatch.setattr(privatestorage.os, "getuid", lambda: real_uid + 1)  # ...not the caller's
+    monkeypatch.setattr(privatestorage, "fallback_location", lambda: str(location))
+    with pytest.raises(ImproperlyConfigured, match="not a private directory"):
+        private_storage()
+
+
 def test_private_storage_has_no_urls(tmp_path):
     storage = PrivateStorage(location=str(tmp_path))
     assert storage.base_url is None
