@@ -83,11 +83,17 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-SERVICES = {"redis", "memcached"}
+MARKS = {
+    "redis": [pytest.mark.services],
+    "memcached": [pytest.mark.services],
+    # Threads must see the cache table; declared as a mark so pytest-django orders the test
+    # with the other database tests.
+    "db": [pytest.mark.django_db(transaction=True)],
+}
 
 
 def backends(*names: str) -> list:
-    return [pytest.param(n, marks=[pytest.mark.services] if n in SERVICES else []) for n in names]
+    return [pytest.param(name, marks=MARKS.get(name, [])) for name in names]
 
 
 @pytest.fixture(params=backends("locmem", "db", "file", "redis", "memcached"))
@@ -97,7 +103,6 @@ def backend(request, settings, tmp_path: Path) -> Iterator[Backend]:
     if name == "locmem":
         config = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "t"}
     elif name == "db":
-        request.getfixturevalue("transactional_db")  # threads must see the cache table
         config = {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "backpain_throttle_test",
@@ -124,7 +129,7 @@ def backend(request, settings, tmp_path: Path) -> Iterator[Backend]:
         client = cache._cache.get_client(write=True)
         for key in client.scan_iter(match=f"{config['KEY_PREFIX']}:*"):
             client.delete(key)
-    elif name != "db":  # the db cache table goes with the test database
+    else:  # a cache of this test's own (the db cache's table outlives the test's flush)
         cache.clear()
     cache.close()
 
