@@ -13,10 +13,18 @@
 - ``backpain_report.W002``: Django 6.1+ without ``MAILERS``: mail goes through deprecated settings.
 - ``backpain_report.W003``: the throttles count in a per-process cache (local memory or dummy)
   while ``DEBUG`` is off, so each web process has its own limits.
+- ``backpain_report.W004``: the throttles count in a database or file cache while ``DEBUG`` is
+  off: those cannot count atomically, so concurrent hits lose counts.
+- ``backpain_report.W005``: the private storage (readers' PDFs) is a public one: the
+  ``default`` or ``staticfiles`` storage, one with a ``base_url``, or a directory inside
+  ``MEDIA_ROOT`` or ``STATIC_ROOT``.
+- ``backpain_report.W006``: no private storage is configured while ``DEBUG`` is off, so the app
+  keeps its files in a per-host temporary directory.
 """
 
 from __future__ import annotations
 
+import os
 from email.utils import parseaddr
 from numbers import Real
 
@@ -24,6 +32,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
+from django.core.files.storage import FileSystemStorage, storages
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
 from .mailer import (
@@ -33,6 +42,7 @@ from .mailer import (
     mail_timeout,
     send_time_bound,
 )
+from .privatestorage import SITE_ALIAS, fallback_location
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "FROM_EMAIL": (str,),
@@ -51,11 +61,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "MAX_EMAIL_SIZE": (int,),
     "DELIVERY": (str,),
     "DOWNLOAD_MAX_AGE": (int,),
-    "PDF_CACHE_STORAGE": (str,),
+    "PRIVATE_STORAGE": (str, type(None)),
     "DOUBLE_OPT_IN": (bool,),
     "CONFIRM_MAX_AGE": (int,),
     "THROTTLE_IP": (tuple, list),
     "THROTTLE_ADDRESS_WINDOW": (int,),
+    "THROTTLE_DOWNLOAD": (tuple, list),
     "THROTTLE_CACHE": (str,),
     "TRUSTED_PROXIES": (int,),
 }
@@ -96,11 +107,11 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.E002",
             )
         )
-    storage = config.get("PDF_CACHE_STORAGE", DEFAULTS["PDF_CACHE_STORAGE"])
+    storage = config.get("PRIVATE_STORAGE", DEFAULTS["PRIVATE_STORAGE"])
     if isinstance(storage, str) and storage not in settings.STORAGES:
         errors.append(
             Error(
-                f"{SETTING_NAME}['PDF_CACHE_STORAGE'] names {storage!r}, which is not in "
+                f"{SETTING_NAME}['PRIVATE_STORAGE'] names {storage!r}, which is not in "
                 "settings.STORAGES.",
                 id="backpain_report.E002",
             )
@@ -135,6 +146,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
         )
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
+    errors.extend(_check_private_storage(config))
     return errors
 
 
@@ -203,17 +215,99 @@ PER_PROCESS_CACHES = (
 )
 
 
+# Django's caches whose incr() is a get and a set: concurrent hits overwrite each other.
+NON_ATOMIC_CACHES = (
+    "django.core.cache.backends.db.DatabaseCache",
+    "django.core.cache.backends.filebased.FileBasedCache",
+)
+
+
 def _check_throttle_cache(config: dict) -> list:
     alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
-    if settings.DEBUG or backend not in PER_PROCESS_CACHES:
+    name = backend.rsplit(".", 1)[-1]
+    if settings.DEBUG:
+        return []
+    hint = "Point THROTTLE_CACHE at Redis or Memcached, which every web process shares."
+    if backend in PER_PROCESS_CACHES:
+        return [
+            Warning(
+                f"The throttles count in the {alias!r} cache ({name}), which each process keeps "
+                "for itself.",
+                hint=hint,
+                id="backpain_report.W003",
+            )
+        ]
+    if backend in NON_ATOMIC_CACHES:
+        return [
+            Warning(
+                f"The throttles count in the {alias!r} cache ({name}), which cannot count "
+                "atomically: concurrent requests lose counts, so the limits let more through.",
+                hint=hint,
+                id="backpain_report.W004",
+            )
+        ]
+    return []
+
+
+PUBLIC_STORAGES = ("default", "staticfiles")
+
+
+def _inside(path: object, root: object) -> bool:
+    if not root:
+        return False
+    path, root = os.path.abspath(str(path)), os.path.abspath(str(root))
+    return os.path.commonpath([path, root]) == root
+
+
+def _public_reason(alias: str) -> str | None:
+    """Why the storage ``alias`` looks public, or None."""
+    if alias in PUBLIC_STORAGES:
+        return f"it is the {alias!r} storage, which sites serve publicly"
+    try:
+        storage = storages[alias]
+    except Exception:  # noqa: BLE001 - a missing alias is E002, a broken one fails elsewhere
+        return None
+    if getattr(storage, "base_url", None):
+        return f"it has a base_url ({storage.base_url!r}), so its files have public URLs"
+    if isinstance(storage, FileSystemStorage):
+        for root in ("MEDIA_ROOT", "STATIC_ROOT"):
+            if _inside(storage.location, getattr(settings, root, None)):
+                return f"its directory is inside {root}"
+    return None
+
+
+def _check_private_storage(config: dict) -> list:
+    named = config.get("PRIVATE_STORAGE")
+    if isinstance(named, str) and named:
+        if named not in settings.STORAGES:
+            return []  # E002 says so
+        alias = named
+    elif SITE_ALIAS in settings.STORAGES:
+        alias = SITE_ALIAS
+    else:
+        if settings.DEBUG:
+            return []
+        return [
+            Warning(
+                "No private storage is configured: the app keeps report bodies and readers' "
+                f"PDFs in {fallback_location()}, on this host only.",
+                hint=f"Define settings.STORAGES[{SITE_ALIAS!r}] (e.g. backpain_report."
+                "privatestorage.PrivateStorage with a location) on storage every web and worker "
+                "host shares, or name an alias in PRIVATE_STORAGE.",
+                id="backpain_report.W006",
+            )
+        ]
+    reason = _public_reason(alias)
+    if reason is None:
         return []
     return [
         Warning(
-            f"The sign-up throttles count in the {alias!r} cache ({backend.rsplit('.', 1)[-1]}), "
-            "which each process keeps for itself.",
-            hint="Point THROTTLE_CACHE at a cache every web process shares (Redis, Memcached or "
-            "the database cache).",
-            id="backpain_report.W003",
+            f"The private storage {alias!r}, which holds readers' PDFs with their names, looks "
+            f"public: {reason}.",
+            hint=f"Use a storage without URLs outside MEDIA_ROOT, e.g. STORAGES[{SITE_ALIAS!r}] "
+            '= {"BACKEND": "backpain_report.privatestorage.PrivateStorage", '
+            '"OPTIONS": {"location": "/srv/yoursite/private"}}.',
+            id="backpain_report.W005",
         )
     ]

@@ -51,9 +51,10 @@ DEFAULTS: dict[str, Any] = {
     "DELIVERY": "attach",
     # Seconds a download link stays valid.
     "DOWNLOAD_MAX_AGE": 30 * 24 * 3600,
-    # Alias in settings.STORAGES where the report body is cached once per edition (under
-    # backpain_report/cache/); only the personalised cover is rendered per reader.
-    "PDF_CACHE_STORAGE": "default",
+    # Alias in settings.STORAGES of the app's private files: the report body cached once per
+    # edition and the readers' PDFs served by download links. None: the "backpain_report" alias
+    # if STORAGES has one, else a private directory in the temp dir (see privatestorage.py).
+    "PRIVATE_STORAGE": None,
     # Ceiling in bytes for one email; a report that would exceed it is sent as a link instead.
     "MAX_EMAIL_SIZE": 10 * 1024 * 1024,
     # Double opt-in: send a confirmation link first, the report only once it is confirmed.
@@ -64,6 +65,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_IP": (10, 3600),
     # Seconds during which one address gets at most one report or confirmation email.
     "THROTTLE_ADDRESS_WINDOW": 3600,
+    # Downloads allowed per download link and, separately, per client IP: (count, seconds).
+    "THROTTLE_DOWNLOAD": (30, 3600),
     # Cache alias the throttles count in.
     "THROTTLE_CACHE": "default",
     # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR).

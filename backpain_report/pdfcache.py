@@ -2,40 +2,37 @@
 
 :func:`report_pdf` is what sending calls. For each edition of a report the whole document is
 rendered once with a placeholder cover (so page numbers, "Page x of y", the contents, links,
-bookmarks and tags are exactly those of a full render) and kept in the site's file storage under
-``backpain_report/cache/``. For each reader only the cover is rendered, and
-:func:`backpain_report.pdfjoin.swap_cover` writes it over page 1 of the cached file as a PDF
-incremental update: the cached bytes are copied unchanged, so the join costs milliseconds.
+bookmarks and tags are exactly those of a full render) and kept in the app's private storage
+(:mod:`backpain_report.privatestorage`) under ``backpain_report/cache/``. For each reader only
+the cover is rendered, and :func:`backpain_report.pdfjoin.swap_cover` writes it over page 1 of
+the cached file as a PDF incremental update: the cached bytes are copied unchanged, so the join
+costs milliseconds.
 
 Why file storage and not the cache framework: a cached body (~120 kB) outlives restarts and
 deploys, is shared by every worker on every host, has no item-size limit (memcached: 1 MB) and
 no eviction surprises, and can be looked at. Each process also keeps the last few bodies in
 memory, so storage is read once per process and edition.
 
-The file name holds the report's pk, its edition and a hash of the HTML the body is rendered
-from (template, stylesheet, Markdown, title, ...) and of the renderer's versions: editing the
-report, its template or upgrading WeasyPrint changes the name, so a stale body is never used.
-Files are written under a temporary name and moved into place (or saved whole to object
-storage), so two workers rendering one edition at once both succeed and no reader of the cache
-sees half a file.
+The file name holds the report's pk, its edition and a keyed hash (HMAC with ``SECRET_KEY``) of
+the HTML the body is rendered from (template, stylesheet, Markdown, title, ...) and of the
+renderer's versions: editing the report, its template or upgrading WeasyPrint changes the name, so
+a stale body is never used, and nobody without the key can work the name out. Files are written
+under a temporary name and moved into place (or saved whole to object storage), so two workers
+rendering one edition at once both succeed and no reader of the cache sees half a file.
 """
 
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from typing import Any, Protocol
 
 import weasyprint
-from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, Storage, storages
+from django.core.files.storage import Storage
 
-from . import __version__, conf
+from . import __version__
 from .pdf import (
     PDF_OPTIONS,
     ReportLike,
@@ -46,6 +43,7 @@ from .pdf import (
     write_report_pdf,
 )
 from .pdfjoin import BasePdf, JoinError, swap_cover
+from .privatestorage import file_write, keyed_digest, private_storage
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +65,8 @@ class StoredReportLike(ReportLike, Protocol):
 
 
 def cache_storage() -> Storage:
-    """The storage holding cached bodies: ``BACKPAIN_REPORT["PDF_CACHE_STORAGE"]`` (an alias
-    of ``settings.STORAGES``), ``"default"`` unless set."""
-    try:
-        alias = conf.get("PDF_CACHE_STORAGE") or "default"
-    except KeyError:  # the setting is optional and may not be declared
-        alias = "default"
-    return storages[alias]
+    """The storage holding cached bodies: the app's private storage (``PRIVATE_STORAGE``)."""
+    return private_storage()
 
 
 def _placeholder_html(report: ReportLike) -> str:
@@ -85,11 +78,9 @@ def _placeholder_html(report: ReportLike) -> str:
 def cache_name(report: StoredReportLike, source: str | None = None) -> str:
     """The storage name of the cached body of ``report``'s current edition and content."""
     source = _placeholder_html(report) if source is None else source
-    digest = hashlib.sha256()
-    for part in (source, __version__, weasyprint.__version__, repr(sorted(PDF_OPTIONS.items()))):
-        digest.update(part.encode("utf-8"))
-        digest.update(b"\0")
-    return f"{CACHE_DIR}/report-{report.pk}-ed{report.edition}-{digest.hexdigest()[:20]}.pdf"
+    parts = (source, __version__, weasyprint.__version__, repr(sorted(PDF_OPTIONS.items())))
+    digest = keyed_digest("pdfcache", "\0".join(parts), length=20)
+    return f"{CACHE_DIR}/report-{report.pk}-ed{report.edition}-{digest}.pdf"
 
 
 def _remember(name: str, base: BasePdf) -> BasePdf:
@@ -116,27 +107,6 @@ def _read(storage: Storage, name: str) -> BasePdf | None:
         return None
 
 
-def _write(storage: Storage, name: str, data: bytes) -> None:
-    """Store ``data`` as ``name`` atomically; a concurrent identical write is harmless."""
-    if not isinstance(storage, FileSystemStorage):  # object storage: a PUT is atomic
-        if not storage.exists(name):
-            saved = storage.save(name, ContentFile(data))
-            if saved != name:  # another worker stored the same edition meanwhile
-                storage.delete(saved)
-        return
-    final = storage.path(name)
-    os.makedirs(os.path.dirname(final), exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(final), suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, final)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def cached_body(report: StoredReportLike, *, storage: Storage | None = None) -> BasePdf:
     """The placeholder-cover render of ``report``'s edition: from memory, storage, or rendered.
 
@@ -148,13 +118,21 @@ def cached_body(report: StoredReportLike, *, storage: Storage | None = None) -> 
         base = _memory.get(name)
     if base is not None:
         return base
-    storage = cache_storage() if storage is None else storage
-    base = _read(storage, name)
+    try:
+        storage = cache_storage() if storage is None else storage
+        base = _read(storage, name)
+    except Exception:  # a sick or refused storage costs a render, never a report
+        logger.warning("Report body cache unreadable; rendering %s.", name, exc_info=True)
+        storage, base = None, None
     if base is None:
         document = layout_html(source)
         data = write_report_pdf(document, report=report, prepared_on=PLACEHOLDER_DATE)
         base = BasePdf.from_bytes(data)
-        _write(storage, name, data)
+        if storage is not None:
+            try:
+                file_write(storage, name, data)
+            except Exception:  # as above: kept in this process's memory only
+                logger.warning("Could not store the report body %s.", name, exc_info=True)
     return _remember(name, base)
 
 

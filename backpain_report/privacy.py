@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from . import pdfstore
 from .conf import app_settings
 from .models import Delivery, PendingSignup, Subscriber
 
@@ -79,6 +80,7 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
         )
         deliveries.update(last_error="", message_id="")
         PendingSignup.objects.filter(email_canonical=subscriber.email_canonical).delete()
+    pdfstore.subscriber_files_delete(subscriber_id=subscriber.pk)  # their stored PDFs hold the name
 
 
 class PurgeNotApplicable(Exception):
@@ -125,7 +127,29 @@ def unconfirmed_purge(
     stale = unconfirmed_stale(older_than_days=older_than_days)
     if subscribers is not None:
         stale = stale.filter(pk__in=subscribers.values("pk"))
+    return subscribers_delete(stale)
+
+
+def subscribers_delete(subscribers: QuerySet[Subscriber]) -> int:
+    """Delete subscribers with their deliveries and the PDFs stored for them; return how many.
+
+    The rows go in one transaction; their stored PDFs (which hold the reader's name) are deleted
+    once it commits.
+    """
     with transaction.atomic():
-        ids = list(stale.values_list("pk", flat=True))
+        ids = list(subscribers.values_list("pk", flat=True))
+        delivery_ids = list(
+            Delivery.objects.filter(subscriber_id__in=ids).values_list("pk", flat=True)
+        )
         Subscriber.objects.filter(pk__in=ids).delete()
+        transaction.on_commit(lambda: pdfstore.delivery_files_delete(delivery_ids), robust=True)
+    return len(ids)
+
+
+def deliveries_delete(deliveries: QuerySet[Delivery]) -> int:
+    """Delete deliveries and the PDFs stored for them (after the commit); return how many."""
+    with transaction.atomic():
+        ids = list(deliveries.values_list("pk", flat=True))
+        Delivery.objects.filter(pk__in=ids).delete()
+        transaction.on_commit(lambda: pdfstore.delivery_files_delete(ids), robust=True)
     return len(ids)

@@ -35,10 +35,11 @@ from django.utils import timezone
 
 from . import signals
 from .conf import app_settings
-from .emails import build_confirmation_email, build_report_email, delivery_message_id
+from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery
 from .pdfcache import report_pdf
+from .pdfstore import delivery_pdf_save, delivery_prepared_on
 
 logger = logging.getLogger(__name__)
 
@@ -247,19 +248,34 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
 
 def delivery_pdf(delivery: Delivery) -> bytes:
     """The reader's PDF for a delivery, dated the day it was (or is being) sent."""
-    sent = delivery.sent_at or timezone.now()
     return report_pdf(
         report=delivery.report,
         reader_name=delivery.subscriber.name,
-        prepared_on=timezone.localdate(sent),
+        prepared_on=delivery_prepared_on(delivery),
     )
+
+
+def _store_for_link(delivery: Delivery, pdf: bytes) -> None:
+    """Keep the PDF a download link will serve, so the web process never renders it.
+
+    A storage error is logged, not raised: the link then renders on its first download.
+    """
+    try:
+        delivery_pdf_save(delivery, pdf, delivery_prepared_on(delivery))
+    except Exception:  # the email still goes; the download renders lazily
+        logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
 
 
 def _build_message(delivery: Delivery, message_id: str) -> Any:
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
-    pdf = delivery_pdf(delivery) if app_settings.DELIVERY != "link" else None
-    return build_report_email(delivery=delivery, pdf=pdf, message_id=message_id)
+    mode = app_settings.DELIVERY
+    pdf = delivery_pdf(delivery)
+    if mode != "attach" or not fits_in_email(pdf):  # the email carries a download link
+        _store_for_link(delivery, pdf)
+    return build_report_email(
+        delivery=delivery, pdf=pdf if mode != "link" else None, message_id=message_id
+    )
 
 
 def _close_quietly(mailer: Any) -> None:

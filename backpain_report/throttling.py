@@ -1,4 +1,15 @@
-"""Abuse limits counted in Django's cache: sign-ups per client IP, emails per address.
+"""Abuse limits counted in Django's cache: sign-ups per client IP, emails per address, downloads
+per link and per client IP.
+
+A count's window starts at its first hit and lasts exactly its ``seconds``, on every cache
+backend Django ships. Backends with an ``incr`` of their own (local memory, Redis, Memcached)
+count atomically and keep the key's expiry. Django's generic ``incr`` (database and file caches)
+is a get and a set that puts the default ``TIMEOUT`` (300 s) back on the key; there the count is
+stored with its deadline and set again with the time left, so the window holds, but concurrent
+hits can overwrite each other's counts (system check W004).
+
+IPv6 clients are counted per /64 (one home or host usually has a whole /64); IPv4-mapped IPv6
+addresses count as their IPv4 address.
 
 A cache outage never turns into an error page: the throttle then lets requests through (fails
 open) and logs a warning, because refusing every reader is worse than a brief lack of limits.
@@ -7,19 +18,39 @@ open) and logs a warning, because refusing every reader is worse than a brief la
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import time
+from typing import Any
 
 from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
 from django.http import HttpRequest
 
 from .conf import app_settings
 
 logger = logging.getLogger(__name__)
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """The address in ``text`` (``1.2.3.4``, ``1.2.3.4:80``, ``::1``, ``[::1]:80``), or None."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:  # IPv4 with a port
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
 
 def client_ip(request: HttpRequest) -> str | None:
     """The client's IP: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES = n`` the n-th address from
-    the right of ``X-Forwarded-For`` (the one your outermost trusted proxy saw)."""
+    the right of ``X-Forwarded-For`` (the one your outermost trusted proxy saw); an entry there
+    that is not an IP address is ignored for ``REMOTE_ADDR``."""
     proxies = int(app_settings.TRUSTED_PROXIES)
     if proxies > 0:
         forwarded = [
@@ -28,26 +59,79 @@ def client_ip(request: HttpRequest) -> str | None:
             if part.strip()
         ]
         if len(forwarded) >= proxies:
-            return forwarded[-proxies]
+            address = parse_ip(forwarded[-proxies])
+            if address is not None:
+                return str(address)
     return request.META.get("REMOTE_ADDR") or None
+
+
+def ip_bucket(ip: str) -> str:
+    """What a client IP is counted as: IPv4 per address, IPv6 per /64, IPv4-mapped IPv6 as the
+    IPv4 address; text that is no address counts as itself."""
+    address = parse_ip(ip)
+    if address is None:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        prefix = int(address) >> 64 << 64
+        return f"{ipaddress.IPv6Address(prefix)}/64"
+    return str(address)
 
 
 def _key(kind: str, value: str) -> str:
     return f"backpain_report:throttle:{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
 
 
+def counts_atomically(cache: BaseCache) -> bool:
+    """Whether ``cache`` has an ``incr`` of its own (atomic, keeps the expiry)."""
+    return type(cache).incr is not BaseCache.incr
+
+
+def _count_native(cache: BaseCache, key: str, window: int) -> int:
+    if cache.add(key, 1, timeout=window):
+        return 1
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add() and incr()
+        cache.add(key, 1, timeout=window)
+        return 1
+    if count == 1:
+        # The key expired between add() and incr() and incr() made it afresh: Redis's INCR
+        # does that without an expiry, so give it one.
+        cache.touch(key, window)
+    return count
+
+
+def _count_generic(cache: BaseCache, key: str, window: int) -> int:
+    now = time.time()
+    fresh = (1, now + window)
+    if cache.add(key, fresh, timeout=window):
+        return 1
+    entry: Any = cache.get(key)
+    try:
+        count, deadline = int(entry[0]), float(entry[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        count, deadline = 0, now
+    if deadline <= now:  # gone, expired, or not ours: start a new window
+        cache.set(key, fresh, timeout=window)
+        return 1
+    cache.set(key, (count + 1, deadline), timeout=deadline - now)
+    return count + 1
+
+
+def hit_count(key: str, window: int) -> int:
+    """Count one event under ``key`` in ``THROTTLE_CACHE``; the count within its window."""
+    cache = caches[app_settings.THROTTLE_CACHE]
+    if counts_atomically(cache):
+        return _count_native(cache, key, window)
+    return _count_generic(cache, key, window)
+
+
 def _hit(key: str, limit: int, window: int) -> bool:
     """Count one event; True while within ``limit`` per ``window`` seconds."""
     try:
-        cache = caches[app_settings.THROTTLE_CACHE]
-        if cache.add(key, 1, timeout=window):
-            return True
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            cache.add(key, 1, timeout=window)
-            return True
-        return count <= limit
+        return hit_count(key, window) <= limit
     except Exception:
         logger.warning("Throttle cache unavailable; allowing the request", exc_info=True)
         return True
@@ -58,9 +142,23 @@ def ip_allowed(ip: str | None) -> bool:
     if not ip:
         return True
     limit, window = app_settings.THROTTLE_IP
-    return _hit(_key("ip", ip), int(limit), int(window))
+    return _hit(_key("ip", ip_bucket(ip)), int(limit), int(window))
 
 
 def address_allowed(canonical_email: str) -> bool:
     """Count an email to this address; False if one went within ``THROTTLE_ADDRESS_WINDOW``."""
     return _hit(_key("address", canonical_email), 1, int(app_settings.THROTTLE_ADDRESS_WINDOW))
+
+
+def download_ip_allowed(ip: str | None) -> bool:
+    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``."""
+    if not ip:
+        return True
+    limit, window = app_settings.THROTTLE_DOWNLOAD
+    return _hit(_key("download-ip", ip_bucket(ip)), int(limit), int(window))
+
+
+def download_link_allowed(delivery_id: int) -> bool:
+    """Count a download of one delivery's link; False once it exceeds ``THROTTLE_DOWNLOAD``."""
+    limit, window = app_settings.THROTTLE_DOWNLOAD
+    return _hit(_key("download-link", str(delivery_id)), int(limit), int(window))

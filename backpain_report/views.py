@@ -14,12 +14,14 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.cache import get_conditional_response
 from django.utils.decorators import method_decorator
+from django.utils.http import http_date
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import operations, selectors, services, stats, subscriptions, throttling
+from . import operations, pdfstore, selectors, services, stats, subscriptions, throttling
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
@@ -188,23 +190,49 @@ class UnsubscribeView(View):
 
 
 class DownloadView(View):
-    """Stream a reader's PDF from a signed, expiring, revocable link."""
+    """A reader's PDF from a signed, expiring, revocable link; throttled, served from storage.
+
+    The link is checked first (400/410 before any file is touched), then counted per link and
+    per client IP (``THROTTLE_DOWNLOAD``). The PDF is the one stored at send time, or rendered
+    and stored on the first request; ``ETag``/``Last-Modified`` make a re-open a 304.
+    """
 
     template_name = "backpain_report/download_unavailable.html"
+    throttled_template_name = "backpain_report/download_throttled.html"
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        if not throttling.download_ip_allowed(throttling.client_ip(request)):
+            return self.throttled(request)
         checked = read_download_token(token)
         if checked.state is not DownloadState.VALID:
             status = 400 if checked.state is DownloadState.INVALID else 410
-            return render(
+            response = render(
                 request, self.template_name, {"state": checked.state.value}, status=status
             )
+            response["X-Robots-Tag"] = "noindex"
+            return response
         delivery = checked.delivery
-        response = HttpResponse(delivery_pdf(delivery), content_type="application/pdf")
-        response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
-        response["Cache-Control"] = "private, no-store"
+        if not throttling.download_link_allowed(delivery.pk):
+            return self.throttled(request)
+        stored = pdfstore.delivery_pdf_get(delivery=delivery, render=delivery_pdf)
+        modified = int(stored.modified.timestamp()) if stored.modified else None  # HTTP: 1 s
+        response = get_conditional_response(request, etag=stored.etag, last_modified=modified)
+        if response is None:
+            response = HttpResponse(stored.read(), content_type="application/pdf")
+            response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
+            operations.delivery_downloaded(delivery=delivery)
+        response["ETag"] = stored.etag
+        if modified is not None:
+            response["Last-Modified"] = http_date(modified)
+        # The browser may keep it but must ask again (a revoked link then stops working).
+        response["Cache-Control"] = "private, no-cache"
         response["X-Robots-Tag"] = "noindex"
-        operations.delivery_downloaded(delivery=delivery)
+        return response
+
+    def throttled(self, request: HttpRequest) -> HttpResponse:
+        response = render(request, self.throttled_template_name, status=429)
+        response["X-Robots-Tag"] = "noindex"
+        response["Cache-Control"] = "private, no-store"
         return response
 
 

@@ -139,7 +139,16 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-MEDIA_ROOT = VAR_DIR / "media"  # the report body cache lives under media/backpain_report/cache/
+MEDIA_ROOT = VAR_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # The app's private files (report bodies, readers' PDFs): never under MEDIA_ROOT, no URLs.
+    "backpain_report": {
+        "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+        "OPTIONS": {"location": str(VAR_DIR / "private")},
+    },
+}
 
 # --- Mail -----------------------------------------------------------------------------------
 # Django 6.1 replaced the EMAIL_* settings with MAILERS and refuses a mix of the two, so only

@@ -60,7 +60,16 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
-MEDIA_ROOT = TEST_DB_DIR / "test-media"  # the report body cache (backpain_report/cache/)
+MEDIA_ROOT = TEST_DB_DIR / "test-media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # The app's private files: report bodies (backpain_report/cache/) and readers' PDFs.
+    "backpain_report": {
+        "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+        "OPTIONS": {"location": str(TEST_DB_DIR / "test-private")},
+    },
+}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"

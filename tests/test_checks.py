@@ -131,3 +131,49 @@ def test_no_mail_timeout_is_fine_unless_the_lease_is_too_short(settings):
     assert ids(BASE, settings) == set()
     assert ids({**BASE, "CLAIM_LEASE": 66}, settings) == set()
     assert ids({**BASE, "CLAIM_LEASE": 65}, settings) == {"backpain_report.E004"}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.db.DatabaseCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+    ],
+)
+def test_a_throttle_cache_that_cannot_count_atomically_is_a_warning(settings, backend, tmp_path):
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+    settings.DEBUG = False
+    messages = check_settings()
+    assert {m.id for m in messages} == {"backpain_report.W004"}
+    assert "atomically" in messages[0].msg and "Redis or Memcached" in messages[0].hint
+    settings.DEBUG = True  # a development site's single process loses nothing that matters
+    assert check_settings() == []
+
+
+def test_throttle_download_is_declared_and_typed(settings):
+    from backpain_report.conf import app_settings
+
+    assert ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}, settings) == set()
+    assert app_settings.THROTTLE_DOWNLOAD == (30, 3600)
+    assert "backpain_report.E002" in ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_DOWNLOAD": 30}, settings
+    )
+
+
+def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too():
+    """conf.DEFAULTS, checks._TYPES and README's tables say the same thing."""
+    import re
+    from pathlib import Path
+
+    from backpain_report import checks
+    from backpain_report.conf import DEFAULTS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    settings_table = readme.split("## Settings reference")[1].split("### System checks")[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", settings_table, re.MULTILINE))
+    assert documented == set(DEFAULTS) == set(checks._TYPES)
+    checks_table = readme.split("### System checks")[1].split("\n## ")[0]
+    source = Path(checks.__file__).read_text()
+    used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', source))
+    assert used == set(re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M))

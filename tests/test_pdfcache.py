@@ -22,6 +22,7 @@ from pypdf import PdfReader
 from backpain_report import pdfcache
 from backpain_report.pdf import render_report_pdf
 from backpain_report.pdfjoin import BasePdf, JoinError, swap_cover
+from backpain_report.privatestorage import file_write
 from tests.samples import make_report
 
 PREPARED_ON = datetime.date(2025, 3, 14)
@@ -31,8 +32,8 @@ READER = "Zoë Łukasiewicz-Øvergaard"
 def storages_in(folder: Path) -> dict[str, Any]:
     return {
         **settings.STORAGES,
-        "default": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "backpain_report": {
+            "BACKEND": "backpain_report.privatestorage.PrivateStorage",
             "OPTIONS": {"location": str(folder)},
         },
     }
@@ -40,7 +41,7 @@ def storages_in(folder: Path) -> dict[str, Any]:
 
 @pytest.fixture
 def cache_dir(tmp_path: Path) -> Iterator[Path]:
-    """An empty default storage and an empty in-process cache."""
+    """An empty private storage and an empty in-process cache."""
     pdfcache.clear_memory()
     with override_settings(STORAGES=storages_in(tmp_path)):
         yield tmp_path / "backpain_report" / "cache"
@@ -250,7 +251,7 @@ def test_object_storage_keeps_one_copy() -> None:
     first = pdfcache.report_pdf(
         report=report, reader_name="Ann", prepared_on=PREPARED_ON, storage=storage
     )
-    pdfcache._write(storage, pdfcache.cache_name(report), b"%PDF-1.7 other %%EOF")  # a late twin
+    file_write(storage, pdfcache.cache_name(report), b"%PDF-1.7 other %%EOF")  # a late twin
     assert storage.listdir(pdfcache.CACHE_DIR)[1] == [pdfcache.cache_name(report).split("/")[-1]]
     assert first.startswith(b"%PDF-")
     pdfcache.clear_memory()
@@ -289,3 +290,20 @@ def _tiny_pdf() -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def test_a_refused_private_storage_costs_a_render_not_the_report(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    def refused() -> None:
+        raise ImproperlyConfigured("/tmp/backpain_report-0 is not a private directory")
+
+    pdfcache.clear_memory()
+    monkeypatch.setattr(pdfcache, "cache_storage", refused)
+    with caplog.at_level(logging.WARNING):
+        pdf = pdfcache.report_pdf(report=make_report(), reader_name="Ann", prepared_on=PREPARED_ON)
+    assert "Ann" in read(pdf).pages[0].extract_text()
+    assert "Report body cache unreadable" in caplog.text
+    pdfcache.clear_memory()

@@ -97,3 +97,69 @@ def test_no_enumeration_same_answer_for_every_kind_of_address(
         answers.add((response.status_code, response["Location"], page.content))
     assert len(answers) == 1
     assert not mail.outbox
+
+
+@pytest.mark.parametrize(
+    ("ip", "bucket"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),  # IPv4-mapped: counts as the IPv4 address
+        ("[2001:db8:1:2::9]:443", "2001:db8:1:2::/64"),
+        ("198.51.100.7:8080", "198.51.100.7"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("not an address", "not an address"),
+    ],
+)
+def test_ip_buckets(ip, bucket):
+    assert throttling.ip_bucket(ip) == bucket
+
+
+def test_ipv6_clients_are_counted_per_slash_64(client, article, tight, no_broker):
+    """One host can hold a whole /64: rotating the low 64 bits must not escape the limit."""
+    for n in range(3):
+        assert (
+            post(client, email=f"r{n}@example.com", remote_addr=f"2001:db8:7::{n + 1}").status_code
+            == 303
+        )
+    assert (
+        post(client, email="r4@example.com", remote_addr="2001:db8:7:0:ffff::4").status_code == 429
+    )
+    assert post(client, email="r5@example.com", remote_addr="2001:db8:7:1::1").status_code == 303
+
+
+def test_ipv4_mapped_ipv6_counts_as_the_ipv4_address(client, article, tight, no_broker):
+    for n in range(3):
+        post(client, email=f"r{n}@example.com", remote_addr="198.51.100.7")
+    assert (
+        post(client, email="r4@example.com", remote_addr="::ffff:198.51.100.7").status_code == 429
+    )
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    ["", "garbage", "1.2.3.4, <script>", ", ,", "999.1.1.1", "[nope]:80", "\x00\xff", "a" * 10_000],
+)
+def test_garbage_in_x_forwarded_for_never_raises(client, article, settings, no_broker, forwarded):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": 1}
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+    assert throttling.client_ip(request) == "10.0.0.1"  # not an address: the proxy's own
+    assert throttling.ip_allowed(throttling.client_ip(request))
+    response = client.post(
+        reverse("backpain_report:signup"), SIGNUP, REMOTE_ADDR="10.0.0.1",
+        HTTP_X_FORWARDED_FOR=forwarded,
+    )  # fmt: skip
+    assert response.status_code == 303
+
+
+def test_forwarded_for_with_ports_and_ipv6(settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": 1}
+    factory = RequestFactory()
+    for forwarded, ip in [
+        ("198.51.100.2:5555", "198.51.100.2"),
+        ("[2001:db8::5]:443", "2001:db8::5"),
+        ("2001:DB8::5", "2001:db8::5"),
+    ]:
+        request = factory.get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR=forwarded)
+        assert throttling.client_ip(request) == ip

@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations
+from .. import operations, privacy
 from ..addresses import canonical_email
 from ..models import Delivery, Subscriber
 from .common import report_resend
@@ -47,6 +47,13 @@ class DeliveryAdmin(admin.ModelAdmin):
         "sent_at", "message_id", "downloaded_at", "link_version", "created_at", "updated_at",
     ]  # fmt: skip
     actions = ["resend_report", "retry_failed", "cancel_pending", "revoke_links", "reissue_links"]
+
+    def delete_model(self, request: HttpRequest, obj: Delivery) -> None:
+        privacy.deliveries_delete(Delivery.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        """Deleting deliveries also deletes the PDFs stored for them (they hold the name)."""
+        privacy.deliveries_delete(queryset)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

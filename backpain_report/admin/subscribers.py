@@ -152,6 +152,13 @@ class SubscriberAdmin(admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "can_export": self.has_export_permission(request)}
         return super().changelist_view(request, extra_context)
 
+    def delete_model(self, request: HttpRequest, obj: Subscriber) -> None:
+        privacy.subscribers_delete(Subscriber.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        """Deleting subscribers also deletes the PDFs stored for them (they hold the name)."""
+        privacy.subscribers_delete(queryset)
+
     # --- actions --------------------------------------------------------------------------
 
     @admin.action(description=_("Export the selected subscribers (CSV)"), permissions=["export"])

@@ -1,0 +1,173 @@
+"""Readers' PDFs, stored privately, so a download link serves a file instead of re-rendering.
+
+A reader's PDF is stored the first time it is rendered: by the worker when the email carries a
+download link, else by the download view on the first GET. It lives in the app's private storage
+(:mod:`backpain_report.privatestorage`) as ``backpain_report/readers/<d[:2]>/<d>/<c>.pdf``:
+``d`` is a keyed hash (HMAC with ``SECRET_KEY``) of the delivery's id and ``c`` a keyed hash of
+everything the PDF is made of (delivery, report, edition, the reader's name, the date on the
+cover). Nobody without the key can work a name out; a renamed reader or a new edition is a new
+file; and deleting a delivery's files is emptying one small folder.
+
+The file holds the reader's name: :func:`delivery_files_delete` must run wherever deliveries go
+(erasure calls :func:`subscriber_files_delete`; a purge that deletes rows calls the former).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.core.files.storage import Storage
+from django.utils import timezone
+
+from .models import Delivery
+from .privatestorage import file_write, keyed_digest, keyed_digests, private_storage
+
+logger = logging.getLogger(__name__)
+
+READERS_DIR = "backpain_report/readers"
+
+
+@dataclass(frozen=True)
+class StoredPdf:
+    """A reader's PDF: where it is, its validators, and how to read it."""
+
+    name: str
+    etag: str
+    storage: Storage | None = None  # None when it could not be stored: ``data`` holds it
+    data: bytes | None = None
+    modified: datetime.datetime | None = None
+
+    def read(self) -> bytes:
+        """The PDF's bytes (a few hundred kB)."""
+        if self.storage is None:
+            return self.data or b""
+        with self.storage.open(self.name, "rb") as handle:
+            return handle.read()
+
+
+def delivery_prepared_on(delivery: Delivery) -> datetime.date:
+    """The date on the reader's cover: the day the delivery was (or is being) sent."""
+    return timezone.localdate(delivery.sent_at or timezone.now())
+
+
+def _delivery_dirs(delivery_id: int) -> list[str]:
+    """The delivery's folder under the current key and under each fallback key."""
+    return [f"{READERS_DIR}/{d[:2]}/{d}" for d in keyed_digests("reader-pdf", str(delivery_id))]
+
+
+def delivery_pdf_name(delivery: Delivery, prepared_on: datetime.date | None = None) -> str:
+    """The storage name of ``delivery``'s PDF as it would be rendered now (or ``prepared_on``)."""
+    prepared_on = prepared_on or delivery_prepared_on(delivery)
+    folder = keyed_digest("reader-pdf", str(delivery.pk))
+    made_of = "\0".join(
+        str(part)
+        for part in (
+            delivery.pk,
+            delivery.report_id,
+            delivery.report.edition,
+            delivery.subscriber.name,
+            prepared_on.isoformat(),
+        )
+    )
+    content = keyed_digest("reader-pdf-content", made_of)
+    return f"{READERS_DIR}/{folder[:2]}/{folder}/{content}.pdf"
+
+
+def _etag(name: str) -> str:
+    """A weak validator: one per reader, edition and date (a re-render may differ in bytes)."""
+    return f'W/"{name.rpartition("/")[2].removesuffix(".pdf")}"'
+
+
+def _modified(storage: Storage, name: str) -> datetime.datetime | None:
+    try:
+        return storage.get_modified_time(name)
+    except (NotImplementedError, OSError):
+        return None
+
+
+def delivery_pdf_find(delivery: Delivery) -> StoredPdf | None:
+    """The stored PDF of ``delivery`` if it is there (and current), else None."""
+    storage = private_storage()
+    name = delivery_pdf_name(delivery)
+    if not storage.exists(name):
+        return None
+    return StoredPdf(
+        name=name, etag=_etag(name), storage=storage, modified=_modified(storage, name)
+    )
+
+
+def delivery_pdf_save(delivery: Delivery, data: bytes, prepared_on: datetime.date) -> StoredPdf:
+    """Store ``data`` as ``delivery``'s PDF; its older files (another date, name, edition) go."""
+    storage = private_storage()
+    name = delivery_pdf_name(delivery, prepared_on)
+    file_write(storage, name, data)
+    folder, _, current = name.rpartition("/")
+    for other in storage.listdir(folder)[1]:
+        if other != current:
+            storage.delete(f"{folder}/{other}")
+    return StoredPdf(
+        name=name, etag=_etag(name), storage=storage, modified=_modified(storage, name)
+    )
+
+
+def delivery_pdf_get(*, delivery: Delivery, render: Callable[[Delivery], bytes]) -> StoredPdf:
+    """The stored PDF of ``delivery``; rendered with ``render`` and stored if missing.
+
+    A storage that fails is logged and the rendered bytes are served from memory: the reader
+    still gets their PDF, only the next request renders it again.
+    """
+    try:
+        stored = delivery_pdf_find(delivery)
+    except Exception:  # a sick storage costs a render, not the download
+        logger.warning("Private storage unreadable for delivery %s", delivery.pk, exc_info=True)
+        stored = None
+    if stored is not None:
+        return stored
+    prepared_on = delivery_prepared_on(delivery)
+    data = render(delivery)
+    try:
+        return delivery_pdf_save(delivery, data, prepared_on)
+    except Exception:  # as above
+        logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
+        name = delivery_pdf_name(delivery, prepared_on)
+        return StoredPdf(name=name, etag=_etag(name), data=data)
+
+
+def delivery_files_delete(delivery_ids: Iterable[int]) -> int:
+    """Delete every stored PDF of these deliveries (under the current and fallback keys).
+
+    Returns how many files went. Call it wherever deliveries are deleted or their reader erased.
+    """
+    storage = private_storage()
+    gone = 0
+    for delivery_id in delivery_ids:
+        for folder in _delivery_dirs(delivery_id):
+            try:
+                files = storage.listdir(folder)[1]
+            except FileNotFoundError:
+                continue
+            for name in files:
+                storage.delete(f"{folder}/{name}")
+                gone += 1
+            _remove_empty_folder(storage, folder)
+    return gone
+
+
+def _remove_empty_folder(storage: Storage, folder: str) -> None:
+    """On a file system, remove the delivery's now empty folder (object storage has none)."""
+    path = getattr(storage, "path", None)
+    if path is None:
+        return
+    with contextlib.suppress(OSError, NotImplementedError):
+        os.rmdir(path(folder))
+
+
+def subscriber_files_delete(*, subscriber_id: int) -> int:
+    """Delete the stored PDFs of every delivery of one subscriber; returns how many went."""
+    ids = Delivery.objects.filter(subscriber_id=subscriber_id).values_list("pk", flat=True)
+    return delivery_files_delete(list(ids))

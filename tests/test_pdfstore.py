@@ -1,0 +1,275 @@
+"""Readers' stored PDFs: stored once, served from storage, revalidated, throttled, erased."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.core import mail
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import http_date
+
+from backpain_report import pdfstore, views
+from backpain_report.models import Delivery
+from backpain_report.privacy import subscriber_erase
+from backpain_report.sending import delivery_send
+from backpain_report.tokens import make_download_token
+
+FAKE_PDF = b"%PDF-1.7\n% a stand-in for a rendered report\n%%EOF\n"
+
+
+@pytest.fixture
+def private_dir(settings, tmp_path: Path) -> Path:
+    """This test's own private storage."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backpain_report": {
+            "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+            "OPTIONS": {"location": str(tmp_path / "private")},
+        },
+    }
+    return tmp_path / "private"
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[int]:
+    """Replace the download view's renderer; the ids of the deliveries it rendered."""
+    rendered: list[int] = []
+
+    def render(delivery: Delivery) -> bytes:
+        rendered.append(delivery.pk)
+        return FAKE_PDF + str(delivery.pk).encode()
+
+    monkeypatch.setattr(views, "delivery_pdf", render)
+    return rendered
+
+
+def download(client, delivery, remote_addr="192.0.2.10", **headers):
+    path = reverse("backpain_report:download", args=[make_download_token(delivery)])
+    return client.get(path, REMOTE_ADDR=remote_addr, **headers)
+
+
+def stored_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize(
+    "app",
+    [
+        {"DELIVERY": "link"},
+        {"DELIVERY": "both"},
+        {"DELIVERY": "attach", "MAX_EMAIL_SIZE": 100_000},  # too big: a link instead
+    ],
+    ids=["link", "both", "attach-too-big"],
+)
+def test_an_email_with_a_link_stores_the_pdf_and_the_link_never_renders(
+    client, make_delivery, settings, private_dir, renders, app
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, **app}
+    delivery = make_delivery()
+    delivery_send(delivery_id=delivery.pk)
+    delivery.refresh_from_db()
+    files = stored_files(private_dir / "backpain_report" / "readers")
+    assert len(files) == 1
+    response = download(client, delivery)
+    assert response.status_code == 200
+    assert response.content == files[0].read_bytes()
+    assert response.content.startswith(b"%PDF")
+    assert renders == []  # the web process rendered nothing
+    assert "/download/" in mail.outbox[0].body
+
+
+def test_an_email_with_the_pdf_attached_stores_nothing(make_delivery, private_dir):
+    delivery_send(delivery_id=make_delivery().pk)
+    assert mail.outbox[0].attachments and stored_files(private_dir) == []
+
+
+def test_attach_mode_stores_it_on_the_first_download_only(
+    client, make_delivery, private_dir, renders
+):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    assert download(client, delivery).content == FAKE_PDF + str(delivery.pk).encode()
+    assert download(client, delivery).status_code == 200
+    assert renders == [delivery.pk]
+    assert len(stored_files(private_dir)) == 1
+
+
+def test_a_reopen_is_a_304(client, make_delivery, private_dir, renders):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    first = download(client, delivery)
+    etag, modified = first["ETag"], first["Last-Modified"]
+    assert etag.startswith('W/"') and modified
+    assert first["Cache-Control"] == "private, no-cache"
+    again = download(client, delivery, HTTP_IF_NONE_MATCH=etag)
+    assert again.status_code == 304 and again["ETag"] == etag and not again.content
+    since = download(client, delivery, HTTP_IF_MODIFIED_SINCE=modified)
+    assert since.status_code == 304
+    stale = download(client, delivery, HTTP_IF_NONE_MATCH='W/"something-else"')
+    assert stale.status_code == 200 and stale.content.startswith(b"%PDF")
+    older = http_date((timezone.now() - datetime.timedelta(days=1)).timestamp())
+    assert download(client, delivery, HTTP_IF_MODIFIED_SINCE=older).status_code == 200
+    assert renders == [delivery.pk]
+
+
+def test_bad_links_are_answered_before_any_file_is_touched(
+    client, make_delivery, monkeypatch, private_dir
+):
+    def untouchable():
+        raise AssertionError("the private storage was touched")
+
+    monkeypatch.setattr(pdfstore, "private_storage", untouchable)
+    revoked = make_delivery()
+    path = reverse("backpain_report:download", args=[make_download_token(revoked)])
+    Delivery.objects.filter(pk=revoked.pk).update(link_version=revoked.link_version + 1)
+    assert client.get(path).status_code == 410
+    gone = make_delivery()
+    path = reverse("backpain_report:download", args=[make_download_token(gone)])
+    gone.subscriber.unsubscribed_at = timezone.now()
+    gone.subscriber.save()
+    assert client.get(path).status_code == 410
+    assert client.get(path.replace("/download/", "/download/x")).status_code == 400
+    expired = make_delivery()
+    path = reverse("backpain_report:download", args=[make_download_token(expired)])
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=31)
+    with time_machine.travel(later):
+        assert client.get(path).status_code == 410
+
+
+def test_a_broken_storage_still_serves_the_pdf(
+    client, make_delivery, monkeypatch, private_dir, renders, caplog
+):
+    def broken():
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(pdfstore, "private_storage", broken)
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    response = download(client, delivery)
+    assert response.status_code == 200 and response.content.startswith(b"%PDF")
+    assert "Could not store the PDF" in caplog.text
+
+
+def test_downloads_are_throttled_per_link(client, make_delivery, settings, private_dir, renders):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_DOWNLOAD": (2, 600)}
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    assert download(client, delivery, "192.0.2.1").status_code == 200
+    assert download(client, delivery, "192.0.2.2").status_code == 200
+    throttled = download(client, delivery, "192.0.2.3")  # a new IP, the same link
+    assert throttled.status_code == 429
+    page = throttled.content.decode()
+    assert '<meta name="robots" content="noindex">' in page
+    assert throttled["X-Robots-Tag"] == "noindex"
+    assert "Please try again a little later" in page
+    assert "backpain_report/css/backpain_report.css" in page and "bpr-message" in page
+    other = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    assert download(client, other, "192.0.2.3").status_code == 200
+
+
+def test_downloads_are_throttled_per_ip(client, make_delivery, settings, private_dir, renders):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_DOWNLOAD": (2, 600)}
+    links = [make_delivery(status=Delivery.Status.SENT) for _ in range(4)]
+    assert download(client, links[0], "2001:db8:5::1").status_code == 200
+    assert download(client, links[1], "2001:db8:5::2").status_code == 200
+    assert download(client, links[2], "2001:db8:5::3").status_code == 429  # same /64
+    assert renders == [links[0].pk, links[1].pk]  # nothing rendered for the throttled one
+    assert download(client, links[3], "198.51.100.4").status_code == 200
+
+
+def test_a_garbage_token_flood_is_throttled_per_ip(client, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_DOWNLOAD": (2, 600)}
+    path = reverse("backpain_report:download", args=["not-a-token"])
+    statuses = [client.get(path, REMOTE_ADDR="192.0.2.99").status_code for _ in range(3)]
+    assert statuses == [400, 400, 429]
+
+
+def test_the_stored_name_is_keyed_and_says_nothing(make_delivery, settings):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    name = pdfstore.delivery_pdf_name(delivery)
+    assert name.startswith("backpain_report/readers/") and name.endswith(".pdf")
+    # Nothing but keyed hashes: no id, name or slug anyone could enumerate.
+    assert re.fullmatch(
+        r"backpain_report/readers/([0-9a-f]{2})/\1[0-9a-f]{30}/[0-9a-f]{32}\.pdf", name
+    )
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only"
+    assert pdfstore.delivery_pdf_name(delivery) != name
+
+
+def test_a_new_edition_or_name_is_a_new_file_and_the_old_one_goes(
+    client, make_delivery, private_dir, renders
+):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    first = download(client, delivery)["ETag"]
+    delivery.report.edition += 1
+    delivery.report.save()
+    second = download(client, delivery)
+    assert second["ETag"] != first and len(renders) == 2
+    assert len(stored_files(private_dir)) == 1
+
+
+def test_erasing_a_subscriber_deletes_their_stored_pdfs(
+    client, make_delivery, private_dir, renders
+):
+    ann = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    second = make_delivery(  # a resend to the same reader
+        subscriber=ann.subscriber, reason="resend", status=Delivery.Status.SENT
+    )
+    bob = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    for delivery in (ann, second, bob):
+        assert download(client, delivery).status_code == 200
+    assert len(stored_files(private_dir)) == 3
+    subscriber_erase(subscriber=ann.subscriber)
+    left = stored_files(private_dir)
+    assert [p.name for p in left] == [pdfstore.delivery_pdf_name(bob).rpartition("/")[2]]
+    for delivery in (ann, second):  # their folders went too
+        assert not (private_dir / pdfstore.delivery_pdf_name(delivery)).parent.exists()
+    assert download(client, ann).status_code == 410  # and the link stays dead
+
+
+def test_delivery_files_delete_finds_files_named_under_an_old_key(
+    make_delivery, settings, private_dir
+):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    pdfstore.delivery_pdf_save(delivery, FAKE_PDF, pdfstore.delivery_prepared_on(delivery))
+    old_key = settings.SECRET_KEY
+    settings.SECRET_KEY = "a-rotated-secret-key-for-this-test-only"
+    settings.SECRET_KEY_FALLBACKS = [old_key]
+    assert pdfstore.delivery_files_delete([delivery.pk, 10**9]) == 1
+    assert stored_files(private_dir) == []
+
+
+def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
+    client, admin_client, make_delivery, private_dir, renders, settings,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    """The admin's delete (page and action) and the purge leave no reader's PDF behind."""
+    from backpain_report.models import Subscriber
+    from backpain_report.privacy import unconfirmed_purge
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+    ann, bob, cat, dan = (
+        make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now()) for _ in range(4)
+    )
+    for delivery in (ann, bob, cat, dan):
+        assert download(client, delivery).status_code == 200
+    assert len(stored_files(private_dir)) == 4
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(  # the subscriber's delete page
+            reverse("admin:backpain_report_subscriber_delete", args=[ann.subscriber_id]),
+            {"post": "yes"},
+        )
+        admin_client.post(  # "delete selected" on deliveries
+            reverse("admin:backpain_report_delivery_changelist"),
+            {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
+        )
+        # A re-subscribed reader who never confirmed again is purged with their old PDF.
+        Subscriber.objects.filter(pk=cat.subscriber_id).update(
+            confirmation_requested_at=timezone.now() - datetime.timedelta(days=30)
+        )
+        assert unconfirmed_purge(older_than_days=10) == 1
+    assert not Subscriber.objects.filter(pk=ann.subscriber_id).exists()
+    assert not Delivery.objects.filter(pk=bob.pk).exists()
+    [left] = stored_files(private_dir)
+    assert pdfstore.delivery_pdf_find(dan) is not None and left.name.endswith(".pdf")
