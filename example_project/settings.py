@@ -207,6 +207,8 @@ BACKPAIN_REPORT = {
     "FROM_EMAIL": DEFAULT_FROM_EMAIL,
     "SITE_URL": EXAMPLE_SITE_URL,
     "TRUSTED_PROXIES": int(os.environ.get("BACKPAIN_TRUSTED_PROXIES") or 0),
+    # BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow: the outbox shows the confirm email.
+    "DOUBLE_OPT_IN": _env_bool("BACKPAIN_DOUBLE_OPT_IN", False),
 }
 
 # Delivery timings from the environment, for the fault-injection tests
