@@ -194,3 +194,11 @@ def test_an_article_unpublished_meanwhile_still_sends_the_report_asked_for(artic
     article.save()
     assert process_signup(signup.pk) == "sent"
     assert Subscriber.objects.get().source_article == article
+
+
+def test_staff_see_sign_ups_waiting_for_a_worker_read_only(admin_client, article, published):
+    _submit(article, email="waiting@example.com")
+    url = reverse("admin:backpain_report_pendingsignup_changelist")
+    page = admin_client.get(url)
+    assert page.status_code == 200 and "waiting@example.com" in page.content.decode()
+    assert admin_client.get(url + "add/").status_code == 403
