@@ -194,3 +194,44 @@ def test_an_article_unpublished_meanwhile_still_sends_the_report_asked_for(artic
     article.save()
     assert process_signup(signup.pk) == "sent"
     assert Subscriber.objects.get().source_article == article
+
+
+# --- Hostile review (issue 10): promises the sign-up inbox does not keep -------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a re-subscription inside the address window is never sent the report, not even "
+    "by a later sign-up once the window has passed",
+)
+def test_a_resubscription_inside_the_window_is_sent_the_report_once_the_window_passed(
+    article, published, make_subscriber, make_delivery
+):
+    now = timezone.now()
+    reader = make_subscriber(email="ann@example.com", unsubscribed_at=now)
+    make_delivery(subscriber=reader, status="sent", sent_at=now)  # the report, minutes ago
+    process_signup(_submit(article).pk)  # a new consent, inside the window: nothing yet
+    reader.refresh_from_db()
+    assert reader.is_subscribed and not mail.outbox
+    # Two hours later the reader, still without the report they re-asked for, signs up again.
+    Delivery.objects.update(created_at=now - timezone.timedelta(hours=2))
+    process_signup(_submit(article).pk)
+    assert len(mail.outbox) == 1  # README: "without double opt-in it goes out again"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a known reader whose only delivery of the edition failed (or was cancelled) never "
+    "gets it again by signing up: the failed row counts as having the edition",
+)
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
+    article, published, make_subscriber, make_delivery, status
+):
+    reader = make_subscriber(email="ann@example.com")
+    old = make_delivery(subscriber=reader, status=status, last_error="SMTP 552: mailbox full")
+    Delivery.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timezone.timedelta(days=2)
+    )
+    process_signup(_submit(article).pk)  # README: nothing only for a reader who *has* it
+    assert len(mail.outbox) == 1
