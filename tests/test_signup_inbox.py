@@ -235,3 +235,20 @@ def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
     )
     process_signup(_submit(article).pk)  # README: nothing only for a reader who *has* it
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a sign-up whose first publish failed keeps publish_failed_at after the sweep "
+    "re-published it, so every later sweep publishes it again, grace or not",
+)
+def test_a_swept_signup_is_not_published_again_by_the_next_sweep(article, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    signup = _submit(article)
+    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    publishing.publish_signups([signup.pk])  # the request's publish failed
+    monkeypatch.setattr(publishing.current_app, "send_task", lambda *a, **k: None)
+    assert signups_sweep().published == 1  # the broker is back: re-published
+    assert signups_sweep().found == 0  # within the grace period: nothing to do
