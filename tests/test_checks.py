@@ -177,3 +177,38 @@ def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too()
     source = Path(checks.__file__).read_text()
     used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', source))
     assert used == set(re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M))
+
+
+# --- Hostile review (issue 10): settings a careless site owner can get wrong ---------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a CONSENT_VERSION longer than its 20-character column passes every check, then "
+    "every sign-up is a 500 on PostgreSQL (value too long for varchar(20))",
+)
+def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(settings):
+    from backpain_report.models import PendingSignup, Subscriber
+    from backpain_report.services import _consent_fields
+
+    version = "2025-06-01-privacy-policy-v3"  # a plausible version label, 28 characters
+    found = ids(
+        {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "CONSENT_VERSION": version}, settings
+    )
+    stored = _consent_fields(ip=None, user_agent="", source_url="")["consent_version"]
+    fits = all(
+        len(stored) <= model._meta.get_field("consent_version").max_length
+        for model in (PendingSignup, Subscriber)
+    )
+    assert "backpain_report.E002" in found or fits
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="THROTTLE_IP/THROTTLE_DOWNLOAD of the wrong shape (not two numbers) pass E002, then "
+    "every sign-up (or download) raises: a 500",
+)
+@pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), []])
+def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
+    found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_IP": value}, settings)
+    assert "backpain_report.E002" in found

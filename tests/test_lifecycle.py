@@ -274,3 +274,46 @@ def test_confirm_signal_receiver_errors_never_break_the_confirmation(
     assert response.status_code == 200 and "confirmed" in response.content.decode()
     assert Delivery.objects.filter(kind="report").count() == 1
     assert "RuntimeError" in caplog.text
+
+
+# --- Hostile review (issue 10): what a stranger can make the app send to someone else ------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with the default single opt-in the report email, addressed by name, goes to an "
+    "address nobody confirmed: the text a stranger typed as the name reaches it",
+)
+def test_nothing_a_stranger_types_reaches_an_unconfirmed_address_by_default(
+    client, article, no_broker, django_capture_on_commit_callbacks
+):
+    name = "Your account is locked call 555 0100 now"  # no URL, no address: the form accepts it
+    sign_up(client, django_capture_on_commit_callbacks, name=name, email="victim@example.com")
+    send_all()
+    [message] = mail.outbox  # sent at once: nobody confirmed victim@example.com
+    bodies = [message.body, *(content for content, _type in message.alternatives)]
+    # README: "nothing the sign-up form lets a sender type reaches an unconfirmed address"
+    assert not any(name in body for body in bodies)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the confirmation email promises 'we will not write to you again', but a stranger "
+    "re-submitting the address gets it another confirmation every THROTTLE_ADDRESS_WINDOW",
+)
+def test_an_ignored_confirmation_is_not_followed_by_more(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
+):
+    sign_up(client, django_capture_on_commit_callbacks, email="victim@example.com")
+    send_all()
+    [first] = mail.outbox
+    assert "we will not write to you again" in first.body
+    for hours in (2, 4, 6):  # the stranger comes back after each window
+        Delivery.objects.update(created_at=first_sent_minus(hours))
+        sign_up(client, django_capture_on_commit_callbacks, email="victim@example.com")
+        send_all()
+    assert len(mail.outbox) == 1
+
+
+def first_sent_minus(hours: int) -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours)

@@ -1,3 +1,4 @@
+import contextlib
 import json
 
 import pytest
@@ -150,3 +151,120 @@ def test_erase_drops_pending_signups_of_the_address(make_subscriber, article):
     signup_submit(name="Ann", email="Ann@Example.com", article=article)
     subscriber_erase(subscriber=subscriber)
     assert not PendingSignup.objects.exists()
+
+
+# --- Hostile review (issue 10): erasure and purge promises ---------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="backpain_privacy erase refuses an address whose sign-up is still in the inbox "
+    "(no Subscriber yet): the PendingSignup survives and is later turned into a subscriber "
+    "who is emailed",
+)
+def test_erase_command_erases_an_address_whose_signup_waits_in_the_inbox(article):
+    from backpain_report.models import PendingSignup
+    from backpain_report.services import signup_submit
+
+    signup_submit(name="Ann", email="ann@example.com", article=article)  # worker not run yet
+    # "No subscriber with the address": the erasure request is not carried out.
+    with contextlib.suppress(CommandError):
+        call_command("backpain_privacy", "erase", "ann@example.com")
+    assert not PendingSignup.objects.filter(email_canonical="ann@example.com").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a worker rendering a link delivery while its reader is erased stores the PDF "
+    "(with the reader's name) after the erasure deleted their files: it is never deleted",
+)
+def test_erasure_during_a_render_leaves_no_pdf_with_the_name(make_delivery, settings, monkeypatch):
+    from backpain_report import pdfstore, sending
+    from backpain_report.privatestorage import private_storage
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
+    delivery = make_delivery()
+
+    def render_while_erased(claimed):
+        subscriber_erase(subscriber=claimed.subscriber)  # staff erase the reader mid-render
+        return b"%PDF-1.7 the reader's PDF, with their name on the cover"
+
+    monkeypatch.setattr(sending, "delivery_pdf", render_while_erased)
+    result = sending.delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is sending.Outcome.SKIPPED  # nothing was sent: the claim was gone
+    storage = private_storage()
+    left = []
+    for folder in pdfstore._delivery_dirs(delivery.pk):
+        if storage.exists(folder):
+            left += storage.listdir(folder)[1]
+    assert left == []  # README: erasing a subscriber deletes their stored PDFs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the purge deletes the ids it selected without re-checking them: a reader whose "
+    "fresh sign-up is processed between the SELECT and the DELETE is deleted",
+)
+def test_purge_keeps_a_reader_who_signs_up_afresh_while_it_runs(
+    make_subscriber, double_opt_in, article, monkeypatch
+):
+    from backpain_report import privacy, services
+
+    reader = _asked(make_subscriber, 30, email="ann@example.com")
+
+    class RacingDelivery:
+        """The worker processes Ann's new sign-up right after the purge chose its rows."""
+
+        class objects:
+            @staticmethod
+            def filter(**lookup):
+                services.subscriber_signup(name="Ann", email="ann@example.com", article=article)
+                return Delivery.objects.filter(**lookup)
+
+    monkeypatch.setattr(privacy, "Delivery", RacingDelivery)
+    privacy.unconfirmed_purge(older_than_days=8)
+    # README: "counted from the latest request, so a reader who signed up afresh is kept"
+    assert Subscriber.objects.filter(pk=reader.pk).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="--days N at the confirmation link's lifetime still deletes readers whose link "
+    "works: the link's clock starts when the email is built (after retries), not at the request",
+)
+def test_purge_at_the_minimum_age_deletes_nobody_holding_a_working_link(
+    make_subscriber, double_opt_in, make_delivery
+):
+    from unittest import mock
+
+    from backpain_report import links
+    from backpain_report.privacy import unconfirmed_min_days, unconfirmed_purge
+    from backpain_report.tokens import ConfirmState, read_confirm_token
+
+    reader = _asked(make_subscriber, 0)
+    asked = timezone.now() - timezone.timedelta(days=7, hours=1)
+    Subscriber.objects.filter(pk=reader.pk).update(confirmation_requested_at=asked)
+    reader.refresh_from_db()
+    # The confirmation went out two hours after the request (SMTP 4xx retries, a broker outage).
+    built = (asked + timezone.timedelta(hours=2)).timestamp()
+    with mock.patch("django.core.signing.time.time", return_value=built):
+        token = links.confirm_url(reader).rstrip("/").rpartition("/")[2]
+    assert read_confirm_token(token).state is ConfirmState.VALID  # the reader's link works
+    unconfirmed_purge(older_than_days=unconfirmed_min_days())  # --days 7, the allowed minimum
+    assert Subscriber.objects.filter(pk=reader.pk).exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the export leaves out the subscriber's sign-ups still in the inbox (name, consent "
+    "record, IP hash, user agent of the latest request)",
+)
+def test_export_holds_the_signups_still_in_the_inbox(make_subscriber, article):
+    from backpain_report.services import signup_submit
+
+    subscriber = make_subscriber(email="ann@example.com")
+    signup_submit(
+        name="Ann Newname", email="ann@example.com", article=article, user_agent="AgentX/1.0"
+    )
+    exported = json.dumps(subscriber_export(subscriber=subscriber))
+    assert "Ann Newname" in exported and "AgentX/1.0" in exported

@@ -451,3 +451,26 @@ def test_a_hung_smtp_server_cannot_hold_a_claim_without_a_configured_timeout(
     assert elapsed < 30
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.PENDING and "timed out" in delivery.last_error
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the re-check before SMTP looks at the claim only: a reader who unsubscribes while "
+    "their report renders is still sent it (only pending rows are cancelled)",
+)
+def test_a_reader_who_unsubscribes_during_the_render_is_not_sent_the_report(
+    make_delivery, monkeypatch
+):
+    from backpain_report import sending
+    from backpain_report.subscriptions import subscriber_unsubscribe
+
+    delivery = make_delivery()
+    real_render = sending.delivery_pdf
+
+    def render_while_unsubscribing(claimed):
+        subscriber_unsubscribe(subscriber_id=claimed.subscriber_id)  # one-click, mid-render
+        return real_render(claimed)
+
+    monkeypatch.setattr(sending, "delivery_pdf", render_while_unsubscribing)
+    delivery_send(delivery_id=delivery.pk)
+    assert mail.outbox == []  # consent was withdrawn before the message was handed over

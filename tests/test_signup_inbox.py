@@ -202,3 +202,61 @@ def test_staff_see_sign_ups_waiting_for_a_worker_read_only(admin_client, article
     page = admin_client.get(url)
     assert page.status_code == 200 and "waiting@example.com" in page.content.decode()
     assert admin_client.get(url + "add/").status_code == 403
+
+
+# --- Hostile review (issue 10): promises the sign-up inbox does not keep -------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a re-subscription inside the address window is never sent the report, not even "
+    "by a later sign-up once the window has passed",
+)
+def test_a_resubscription_inside_the_window_is_sent_the_report_once_the_window_passed(
+    article, published, make_subscriber, make_delivery
+):
+    now = timezone.now()
+    reader = make_subscriber(email="ann@example.com", unsubscribed_at=now)
+    make_delivery(subscriber=reader, status="sent", sent_at=now)  # the report, minutes ago
+    process_signup(_submit(article).pk)  # a new consent, inside the window: nothing yet
+    reader.refresh_from_db()
+    assert reader.is_subscribed and not mail.outbox
+    # Two hours later the reader, still without the report they re-asked for, signs up again.
+    Delivery.objects.update(created_at=now - timezone.timedelta(hours=2))
+    process_signup(_submit(article).pk)
+    assert len(mail.outbox) == 1  # README: "without double opt-in it goes out again"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a known reader whose only delivery of the edition failed (or was cancelled) never "
+    "gets it again by signing up: the failed row counts as having the edition",
+)
+@pytest.mark.parametrize("status", ["failed", "cancelled"])
+def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
+    article, published, make_subscriber, make_delivery, status
+):
+    reader = make_subscriber(email="ann@example.com")
+    old = make_delivery(subscriber=reader, status=status, last_error="SMTP 552: mailbox full")
+    Delivery.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - timezone.timedelta(days=2)
+    )
+    process_signup(_submit(article).pk)  # README: nothing only for a reader who *has* it
+    assert len(mail.outbox) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a sign-up whose first publish failed keeps publish_failed_at after the sweep "
+    "re-published it, so every later sweep publishes it again, grace or not",
+)
+def test_a_swept_signup_is_not_published_again_by_the_next_sweep(article, monkeypatch):
+    def broker_down(*args, **kwargs):
+        raise ConnectionRefusedError("broker down")
+
+    signup = _submit(article)
+    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    publishing.publish_signups([signup.pk])  # the request's publish failed
+    monkeypatch.setattr(publishing.current_app, "send_task", lambda *a, **k: None)
+    assert signups_sweep().published == 1  # the broker is back: re-published
+    assert signups_sweep().found == 0  # within the grace period: nothing to do
