@@ -165,6 +165,7 @@ def test_embedded_defaults_need_no_servers(tmp_path):
         "FROM_EMAIL": "Back Pain Reports <reports@example.com>",
         "SITE_URL": "http://127.0.0.1:8000",
         "TRUSTED_PROXIES": 0,
+        "DOUBLE_OPT_IN": False,
     }
     assert got["installed_apps"][-3:] == ["crispy_bootstrap5", "backpain_report", "example_project"]
 
