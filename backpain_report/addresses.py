@@ -75,7 +75,7 @@ def name_has_address(name: str) -> bool:
 
 def clean_name(value: str) -> str:
     """Normalise a reader's name: NFC, control characters removed, spaces collapsed, bounded;
-    a name holding a web or email address (:func:`name_has_address`) is refused."""
+    a name holding a web or email address (:func:`name_has_address`) or a digit is refused."""
     value = unicodedata.normalize("NFC", value or "")
     value = _UNSAFE_CHARS.sub(" ", value)
     value = " ".join(value.split())
@@ -90,6 +90,10 @@ def clean_name(value: str) -> str:
         raise ValidationError(
             _("Please enter just your name — no web or email addresses."), code="address"
         )
+    if any(unicodedata.category(char) == "Nd" for char in value):
+        # A phone number is the one call to action left once links and addresses are refused:
+        # with single opt-in the name reaches an unconfirmed address (greeting, PDF cover).
+        raise ValidationError(_("Please enter just your name — no numbers."), code="digits")
     return value
 
 

@@ -157,7 +157,7 @@ class Delivery(models.Model):
     class Reason(models.TextChoices):
         SIGNUP = "signup", _("Sign-up")
         RESEND = "resend", _("Resend")
-        RESUBSCRIBE = "resubscribe", _("Re-subscription")
+        SIGNUP_AGAIN = "signup_again", _("Signed up again")
 
     class Kind(models.TextChoices):
         REPORT = "report", _("Report")

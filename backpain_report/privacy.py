@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from . import pdfstore
@@ -55,7 +55,44 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             }
             for delivery in subscriber.deliveries.select_related("report").order_by("created_at")
         ],
+        "pending_signups": pending_signups_export(email_canonical=subscriber.email_canonical),
     }
+
+
+def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
+    """The sign-ups of an address that no worker has processed yet (normally none)."""
+    return [
+        {
+            "email": signup.email,
+            "name": signup.name,
+            "source_url": signup.source_url,
+            "submitted_at": _iso(signup.created_at),
+            "consent": {
+                "text": signup.consent_text,
+                "version": signup.consent_version,
+                "given_at": _iso(signup.consented_at),
+                "ip": signup.consent_ip,
+                "user_agent": signup.consent_user_agent,
+            },
+        }
+        for signup in PendingSignup.objects.filter(email_canonical=email_canonical).order_by("pk")
+    ]
+
+
+def address_erase(*, email_canonical: str) -> tuple[Subscriber | None, int]:
+    """Erase everything held about an address: its subscriber (anonymised, see
+    :func:`subscriber_erase`) and its sign-ups still waiting for a worker (deleted).
+
+    Returns the subscriber (None if there was none) and how many waiting sign-ups went. The
+    waiting rows go first: a worker processing one meanwhile either finds it gone or has
+    committed its subscriber, which is then erased.
+    """
+    with transaction.atomic():
+        waiting = PendingSignup.objects.filter(email_canonical=email_canonical).delete()[0]
+    subscriber = Subscriber.objects.filter(email_canonical=email_canonical).first()
+    if subscriber is not None:
+        subscriber_erase(subscriber=subscriber)
+    return subscriber, waiting
 
 
 def subscriber_erase(*, subscriber: Subscriber) -> None:
@@ -88,8 +125,13 @@ class PurgeNotApplicable(Exception):
 
 
 def unconfirmed_min_days() -> int:
-    """The shortest purge age: a confirmation link must have expired before its reader goes."""
-    return max(1, math.ceil(int(app_settings.CONFIRM_MAX_AGE) / 86400))
+    """The shortest purge age: a confirmation link must have expired before its reader goes.
+
+    A link's clock starts when its email is built, which retries or a broker outage can put
+    after the request: one day more than the link lives, and :func:`unconfirmed_stale` also
+    keeps readers sent a confirmation within the age.
+    """
+    return math.ceil(int(app_settings.CONFIRM_MAX_AGE) / 86400) + 1
 
 
 def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
@@ -108,11 +150,19 @@ def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
     minimum = unconfirmed_min_days()
     if older_than_days < minimum:
         raise ValueError(
-            f"Confirmation links work for {minimum} days (CONFIRM_MAX_AGE): purge only "
-            f"requests older than that (--days {minimum} or more)."
+            f"Confirmation links work for {minimum - 1} days (CONFIRM_MAX_AGE), counted from "
+            f"when their email is built: purge only requests older than that and a day "
+            f"(--days {minimum} or more)."
         )
     cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    confirmations = Delivery.objects.filter(
+        subscriber=OuterRef("pk"), kind=Delivery.Kind.CONFIRMATION
+    )
+    recent_link = confirmations.filter(
+        Q(sent_at__gte=cutoff) | Q(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING])
+    )
     return Subscriber.objects.filter(
+        ~Exists(recent_link),
         confirmed_at__isnull=True,
         confirmation_requested_at__isnull=False,
         confirmation_requested_at__lt=cutoff,
@@ -137,13 +187,17 @@ def subscribers_delete(subscribers: QuerySet[Subscriber]) -> int:
     once it commits.
     """
     with transaction.atomic():
-        ids = list(subscribers.values_list("pk", flat=True))
-        delivery_ids = list(
-            Delivery.objects.filter(subscriber_id__in=ids).values_list("pk", flat=True)
+        # Lock the rows (PostgreSQL): a sign-up being processed for one of them waits for us.
+        ids = list(subscribers.select_for_update(of=("self",)).values_list("pk", flat=True))
+        deliveries = list(
+            Delivery.objects.filter(subscriber_id__in=ids).values_list("pk", "subscriber_id")
         )
-        Subscriber.objects.filter(pk__in=ids).delete()
-        transaction.on_commit(lambda: pdfstore.delivery_files_delete(delivery_ids), robust=True)
-    return len(ids)
+        # Delete only rows that still match (a fresh sign-up may have changed one meanwhile).
+        going = set(subscribers.filter(pk__in=ids).values_list("pk", flat=True))
+        Subscriber.objects.filter(pk__in=going).delete()
+        files = [pk for pk, subscriber_id in deliveries if subscriber_id in going]
+        transaction.on_commit(lambda: pdfstore.delivery_files_delete(files), robust=True)
+    return len(going)
 
 
 def deliveries_delete(deliveries: QuerySet[Delivery]) -> int:

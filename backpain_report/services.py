@@ -125,16 +125,22 @@ def _recently_emailed(subscriber: Subscriber) -> bool:
     )
 
 
+def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
+    """Whether a confirmation is on its way, or went out within ``CONFIRM_MAX_AGE`` and its
+    link may still work: then a sign-up sends no other one (an ignored request is not
+    followed by more until its link has expired)."""
+    since = timezone.now() - timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
+    return (
+        subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION, created_at__gte=since)
+        .exclude(status__in=[Delivery.Status.CANCELLED, Delivery.Status.FAILED])
+        .exists()
+    )
+
+
 def _confirmation_for_signup(
     subscriber: Subscriber, report: Report, *, publish: bool = True
 ) -> Delivery:
-    """A confirmation email, unless one is already on its way; stamps the request's time."""
-    waiting = subscriber.deliveries.filter(
-        kind=Delivery.Kind.CONFIRMATION,
-        status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING],
-    ).first()
-    if waiting is not None:
-        return waiting
+    """A confirmation email for a sign-up; stamps the request's time."""
     now = timezone.now()
     Subscriber.objects.filter(pk=subscriber.pk).update(confirmation_requested_at=now)
     subscriber.confirmation_requested_at = now
@@ -150,14 +156,31 @@ def _confirmation_for_signup(
     return delivery
 
 
-def _delivery_for_signup(
-    subscriber: Subscriber, report: Report, *, fresh_consent: bool = False, publish: bool = True
-) -> Delivery | None:
-    """The report for a sign-up: the current edition's sign-up delivery, created once.
+#: Report deliveries that count as the reader having (or about to have) the report.
+_DELIVERED_OR_ON_ITS_WAY = [Delivery.Status.PENDING, Delivery.Status.SENDING, Delivery.Status.SENT]
 
-    ``fresh_consent`` (a re-subscription, once won) sends the report again even when this
-    edition went out before the reader unsubscribed.
+
+def _delivery_for_signup(
+    subscriber: Subscriber, report: Report, *, publish: bool = True
+) -> Delivery:
+    """The current edition for this reader, unless they already have it since their consent.
+
+    A reader "has" the edition when a report of it was sent, or is on its way, after their
+    latest consent: a failed or cancelled one does not count, nor one sent before they
+    unsubscribed and signed up afresh. The first report of an edition is the unique sign-up
+    delivery; any later one is a "signed up again" delivery.
     """
+    has_it = subscriber.deliveries.filter(
+        kind=Delivery.Kind.REPORT,
+        report=report,
+        edition=report.edition,
+        status__in=_DELIVERED_OR_ON_ITS_WAY,
+    )
+    if subscriber.consented_at is not None:
+        has_it = has_it.filter(created_at__gte=subscriber.consented_at)
+    existing = has_it.order_by("-created_at").first()
+    if existing is not None:
+        return existing
     lookup = {
         "subscriber": subscriber,
         "report": report,
@@ -172,12 +195,11 @@ def _delivery_for_signup(
             delivery, created = Delivery.objects.get_or_create(**lookup, defaults=handed_over)
     except IntegrityError:
         delivery, created = Delivery.objects.get(**lookup), False
-    if not created and fresh_consent:
+    if not created:  # that one failed, was cancelled, or predates the latest consent
         delivery = Delivery.objects.create(
-            **{**lookup, "reason": Delivery.Reason.RESUBSCRIBE}, **handed_over
+            **{**lookup, "reason": Delivery.Reason.SIGNUP_AGAIN}, **handed_over
         )
-        created = True
-    if created and publish:
+    if publish:
         publish_on_commit(delivery.pk)
     return delivery
 
@@ -195,7 +217,9 @@ def subscriber_signup(
 ) -> SignupResult:
     """Record a sign-up and queue the report; a known address makes no second subscriber.
 
-    A known, subscribed address gets no new email for an edition it already has. An address
+    A known, subscribed address gets no new email for an edition it already has (see
+    :func:`_delivery_for_signup`), nor anything within ``THROTTLE_ADDRESS_WINDOW`` of the last
+    email, nor a second confirmation while an unanswered one's link may still work. An address
     that had unsubscribed is re-subscribed: that is a new consent, so with double opt-in it is
     asked to confirm again, and once confirmed (or at once without double opt-in) the report goes
     out again. ``consent`` carries the consent record taken in the request (else it is made
@@ -229,11 +253,10 @@ def subscriber_signup(
         elif not created and _recently_emailed(subscriber):
             logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
         elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
-            delivery = _confirmation_for_signup(subscriber, report, publish=publish)
+            if resubscribed or not _asked_to_confirm_recently(subscriber):
+                delivery = _confirmation_for_signup(subscriber, report, publish=publish)
         else:
-            delivery = _delivery_for_signup(
-                subscriber, report, fresh_consent=resubscribed, publish=publish
-            )
+            delivery = _delivery_for_signup(subscriber, report, publish=publish)
         if created or resubscribed:
             send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
@@ -255,7 +278,7 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
         subscriber.refresh_from_db()
         report = _report_for(subscriber)
         if app_settings.DOUBLE_OPT_IN and report is not None:
-            _delivery_for_signup(subscriber, report, fresh_consent=True)
+            _delivery_for_signup(subscriber, report)
         send_after_commit(signals.subscriber_confirmed, sender=Subscriber, subscriber=subscriber)
     return True
 

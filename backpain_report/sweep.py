@@ -89,6 +89,7 @@ def signups_sweep(*, limit: int = 1000) -> SweepResult:
         if connection.features.has_select_for_update_skip_locked:
             rows = rows.select_for_update(skip_locked=True)
         ids = list(rows.values_list("pk", flat=True)[:limit])
-        PendingSignup.objects.filter(pk__in=ids).update(enqueued_at=now)
+        # A failed publish is retried now; if it fails again, the publish records it again.
+        PendingSignup.objects.filter(pk__in=ids).update(enqueued_at=now, publish_failed_at=None)
     published = publish_signups(ids) if ids else 0
     return SweepResult(found=len(ids), published=published)

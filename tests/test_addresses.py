@@ -34,7 +34,7 @@ REAL_NAMES = [
     "محمد",
     "Anne-Marie d'Arc Jr.",
     "Louis XIV",
-    "Ann 2.0",
+    "Ann Lee II",
 ]
 # Names that would carry a link or an address into an email: URLs, hosts, addresses, also
 # written with fullwidth or ideographic dots, invisible characters or spaces around the dot.
@@ -100,3 +100,11 @@ def test_an_accepted_address_has_a_canonical_form_that_fits_its_column():
     for model in (PendingSignup, Subscriber):
         limit = model._meta.get_field("email_canonical").max_length
         assert len(canonical_email(accepted)) <= limit, model.__name__
+
+
+@pytest.mark.parametrize("name", ["Ann 2.0", "Call 555 0100", "Bob ٣", "Zoë \uff10\uff17"])
+def test_names_with_digits_are_refused_with_the_reason(name):
+    """A phone number is a call to action too (the name reaches unconfirmed addresses)."""
+    with pytest.raises(ValidationError) as caught:
+        clean_name(name)
+    assert caught.value.messages == ["Please enter just your name — no numbers."]

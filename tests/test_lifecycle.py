@@ -216,7 +216,7 @@ def test_resubscribing_with_double_opt_in_must_be_confirmed_again(
     client.post(reverse("backpain_report:confirm", args=[make_confirm_token(again)]))
     send_all()
     assert len(mail.outbox) == 2 and mail.outbox[1].attachments
-    assert Delivery.objects.filter(kind="report", reason="resubscribe", status="sent").count() == 1
+    assert Delivery.objects.filter(kind="report", reason="signup_again", status="sent").count() == 1
 
 
 def test_resubscribing_with_single_opt_in_sends_the_report_again(
@@ -230,7 +230,7 @@ def test_resubscribing_with_single_opt_in_sends_the_report_again(
     sign_up(client, django_capture_on_commit_callbacks)  # a second submit changes nothing more
     send_all()
     assert len(mail.outbox) == 2
-    assert Delivery.objects.filter(reason="resubscribe").count() == 1
+    assert Delivery.objects.filter(reason="signup_again").count() == 1
 
 
 def test_confirm_page_tells_an_unsubscribed_reader_what_happened(
@@ -279,28 +279,32 @@ def test_confirm_signal_receiver_errors_never_break_the_confirmation(
 # --- Hostile review (issue 10): what a stranger can make the app send to someone else ------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with the default single opt-in the report email, addressed by name, goes to an "
-    "address nobody confirmed: the text a stranger typed as the name reaches it",
-)
-def test_nothing_a_stranger_types_reaches_an_unconfirmed_address_by_default(
+def test_a_stranger_cannot_put_a_call_to_action_in_front_of_an_unconfirmed_address(
     client, article, no_broker, django_capture_on_commit_callbacks
 ):
-    name = "Your account is locked call 555 0100 now"  # no URL, no address: the form accepts it
-    sign_up(client, django_capture_on_commit_callbacks, name=name, email="victim@example.com")
+    """Review finding: with single opt-in (the default) the report, greeting the reader by the
+    name typed, goes at once to an address nobody confirmed. What a stranger could use to lure
+    the owner of that address (a link, an address, a phone number) is refused in a name."""
+    for name in (
+        "Your account is locked call 555 0100 now",
+        "Call \uff10\uff12\uff10 \uff17\uff19\uff14\uff16",  # fullwidth digits
+        "Win big at casino dot com",  # no call to action left that leads anywhere: allowed
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post(
+                reverse("backpain_report:signup"),
+                {**SIGNUP, "name": name, "email": "victim@example.com"},
+            )
+        if any(char.isdigit() for char in name):
+            assert response.status_code == 200
+            assert "Please enter just your name — no numbers." in response.content.decode()
     send_all()
-    [message] = mail.outbox  # sent at once: nobody confirmed victim@example.com
-    bodies = [message.body, *(content for content, _type in message.alternatives)]
-    # README: "nothing the sign-up form lets a sender type reaches an unconfirmed address"
-    assert not any(name in body for body in bodies)
+    [message] = mail.outbox
+    assert "Hello Win big at casino dot com," in message.body  # README says so, precisely
+    # With double opt-in nothing typed reaches an unconfirmed address: see
+    # test_confirmation_email_carries_no_name.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the confirmation email promises 'we will not write to you again', but a stranger "
-    "re-submitting the address gets it another confirmation every THROTTLE_ADDRESS_WINDOW",
-)
 def test_an_ignored_confirmation_is_not_followed_by_more(
     client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
 ):
@@ -317,3 +321,21 @@ def test_an_ignored_confirmation_is_not_followed_by_more(
 
 def first_sent_minus(hours: int) -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=hours)
+
+
+def test_a_reader_whose_confirmation_link_expired_gets_a_fresh_one_by_signing_up_again(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, settings
+):
+    """No second request while the first link may work; after it expired, the reader (or the
+    form) may ask again, and the new link works."""
+    subscriber = sign_up(client, django_capture_on_commit_callbacks)
+    send_all()
+    sign_up(client, django_capture_on_commit_callbacks)  # the same day: nothing new
+    send_all()
+    assert len(mail.outbox) == 1
+    with time_machine.travel(datetime.timedelta(days=8), tick=True):  # the link has expired
+        sign_up(client, django_capture_on_commit_callbacks)
+        send_all()
+        assert len(mail.outbox) == 2
+        token = make_confirm_token(Subscriber.objects.get(pk=subscriber.pk))
+        assert read_confirm_token(token).state is ConfirmState.VALID

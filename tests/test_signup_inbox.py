@@ -138,7 +138,7 @@ def test_recently_emailed_address_gets_nothing_new_and_the_window_is_in_the_data
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 0}
     Subscriber.objects.filter(pk=gone.pk).update(unsubscribed_at=timezone.now())
     process_signup(_submit(article).pk)
-    assert Delivery.objects.filter(reason="resubscribe", status="sent").count() == 1
+    assert Delivery.objects.filter(reason="signup_again", status="sent").count() == 1
 
 
 def test_a_lost_signup_message_is_published_again_by_the_sweep(article, published, settings):
@@ -207,11 +207,6 @@ def test_staff_see_sign_ups_waiting_for_a_worker_read_only(admin_client, article
 # --- Hostile review (issue 10): promises the sign-up inbox does not keep -------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a re-subscription inside the address window is never sent the report, not even "
-    "by a later sign-up once the window has passed",
-)
 def test_a_resubscription_inside_the_window_is_sent_the_report_once_the_window_passed(
     article, published, make_subscriber, make_delivery
 ):
@@ -227,11 +222,6 @@ def test_a_resubscription_inside_the_window_is_sent_the_report_once_the_window_p
     assert len(mail.outbox) == 1  # README: "without double opt-in it goes out again"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a known reader whose only delivery of the edition failed (or was cancelled) never "
-    "gets it again by signing up: the failed row counts as having the edition",
-)
 @pytest.mark.parametrize("status", ["failed", "cancelled"])
 def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
     article, published, make_subscriber, make_delivery, status
@@ -245,11 +235,6 @@ def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
     assert len(mail.outbox) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sign-up whose first publish failed keeps publish_failed_at after the sweep "
-    "re-published it, so every later sweep publishes it again, grace or not",
-)
 def test_a_swept_signup_is_not_published_again_by_the_next_sweep(article, monkeypatch):
     def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")

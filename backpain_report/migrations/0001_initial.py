@@ -154,7 +154,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('edition', models.PositiveIntegerField(verbose_name='edition')),
-                ('reason', models.CharField(choices=[('signup', 'Sign-up'), ('resend', 'Resend'), ('resubscribe', 'Re-subscription')], default='signup', max_length=12, verbose_name='reason')),
+                ('reason', models.CharField(choices=[('signup', 'Sign-up'), ('resend', 'Resend'), ('signup_again', 'Signed up again')], default='signup', max_length=12, verbose_name='reason')),
                 ('kind', models.CharField(choices=[('report', 'Report'), ('confirmation', 'Confirmation request')], default='report', max_length=12, verbose_name='kind')),
                 ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=10, verbose_name='status')),
                 ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),

@@ -7,7 +7,8 @@ from backpain_report.addresses import canonical_email, email_masked
 from backpain_report.models import Subscriber
 from backpain_report.privacy import (
     PurgeNotApplicable,
-    subscriber_erase,
+    address_erase,
+    pending_signups_export,
     subscriber_export,
     unconfirmed_purge,
     unconfirmed_stale,
@@ -39,12 +40,26 @@ class Command(BaseCommand):
         if operation == "purge-unconfirmed":
             self._purge(days=options["days"], dry_run=options["dry_run"])
             return
-        subscriber = self._subscriber(options["email"])
+        canonical = self._canonical(options["email"])
         if operation == "export":
-            self.stdout.write(json.dumps(subscriber_export(subscriber=subscriber), indent=2))
-        else:
-            subscriber_erase(subscriber=subscriber)
-            self.stdout.write(f"Erased subscriber #{subscriber.pk}.")
+            subscriber = Subscriber.objects.filter(email_canonical=canonical).first()
+            waiting = pending_signups_export(email_canonical=canonical)
+            if subscriber is None and not waiting:
+                raise CommandError(f"No subscriber with the address {options['email']!r}.")
+            data = (
+                subscriber_export(subscriber=subscriber)
+                if subscriber is not None
+                else {"email_canonical": canonical, "pending_signups": waiting}
+            )
+            self.stdout.write(json.dumps(data, indent=2))
+            return
+        erased, waiting_count = address_erase(email_canonical=canonical)
+        if erased is None and not waiting_count:
+            raise CommandError(f"No subscriber with the address {options['email']!r}.")
+        if erased is not None:
+            self.stdout.write(f"Erased subscriber #{erased.pk}.")
+        if waiting_count:
+            self.stdout.write(f"Deleted {waiting_count} sign-ups waiting for a worker.")
 
     def _purge(self, *, days: int, dry_run: bool) -> None:
         try:
@@ -69,12 +84,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"Deleted {count} unconfirmed sign-ups.")
 
-    def _subscriber(self, email: str) -> Subscriber:
+    def _canonical(self, email: str) -> str:
         try:
-            canonical = canonical_email(email)
+            return canonical_email(email)
         except ValidationError as exc:
             raise CommandError(f"Not an email address: {email!r}") from exc
-        subscriber = Subscriber.objects.filter(email_canonical=canonical).first()
-        if subscriber is None:
-            raise CommandError(f"No subscriber with the address {email!r}.")
-        return subscriber
