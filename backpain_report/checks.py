@@ -1,7 +1,9 @@
 """System checks for the ``BACKPAIN_REPORT`` setting and what the app needs from the site.
 
-- ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address.
-- ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type.
+- ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address, or no Message-ID
+  that fits its column can be made from its domain.
+- ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
+  or a value too long for the column that stores it.
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -33,6 +35,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, storages
+from django.utils import timezone
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
 from .mailer import (
@@ -116,15 +119,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.E002",
             )
         )
-    from_email = config.get("FROM_EMAIL")
-    if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['FROM_EMAIL'] must be set to the sender of the report emails.",
-                hint='For example: {"FROM_EMAIL": "Reports <reports@example.com>"}',
-                id="backpain_report.E001",
-            )
-        )
+    errors.extend(_check_from_email(config))
     for app in REQUIRED_APPS:
         if not apps.is_installed(app):
             errors.append(
@@ -133,6 +128,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E003",
                 )
             )
+    errors.extend(_check_stored_values(config))
     errors.extend(_check_site_url(config))
     errors.extend(_check_time_zone())
     if hasattr(mail, "mailers") and not hasattr(settings, "MAILERS"):
@@ -147,6 +143,71 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
     errors.extend(_check_private_storage(config))
+    return errors
+
+
+def _check_from_email(config: dict) -> list:
+    """E001 unless FROM_EMAIL is an address whose domain makes a Message-ID that fits its column
+    (every email's Message-ID is built from that domain and stored on its delivery)."""
+    from_email = config.get("FROM_EMAIL")
+    hint = 'For example: {"FROM_EMAIL": "Reports <reports@example.com>"}'
+    if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] must be set to the sender of the report emails.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    from .emails import delivery_message_id
+    from .models import Delivery
+
+    limit = Delivery._meta.get_field("message_id").max_length
+    largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
+    try:
+        length = len(delivery_message_id(largest))
+    except UnicodeError:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] has a domain that is not a valid host name "
+                "(it cannot be IDNA-encoded), so no email could be sent.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    if length > limit:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] has a domain too long for the Message-ID built "
+                f"from it: up to {length} characters, stored in a column of {limit}.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    return []
+
+
+def _check_stored_values(config: dict) -> list:
+    """E002 for a value stored with every sign-up that is longer than its column (a database
+    with real varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
+    from .models import PendingSignup, Subscriber
+
+    errors = []
+    version = config.get("CONSENT_VERSION", DEFAULTS["CONSENT_VERSION"])
+    if not _wrong_type(version, _TYPES["CONSENT_VERSION"]):
+        limit = min(
+            model._meta.get_field("consent_version").max_length
+            for model in (PendingSignup, Subscriber)
+        )
+        if len(str(version)) > limit:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['CONSENT_VERSION'] is {len(str(version))} characters long; "
+                    f"it is stored with every sign-up in a column of {limit}.",
+                    hint=f'Use a short label, e.g. "2025-06-v3" (at most {limit} characters).',
+                    id="backpain_report.E002",
+                )
+            )
     return errors
 
 

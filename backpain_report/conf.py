@@ -24,7 +24,8 @@ DEFAULTS: dict[str, Any] = {
     "SITE_URL": None,
     # Slug of the article shown at the root of the app's URLs.
     "DEFAULT_ARTICLE": "back-pain-muscle-spasms-finding-the-culprits",
-    # The consent checkbox label and its version, stored with every sign-up.
+    # The consent checkbox label and its version (at most 20 characters), stored with every
+    # sign-up.
     "CONSENT_TEXT": (
         "Yes, email me the free report. I can unsubscribe at any time with one click."
     ),

@@ -182,11 +182,6 @@ def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too()
 # --- Hostile review (issue 10): settings a careless site owner can get wrong ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CONSENT_VERSION longer than its 20-character column passes every check, then "
-    "every sign-up is a 500 on PostgreSQL (value too long for varchar(20))",
-)
 def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(settings):
     from backpain_report.models import PendingSignup, Subscriber
     from backpain_report.services import _consent_fields
@@ -201,6 +196,40 @@ def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(setting
         for model in (PendingSignup, Subscriber)
     )
     assert "backpain_report.E002" in found or fits
+
+
+def test_a_consent_version_up_to_its_column_s_length_passes(settings):
+    assert ids({**BASE, "CONSENT_VERSION": "x" * 20}, settings) == set()
+    assert ids({**BASE, "CONSENT_VERSION": 3}, settings) == set()  # stored as "3"
+    assert ids({**BASE, "CONSENT_VERSION": "x" * 21}, settings) == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert "21 characters" in error.msg and "column of 20" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("from_email", "problem"),
+    [
+        # Every Message-ID, <pk.hash@domain>, is stored in a column of 255 characters.
+        ("Reports <r@" + ".".join(["x" * 55] * 4) + ".example.com>", "too long"),  # 235: valid DNS
+        ("r@" + "x" * 64 + ".com", "IDNA"),  # a label over 63 characters
+        ("r@a..com", "IDNA"),  # an empty label
+    ],
+    ids=["too-long", "label-over-63", "empty-label"],
+)
+def test_a_from_email_no_message_id_can_be_made_from_is_e001(settings, from_email, problem):
+    """Regression: a FROM_EMAIL whose domain cannot be encoded, or makes a Message-ID longer
+    than its column, passed E001 and then failed every delivery."""
+    from backpain_report.emails import delivery_message_id
+    from backpain_report.models import Delivery
+
+    assert ids({**BASE, "FROM_EMAIL": from_email}, settings) == {"backpain_report.E001"}
+    [error] = check_settings()
+    assert problem in error.msg
+    delivery = Delivery(pk=1, created_at=None)
+    if problem == "IDNA":
+        with pytest.raises(UnicodeError):
+            delivery_message_id(delivery)
+    assert ids({**BASE, "FROM_EMAIL": "Reports <r@bücher.example>"}, settings) == set()
 
 
 @pytest.mark.xfail(
