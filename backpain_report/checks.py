@@ -3,7 +3,8 @@
 - ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address, or no Message-ID
   that fits its column can be made from its domain.
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
-  or a value too long for the column that stores it.
+  or a value it cannot use (too long for the column that stores it, a throttle limit that is not
+  two positive integers, an alias that is not configured).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -46,6 +47,7 @@ from .mailer import (
     send_time_bound,
 )
 from .privatestorage import SITE_ALIAS, fallback_location
+from .throttling import limit_parse
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "FROM_EMAIL": (str,),
@@ -140,6 +142,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.W002",
             )
         )
+    errors.extend(_check_throttle_values(config))
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
     errors.extend(_check_private_storage(config))
@@ -270,6 +273,44 @@ def _check_claim_lease(config: dict) -> list:
     ]
 
 
+THROTTLE_LIMITS = ("THROTTLE_IP", "THROTTLE_DOWNLOAD")
+
+
+def _check_throttle_values(config: dict) -> list:
+    """E002 for throttle settings of the right type but an unusable value: a limit that is not
+    two positive ints, a negative TRUSTED_PROXIES, a THROTTLE_CACHE that is not in CACHES."""
+    errors = []
+    for key in THROTTLE_LIMITS:
+        value = config.get(key, DEFAULTS[key])
+        if not _wrong_type(value, _TYPES[key]) and limit_parse(value) is None:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be (count, seconds), two positive integers: "
+                    f"got {value!r}.",
+                    hint=f"For example: {DEFAULTS[key]!r}.",
+                    id="backpain_report.E002",
+                )
+            )
+    proxies = config.get("TRUSTED_PROXIES", DEFAULTS["TRUSTED_PROXIES"])
+    if not _wrong_type(proxies, _TYPES["TRUSTED_PROXIES"]) and proxies < 0:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['TRUSTED_PROXIES'] must be 0 or more: got {proxies}.",
+                id="backpain_report.E002",
+            )
+        )
+    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    if isinstance(alias, str) and alias not in settings.CACHES:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['THROTTLE_CACHE'] names {alias!r}, which is not in "
+                "settings.CACHES.",
+                id="backpain_report.E002",
+            )
+        )
+    return errors
+
+
 PER_PROCESS_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
@@ -285,6 +326,8 @@ NON_ATOMIC_CACHES = (
 
 def _check_throttle_cache(config: dict) -> list:
     alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    if not isinstance(alias, str):
+        return []  # E002 says so
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     name = backend.rsplit(".", 1)[-1]
     if settings.DEBUG:

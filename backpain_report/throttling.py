@@ -13,6 +13,8 @@ addresses count as their IPv4 address.
 
 A cache outage never turns into an error page: the throttle then lets requests through (fails
 open) and logs a warning, because refusing every reader is worse than a brief lack of limits.
+So does a limit setting of the wrong shape (system check E002 reports it; gunicorn does not run
+the checks): the throttle lets requests through and logs an error.
 """
 
 from __future__ import annotations
@@ -47,11 +49,46 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is a positive int (a bool is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def limit_parse(value: object) -> tuple[int, int] | None:
+    """A ``(count, seconds)`` setting as two positive ints, or None if it is not one."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_count, value)):
+        return value[0], value[1]
+    return None
+
+
+def _setting_limit(name: str) -> tuple[int, int] | None:
+    """The ``(count, seconds)`` in setting ``name``; None (and an error logged) if misshapen."""
+    limit = limit_parse(getattr(app_settings, name))
+    if limit is None:
+        logger.error(
+            "BACKPAIN_REPORT[%r] is not (count, seconds), two positive integers; allowing the "
+            "request (system check backpain_report.E002).",
+            name,
+        )
+    return limit
+
+
+def _trusted_proxies() -> int:
+    proxies = app_settings.TRUSTED_PROXIES
+    if isinstance(proxies, int) and not isinstance(proxies, bool) and proxies >= 0:
+        return proxies
+    logger.error(
+        "BACKPAIN_REPORT['TRUSTED_PROXIES'] is not an integer >= 0; using REMOTE_ADDR "
+        "(system check backpain_report.E002)."
+    )
+    return 0
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The client's IP: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES = n`` the n-th address from
     the right of ``X-Forwarded-For`` (the one your outermost trusted proxy saw); an entry there
     that is not an IP address is ignored for ``REMOTE_ADDR``."""
-    proxies = int(app_settings.TRUSTED_PROXIES)
+    proxies = _trusted_proxies()
     if proxies > 0:
         forwarded = [
             part.strip()
@@ -141,24 +178,39 @@ def ip_allowed(ip: str | None) -> bool:
     """Count a sign-up from ``ip``; False once it exceeds ``THROTTLE_IP`` (count, seconds)."""
     if not ip:
         return True
-    limit, window = app_settings.THROTTLE_IP
-    return _hit(_key("ip", ip_bucket(ip)), int(limit), int(window))
+    limit = _setting_limit("THROTTLE_IP")
+    if limit is None:
+        return True
+    return _hit(_key("ip", ip_bucket(ip)), *limit)
 
 
 def address_allowed(canonical_email: str) -> bool:
     """Count an email to this address; False if one went within ``THROTTLE_ADDRESS_WINDOW``."""
-    return _hit(_key("address", canonical_email), 1, int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    window = app_settings.THROTTLE_ADDRESS_WINDOW
+    if not isinstance(window, int) or isinstance(window, bool):
+        logger.error(
+            "BACKPAIN_REPORT['THROTTLE_ADDRESS_WINDOW'] is not an integer; allowing the request "
+            "(system check backpain_report.E002)."
+        )
+        return True
+    if window <= 0:
+        return True  # no window
+    return _hit(_key("address", canonical_email), 1, window)
 
 
 def download_ip_allowed(ip: str | None) -> bool:
     """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``."""
     if not ip:
         return True
-    limit, window = app_settings.THROTTLE_DOWNLOAD
-    return _hit(_key("download-ip", ip_bucket(ip)), int(limit), int(window))
+    limit = _setting_limit("THROTTLE_DOWNLOAD")
+    if limit is None:
+        return True
+    return _hit(_key("download-ip", ip_bucket(ip)), *limit)
 
 
 def download_link_allowed(delivery_id: int) -> bool:
     """Count a download of one delivery's link; False once it exceeds ``THROTTLE_DOWNLOAD``."""
-    limit, window = app_settings.THROTTLE_DOWNLOAD
-    return _hit(_key("download-link", str(delivery_id)), int(limit), int(window))
+    limit = _setting_limit("THROTTLE_DOWNLOAD")
+    if limit is None:
+        return True
+    return _hit(_key("download-link", str(delivery_id)), *limit)

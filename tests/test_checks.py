@@ -232,12 +232,29 @@ def test_a_from_email_no_message_id_can_be_made_from_is_e001(settings, from_emai
     assert ids({**BASE, "FROM_EMAIL": "Reports <r@bücher.example>"}, settings) == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="THROTTLE_IP/THROTTLE_DOWNLOAD of the wrong shape (not two numbers) pass E002, then "
-    "every sign-up (or download) raises: a 500",
-)
 @pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), []])
 def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
     found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_IP": value}, settings)
     assert "backpain_report.E002" in found
+
+
+@pytest.mark.parametrize("key", ["THROTTLE_IP", "THROTTLE_DOWNLOAD"])
+@pytest.mark.parametrize(
+    "value", [(10,), (10, 3600, 1), ("ten", 3600), [], (True, 3600), (10, 0), (-1, 60), (1.5, 60)]
+)
+def test_every_throttle_limit_must_be_two_positive_ints(settings, key, value):
+    found = ids({**BASE, key: value}, settings)
+    assert found == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert key in error.msg and "two positive integers" in error.msg
+
+
+@pytest.mark.parametrize("value", [(1, 60), [5, 3600]])
+def test_a_throttle_limit_as_a_tuple_or_a_list_passes(settings, value):
+    assert ids({**BASE, "THROTTLE_IP": value, "THROTTLE_DOWNLOAD": value}, settings) == set()
+
+
+def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_e002(settings):
+    assert ids({**BASE, "TRUSTED_PROXIES": -1}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "THROTTLE_CACHE": "nope"}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "THROTTLE_CACHE": ["nope"]}, settings) == {"backpain_report.E002"}

@@ -175,3 +175,36 @@ def test_sign_ups_without_a_client_ip_are_still_throttled(client, article, tight
         post(client, remote_addr="", email=f"r{n}@example.com").status_code for n in range(5)
     ]
     assert 429 in answers
+
+
+@pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), [], None, (0, 60)])
+def test_a_misshapen_throttle_limit_fails_open_with_a_logged_error(
+    client, article, settings, no_broker, caplog, value
+):
+    """Regression (review of issue 10, #8): ``limit, window = ...`` raised outside the try, so a
+    THROTTLE_IP or THROTTLE_DOWNLOAD of the wrong shape made every sign-up (or download) a 500.
+    Like a cache outage, it now lets requests through and logs an error."""
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_IP": value,
+        "THROTTLE_DOWNLOAD": value,
+    }
+    assert post(client).status_code == 303
+    assert throttling.download_ip_allowed("198.51.100.7")
+    assert throttling.download_link_allowed(1)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert {r.getMessage().split("]")[0] for r in errors} == {
+        "BACKPAIN_REPORT['THROTTLE_IP'",
+        "BACKPAIN_REPORT['THROTTLE_DOWNLOAD'",
+    }
+
+
+def test_misshapen_proxies_and_address_window_never_raise(settings, caplog):
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.2")
+    for proxies in ["1", -1, True, None]:
+        settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": proxies}
+        assert throttling.client_ip(request) == "10.0.0.1"  # REMOTE_ADDR, the safe default
+    for window in ["3600", None, 1.5]:
+        settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": window}
+        assert throttling.address_allowed("ann@example.com")
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 7
