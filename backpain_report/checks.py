@@ -4,7 +4,8 @@
   that fits its column can be made from its domain.
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
   or a value it cannot use (too long for the column that stores it, a throttle limit that is not
-  two positive integers, an alias that is not configured).
+  two positive integers, an alias that is not configured, a ``SITE_URL`` that is not an http(s)
+  origin).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -39,6 +40,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.utils import timezone
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
+from .links import site_url_problem
 from .mailer import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
@@ -216,9 +218,23 @@ def _check_stored_values(config: dict) -> list:
 
 def _check_site_url(config: dict) -> list:
     """Without SITE_URL links in emails follow the request's Host header: fine on a developer's
-    machine, an error in production (a forged Host would pick the links' host)."""
-    if config.get("SITE_URL"):
-        return []
+    machine, an error in production (a forged Host would pick the links' host). A SITE_URL
+    that is set must be an origin, ``https://host[:port]`` (E002)."""
+    configured = config.get("SITE_URL")
+    if isinstance(configured, str) and configured:
+        problem = site_url_problem(configured)
+        if problem is None:
+            return []
+        return [
+            Error(
+                f"{SETTING_NAME}['SITE_URL'] {problem}: got {configured!r}.",
+                hint="Links in emails are SITE_URL followed by the app's paths. For a site "
+                "served under a sub-path, set FORCE_SCRIPT_NAME.",
+                id="backpain_report.E002",
+            )
+        ]
+    if configured:
+        return []  # not a str: E002 says so
     hint = (
         "Links in emails would use the Host header of the request each reader signed up with. "
         'Set it to the site\'s canonical origin, e.g. "https://www.example.com".'

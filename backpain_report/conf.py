@@ -19,8 +19,9 @@ SETTING_NAME = "BACKPAIN_REPORT"
 DEFAULTS: dict[str, Any] = {
     # Sender of every email, e.g. "Reports <reports@example.com>". Required.
     "FROM_EMAIL": None,
-    # Scheme and host used for links in emails ("https://www.example.com"). When unset, the
-    # origin of the page the reader signed up on is used.
+    # Scheme and host (and optionally a port) used for links in emails
+    # ("https://www.example.com"), no path (check E002); links carry the host IDNA-encoded.
+    # When unset, the origin of the page the reader signed up on is used.
     "SITE_URL": None,
     # Slug of the article shown at the root of the app's URLs.
     "DEFAULT_ARTICLE": "back-pain-muscle-spasms-finding-the-culprits",

@@ -258,3 +258,41 @@ def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_e002(setting
     assert ids({**BASE, "TRUSTED_PROXIES": -1}, settings) == {"backpain_report.E002"}
     assert ids({**BASE, "THROTTLE_CACHE": "nope"}, settings) == {"backpain_report.E002"}
     assert ids({**BASE, "THROTTLE_CACHE": ["nope"]}, settings) == {"backpain_report.E002"}
+
+
+@pytest.mark.parametrize(
+    "site_url",
+    [
+        "www.example.com",  # no scheme
+        "ftp://www.example.com",
+        "https://",
+        "https://www.example.com/blog",
+        "https://www.example.com/?utm=1",
+        "https://www.example.com/#top",
+        "https://user:secret@www.example.com",
+        "https://www.example.com:port",
+        "https://www..example.com",
+        "https://" + "ü" * 64 + ".example",  # a label over 63 characters once encoded
+    ],
+)
+def test_a_site_url_that_is_not_an_origin_is_e002(settings, site_url):
+    """Links in emails are SITE_URL followed by the app's paths: it must be an http(s) origin
+    whose host can be IDNA-encoded (links and List-Unsubscribe are ASCII)."""
+    assert ids({**BASE, "SITE_URL": site_url}, settings) == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert "SITE_URL" in error.msg
+
+
+@pytest.mark.parametrize(
+    "site_url",
+    [
+        "https://www.example.com",
+        "https://www.example.com/",
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "https://rückenschmerz.example",
+    ],
+)
+def test_a_site_url_that_is_an_origin_passes(settings, site_url):
+    assert ids({**BASE, "SITE_URL": site_url}, settings) == set()
