@@ -84,10 +84,19 @@ def _trusted_proxies() -> int:
     return 0
 
 
+def _ip_text(address: IPAddress) -> str:
+    """An address as text, without an IPv6 zone ("fe80::1%eth0" is "fe80::1"): at most 45
+    characters, so it fits the consent record's column when ``HASH_IP`` is off."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        address = ipaddress.IPv6Address(int(address))
+    return str(address)
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The client's IP: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES = n`` the n-th address from
     the right of ``X-Forwarded-For`` (the one your outermost trusted proxy saw); an entry there
-    that is not an IP address is ignored for ``REMOTE_ADDR``."""
+    that is not an IP address is ignored for ``REMOTE_ADDR``. None when there is no IP address
+    (``REMOTE_ADDR`` empty, or not an address, as behind a proxy on a unix socket)."""
     proxies = _trusted_proxies()
     if proxies > 0:
         forwarded = [
@@ -98,8 +107,9 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(forwarded) >= proxies:
             address = parse_ip(forwarded[-proxies])
             if address is not None:
-                return str(address)
-    return request.META.get("REMOTE_ADDR") or None
+                return _ip_text(address)
+    address = parse_ip(request.META.get("REMOTE_ADDR") or "")
+    return _ip_text(address) if address is not None else None
 
 
 def ip_bucket(ip: str) -> str:

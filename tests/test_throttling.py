@@ -208,3 +208,32 @@ def test_misshapen_proxies_and_address_window_never_raise(settings, caplog):
         settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": window}
         assert throttling.address_allowed("ann@example.com")
     assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 7
+
+
+def test_every_bounded_column_a_sign_up_writes_fits(client, article, settings, no_broker):
+    """Regression (review of issue 10): what a request brings is bounded before it is stored:
+    the user agent is cut to its column, the IP kept without its IPv6 zone (which can be any
+    length), a REMOTE_ADDR that is no address stored as none."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "HASH_IP": False, "TRUSTED_PROXIES": 1}
+    answers = [
+        client.post(
+            reverse("backpain_report:signup"),
+            {**SIGNUP, "email": email, "name": "N" * 100},
+            REMOTE_ADDR=remote_addr,
+            HTTP_X_FORWARDED_FOR=forwarded,
+            HTTP_USER_AGENT="Mozilla/5.0 " + "x" * 10_000,
+        ).status_code
+        for email, remote_addr, forwarded in [
+            ("zone@example.com", "10.0.0.1", "fe80::1%" + "z" * 300),
+            ("unix@example.com", "unix:/run/gunicorn.sock", ""),
+        ]
+    ]
+    assert answers == [303, 303]
+    zone = Subscriber.objects.get(email_canonical="zone@example.com")
+    unix = Subscriber.objects.get(email_canonical="unix@example.com")
+    assert (zone.consent_ip, unix.consent_ip) == ("fe80::1", "")
+    for subscriber in (zone, unix):
+        for field in Subscriber._meta.concrete_fields:
+            value = getattr(subscriber, field.attname)
+            if field.max_length and isinstance(value, str):
+                assert len(value) <= field.max_length, field.name
