@@ -71,7 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_DOWNLOAD": (30, 3600),
     # Cache alias the throttles count in.
     "THROTTLE_CACHE": "default",
-    # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR).
+    # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR;
+    # requests without a client IP share one throttle count).
     "TRUSTED_PROXIES": 0,
 }
 

@@ -9,7 +9,9 @@ stored with its deadline and set again with the time left, so the window holds, 
 hits can overwrite each other's counts (system check W004).
 
 IPv6 clients are counted per /64 (one home or host usually has a whole /64); IPv4-mapped IPv6
-addresses count as their IPv4 address.
+addresses count as their IPv4 address. Requests without a client IP (``REMOTE_ADDR`` empty, as
+with gunicorn on a unix socket behind a proxy and ``TRUSTED_PROXIES`` left at 0) cannot be told
+apart, so they share one count, and a warning says so once per process.
 
 A cache outage never turns into an error page: the throttle then lets requests through (fails
 open) and logs a warning, because refusing every reader is worse than a brief lack of limits.
@@ -126,6 +128,31 @@ def ip_bucket(ip: str) -> str:
     return str(address)
 
 
+# What requests without a client IP are counted as: one bucket for them all.
+NO_CLIENT_IP = "no-client-ip"
+_warned_no_client_ip = False
+
+
+def _warn_no_client_ip() -> None:
+    global _warned_no_client_ip
+    if _warned_no_client_ip:
+        return
+    _warned_no_client_ip = True
+    logger.warning(
+        "A request came without a client IP (REMOTE_ADDR is empty or not an address, e.g. a "
+        "server on a unix socket behind a proxy): every such request shares one throttle "
+        "count. Behind a reverse proxy, set BACKPAIN_REPORT['TRUSTED_PROXIES']."
+    )
+
+
+def _ip_key(kind: str, ip: str | None) -> str:
+    """The throttle key of a client IP; requests without one share a key."""
+    if not ip:
+        _warn_no_client_ip()
+        return _key(kind, NO_CLIENT_IP)
+    return _key(kind, ip_bucket(ip))
+
+
 def _key(kind: str, value: str) -> str:
     return f"backpain_report:throttle:{kind}:{hashlib.sha256(value.encode()).hexdigest()[:32]}"
 
@@ -185,13 +212,12 @@ def _hit(key: str, limit: int, window: int) -> bool:
 
 
 def ip_allowed(ip: str | None) -> bool:
-    """Count a sign-up from ``ip``; False once it exceeds ``THROTTLE_IP`` (count, seconds)."""
-    if not ip:
-        return True
+    """Count a sign-up from ``ip``; False once it exceeds ``THROTTLE_IP`` (count, seconds).
+    Sign-ups without an IP (None) are counted together."""
     limit = _setting_limit("THROTTLE_IP")
     if limit is None:
         return True
-    return _hit(_key("ip", ip_bucket(ip)), *limit)
+    return _hit(_ip_key("ip", ip), *limit)
 
 
 def address_allowed(canonical_email: str) -> bool:
@@ -209,13 +235,12 @@ def address_allowed(canonical_email: str) -> bool:
 
 
 def download_ip_allowed(ip: str | None) -> bool:
-    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``."""
-    if not ip:
-        return True
+    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``.
+    Requests without an IP (None) are counted together."""
     limit = _setting_limit("THROTTLE_DOWNLOAD")
     if limit is None:
         return True
-    return _hit(_key("download-ip", ip_bucket(ip)), *limit)
+    return _hit(_ip_key("download-ip", ip), *limit)
 
 
 def download_link_allowed(delivery_id: int) -> bool:

@@ -165,16 +165,33 @@ def test_forwarded_for_with_ports_and_ipv6(settings):
         assert throttling.client_ip(request) == ip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with no REMOTE_ADDR (gunicorn on a unix socket behind a proxy, TRUSTED_PROXIES "
-    "left at 0) the per-IP throttle silently allows everything, and no check warns",
-)
 def test_sign_ups_without_a_client_ip_are_still_throttled(client, article, tight, no_broker):
     answers = [
         post(client, remote_addr="", email=f"r{n}@example.com").status_code for n in range(5)
     ]
     assert 429 in answers
+
+
+def test_requests_without_a_client_ip_share_one_count_and_a_warning_says_so_once(
+    settings, monkeypatch, caplog
+):
+    """Regression (review of issue 10, #12): without REMOTE_ADDR both IP throttles let
+    everything through. Such requests cannot be told apart, so they count together, and the
+    log says once per process that TRUSTED_PROXIES is probably needed."""
+    monkeypatch.setattr(throttling, "_warned_no_client_ip", False)
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_IP": (2, 600),
+        "THROTTLE_DOWNLOAD": (3, 600),
+    }
+    assert [throttling.ip_allowed(None) for _ in range(3)] == [True, True, False]
+    assert [throttling.download_ip_allowed(None) for _ in range(4)] == [True] * 3 + [False]
+    assert throttling.ip_allowed("198.51.100.7")  # a client with an IP counts on its own
+    request = RequestFactory().get("/", REMOTE_ADDR="")
+    assert throttling.client_ip(request) is None
+    [warning] = [r for r in caplog.records if r.name == "backpain_report.throttling"]
+    assert warning.levelname == "WARNING"
+    assert "REMOTE_ADDR" in warning.getMessage() and "TRUSTED_PROXIES" in warning.getMessage()
 
 
 @pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), [], None, (0, 60)])
