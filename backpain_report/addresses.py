@@ -40,7 +40,11 @@ def canonical_email(address: str) -> str:
 
 
 def clean_email(value: str) -> str:
-    """Validate an address typed by a reader and return it trimmed."""
+    """Validate an address typed by a reader and return it trimmed.
+
+    Both the address and its :func:`canonical_email` form must fit ``MAX_EMAIL_LENGTH``, the
+    length of the columns that store them.
+    """
     value = (value or "").strip()
     if len(value) > MAX_EMAIL_LENGTH:
         raise ValidationError(
@@ -50,7 +54,19 @@ def clean_email(value: str) -> str:
     if _UNSAFE_CHARS.search(value):
         raise ValidationError(_("Enter a valid email address."), code="invalid")
     validate_email(value)
-    canonical_email(value)
+    canonical = canonical_email(value)
+    if len(canonical) > MAX_EMAIL_LENGTH:
+        # A Unicode domain grows when IDNA-encoded ("ü" is "xn--tda"), and a local part may
+        # grow when its case is folded ("İ" is two characters in lower case): the canonical
+        # form is stored too, in a column of the same length.
+        raise ValidationError(
+            _(
+                "An email address has at most %(max)d characters. In the form we store (the "
+                "domain IDNA-encoded, in lower case) this one has %(length)d."
+            )
+            % {"max": MAX_EMAIL_LENGTH, "length": len(canonical)},
+            code="max_length",
+        )
     return value
 
 

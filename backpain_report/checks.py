@@ -1,7 +1,11 @@
 """System checks for the ``BACKPAIN_REPORT`` setting and what the app needs from the site.
 
-- ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address.
-- ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type.
+- ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address, or no Message-ID
+  that fits its column can be made from its domain.
+- ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
+  or a value it cannot use (too long for the column that stores it, a throttle limit that is not
+  two positive integers, an alias that is not configured, a ``SITE_URL`` that is not an http(s)
+  origin).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -33,8 +37,10 @@ from django.conf import settings
 from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, storages
+from django.utils import timezone
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
+from .links import site_url_problem
 from .mailer import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
@@ -43,6 +49,7 @@ from .mailer import (
     send_time_bound,
 )
 from .privatestorage import SITE_ALIAS, fallback_location
+from .throttling import limit_parse
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "FROM_EMAIL": (str,),
@@ -116,15 +123,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.E002",
             )
         )
-    from_email = config.get("FROM_EMAIL")
-    if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['FROM_EMAIL'] must be set to the sender of the report emails.",
-                hint='For example: {"FROM_EMAIL": "Reports <reports@example.com>"}',
-                id="backpain_report.E001",
-            )
-        )
+    errors.extend(_check_from_email(config))
     for app in REQUIRED_APPS:
         if not apps.is_installed(app):
             errors.append(
@@ -133,6 +132,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E003",
                 )
             )
+    errors.extend(_check_stored_values(config))
     errors.extend(_check_site_url(config))
     errors.extend(_check_time_zone())
     if hasattr(mail, "mailers") and not hasattr(settings, "MAILERS"):
@@ -144,17 +144,97 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.W002",
             )
         )
+    errors.extend(_check_throttle_values(config))
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
     errors.extend(_check_private_storage(config))
     return errors
 
 
+def _check_from_email(config: dict) -> list:
+    """E001 unless FROM_EMAIL is an address whose domain makes a Message-ID that fits its column
+    (every email's Message-ID is built from that domain and stored on its delivery)."""
+    from_email = config.get("FROM_EMAIL")
+    hint = 'For example: {"FROM_EMAIL": "Reports <reports@example.com>"}'
+    if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] must be set to the sender of the report emails.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    from .emails import delivery_message_id
+    from .models import Delivery
+
+    limit = Delivery._meta.get_field("message_id").max_length
+    largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
+    try:
+        length = len(delivery_message_id(largest))
+    except UnicodeError:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] has a domain that is not a valid host name "
+                "(it cannot be IDNA-encoded), so no email could be sent.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    if length > limit:
+        return [
+            Error(
+                f"{SETTING_NAME}['FROM_EMAIL'] has a domain too long for the Message-ID built "
+                f"from it: up to {length} characters, stored in a column of {limit}.",
+                hint=hint,
+                id="backpain_report.E001",
+            )
+        ]
+    return []
+
+
+def _check_stored_values(config: dict) -> list:
+    """E002 for a value stored with every sign-up that is longer than its column (a database
+    with real varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
+    from .models import PendingSignup, Subscriber
+
+    errors = []
+    version = config.get("CONSENT_VERSION", DEFAULTS["CONSENT_VERSION"])
+    if not _wrong_type(version, _TYPES["CONSENT_VERSION"]):
+        limit = min(
+            model._meta.get_field("consent_version").max_length
+            for model in (PendingSignup, Subscriber)
+        )
+        if len(str(version)) > limit:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}['CONSENT_VERSION'] is {len(str(version))} characters long; "
+                    f"it is stored with every sign-up in a column of {limit}.",
+                    hint=f'Use a short label, e.g. "2025-06-v3" (at most {limit} characters).',
+                    id="backpain_report.E002",
+                )
+            )
+    return errors
+
+
 def _check_site_url(config: dict) -> list:
     """Without SITE_URL links in emails follow the request's Host header: fine on a developer's
-    machine, an error in production (a forged Host would pick the links' host)."""
-    if config.get("SITE_URL"):
-        return []
+    machine, an error in production (a forged Host would pick the links' host). A SITE_URL
+    that is set must be an origin, ``https://host[:port]`` (E002)."""
+    configured = config.get("SITE_URL")
+    if isinstance(configured, str) and configured:
+        problem = site_url_problem(configured)
+        if problem is None:
+            return []
+        return [
+            Error(
+                f"{SETTING_NAME}['SITE_URL'] {problem}: got {configured!r}.",
+                hint="Links in emails are SITE_URL followed by the app's paths. For a site "
+                "served under a sub-path, set FORCE_SCRIPT_NAME.",
+                id="backpain_report.E002",
+            )
+        ]
+    if configured:
+        return []  # not a str: E002 says so
     hint = (
         "Links in emails would use the Host header of the request each reader signed up with. "
         'Set it to the site\'s canonical origin, e.g. "https://www.example.com".'
@@ -209,6 +289,44 @@ def _check_claim_lease(config: dict) -> list:
     ]
 
 
+THROTTLE_LIMITS = ("THROTTLE_IP", "THROTTLE_DOWNLOAD")
+
+
+def _check_throttle_values(config: dict) -> list:
+    """E002 for throttle settings of the right type but an unusable value: a limit that is not
+    two positive ints, a negative TRUSTED_PROXIES, a THROTTLE_CACHE that is not in CACHES."""
+    errors = []
+    for key in THROTTLE_LIMITS:
+        value = config.get(key, DEFAULTS[key])
+        if not _wrong_type(value, _TYPES[key]) and limit_parse(value) is None:
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] must be (count, seconds), two positive integers: "
+                    f"got {value!r}.",
+                    hint=f"For example: {DEFAULTS[key]!r}.",
+                    id="backpain_report.E002",
+                )
+            )
+    proxies = config.get("TRUSTED_PROXIES", DEFAULTS["TRUSTED_PROXIES"])
+    if not _wrong_type(proxies, _TYPES["TRUSTED_PROXIES"]) and proxies < 0:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['TRUSTED_PROXIES'] must be 0 or more: got {proxies}.",
+                id="backpain_report.E002",
+            )
+        )
+    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    if isinstance(alias, str) and alias not in settings.CACHES:
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['THROTTLE_CACHE'] names {alias!r}, which is not in "
+                "settings.CACHES.",
+                id="backpain_report.E002",
+            )
+        )
+    return errors
+
+
 PER_PROCESS_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
@@ -224,6 +342,8 @@ NON_ATOMIC_CACHES = (
 
 def _check_throttle_cache(config: dict) -> list:
     alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    if not isinstance(alias, str):
+        return []  # E002 says so
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     name = backend.rsplit(".", 1)[-1]
     if settings.DEBUG:

@@ -19,12 +19,14 @@ SETTING_NAME = "BACKPAIN_REPORT"
 DEFAULTS: dict[str, Any] = {
     # Sender of every email, e.g. "Reports <reports@example.com>". Required.
     "FROM_EMAIL": None,
-    # Scheme and host used for links in emails ("https://www.example.com"). When unset, the
-    # origin of the page the reader signed up on is used.
+    # Scheme and host (and optionally a port) used for links in emails
+    # ("https://www.example.com"), no path (check E002); links carry the host IDNA-encoded.
+    # When unset, the origin of the page the reader signed up on is used.
     "SITE_URL": None,
     # Slug of the article shown at the root of the app's URLs.
     "DEFAULT_ARTICLE": "back-pain-muscle-spasms-finding-the-culprits",
-    # The consent checkbox label and its version, stored with every sign-up.
+    # The consent checkbox label and its version (at most 20 characters), stored with every
+    # sign-up.
     "CONSENT_TEXT": (
         "Yes, email me the free report. I can unsubscribe at any time with one click."
     ),
@@ -69,7 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "THROTTLE_DOWNLOAD": (30, 3600),
     # Cache alias the throttles count in.
     "THROTTLE_CACHE": "default",
-    # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR).
+    # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR;
+    # requests without a client IP share one throttle count).
     "TRUSTED_PROXIES": 0,
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.utils import DNS_NAME
@@ -69,15 +68,14 @@ def _message(
 ) -> DeliveryEmail:
     """A text + HTML message to the delivery's subscriber, with the unsubscribe headers."""
     subscriber = delivery.subscriber
-    site_url = links.site_url(subscriber)
     context = {
         "delivery": delivery,
         "subscriber": subscriber,
         "report": delivery.report,
         "name": subscriber.name,
         "unsubscribe_url": links.unsubscribe_url(subscriber),
-        "site_url": site_url,
-        "site_host": urlsplit(site_url).netloc,
+        "site_url": links.site_url(subscriber),  # ASCII, for links
+        "site_host": links.site_host(subscriber),  # as people write it, for text
         **extra,
     }
     subject_template, text_template, html_template = templates

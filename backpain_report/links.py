@@ -1,24 +1,91 @@
-"""Absolute URLs for links that leave the site in emails and PDFs."""
+"""Absolute URLs for links that leave the site in emails and PDFs.
+
+Their host is IDNA-encoded ("https://rückenschmerz.example" links to
+``https://xn--rckenschmerz-…``): the links go into ``List-Unsubscribe``, a header that must be
+ASCII, and work the same in every mail client.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from urllib.parse import urlsplit
 
 from django.urls import reverse
+from django.utils.encoding import punycode
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
 from .tokens import make_confirm_token, make_download_token, make_unsubscribe_token
 
+logger = logging.getLogger(__name__)
+
+SCHEMES = ("http", "https")
+
+
+def netloc_ascii(netloc: str) -> str:
+    """``netloc`` (``host[:port]``) with its host IDNA-encoded; raises UnicodeError if the host
+    cannot be (an empty label, one over 63 characters)."""
+    if netloc.isascii():
+        return netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    host, colon, port = hostport.partition(":")  # not an IPv6 literal: those are ASCII
+    return f"{userinfo}{at}{punycode(host)}{colon}{port}"
+
+
+def site_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as ``SITE_URL`` (an origin: ``https://host[:port]``), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        return 'must be an absolute http(s) URL with a host, e.g. "https://www.example.com"'
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        return (
+            "must be the site's origin alone (scheme, host and optionally a port), without a "
+            "path, query, fragment or user name"
+        )
+    try:
+        ipaddress.ip_address(parts.hostname)
+    except ValueError:
+        try:
+            punycode(parts.hostname)
+        except UnicodeError:
+            return "has a host that is not a host name (an empty label or one over 63 characters)"
+    return None
+
+
+def _origin(url: str) -> str:
+    """``url`` without a trailing slash, its host IDNA-encoded (as it was if it cannot be)."""
+    parts = urlsplit(url.rstrip("/"))
+    try:
+        return parts._replace(netloc=netloc_ascii(parts.netloc)).geturl()
+    except UnicodeError:
+        logger.error("The site's URL has a host that cannot be IDNA-encoded (check E002).")
+        return url.rstrip("/")
+
 
 def site_url(subscriber: Subscriber | None = None) -> str:
-    """``SITE_URL`` if set, else the origin of the page the subscriber signed up on."""
+    """``SITE_URL`` if set, else the origin of the page the subscriber signed up on; its host
+    IDNA-encoded."""
     configured = app_settings.SITE_URL
     if configured:
-        return configured.rstrip("/")
+        return _origin(configured)
     if subscriber is not None and subscriber.source_url:
         parts = urlsplit(subscriber.source_url)
-        return f"{parts.scheme}://{parts.netloc}"
+        return _origin(f"{parts.scheme}://{parts.netloc}")
+    return ""
+
+
+def site_host(subscriber: Subscriber | None = None) -> str:
+    """The site's host (and port) as people write it, for text: "rückenschmerz.example"."""
+    configured = app_settings.SITE_URL
+    if configured:
+        return urlsplit(configured).netloc
+    if subscriber is not None and subscriber.source_url:
+        return urlsplit(subscriber.source_url).netloc
     return ""
 
 

@@ -9,10 +9,14 @@ stored with its deadline and set again with the time left, so the window holds, 
 hits can overwrite each other's counts (system check W004).
 
 IPv6 clients are counted per /64 (one home or host usually has a whole /64); IPv4-mapped IPv6
-addresses count as their IPv4 address.
+addresses count as their IPv4 address. Requests without a client IP (``REMOTE_ADDR`` empty, as
+with gunicorn on a unix socket behind a proxy and ``TRUSTED_PROXIES`` left at 0) cannot be told
+apart, so they share one count, and a warning says so once per process.
 
 A cache outage never turns into an error page: the throttle then lets requests through (fails
 open) and logs a warning, because refusing every reader is worse than a brief lack of limits.
+So does a limit setting of the wrong shape (system check E002 reports it; gunicorn does not run
+the checks): the throttle lets requests through and logs an error.
 """
 
 from __future__ import annotations
@@ -47,11 +51,55 @@ def parse_ip(text: str) -> IPAddress | None:
         return None
 
 
+def is_count(value: object) -> bool:
+    """Whether ``value`` is a positive int (a bool is not a count)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def limit_parse(value: object) -> tuple[int, int] | None:
+    """A ``(count, seconds)`` setting as two positive ints, or None if it is not one."""
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_count, value)):
+        return value[0], value[1]
+    return None
+
+
+def _setting_limit(name: str) -> tuple[int, int] | None:
+    """The ``(count, seconds)`` in setting ``name``; None (and an error logged) if misshapen."""
+    limit = limit_parse(getattr(app_settings, name))
+    if limit is None:
+        logger.error(
+            "BACKPAIN_REPORT[%r] is not (count, seconds), two positive integers; allowing the "
+            "request (system check backpain_report.E002).",
+            name,
+        )
+    return limit
+
+
+def _trusted_proxies() -> int:
+    proxies = app_settings.TRUSTED_PROXIES
+    if isinstance(proxies, int) and not isinstance(proxies, bool) and proxies >= 0:
+        return proxies
+    logger.error(
+        "BACKPAIN_REPORT['TRUSTED_PROXIES'] is not an integer >= 0; using REMOTE_ADDR "
+        "(system check backpain_report.E002)."
+    )
+    return 0
+
+
+def _ip_text(address: IPAddress) -> str:
+    """An address as text, without an IPv6 zone ("fe80::1%eth0" is "fe80::1"): at most 45
+    characters, so it fits the consent record's column when ``HASH_IP`` is off."""
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        address = ipaddress.IPv6Address(int(address))
+    return str(address)
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The client's IP: ``REMOTE_ADDR``, or with ``TRUSTED_PROXIES = n`` the n-th address from
     the right of ``X-Forwarded-For`` (the one your outermost trusted proxy saw); an entry there
-    that is not an IP address is ignored for ``REMOTE_ADDR``."""
-    proxies = int(app_settings.TRUSTED_PROXIES)
+    that is not an IP address is ignored for ``REMOTE_ADDR``. None when there is no IP address
+    (``REMOTE_ADDR`` empty, or not an address, as behind a proxy on a unix socket)."""
+    proxies = _trusted_proxies()
     if proxies > 0:
         forwarded = [
             part.strip()
@@ -61,8 +109,9 @@ def client_ip(request: HttpRequest) -> str | None:
         if len(forwarded) >= proxies:
             address = parse_ip(forwarded[-proxies])
             if address is not None:
-                return str(address)
-    return request.META.get("REMOTE_ADDR") or None
+                return _ip_text(address)
+    address = parse_ip(request.META.get("REMOTE_ADDR") or "")
+    return _ip_text(address) if address is not None else None
 
 
 def ip_bucket(ip: str) -> str:
@@ -77,6 +126,31 @@ def ip_bucket(ip: str) -> str:
         prefix = int(address) >> 64 << 64
         return f"{ipaddress.IPv6Address(prefix)}/64"
     return str(address)
+
+
+# What requests without a client IP are counted as: one bucket for them all.
+NO_CLIENT_IP = "no-client-ip"
+_warned_no_client_ip = False
+
+
+def _warn_no_client_ip() -> None:
+    global _warned_no_client_ip
+    if _warned_no_client_ip:
+        return
+    _warned_no_client_ip = True
+    logger.warning(
+        "A request came without a client IP (REMOTE_ADDR is empty or not an address, e.g. a "
+        "server on a unix socket behind a proxy): every such request shares one throttle "
+        "count. Behind a reverse proxy, set BACKPAIN_REPORT['TRUSTED_PROXIES']."
+    )
+
+
+def _ip_key(kind: str, ip: str | None) -> str:
+    """The throttle key of a client IP; requests without one share a key."""
+    if not ip:
+        _warn_no_client_ip()
+        return _key(kind, NO_CLIENT_IP)
+    return _key(kind, ip_bucket(ip))
 
 
 def _key(kind: str, value: str) -> str:
@@ -138,27 +212,40 @@ def _hit(key: str, limit: int, window: int) -> bool:
 
 
 def ip_allowed(ip: str | None) -> bool:
-    """Count a sign-up from ``ip``; False once it exceeds ``THROTTLE_IP`` (count, seconds)."""
-    if not ip:
+    """Count a sign-up from ``ip``; False once it exceeds ``THROTTLE_IP`` (count, seconds).
+    Sign-ups without an IP (None) are counted together."""
+    limit = _setting_limit("THROTTLE_IP")
+    if limit is None:
         return True
-    limit, window = app_settings.THROTTLE_IP
-    return _hit(_key("ip", ip_bucket(ip)), int(limit), int(window))
+    return _hit(_ip_key("ip", ip), *limit)
 
 
 def address_allowed(canonical_email: str) -> bool:
     """Count an email to this address; False if one went within ``THROTTLE_ADDRESS_WINDOW``."""
-    return _hit(_key("address", canonical_email), 1, int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    window = app_settings.THROTTLE_ADDRESS_WINDOW
+    if not isinstance(window, int) or isinstance(window, bool):
+        logger.error(
+            "BACKPAIN_REPORT['THROTTLE_ADDRESS_WINDOW'] is not an integer; allowing the request "
+            "(system check backpain_report.E002)."
+        )
+        return True
+    if window <= 0:
+        return True  # no window
+    return _hit(_key("address", canonical_email), 1, window)
 
 
 def download_ip_allowed(ip: str | None) -> bool:
-    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``."""
-    if not ip:
+    """Count a download request from ``ip``; False once it exceeds ``THROTTLE_DOWNLOAD``.
+    Requests without an IP (None) are counted together."""
+    limit = _setting_limit("THROTTLE_DOWNLOAD")
+    if limit is None:
         return True
-    limit, window = app_settings.THROTTLE_DOWNLOAD
-    return _hit(_key("download-ip", ip_bucket(ip)), int(limit), int(window))
+    return _hit(_ip_key("download-ip", ip), *limit)
 
 
 def download_link_allowed(delivery_id: int) -> bool:
     """Count a download of one delivery's link; False once it exceeds ``THROTTLE_DOWNLOAD``."""
-    limit, window = app_settings.THROTTLE_DOWNLOAD
-    return _hit(_key("download-link", str(delivery_id)), int(limit), int(window))
+    limit = _setting_limit("THROTTLE_DOWNLOAD")
+    if limit is None:
+        return True
+    return _hit(_key("download-link", str(delivery_id)), *limit)

@@ -83,11 +83,6 @@ def test_names_with_an_address_are_refused_with_the_reason(name):
     assert caught.value.code == "address"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an address of 320 characters with a Unicode domain passes the form but its "
-    "punycode canonical form is longer than the varchar(320) column: a 500 on PostgreSQL",
-)
 def test_an_accepted_address_has_a_canonical_form_that_fits_its_column():
     from backpain_report.models import PendingSignup, Subscriber
 
@@ -108,3 +103,35 @@ def test_names_with_digits_are_refused_with_the_reason(name):
     with pytest.raises(ValidationError) as caught:
         clean_name(name)
     assert caught.value.messages == ["Please enter just your name — no numbers."]
+
+
+@pytest.mark.parametrize(
+    ("address", "length"),
+    [
+        # 320 characters typed; the domain IDNA-encoded makes 350.
+        ("a" * 62 + "@" + ".".join(["ü" * 50] * 5) + ".de", 350),
+        # Django's validator lets "İ" through (a case-insensitive [A-Z]); lower-cased it is two.
+        ("İ" * 300 + "@example.com", 612),
+    ],
+)
+def test_an_address_whose_stored_form_is_too_long_is_a_form_error(address, length):
+    """Regression (review of issue 10, #1): the canonical form is stored in a column of 320
+    characters too, so an address that grows when canonicalised is refused, saying why."""
+    assert len(address) <= 320
+    with pytest.raises(ValidationError) as caught:
+        clean_email(address)
+    assert caught.value.code == "max_length"
+    [message] = caught.value.messages
+    assert message.startswith("An email address has at most 320 characters.")
+    assert f"this one has {length}" in message
+
+
+def test_the_length_limits_are_the_columns_lengths():
+    """Every field the sign-up form writes is bounded by the column that stores it."""
+    from backpain_report.addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH
+    from backpain_report.models import PendingSignup, Subscriber
+
+    for model in (PendingSignup, Subscriber):
+        assert model._meta.get_field("email").max_length == MAX_EMAIL_LENGTH
+        assert model._meta.get_field("email_canonical").max_length == MAX_EMAIL_LENGTH
+        assert model._meta.get_field("name").max_length == MAX_NAME_LENGTH

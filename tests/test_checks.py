@@ -182,11 +182,6 @@ def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too()
 # --- Hostile review (issue 10): settings a careless site owner can get wrong ---------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a CONSENT_VERSION longer than its 20-character column passes every check, then "
-    "every sign-up is a 500 on PostgreSQL (value too long for varchar(20))",
-)
 def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(settings):
     from backpain_report.models import PendingSignup, Subscriber
     from backpain_report.services import _consent_fields
@@ -203,12 +198,101 @@ def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(setting
     assert "backpain_report.E002" in found or fits
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="THROTTLE_IP/THROTTLE_DOWNLOAD of the wrong shape (not two numbers) pass E002, then "
-    "every sign-up (or download) raises: a 500",
+def test_a_consent_version_up_to_its_column_s_length_passes(settings):
+    assert ids({**BASE, "CONSENT_VERSION": "x" * 20}, settings) == set()
+    assert ids({**BASE, "CONSENT_VERSION": 3}, settings) == set()  # stored as "3"
+    assert ids({**BASE, "CONSENT_VERSION": "x" * 21}, settings) == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert "21 characters" in error.msg and "column of 20" in error.msg
+
+
+@pytest.mark.parametrize(
+    ("from_email", "problem"),
+    [
+        # Every Message-ID, <pk.hash@domain>, is stored in a column of 255 characters.
+        ("Reports <r@" + ".".join(["x" * 55] * 4) + ".example.com>", "too long"),  # 235: valid DNS
+        ("r@" + "x" * 64 + ".com", "IDNA"),  # a label over 63 characters
+        ("r@a..com", "IDNA"),  # an empty label
+    ],
+    ids=["too-long", "label-over-63", "empty-label"],
 )
+def test_a_from_email_no_message_id_can_be_made_from_is_e001(settings, from_email, problem):
+    """Regression: a FROM_EMAIL whose domain cannot be encoded, or makes a Message-ID longer
+    than its column, passed E001 and then failed every delivery."""
+    from backpain_report.emails import delivery_message_id
+    from backpain_report.models import Delivery
+
+    assert ids({**BASE, "FROM_EMAIL": from_email}, settings) == {"backpain_report.E001"}
+    [error] = check_settings()
+    assert problem in error.msg
+    delivery = Delivery(pk=1, created_at=None)
+    if problem == "IDNA":
+        with pytest.raises(UnicodeError):
+            delivery_message_id(delivery)
+    assert ids({**BASE, "FROM_EMAIL": "Reports <r@bücher.example>"}, settings) == set()
+
+
 @pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), []])
 def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
     found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_IP": value}, settings)
     assert "backpain_report.E002" in found
+
+
+@pytest.mark.parametrize("key", ["THROTTLE_IP", "THROTTLE_DOWNLOAD"])
+@pytest.mark.parametrize(
+    "value", [(10,), (10, 3600, 1), ("ten", 3600), [], (True, 3600), (10, 0), (-1, 60), (1.5, 60)]
+)
+def test_every_throttle_limit_must_be_two_positive_ints(settings, key, value):
+    found = ids({**BASE, key: value}, settings)
+    assert found == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert key in error.msg and "two positive integers" in error.msg
+
+
+@pytest.mark.parametrize("value", [(1, 60), [5, 3600]])
+def test_a_throttle_limit_as_a_tuple_or_a_list_passes(settings, value):
+    assert ids({**BASE, "THROTTLE_IP": value, "THROTTLE_DOWNLOAD": value}, settings) == set()
+
+
+def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_e002(settings):
+    assert ids({**BASE, "TRUSTED_PROXIES": -1}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "THROTTLE_CACHE": "nope"}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "THROTTLE_CACHE": ["nope"]}, settings) == {"backpain_report.E002"}
+
+
+@pytest.mark.parametrize(
+    "site_url",
+    [
+        "www.example.com",  # no scheme
+        "ftp://www.example.com",
+        "https://",
+        "https://www.example.com/blog",
+        "https://www.example.com/?utm=1",
+        "https://www.example.com/#top",
+        "https://user:secret@www.example.com",
+        "https://www.example.com:port",
+        "https://www..example.com",
+        "https://" + "ü" * 64 + ".example",  # a label over 63 characters once encoded
+    ],
+)
+def test_a_site_url_that_is_not_an_origin_is_e002(settings, site_url):
+    """Links in emails are SITE_URL followed by the app's paths: it must be an http(s) origin
+    whose host can be IDNA-encoded (links and List-Unsubscribe are ASCII)."""
+    assert ids({**BASE, "SITE_URL": site_url}, settings) == {"backpain_report.E002"}
+    [error] = check_settings()
+    assert "SITE_URL" in error.msg
+
+
+@pytest.mark.parametrize(
+    "site_url",
+    [
+        "https://www.example.com",
+        "https://www.example.com/",
+        "http://127.0.0.1:8000",
+        "http://[::1]:8000",
+        "http://localhost:8000",
+        "https://rückenschmerz.example",
+    ],
+)
+def test_a_site_url_that_is_an_origin_passes(settings, site_url):
+    assert ids({**BASE, "SITE_URL": site_url}, settings) == set()

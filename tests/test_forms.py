@@ -61,3 +61,13 @@ def test_form_renders_with_crispy_and_consent_text():
     html = render_crispy_form(SignupForm(article_slug="x"))
     assert 'name="email"' in html
     assert "I can unsubscribe at any time" in html
+
+
+@pytest.mark.django_db
+def test_an_address_too_long_once_idna_encoded_is_a_form_error():
+    """320 characters typed, 350 as stored (the domain IDNA-encoded): a form error, not a 500."""
+    address = "a" * 62 + "@" + ".".join(["ü" * 50] * 5) + ".de"
+    form = SignupForm({**VALID, "email": address})
+    assert not form.is_valid()
+    [error] = form.errors["email"]
+    assert error.startswith("An email address has at most 320 characters.") and "350" in error

@@ -165,13 +165,92 @@ def test_forwarded_for_with_ports_and_ipv6(settings):
         assert throttling.client_ip(request) == ip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with no REMOTE_ADDR (gunicorn on a unix socket behind a proxy, TRUSTED_PROXIES "
-    "left at 0) the per-IP throttle silently allows everything, and no check warns",
-)
 def test_sign_ups_without_a_client_ip_are_still_throttled(client, article, tight, no_broker):
     answers = [
         post(client, remote_addr="", email=f"r{n}@example.com").status_code for n in range(5)
     ]
     assert 429 in answers
+
+
+def test_requests_without_a_client_ip_share_one_count_and_a_warning_says_so_once(
+    settings, monkeypatch, caplog
+):
+    """Regression (review of issue 10, #12): without REMOTE_ADDR both IP throttles let
+    everything through. Such requests cannot be told apart, so they count together, and the
+    log says once per process that TRUSTED_PROXIES is probably needed."""
+    monkeypatch.setattr(throttling, "_warned_no_client_ip", False)
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_IP": (2, 600),
+        "THROTTLE_DOWNLOAD": (3, 600),
+    }
+    assert [throttling.ip_allowed(None) for _ in range(3)] == [True, True, False]
+    assert [throttling.download_ip_allowed(None) for _ in range(4)] == [True] * 3 + [False]
+    assert throttling.ip_allowed("198.51.100.7")  # a client with an IP counts on its own
+    request = RequestFactory().get("/", REMOTE_ADDR="")
+    assert throttling.client_ip(request) is None
+    [warning] = [r for r in caplog.records if r.name == "backpain_report.throttling"]
+    assert warning.levelname == "WARNING"
+    assert "REMOTE_ADDR" in warning.getMessage() and "TRUSTED_PROXIES" in warning.getMessage()
+
+
+@pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), [], None, (0, 60)])
+def test_a_misshapen_throttle_limit_fails_open_with_a_logged_error(
+    client, article, settings, no_broker, caplog, value
+):
+    """Regression (review of issue 10, #8): ``limit, window = ...`` raised outside the try, so a
+    THROTTLE_IP or THROTTLE_DOWNLOAD of the wrong shape made every sign-up (or download) a 500.
+    Like a cache outage, it now lets requests through and logs an error."""
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_IP": value,
+        "THROTTLE_DOWNLOAD": value,
+    }
+    assert post(client).status_code == 303
+    assert throttling.download_ip_allowed("198.51.100.7")
+    assert throttling.download_link_allowed(1)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert {r.getMessage().split("]")[0] for r in errors} == {
+        "BACKPAIN_REPORT['THROTTLE_IP'",
+        "BACKPAIN_REPORT['THROTTLE_DOWNLOAD'",
+    }
+
+
+def test_misshapen_proxies_and_address_window_never_raise(settings, caplog):
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.1", HTTP_X_FORWARDED_FOR="198.51.100.2")
+    for proxies in ["1", -1, True, None]:
+        settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "TRUSTED_PROXIES": proxies}
+        assert throttling.client_ip(request) == "10.0.0.1"  # REMOTE_ADDR, the safe default
+    for window in ["3600", None, 1.5]:
+        settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": window}
+        assert throttling.address_allowed("ann@example.com")
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 7
+
+
+def test_every_bounded_column_a_sign_up_writes_fits(client, article, settings, no_broker):
+    """Regression (review of issue 10): what a request brings is bounded before it is stored:
+    the user agent is cut to its column, the IP kept without its IPv6 zone (which can be any
+    length), a REMOTE_ADDR that is no address stored as none."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "HASH_IP": False, "TRUSTED_PROXIES": 1}
+    answers = [
+        client.post(
+            reverse("backpain_report:signup"),
+            {**SIGNUP, "email": email, "name": "N" * 100},
+            REMOTE_ADDR=remote_addr,
+            HTTP_X_FORWARDED_FOR=forwarded,
+            HTTP_USER_AGENT="Mozilla/5.0 " + "x" * 10_000,
+        ).status_code
+        for email, remote_addr, forwarded in [
+            ("zone@example.com", "10.0.0.1", "fe80::1%" + "z" * 300),
+            ("unix@example.com", "unix:/run/gunicorn.sock", ""),
+        ]
+    ]
+    assert answers == [303, 303]
+    zone = Subscriber.objects.get(email_canonical="zone@example.com")
+    unix = Subscriber.objects.get(email_canonical="unix@example.com")
+    assert (zone.consent_ip, unix.consent_ip) == ("fe80::1", "")
+    for subscriber in (zone, unix):
+        for field in Subscriber._meta.concrete_fields:
+            value = getattr(subscriber, field.attname)
+            if field.max_length and isinstance(value, str):
+                assert len(value) <= field.max_length, field.name
