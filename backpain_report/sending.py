@@ -41,7 +41,7 @@ from .emails import build_confirmation_email, build_report_email, delivery_messa
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
 from .pdfcache import report_pdf
-from .pdfstore import delivery_pdf_save, delivery_prepared_on
+from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
 
 logger = logging.getLogger(__name__)
 
@@ -283,24 +283,41 @@ def delivery_pdf(delivery: Delivery) -> bytes:
     )
 
 
-def _store_for_link(delivery: Delivery, pdf: bytes) -> None:
+def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
     """Keep the PDF a download link will serve, so the web process never renders it.
 
-    A storage error is logged, not raised: the link then renders on its first download.
+    Once the file is written the claim is re-checked and renewed (:func:`_claim_renew`): if the
+    delivery may no longer be sent (its reader was erased or unsubscribed during the render, or
+    the claim was taken over), the file is deleted again and False is returned, so an erasure
+    racing the render leaves no PDF with the reader's name, whichever commits first (the
+    orderings are in :func:`~backpain_report.pdfstore.delivery_pdf_save`). A claim taken over
+    costs the new run's link one render on its first download (the file may be the same).
+
+    A storage error is logged, not raised (True): the link then renders on its first download.
     """
     try:
-        delivery_pdf_save(delivery, pdf, delivery_prepared_on(delivery))
+        delivery_pdf_save(
+            delivery,
+            pdf,
+            delivery_prepared_on(delivery),
+            still_wanted=lambda: _claim_renew(delivery),
+        )
+    except PdfNoLongerWanted:
+        return False
     except Exception:  # the email still goes; the download renders lazily
         logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
+    return True
 
 
-def _build_message(delivery: Delivery, message_id: str) -> Any:
+def _build_message(delivery: Delivery, message_id: str) -> Any | None:
+    """The email for ``delivery``; None when it stopped while its PDF was stored for a link."""
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
     mode = app_settings.DELIVERY
     pdf = delivery_pdf(delivery)
-    if mode != "attach" or not fits_in_email(pdf):  # the email carries a download link
-        _store_for_link(delivery, pdf)
+    carries_link = mode != "attach" or not fits_in_email(pdf)
+    if carries_link and not _store_for_link(delivery, pdf):
+        return None
     return build_report_email(
         delivery=delivery, pdf=pdf if mode != "link" else None, message_id=message_id
     )
@@ -329,6 +346,8 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
     mailer = connection
     try:
         message = _build_message(delivery, message_id)
+        if message is None:  # erased, unsubscribed or taken over while its PDF was stored
+            return _stop_before_sending(delivery)
         if mailer is None:
             mailer = open_mailer()
         # Open it ourselves: send_messages() then leaves it open (for the next message of a

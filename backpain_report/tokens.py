@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 
 from django.core import signing
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
@@ -122,3 +124,21 @@ def read_download_token(token: str) -> DownloadToken:
     ):
         return DownloadToken(DownloadState.REVOKED)
     return DownloadToken(DownloadState.VALID, delivery)
+
+
+def download_link_stands(delivery: Delivery) -> bool:
+    """Whether a link found valid for ``delivery`` still is: not revoked, its reader subscribed.
+
+    For re-checking after a slow step (a render). It locks the delivery's row while it looks
+    (where the database can): revoking links and erasing the reader both update that row, so a
+    revocation or an erasure in flight is waited for.
+    """
+    subscribed = Subscriber.objects.filter(
+        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
+    )
+    with transaction.atomic():
+        return (
+            Delivery.objects.select_for_update()
+            .filter(Exists(subscribed), pk=delivery.pk, link_version=delivery.link_version)
+            .exists()
+        )

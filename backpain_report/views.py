@@ -30,6 +30,7 @@ from .sending import delivery_pdf
 from .tokens import (
     ConfirmState,
     DownloadState,
+    download_link_stands,
     read_confirm_token,
     read_download_token,
     read_unsubscribe_token,
@@ -194,7 +195,8 @@ class DownloadView(View):
 
     The link is checked first (400/410 before any file is touched), then counted per link and
     per client IP (``THROTTLE_DOWNLOAD``). The PDF is the one stored at send time, or rendered
-    and stored on the first request; ``ETag``/``Last-Modified`` make a re-open a 304.
+    and stored on the first request (then the link is re-checked: one revoked or erased during
+    the render gets a 410 and keeps no file); ``ETag``/``Last-Modified`` make a re-open a 304.
     """
 
     template_name = "backpain_report/download_unavailable.html"
@@ -205,16 +207,18 @@ class DownloadView(View):
             return self.throttled(request)
         checked = read_download_token(token)
         if checked.state is not DownloadState.VALID:
-            status = 400 if checked.state is DownloadState.INVALID else 410
-            response = render(
-                request, self.template_name, {"state": checked.state.value}, status=status
-            )
-            response["X-Robots-Tag"] = "noindex"
-            return response
+            return self.unavailable(request, checked.state)
         delivery = checked.delivery
         if not throttling.download_link_allowed(delivery.pk):
             return self.throttled(request)
-        stored = pdfstore.delivery_pdf_get(delivery=delivery, render=delivery_pdf)
+        try:
+            stored = pdfstore.delivery_pdf_get(
+                delivery=delivery,
+                render=delivery_pdf,
+                still_wanted=lambda: download_link_stands(delivery),
+            )
+        except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept
+            return self.unavailable(request, DownloadState.REVOKED)
         modified = int(stored.modified.timestamp()) if stored.modified else None  # HTTP: 1 s
         response = get_conditional_response(request, etag=stored.etag, last_modified=modified)
         if response is None:
@@ -226,6 +230,12 @@ class DownloadView(View):
             response["Last-Modified"] = http_date(modified)
         # The browser may keep it but must ask again (a revoked link then stops working).
         response["Cache-Control"] = "private, no-cache"
+        response["X-Robots-Tag"] = "noindex"
+        return response
+
+    def unavailable(self, request: HttpRequest, state: DownloadState) -> HttpResponse:
+        status = 400 if state is DownloadState.INVALID else 410
+        response = render(request, self.template_name, {"state": state.value}, status=status)
         response["X-Robots-Tag"] = "noindex"
         return response
 

@@ -273,3 +273,106 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
     assert not Delivery.objects.filter(pk=bob.pk).exists()
     [left] = stored_files(private_dir)
     assert pdfstore.delivery_pdf_find(dan) is not None and left.name.endswith(".pdf")
+
+
+@pytest.fixture
+def fake_worker_render(monkeypatch) -> None:
+    """The worker "renders" FAKE_PDF (what is stored is the point, not the PDF)."""
+    from backpain_report import sending
+
+    monkeypatch.setattr(sending, "delivery_pdf", lambda delivery: FAKE_PDF)
+
+
+@pytest.mark.parametrize("when", ["between-write-and-recheck", "after-the-recheck"])
+def test_an_erasure_racing_the_worker_leaves_no_pdf_with_the_name(
+    make_delivery, settings, private_dir, fake_worker_render, monkeypatch, when
+):
+    """The orderings test_privacy's mid-render erasure (before the write) does not reach."""
+    from backpain_report import sending
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
+    delivery = make_delivery()
+    real_renew = sending._claim_renew
+    calls = []
+
+    def renew(claimed):
+        calls.append(claimed.pk)
+        if len(calls) > 1:  # only the re-check right after the file is written
+            return real_renew(claimed)
+        if when == "after-the-recheck":
+            renewed = real_renew(claimed)
+            assert len(stored_files(private_dir)) == 1  # the file is there, and wanted
+            subscriber_erase(subscriber=claimed.subscriber)
+            return renewed
+        assert len(stored_files(private_dir)) == 1  # written, not yet re-checked
+        subscriber_erase(subscriber=claimed.subscriber)
+        return real_renew(claimed)
+
+    monkeypatch.setattr(sending, "_claim_renew", renew)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is sending.Outcome.SKIPPED and mail.outbox == []
+    assert stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.CANCELLED
+
+
+def test_a_reader_who_unsubscribes_during_a_link_render_keeps_no_stored_pdf(
+    make_delivery, settings, private_dir, monkeypatch
+):
+    from backpain_report import sending
+    from backpain_report.subscriptions import subscriber_unsubscribe
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
+    delivery = make_delivery()
+
+    def render_while_unsubscribing(claimed):
+        subscriber_unsubscribe(subscriber_id=claimed.subscriber_id)
+        return FAKE_PDF
+
+    monkeypatch.setattr(sending, "delivery_pdf", render_while_unsubscribing)
+    assert delivery_send(delivery_id=delivery.pk).outcome is sending.Outcome.SKIPPED
+    assert mail.outbox == [] and stored_files(private_dir) == []  # nobody holds a link to it
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.CANCELLED
+    assert delivery.last_error == "Unsubscribed before sending."
+
+
+def test_a_pdf_no_longer_wanted_once_written_is_deleted_again(make_delivery, private_dir):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    prepared_on = pdfstore.delivery_prepared_on(delivery)
+    with pytest.raises(pdfstore.PdfNoLongerWanted):
+        pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=lambda: False)
+    assert stored_files(private_dir) == []
+
+    def recheck_fails():
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=recheck_fails)
+    assert stored_files(private_dir) == []
+    pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=lambda: True)
+    assert len(stored_files(private_dir)) == 1
+
+
+@pytest.mark.parametrize("change", ["erase", "revoke"])
+def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
+    client, make_delivery, private_dir, monkeypatch, change
+):
+    from backpain_report.operations import download_links_revoke
+
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+
+    def render_while_changed(requested):
+        if change == "erase":
+            subscriber_erase(subscriber=requested.subscriber)
+        else:
+            download_links_revoke(Delivery.objects.filter(pk=requested.pk))
+        return FAKE_PDF
+
+    monkeypatch.setattr(views, "delivery_pdf", render_while_changed)
+    response = download(client, delivery)
+    assert response.status_code == 410 and b"%PDF" not in response.content
+    assert response["X-Robots-Tag"] == "noindex"
+    assert stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at is None
