@@ -51,6 +51,12 @@ class StoredPdf:
         with self.storage.open(self.name, "rb") as handle:
             return handle.read()
 
+    def size(self) -> int:
+        """The PDF's length in bytes, without reading it."""
+        if self.storage is None:
+            return len(self.data or b"")
+        return self.storage.size(self.name)
+
 
 def delivery_prepared_on(delivery: Delivery) -> datetime.date:
     """The date on the reader's cover: the day the delivery was (or is being) sent."""

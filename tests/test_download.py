@@ -1,11 +1,13 @@
 """Delivery modes (attach, link, both), the size fall-back, and the download link."""
 
 import datetime
+import io
 
 import pytest
 import time_machine
 from django.core import mail
 from django.urls import reverse
+from pypdf import PdfReader
 
 from backpain_report.emails import build_report_email
 from backpain_report.models import Delivery
@@ -119,3 +121,14 @@ def test_every_mode_passes_the_checks(settings, value):
     assert not check_settings()
     mode(settings, "fax")
     assert {m.id for m in check_settings()} == {"backpain_report.E002"}
+
+
+def test_an_attachment_is_named_by_the_edition_it_holds(make_delivery, report):
+    delivery = make_delivery()  # queued for edition 1
+    report.edition = 2  # edited before it is sent (e.g. during a retry's backoff)
+    report.save()
+    delivery_send(delivery_id=delivery.pk)
+    [(filename, content, _type)] = mail.outbox[0].attachments
+    assert filename == "back-pain-relief-guide-edition-2.pdf"
+    cover = PdfReader(io.BytesIO(content)).pages[0].extract_text()
+    assert "Edition 2" in cover  # what the name says is what it holds

@@ -376,3 +376,82 @@ def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
     assert stored_files(private_dir) == []
     delivery.refresh_from_db()
     assert delivery.downloaded_at is None
+
+
+def head(client, delivery, remote_addr="192.0.2.10", **headers):
+    path = reverse("backpain_report:download", args=[make_download_token(delivery)])
+    return client.head(path, REMOTE_ADDR=remote_addr, **headers)
+
+
+def test_a_head_request_never_renders_and_records_no_download(
+    client, make_delivery, private_dir, renders
+):
+    """Mail scanners send HEAD: it answers the headers a GET would, at no render's cost."""
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    before = head(client, delivery)  # nothing stored yet
+    assert before.status_code == 200 and before["Content-Type"] == "application/pdf"
+    assert (
+        before["Content-Disposition"] == 'inline; filename="back-pain-relief-guide-edition-1.pdf"'
+    )
+    assert "Content-Length" not in before  # unknown without a render, so not made up
+    assert before["X-Robots-Tag"] == "noindex"
+    assert renders == [] and stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at is None
+    got = download(client, delivery)  # the GET renders, stores and records the download
+    delivery.refresh_from_db()
+    first_download = delivery.downloaded_at
+    assert first_download is not None
+    [stored] = stored_files(private_dir)
+    after = head(client, delivery)
+    assert after.status_code == 200 and after.content == b""
+    assert after["Content-Length"] == str(stored.stat().st_size) == got["Content-Length"]
+    for header in ("Content-Type", "Content-Disposition", "ETag", "Last-Modified"):
+        assert after[header] == got[header]
+    assert head(client, delivery, HTTP_IF_NONE_MATCH=got["ETag"]).status_code == 304
+    assert renders == [delivery.pk]  # the one GET
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at == first_download
+
+
+def test_a_head_request_on_a_bad_link_is_answered_like_a_get(client, make_delivery, renders):
+    revoked = make_delivery(status=Delivery.Status.SENT)
+    path = reverse("backpain_report:download", args=[make_download_token(revoked)])
+    Delivery.objects.filter(pk=revoked.pk).update(link_version=revoked.link_version + 1)
+    assert client.head(path).status_code == 410
+    assert client.head(path.replace("/download/", "/download/x")).status_code == 400
+    assert renders == []
+
+
+def test_head_requests_count_per_ip_but_never_use_up_a_links_downloads(
+    client, make_delivery, settings, private_dir, renders
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_DOWNLOAD": (2, 600)}
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    for scanner in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):  # three scanners, one link
+        assert head(client, delivery, scanner).status_code == 200
+    assert download(client, delivery, "198.51.100.7").status_code == 200  # the reader's
+    assert head(client, delivery, "192.0.2.1").status_code == 200
+    assert head(client, delivery, "192.0.2.1").status_code == 429  # a flood from one IP
+
+
+def test_an_old_link_after_an_edit_serves_the_current_edition_named_by_it(
+    client, make_delivery, private_dir, renders
+):
+    """Only the current edition can be rendered, so an old link always serves it, and its file
+    name says so (the delivery still records the edition it was sent for)."""
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    first = download(client, delivery)
+    assert first["Content-Disposition"].endswith('edition-1.pdf"')
+    delivery.report.edition = 2  # the report is edited
+    delivery.report.save()
+    before = head(client, delivery)  # the edition-1 file is not the current one: no render
+    assert before["Content-Disposition"].endswith('edition-2.pdf"') and len(renders) == 1
+    assert "ETag" not in before
+    second = download(client, delivery)
+    assert second["Content-Disposition"].endswith('edition-2.pdf"')
+    assert second.content == FAKE_PDF + str(delivery.pk).encode() and len(renders) == 2
+    assert second["ETag"] != first["ETag"] and len(stored_files(private_dir)) == 1
+    assert head(client, delivery)["ETag"] == second["ETag"]
+    delivery.refresh_from_db()
+    assert delivery.edition == 1
