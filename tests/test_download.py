@@ -30,22 +30,30 @@ def test_attach_mode_attaches_and_has_no_link(make_delivery):
     assert "/download/" not in message.body
 
 
+# A token holds the second it was signed in: the test's own must be made in the same second.
+FROZEN = datetime.datetime(2026, 3, 2, 9, 30, tzinfo=datetime.timezone.utc)
+
+
 def test_link_mode_sends_a_link_and_no_attachment(make_delivery, settings):
     mode(settings, "link")
     delivery = make_delivery()
-    delivery_send(delivery_id=delivery.pk)
+    with time_machine.travel(FROZEN, tick=False):
+        delivery_send(delivery_id=delivery.pk)
+        path = download_path(delivery)
     message = mail.outbox[0]
     assert not message.attachments
-    assert f"https://reports.example.com{download_path(delivery)}" in message.body
-    assert download_path(delivery) in message.alternatives[0][0]
+    assert f"https://reports.example.com{path}" in message.body
+    assert path in message.alternatives[0][0]
 
 
 def test_both_mode(make_delivery, settings):
     mode(settings, "both")
     delivery = make_delivery()
-    delivery_send(delivery_id=delivery.pk)
+    with time_machine.travel(FROZEN, tick=False):
+        delivery_send(delivery_id=delivery.pk)
+        path = download_path(delivery)
     message = mail.outbox[0]
-    assert len(message.attachments) == 1 and download_path(delivery) in message.body
+    assert len(message.attachments) == 1 and path in message.body
 
 
 def test_too_big_for_email_falls_back_to_a_link(make_delivery, settings):
