@@ -129,16 +129,17 @@ def read_download_token(token: str) -> DownloadToken:
 def download_link_stands(delivery: Delivery) -> bool:
     """Whether a link found valid for ``delivery`` still is: not revoked, its reader subscribed.
 
-    For re-checking after a slow step (a render). It locks the delivery's row while it looks
-    (where the database can): revoking links and erasing the reader both update that row, so a
-    revocation or an erasure in flight is waited for.
+    For re-checking after a slow step (a render). It first locks the delivery's row (where the
+    database can): revoking links and erasing the reader both update that row, so a revocation
+    or an erasure in flight is waited for. Then it looks in a second query: under READ
+    COMMITTED that one sees what the waited-for transaction committed, whereas a locking read
+    re-checks only the locked row itself, not the subscriber row behind it.
     """
     subscribed = Subscriber.objects.filter(
         pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
     )
     with transaction.atomic():
-        return (
-            Delivery.objects.select_for_update()
-            .filter(Exists(subscribed), pk=delivery.pk, link_version=delivery.link_version)
-            .exists()
-        )
+        list(Delivery.objects.select_for_update().filter(pk=delivery.pk).values_list("pk"))
+        return Delivery.objects.filter(
+            Exists(subscribed), pk=delivery.pk, link_version=delivery.link_version
+        ).exists()
