@@ -25,7 +25,12 @@ CONFIRM_HTML_TEMPLATE = "backpain_report/email/confirm.html"
 
 
 def pdf_filename(delivery: Delivery) -> str:
-    return f"{delivery.report.slug}-edition-{delivery.edition}.pdf"
+    """The PDF's file name, by the edition it holds: the report's edition when it is rendered.
+
+    That can be newer than ``delivery.edition`` (the edition the delivery was queued for): a
+    retry after an edit, or a download link opened after one, gets the current edition.
+    """
+    return f"{delivery.report.slug}-edition-{delivery.report.edition}.pdf"
 
 
 MESSAGE_ID_SALT = "backpain_report.emails.delivery_message_id"

@@ -4,10 +4,12 @@ Django 6.1 introduced named mailers (``settings.MAILERS``, ``django.core.mail.ma
 deprecated ``get_connection()``; older versions only have ``get_connection()``. Everything that
 sends goes through :func:`open_mailer`, which uses whichever the running Django prefers.
 
-It also keeps a hung SMTP server from holding a delivery's claim forever: Django's SMTP backend
-waits without limit unless a timeout is configured, so when none is, :func:`open_mailer` gives it
-one that fits in ``CLAIM_LEASE`` (:func:`lease_mail_timeout`). System check ``E004`` reports a
-configured timeout too long for the lease.
+It also keeps an SMTP server that stops answering from holding a delivery's claim past the lease:
+Django's SMTP backend waits without limit unless a timeout is configured, so when none is,
+:func:`open_mailer` gives it one that fits in ``CLAIM_LEASE`` (:func:`lease_mail_timeout`).
+System check ``E004`` reports a configured timeout too long for the lease. The timeout is a
+socket timeout: it bounds each wait for the server (one read, or over TLS one chunk written), not
+a whole SMTP step, so a server that answers a few bytes at a time is not bounded by it.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from .conf import app_settings
 # 0.7 s, p90 0.9 s, an edition's first report 1.2 s with `backpain_bench` on a 2 vCPU machine);
 # the budget leaves ample room for a loaded worker.
 RENDER_BUDGET = 60.0
-# Replies the client waits for, each up to the timeout, while handing one message to the server
-# over an open connection: EHLO (first message only), MAIL FROM, RCPT TO, DATA, the data itself
-# and the final reply. The connection is opened before the claim is re-checked, so its
-# handshake does not count.
+# Replies the client waits for while handing one message to the server over an open connection:
+# EHLO (first message only), MAIL FROM, RCPT TO, DATA, the data itself and the final reply. Each
+# is bounded by the timeout only while the server sends nothing: every byte it sends restarts the
+# socket timeout. The connection is opened before the claim is re-checked, so its handshake does
+# not count.
 SMTP_WAITS_PER_MESSAGE = 6
 
 

@@ -9,7 +9,9 @@ cover). Nobody without the key can work a name out; a renamed reader or a new ed
 file; and deleting a delivery's files is emptying one small folder.
 
 The file holds the reader's name: :func:`delivery_files_delete` must run wherever deliveries go
-(erasure calls :func:`subscriber_files_delete`; a purge that deletes rows calls the former).
+(erasure calls :func:`subscriber_files_delete`; a purge that deletes rows calls the former), and
+whoever stores one re-checks afterwards that it is still wanted (``still_wanted``), so a render
+that races an erasure leaves no file behind.
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ class StoredPdf:
             return self.data or b""
         with self.storage.open(self.name, "rb") as handle:
             return handle.read()
+
+    def size(self) -> int:
+        """The PDF's length in bytes, without reading it."""
+        if self.storage is None:
+            return len(self.data or b"")
+        return self.storage.size(self.name)
 
 
 def delivery_prepared_on(delivery: Delivery) -> datetime.date:
@@ -101,8 +109,35 @@ def delivery_pdf_find(delivery: Delivery) -> StoredPdf | None:
     )
 
 
-def delivery_pdf_save(delivery: Delivery, data: bytes, prepared_on: datetime.date) -> StoredPdf:
-    """Store ``data`` as ``delivery``'s PDF; its older files (another date, name, edition) go."""
+class PdfNoLongerWanted(Exception):
+    """The delivery stopped wanting its PDF while it was being stored; its files were deleted."""
+
+
+def delivery_pdf_save(
+    delivery: Delivery,
+    data: bytes,
+    prepared_on: datetime.date,
+    *,
+    still_wanted: Callable[[], bool] | None = None,
+) -> StoredPdf:
+    """Store ``data`` as ``delivery``'s PDF; its older files (another date, name, edition) go.
+
+    ``still_wanted`` is asked once the file is written; if it answers False (or raises), the
+    delivery's files are deleted again and :class:`PdfNoLongerWanted` is raised (or its error).
+
+    This is what keeps a PDF written during an erasure from outliving it. The erasure first
+    commits the change that makes ``still_wanted`` False (the reader unsubscribed, their rows
+    cancelled), then deletes the files. So whatever the order:
+
+    - the erasure commits before the write, or between the write and the re-check: the re-check
+      sees it, and the file is deleted here;
+    - it commits after the re-check: its own deletion comes later still, after the write, and
+      finds the file.
+
+    Callers make ``still_wanted`` lock (or conditionally UPDATE) the delivery's row, which the
+    erasure updates too: on PostgreSQL the re-check then waits for an erasure in flight, so even
+    one run inside a larger transaction (deleting the files before it commits) is ordered.
+    """
     storage = private_storage()
     name = delivery_pdf_name(delivery, prepared_on)
     file_write(storage, name, data)
@@ -110,16 +145,32 @@ def delivery_pdf_save(delivery: Delivery, data: bytes, prepared_on: datetime.dat
     for other in storage.listdir(folder)[1]:
         if other != current:
             storage.delete(f"{folder}/{other}")
+    if still_wanted is not None:
+        try:
+            wanted = still_wanted()
+        except BaseException:
+            delivery_files_delete([delivery.pk])
+            raise
+        if not wanted:
+            delivery_files_delete([delivery.pk])
+            raise PdfNoLongerWanted(f"Delivery {delivery.pk} stopped while its PDF was stored.")
     return StoredPdf(
         name=name, etag=_etag(name), storage=storage, modified=_modified(storage, name)
     )
 
 
-def delivery_pdf_get(*, delivery: Delivery, render: Callable[[Delivery], bytes]) -> StoredPdf:
+def delivery_pdf_get(
+    *,
+    delivery: Delivery,
+    render: Callable[[Delivery], bytes],
+    still_wanted: Callable[[], bool] | None = None,
+) -> StoredPdf:
     """The stored PDF of ``delivery``; rendered with ``render`` and stored if missing.
 
-    A storage that fails is logged and the rendered bytes are served from memory: the reader
-    still gets their PDF, only the next request renders it again.
+    ``still_wanted`` is as in :func:`delivery_pdf_save`: after a render, a delivery that is no
+    longer wanted keeps no file and :class:`PdfNoLongerWanted` is raised. A storage that fails
+    is logged and the rendered bytes are served from memory: the reader still gets their PDF,
+    only the next request renders it again.
     """
     try:
         stored = delivery_pdf_find(delivery)
@@ -131,7 +182,9 @@ def delivery_pdf_get(*, delivery: Delivery, render: Callable[[Delivery], bytes])
     prepared_on = delivery_prepared_on(delivery)
     data = render(delivery)
     try:
-        return delivery_pdf_save(delivery, data, prepared_on)
+        return delivery_pdf_save(delivery, data, prepared_on, still_wanted=still_wanted)
+    except PdfNoLongerWanted:
+        raise
     except Exception:  # as above
         logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
         name = delivery_pdf_name(delivery, prepared_on)

@@ -2,10 +2,12 @@
 
 A claim is a conditional UPDATE (pending -> sending, or a sending claim older than the lease), so
 two workers handed the same message send once. Right before the message is handed to the mail
-server the claim is re-checked and renewed (another conditional UPDATE): a worker whose claim was
-taken over meanwhile sends nothing. Temporary failures put the row back to pending with
-``next_attempt_at`` set by exponential backoff with jitter; permanent ones (SMTP 5xx) and
-exhausted attempts mark it failed. Every failure is written to ``last_error``.
+server the claim is re-checked and renewed (another conditional UPDATE, which also requires the
+reader to be still subscribed): a worker whose claim was taken over meanwhile sends nothing, and a
+reader who unsubscribed during the render is sent nothing (their row ends cancelled). Temporary
+failures put the row back to pending with ``next_attempt_at`` set by exponential backoff with
+jitter; permanent ones (SMTP 5xx) and exhausted attempts mark it failed. Every failure is
+written to ``last_error``.
 
 A reclaim counts as an attempt; a stale claim that already used ``MAX_ATTEMPTS`` is failed
 ("Worker lost while sending ...") instead of reclaimed, so a message that kills its worker is
@@ -29,7 +31,7 @@ import smtplib
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import CharField, F, Q, QuerySet, Value
+from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
@@ -37,9 +39,9 @@ from . import signals
 from .conf import app_settings
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
-from .models import Delivery
+from .models import Delivery, Subscriber
 from .pdfcache import report_pdf
-from .pdfstore import delivery_pdf_save, delivery_prepared_on
+from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
 
 logger = logging.getLogger(__name__)
 
@@ -163,11 +165,25 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     return Delivery.objects.select_related("subscriber", "report").get(pk=delivery_id)
 
 
+UNSUBSCRIBED_ERROR = "Unsubscribed before sending."
+
+
 def _claim_renew(delivery: Delivery) -> bool:
-    """Re-check our claim and restart its lease; False when another run has taken the row."""
+    """Re-check our claim and restart its lease, in one conditional UPDATE.
+
+    False when the claim no longer stands (another run took the row, or it was cancelled) or the
+    reader is no longer subscribed: unsubscribing cancels only pending rows, as a row being sent
+    belongs to its worker, so the worker stops here (see :func:`_stop_before_sending`).
+    """
     now = timezone.now()
+    subscribed = Subscriber.objects.filter(
+        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
+    )
     renewed = Delivery.objects.filter(
-        pk=delivery.pk, status=Delivery.Status.SENDING, claimed_at=delivery.claimed_at
+        Exists(subscribed),
+        pk=delivery.pk,
+        status=Delivery.Status.SENDING,
+        claimed_at=delivery.claimed_at,
     ).update(claimed_at=now)
     if renewed:
         delivery.claimed_at = now
@@ -199,6 +215,18 @@ def _claim_lost(
     else:
         logger.warning("Delivery %s: the claim no longer stands; nothing recorded", delivery.pk)
     return SendResult(delivery.pk, Outcome.SKIPPED, error=error, connection_lost=connection_lost)
+
+
+def _stop_before_sending(delivery: Delivery) -> SendResult:
+    """Send nothing: the reader unsubscribed, or :func:`_claim_renew` failed.
+
+    If our claim still stands, the reader unsubscribed (the renewal requires both): the row is
+    cancelled. Otherwise the claim is gone and nothing is recorded. Either way SKIPPED.
+    """
+    if _record(delivery, status=Delivery.Status.CANCELLED, last_error=UNSUBSCRIBED_ERROR):
+        logger.info("Delivery %s cancelled: the reader unsubscribed before sending", delivery.pk)
+        return SendResult(delivery.pk, Outcome.SKIPPED)
+    return _claim_lost(delivery, sent=False)
 
 
 def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
@@ -255,24 +283,41 @@ def delivery_pdf(delivery: Delivery) -> bytes:
     )
 
 
-def _store_for_link(delivery: Delivery, pdf: bytes) -> None:
+def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
     """Keep the PDF a download link will serve, so the web process never renders it.
 
-    A storage error is logged, not raised: the link then renders on its first download.
+    Once the file is written the claim is re-checked and renewed (:func:`_claim_renew`): if the
+    delivery may no longer be sent (its reader was erased or unsubscribed during the render, or
+    the claim was taken over), the file is deleted again and False is returned, so an erasure
+    racing the render leaves no PDF with the reader's name, whichever commits first (the
+    orderings are in :func:`~backpain_report.pdfstore.delivery_pdf_save`). A claim taken over
+    costs the new run's link one render on its first download (the file may be the same).
+
+    A storage error is logged, not raised (True): the link then renders on its first download.
     """
     try:
-        delivery_pdf_save(delivery, pdf, delivery_prepared_on(delivery))
+        delivery_pdf_save(
+            delivery,
+            pdf,
+            delivery_prepared_on(delivery),
+            still_wanted=lambda: _claim_renew(delivery),
+        )
+    except PdfNoLongerWanted:
+        return False
     except Exception:  # the email still goes; the download renders lazily
         logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
+    return True
 
 
-def _build_message(delivery: Delivery, message_id: str) -> Any:
+def _build_message(delivery: Delivery, message_id: str) -> Any | None:
+    """The email for ``delivery``; None when it stopped while its PDF was stored for a link."""
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
     mode = app_settings.DELIVERY
     pdf = delivery_pdf(delivery)
-    if mode != "attach" or not fits_in_email(pdf):  # the email carries a download link
-        _store_for_link(delivery, pdf)
+    carries_link = mode != "attach" or not fits_in_email(pdf)
+    if carries_link and not _store_for_link(delivery, pdf):
+        return None
     return build_report_email(
         delivery=delivery, pdf=pdf if mode != "link" else None, message_id=message_id
     )
@@ -290,27 +335,26 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
 
     ``connection`` is an open email backend to reuse across a batch; one is opened otherwise.
     The claim is renewed right before the message is handed to the backend; a run that finds it
-    taken over sends nothing and reports SKIPPED.
+    taken over, or its reader unsubscribed, sends nothing and reports SKIPPED.
     """
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return SendResult(delivery_id, Outcome.SKIPPED)
     if not delivery.subscriber.is_subscribed:
-        _record(
-            delivery, status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending."
-        )
-        return SendResult(delivery_id, Outcome.SKIPPED)
+        return _stop_before_sending(delivery)
     message_id = delivery_message_id(delivery)
     mailer = connection
     try:
         message = _build_message(delivery, message_id)
+        if message is None:  # erased, unsubscribed or taken over while its PDF was stored
+            return _stop_before_sending(delivery)
         if mailer is None:
             mailer = open_mailer()
         # Open it ourselves: send_messages() then leaves it open (for the next message of a
         # batch; it closes only connections it opened). A no-op when already open.
         mailer.open()
-        if not _claim_renew(delivery):
-            return _claim_lost(delivery, sent=False)
+        if not _claim_renew(delivery):  # taken over, cancelled, or the reader unsubscribed
+            return _stop_before_sending(delivery)
         if not mailer.send_messages([message]):
             raise smtplib.SMTPException("The mail backend accepted no message.")
     except Exception as exc:  # noqa: BLE001 - recorded on the row, then retried or failed

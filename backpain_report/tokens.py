@@ -7,6 +7,8 @@ import hashlib
 from dataclasses import dataclass
 
 from django.core import signing
+from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
@@ -122,3 +124,22 @@ def read_download_token(token: str) -> DownloadToken:
     ):
         return DownloadToken(DownloadState.REVOKED)
     return DownloadToken(DownloadState.VALID, delivery)
+
+
+def download_link_stands(delivery: Delivery) -> bool:
+    """Whether a link found valid for ``delivery`` still is: not revoked, its reader subscribed.
+
+    For re-checking after a slow step (a render). It first locks the delivery's row (where the
+    database can): revoking links and erasing the reader both update that row, so a revocation
+    or an erasure in flight is waited for. Then it looks in a second query: under READ
+    COMMITTED that one sees what the waited-for transaction committed, whereas a locking read
+    re-checks only the locked row itself, not the subscriber row behind it.
+    """
+    subscribed = Subscriber.objects.filter(
+        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
+    )
+    with transaction.atomic():
+        list(Delivery.objects.select_for_update().filter(pk=delivery.pk).values_list("pk"))
+        return Delivery.objects.filter(
+            Exists(subscribed), pk=delivery.pk, link_version=delivery.link_version
+        ).exists()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import (
     HttpRequest,
@@ -11,7 +12,9 @@ from django.http import (
     HttpResponseBadRequest,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
@@ -25,11 +28,12 @@ from . import operations, pdfstore, selectors, services, stats, subscriptions, t
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
-from .models import Article
+from .models import Article, Delivery
 from .sending import delivery_pdf
 from .tokens import (
     ConfirmState,
     DownloadState,
+    download_link_stands,
     read_confirm_token,
     read_download_token,
     read_unsubscribe_token,
@@ -189,43 +193,109 @@ class UnsubscribeView(View):
         return render(request, self.done_template_name)
 
 
+_Response = TypeVar("_Response", bound=HttpResponseBase)
+
+
 class DownloadView(View):
     """A reader's PDF from a signed, expiring, revocable link; throttled, served from storage.
 
     The link is checked first (400/410 before any file is touched), then counted per link and
     per client IP (``THROTTLE_DOWNLOAD``). The PDF is the one stored at send time, or rendered
-    and stored on the first request; ``ETag``/``Last-Modified`` make a re-open a 304.
+    and stored on the first request (then the link is re-checked: one revoked or erased during
+    the render gets a 410 and keeps no file); ``ETag``/``Last-Modified`` make a re-open a 304.
+    It is always the report's current edition, named by it (see :func:`pdf_filename`).
+
+    A ``HEAD`` (mail scanners send them) gets the headers a ``GET`` would, from the stored file
+    if there is one; it never renders, records no download and is counted per client IP only,
+    so scanners cannot use up a reader's downloads.
     """
 
     template_name = "backpain_report/download_unavailable.html"
     throttled_template_name = "backpain_report/download_throttled.html"
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
+        checked = self.check(request, token)
+        if isinstance(checked, HttpResponse):
+            return checked
+        delivery = checked
+        if not throttling.download_link_allowed(delivery.pk):
+            return self.throttled(request)
+        try:
+            stored = pdfstore.delivery_pdf_get(
+                delivery=delivery,
+                render=delivery_pdf,
+                still_wanted=lambda: download_link_stands(delivery),
+            )
+        except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept
+            return self.unavailable(request, DownloadState.REVOKED)
+        response = self.conditional(request, stored)
+        if response is None:
+            body = stored.read()
+            response = HttpResponse(body, content_type="application/pdf")
+            self.describe(response, delivery, len(body))
+            operations.delivery_downloaded(delivery=delivery)
+        return self.finish(response, stored)
+
+    def head(self, request: HttpRequest, token: str) -> HttpResponseBase:
+        checked = self.check(request, token)
+        if isinstance(checked, HttpResponse):
+            return checked
+        delivery = checked
+        try:
+            stored = pdfstore.delivery_pdf_find(delivery)
+        except Exception:  # a sick storage: answer as if nothing were stored
+            logger.warning("Private storage unreadable for delivery %s", delivery.pk, exc_info=True)
+            stored = None
+        if stored is None:
+            # Not stored yet, and a HEAD never costs a render: its length is unknown. A streaming
+            # response, so no middleware adds a (wrong) Content-Length.
+            unknown = StreamingHttpResponse((), content_type="application/pdf")
+            self.describe(unknown, delivery, None)
+            return self.finish(unknown, None)
+        response = self.conditional(request, stored)
+        if response is None:
+            response = HttpResponse(content_type="application/pdf")
+            self.describe(response, delivery, stored.size())
+        return self.finish(response, stored)
+
+    def check(self, request: HttpRequest, token: str) -> Delivery | HttpResponse:
+        """The link's delivery, or the answer for a throttled client or a bad link."""
         if not throttling.download_ip_allowed(throttling.client_ip(request)):
             return self.throttled(request)
         checked = read_download_token(token)
         if checked.state is not DownloadState.VALID:
-            status = 400 if checked.state is DownloadState.INVALID else 410
-            response = render(
-                request, self.template_name, {"state": checked.state.value}, status=status
-            )
-            response["X-Robots-Tag"] = "noindex"
-            return response
-        delivery = checked.delivery
-        if not throttling.download_link_allowed(delivery.pk):
-            return self.throttled(request)
-        stored = pdfstore.delivery_pdf_get(delivery=delivery, render=delivery_pdf)
-        modified = int(stored.modified.timestamp()) if stored.modified else None  # HTTP: 1 s
-        response = get_conditional_response(request, etag=stored.etag, last_modified=modified)
-        if response is None:
-            response = HttpResponse(stored.read(), content_type="application/pdf")
-            response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
-            operations.delivery_downloaded(delivery=delivery)
-        response["ETag"] = stored.etag
-        if modified is not None:
-            response["Last-Modified"] = http_date(modified)
+            return self.unavailable(request, checked.state)
+        return checked.delivery
+
+    @staticmethod
+    def conditional(request: HttpRequest, stored: pdfstore.StoredPdf) -> HttpResponse | None:
+        """A 304 when the client's copy is current, else None."""
+        return get_conditional_response(
+            request, etag=stored.etag, last_modified=_seconds(stored.modified)
+        )
+
+    @staticmethod
+    def describe(response: HttpResponseBase, delivery: Delivery, length: int | None) -> None:
+        """The PDF's own headers (``length`` None: unknown, none is sent)."""
+        if length is not None:
+            response["Content-Length"] = str(length)
+        response["Content-Disposition"] = f'inline; filename="{pdf_filename(delivery)}"'
+
+    @staticmethod
+    def finish(response: _Response, stored: pdfstore.StoredPdf | None) -> _Response:
+        """The headers every answer with (or about) the PDF carries."""
+        if stored is not None:
+            response["ETag"] = stored.etag
+            if stored.modified is not None:
+                response["Last-Modified"] = http_date(_seconds(stored.modified))
         # The browser may keep it but must ask again (a revoked link then stops working).
         response["Cache-Control"] = "private, no-cache"
+        response["X-Robots-Tag"] = "noindex"
+        return response
+
+    def unavailable(self, request: HttpRequest, state: DownloadState) -> HttpResponse:
+        status = 400 if state is DownloadState.INVALID else 410
+        response = render(request, self.template_name, {"state": state.value}, status=status)
         response["X-Robots-Tag"] = "noindex"
         return response
 
@@ -234,6 +304,11 @@ class DownloadView(View):
         response["X-Robots-Tag"] = "noindex"
         response["Cache-Control"] = "private, no-store"
         return response
+
+
+def _seconds(moment: datetime.datetime | None) -> int | None:
+    """A timestamp at HTTP's 1 s resolution."""
+    return int(moment.timestamp()) if moment else None
 
 
 @method_decorator(csrf_exempt, name="dispatch")

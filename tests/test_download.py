@@ -1,11 +1,13 @@
 """Delivery modes (attach, link, both), the size fall-back, and the download link."""
 
 import datetime
+import io
 
 import pytest
 import time_machine
 from django.core import mail
 from django.urls import reverse
+from pypdf import PdfReader
 
 from backpain_report.emails import build_report_email
 from backpain_report.models import Delivery
@@ -28,22 +30,30 @@ def test_attach_mode_attaches_and_has_no_link(make_delivery):
     assert "/download/" not in message.body
 
 
+# A token holds the second it was signed in: the test's own must be made in the same second.
+FROZEN = datetime.datetime(2026, 3, 2, 9, 30, tzinfo=datetime.timezone.utc)
+
+
 def test_link_mode_sends_a_link_and_no_attachment(make_delivery, settings):
     mode(settings, "link")
     delivery = make_delivery()
-    delivery_send(delivery_id=delivery.pk)
+    with time_machine.travel(FROZEN, tick=False):
+        delivery_send(delivery_id=delivery.pk)
+        path = download_path(delivery)
     message = mail.outbox[0]
     assert not message.attachments
-    assert f"https://reports.example.com{download_path(delivery)}" in message.body
-    assert download_path(delivery) in message.alternatives[0][0]
+    assert f"https://reports.example.com{path}" in message.body
+    assert path in message.alternatives[0][0]
 
 
 def test_both_mode(make_delivery, settings):
     mode(settings, "both")
     delivery = make_delivery()
-    delivery_send(delivery_id=delivery.pk)
+    with time_machine.travel(FROZEN, tick=False):
+        delivery_send(delivery_id=delivery.pk)
+        path = download_path(delivery)
     message = mail.outbox[0]
-    assert len(message.attachments) == 1 and download_path(delivery) in message.body
+    assert len(message.attachments) == 1 and path in message.body
 
 
 def test_too_big_for_email_falls_back_to_a_link(make_delivery, settings):
@@ -119,3 +129,14 @@ def test_every_mode_passes_the_checks(settings, value):
     assert not check_settings()
     mode(settings, "fax")
     assert {m.id for m in check_settings()} == {"backpain_report.E002"}
+
+
+def test_an_attachment_is_named_by_the_edition_it_holds(make_delivery, report):
+    delivery = make_delivery()  # queued for edition 1
+    report.edition = 2  # edited before it is sent (e.g. during a retry's backoff)
+    report.save()
+    delivery_send(delivery_id=delivery.pk)
+    [(filename, content, _type)] = mail.outbox[0].attachments
+    assert filename == "back-pain-relief-guide-edition-2.pdf"
+    cover = PdfReader(io.BytesIO(content)).pages[0].extract_text()
+    assert "Edition 2" in cover  # what the name says is what it holds

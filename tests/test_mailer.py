@@ -39,3 +39,43 @@ def test_other_backends_are_left_alone():
     backend = open_mailer()
     assert type(backend).__module__ == "django.core.mail.backends.locmem"
     assert not hasattr(backend, "timeout")
+
+
+def test_the_mail_timeout_bounds_each_wait_not_a_whole_step(settings):
+    """README (How delivery works, Production): the timeout is a socket timeout. A server that
+    drips its reply a byte at a time keeps one SMTP step going far past it."""
+    import socket
+    import threading
+    import time
+
+    greeting = b"220 a tarpit\r\n"
+    pause = 0.1  # between bytes, well under the timeout
+    timeout = 0.5
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        if django.VERSION >= (6, 1):
+            options = {"host": "127.0.0.1", "port": port, "timeout": timeout}
+            settings.MAILERS = {"default": {"BACKEND": SMTP, "OPTIONS": options}}
+        else:
+            settings.EMAIL_BACKEND, settings.EMAIL_HOST = SMTP, "127.0.0.1"
+            settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = port, timeout
+
+        def drip() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                for byte in greeting:
+                    connection.sendall(bytes([byte]))
+                    time.sleep(pause)
+
+        server = threading.Thread(target=drip, daemon=True)
+        server.start()
+        mailer = open_mailer()
+        started = time.monotonic()
+        assert mailer.open()  # the greeting arrives whole: no timeout
+        elapsed = time.monotonic() - started
+        mailer.close()
+        server.join(5)
+    assert elapsed > 2 * timeout  # one step (reading the greeting) outlasted the timeout twice

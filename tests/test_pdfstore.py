@@ -273,3 +273,185 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
     assert not Delivery.objects.filter(pk=bob.pk).exists()
     [left] = stored_files(private_dir)
     assert pdfstore.delivery_pdf_find(dan) is not None and left.name.endswith(".pdf")
+
+
+@pytest.fixture
+def fake_worker_render(monkeypatch) -> None:
+    """The worker "renders" FAKE_PDF (what is stored is the point, not the PDF)."""
+    from backpain_report import sending
+
+    monkeypatch.setattr(sending, "delivery_pdf", lambda delivery: FAKE_PDF)
+
+
+@pytest.mark.parametrize("when", ["between-write-and-recheck", "after-the-recheck"])
+def test_an_erasure_racing_the_worker_leaves_no_pdf_with_the_name(
+    make_delivery, settings, private_dir, fake_worker_render, monkeypatch, when
+):
+    """The orderings test_privacy's mid-render erasure (before the write) does not reach."""
+    from backpain_report import sending
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
+    delivery = make_delivery()
+    real_renew = sending._claim_renew
+    calls = []
+
+    def renew(claimed):
+        calls.append(claimed.pk)
+        if len(calls) > 1:  # only the re-check right after the file is written
+            return real_renew(claimed)
+        if when == "after-the-recheck":
+            renewed = real_renew(claimed)
+            assert len(stored_files(private_dir)) == 1  # the file is there, and wanted
+            subscriber_erase(subscriber=claimed.subscriber)
+            return renewed
+        assert len(stored_files(private_dir)) == 1  # written, not yet re-checked
+        subscriber_erase(subscriber=claimed.subscriber)
+        return real_renew(claimed)
+
+    monkeypatch.setattr(sending, "_claim_renew", renew)
+    result = delivery_send(delivery_id=delivery.pk)
+    assert result.outcome is sending.Outcome.SKIPPED and mail.outbox == []
+    assert stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.CANCELLED
+
+
+def test_a_reader_who_unsubscribes_during_a_link_render_keeps_no_stored_pdf(
+    make_delivery, settings, private_dir, monkeypatch
+):
+    from backpain_report import sending
+    from backpain_report.subscriptions import subscriber_unsubscribe
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
+    delivery = make_delivery()
+
+    def render_while_unsubscribing(claimed):
+        subscriber_unsubscribe(subscriber_id=claimed.subscriber_id)
+        return FAKE_PDF
+
+    monkeypatch.setattr(sending, "delivery_pdf", render_while_unsubscribing)
+    assert delivery_send(delivery_id=delivery.pk).outcome is sending.Outcome.SKIPPED
+    assert mail.outbox == [] and stored_files(private_dir) == []  # nobody holds a link to it
+    delivery.refresh_from_db()
+    assert delivery.status == Delivery.Status.CANCELLED
+    assert delivery.last_error == "Unsubscribed before sending."
+
+
+def test_a_pdf_no_longer_wanted_once_written_is_deleted_again(make_delivery, private_dir):
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    prepared_on = pdfstore.delivery_prepared_on(delivery)
+    with pytest.raises(pdfstore.PdfNoLongerWanted):
+        pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=lambda: False)
+    assert stored_files(private_dir) == []
+
+    def recheck_fails():
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=recheck_fails)
+    assert stored_files(private_dir) == []
+    pdfstore.delivery_pdf_save(delivery, FAKE_PDF, prepared_on, still_wanted=lambda: True)
+    assert len(stored_files(private_dir)) == 1
+
+
+@pytest.mark.parametrize("change", ["erase", "revoke"])
+def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
+    client, make_delivery, private_dir, monkeypatch, change
+):
+    from backpain_report.operations import download_links_revoke
+
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+
+    def render_while_changed(requested):
+        if change == "erase":
+            subscriber_erase(subscriber=requested.subscriber)
+        else:
+            download_links_revoke(Delivery.objects.filter(pk=requested.pk))
+        return FAKE_PDF
+
+    monkeypatch.setattr(views, "delivery_pdf", render_while_changed)
+    response = download(client, delivery)
+    assert response.status_code == 410 and b"%PDF" not in response.content
+    assert response["X-Robots-Tag"] == "noindex"
+    assert stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at is None
+
+
+def head(client, delivery, remote_addr="192.0.2.10", **headers):
+    path = reverse("backpain_report:download", args=[make_download_token(delivery)])
+    return client.head(path, REMOTE_ADDR=remote_addr, **headers)
+
+
+def test_a_head_request_never_renders_and_records_no_download(
+    client, make_delivery, private_dir, renders
+):
+    """Mail scanners send HEAD: it answers the headers a GET would, at no render's cost."""
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    before = head(client, delivery)  # nothing stored yet
+    assert before.status_code == 200 and before["Content-Type"] == "application/pdf"
+    assert (
+        before["Content-Disposition"] == 'inline; filename="back-pain-relief-guide-edition-1.pdf"'
+    )
+    assert "Content-Length" not in before  # unknown without a render, so not made up
+    assert before["X-Robots-Tag"] == "noindex"
+    assert renders == [] and stored_files(private_dir) == []
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at is None
+    got = download(client, delivery)  # the GET renders, stores and records the download
+    delivery.refresh_from_db()
+    first_download = delivery.downloaded_at
+    assert first_download is not None
+    [stored] = stored_files(private_dir)
+    after = head(client, delivery)
+    assert after.status_code == 200 and after.content == b""
+    assert after["Content-Length"] == str(stored.stat().st_size) == got["Content-Length"]
+    for header in ("Content-Type", "Content-Disposition", "ETag", "Last-Modified"):
+        assert after[header] == got[header]
+    assert head(client, delivery, HTTP_IF_NONE_MATCH=got["ETag"]).status_code == 304
+    assert renders == [delivery.pk]  # the one GET
+    delivery.refresh_from_db()
+    assert delivery.downloaded_at == first_download
+
+
+def test_a_head_request_on_a_bad_link_is_answered_like_a_get(client, make_delivery, renders):
+    revoked = make_delivery(status=Delivery.Status.SENT)
+    path = reverse("backpain_report:download", args=[make_download_token(revoked)])
+    Delivery.objects.filter(pk=revoked.pk).update(link_version=revoked.link_version + 1)
+    assert client.head(path).status_code == 410
+    assert client.head(path.replace("/download/", "/download/x")).status_code == 400
+    assert renders == []
+
+
+def test_head_requests_count_per_ip_but_never_use_up_a_links_downloads(
+    client, make_delivery, settings, private_dir, renders
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_DOWNLOAD": (2, 600)}
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    for scanner in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):  # three scanners, one link
+        assert head(client, delivery, scanner).status_code == 200
+    assert download(client, delivery, "198.51.100.7").status_code == 200  # the reader's
+    assert head(client, delivery, "192.0.2.1").status_code == 200
+    assert head(client, delivery, "192.0.2.1").status_code == 429  # a flood from one IP
+
+
+def test_an_old_link_after_an_edit_serves_the_current_edition_named_by_it(
+    client, make_delivery, private_dir, renders
+):
+    """Only the current edition can be rendered, so an old link always serves it, and its file
+    name says so (the delivery still records the edition it was sent for)."""
+    delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
+    first = download(client, delivery)
+    assert first["Content-Disposition"].endswith('edition-1.pdf"')
+    delivery.report.edition = 2  # the report is edited
+    delivery.report.save()
+    before = head(client, delivery)  # the edition-1 file is not the current one: no render
+    assert before["Content-Disposition"].endswith('edition-2.pdf"') and len(renders) == 1
+    assert "ETag" not in before
+    second = download(client, delivery)
+    assert second["Content-Disposition"].endswith('edition-2.pdf"')
+    assert second.content == FAKE_PDF + str(delivery.pk).encode() and len(renders) == 2
+    assert second["ETag"] != first["ETag"] and len(stored_files(private_dir)) == 1
+    assert head(client, delivery)["ETag"] == second["ETag"]
+    delivery.refresh_from_db()
+    assert delivery.edition == 1

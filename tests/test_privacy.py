@@ -167,11 +167,6 @@ def test_erase_command_erases_an_address_whose_signup_waits_in_the_inbox(article
     assert not PendingSignup.objects.filter(email_canonical="ann@example.com").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker rendering a link delivery while its reader is erased stores the PDF "
-    "(with the reader's name) after the erasure deleted their files: it is never deleted",
-)
 def test_erasure_during_a_render_leaves_no_pdf_with_the_name(make_delivery, settings, monkeypatch):
     from backpain_report import pdfstore, sending
     from backpain_report.privatestorage import private_storage
