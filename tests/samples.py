@@ -22,3 +22,13 @@ def make_report(**overrides: object) -> types.SimpleNamespace:
     }
     values.update(overrides)
     return types.SimpleNamespace(**values)
+
+
+def reader_name(n: int, prefix: str = "Reader") -> str:
+    """A valid, distinct reader name for the n-th of many sign-ups (names may hold no digit)."""
+    letters = ""
+    n += 1
+    while n:
+        n, rest = divmod(n - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"{prefix} {letters}"

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests.samples import reader_name
+
 from .faults_site import QUEUE, Reader, address, fault_result
 from .web import SIGNUP_DONE_PATH
 
@@ -148,7 +150,7 @@ def test_redis_flushed_with_100_deliveries_queued(site):
     has passed, one ``backpain_sweep`` run re-publishes all 100 and every reader gets exactly one
     message.
     """
-    people = [(f"Flushed Reader {i}", address(f"flushed-{i:03d}")) for i in range(100)]
+    people = [(reader_name(i, "Flushed Reader"), address(f"flushed-{i:03d}")) for i in range(100)]
     emails = [email for _name, email in people]
     site.worker_stop()
     site.signup(*people)

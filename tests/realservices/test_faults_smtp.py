@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from tests.samples import reader_name
+
 from .faults_site import address, fault_result
 
 pytestmark = pytest.mark.services
@@ -77,7 +79,7 @@ def test_server_that_never_answers_is_abandoned_within_email_timeout(site):
     Expected: the attempt on it aborts within EMAIL_TIMEOUT (3 s) and retries; meanwhile the
     other pool process keeps delivering; every one of the 5 readers gets exactly one message.
     """
-    people = [(f"Patient Reader {i}", address(f"hang-{i}")) for i in range(5)]
+    people = [(reader_name(i, "Patient Reader"), address(f"hang-{i}")) for i in range(5)]
     emails = [email for _name, email in people]
     site.smtp.hang_next(1)
     site.signup(*people)
@@ -108,7 +110,7 @@ def test_connection_dropped_after_the_third_message_of_a_batch(site):
     Expected: 3 sent on the first connection, the 4th fails (connection lost) and is retried,
     the rest go over new connections; each of the 10 readers gets exactly one message.
     """
-    people = [(f"Batch Reader {i}", address(f"batch-{i}")) for i in range(10)]
+    people = [(reader_name(i, "Batch Reader"), address(f"batch-{i}")) for i in range(10)]
     emails = [email for _name, email in people]
     ids = site.signup(*people, mode="unpublished")
     site.smtp.drop_after_messages(3, connections=1)

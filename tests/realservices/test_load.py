@@ -9,6 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.samples import reader_name
+
 from .web import sign_up
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
@@ -41,7 +43,9 @@ def wait_with_progress(smtp_server, addresses: set[str], started: float) -> list
 @pytest.mark.timeout(DELIVERY_WAIT + 180)
 def test_concurrent_signups_are_each_delivered_once(redis_stack, smtp_server, rs_database):
     run = secrets.token_hex(3)
-    people = [(f"Load Reader {i}", f"load-{run}-{i:03d}@example.com") for i in range(SIGNUPS)]
+    people = [
+        (reader_name(i, "Load Reader"), f"load-{run}-{i:03d}@example.com") for i in range(SIGNUPS)
+    ]
     addresses = {email for _name, email in people}
 
     def submit(person: tuple[str, str]) -> tuple[str, int, float]:

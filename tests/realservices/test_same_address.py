@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.samples import reader_name
+
 from .stack import ROOT, site_env
 from .web import sign_up
 
@@ -37,7 +39,7 @@ def test_same_address_over_http(redis_stack, smtp_server, rs_database):
 
     def submit(n: int) -> int:
         return sign_up(
-            redis_stack.base_url, name=f"Reader {n}", email=mixed_case(address, n)
+            redis_stack.base_url, name=reader_name(n), email=mixed_case(address, n)
         ).status
 
     with ThreadPoolExecutor(max_workers=ATTEMPTS) as pool:
