@@ -114,15 +114,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.E002",
             )
         )
-    storage = config.get("PRIVATE_STORAGE", DEFAULTS["PRIVATE_STORAGE"])
-    if isinstance(storage, str) and storage not in settings.STORAGES:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['PRIVATE_STORAGE'] names {storage!r}, which is not in "
-                "settings.STORAGES.",
-                id="backpain_report.E002",
-            )
-        )
+    errors.extend(_unknown_alias(config, "PRIVATE_STORAGE", "STORAGES"))
     errors.extend(_check_from_email(config))
     for app in REQUIRED_APPS:
         if not apps.is_installed(app):
@@ -315,16 +307,21 @@ def _check_throttle_values(config: dict) -> list:
                 id="backpain_report.E002",
             )
         )
-    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
-    if isinstance(alias, str) and alias not in settings.CACHES:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['THROTTLE_CACHE'] names {alias!r}, which is not in "
-                "settings.CACHES.",
-                id="backpain_report.E002",
-            )
-        )
+    errors.extend(_unknown_alias(config, "THROTTLE_CACHE", "CACHES"))
     return errors
+
+
+def _unknown_alias(config: dict, key: str, setting: str) -> list:
+    """E002 when ``config[key]`` names an alias that ``settings.<setting>`` does not define."""
+    alias = config.get(key, DEFAULTS[key])
+    if not isinstance(alias, str) or alias in getattr(settings, setting):
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}[{key!r}] names {alias!r}, which is not in settings.{setting}.",
+            id="backpain_report.E002",
+        )
+    ]
 
 
 PER_PROCESS_CACHES = (
