@@ -9,8 +9,11 @@ bounded (short socket and connect timeouts, no retry loop), so a sick broker cos
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from contextlib import contextmanager
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 from celery import current_app
 from django.db import transaction
@@ -29,11 +32,8 @@ SIGNUP_TASK = "backpain_report.process_signup"
 BATCH_SIZE = 20
 
 
-@contextmanager
-def bounded_connection():
-    """A broker connection that gives up after ``PUBLISH_TIMEOUT`` instead of retrying."""
-    timeout = float(app_settings.PUBLISH_TIMEOUT)
-    options = {
+def _bounded_options(timeout: float) -> dict:
+    return {
         "max_retries": 0,
         "connect_retries_timeout": timeout,
         "socket_timeout": timeout,
@@ -41,16 +41,74 @@ def bounded_connection():
         "read_timeout": timeout,
         "write_timeout": timeout,
     }
-    connection = current_app.connection_for_write(
-        connect_timeout=timeout, transport_options=options
-    )
-    try:
-        yield connection
-    finally:
+
+
+class _ConnectionPool:
+    """A few idle bounded broker connections per process, reused from one publish to the next.
+
+    Opening a broker connection costs more than the publish itself (for Redis: two sockets and
+    a handshake), so a sign-up reuses an idle one. Each keeps its short socket timeouts, so a
+    sick broker still costs about ``PUBLISH_TIMEOUT``; a connection that failed is closed, never
+    returned. Keyed by process id (a forked child never uses its parent's sockets), Celery app,
+    broker URL and timeout.
+    """
+
+    LIMIT = 4
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._idle: list[Any] = []
+
+    def _current_key(self, timeout: float) -> tuple:
+        return (os.getpid(), id(current_app), current_app.conf.broker_url, timeout)
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        timeout = float(app_settings.PUBLISH_TIMEOUT)
+        key = self._current_key(timeout)
+        with self._lock:
+            if key != self._key:
+                self._key, self._idle = key, []  # another process or broker: forget, not close
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = current_app.connection_for_write(
+                connect_timeout=timeout, transport_options=_bounded_options(timeout)
+            )
+        healthy = False
         try:
-            connection.release()
-        except Exception:
-            logger.debug("Ignoring an error while closing the broker connection", exc_info=True)
+            yield connection
+            healthy = True
+        finally:
+            with self._lock:
+                keep = healthy and key == self._key and len(self._idle) < self.LIMIT
+                if keep:
+                    self._idle.append(connection)
+            if not keep:
+                _release_quietly(connection)
+
+    def clear(self) -> None:
+        """Close every idle connection (tests; a site may call it when it reconfigures)."""
+        with self._lock:
+            idle, self._idle, self._key = self._idle, [], None
+        for connection in idle:
+            _release_quietly(connection)
+
+
+def _release_quietly(connection: Any) -> None:
+    try:
+        connection.release()
+    except Exception:
+        logger.debug("Ignoring an error while closing the broker connection", exc_info=True)
+
+
+_pool = _ConnectionPool()
+
+
+def bounded_connection() -> AbstractContextManager[Any]:
+    """A broker connection that gives up after ``PUBLISH_TIMEOUT`` instead of retrying; an idle
+    one is reused when the last publish through it worked."""
+    return _pool.connection()
 
 
 def _publish(
