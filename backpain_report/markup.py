@@ -14,6 +14,7 @@ trusted.
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as etree
 
@@ -71,8 +72,13 @@ class _ChecklistExtension(Extension):
         md.treeprocessors.register(_ChecklistProcessor(md), "backpain_checklist", 5)
 
 
+@functools.lru_cache(maxsize=32)
 def render_markdown(text: str) -> SafeString:
-    """Render Markdown and sanitise the result; raw HTML in ``text`` is cleaned, not trusted."""
+    """Render Markdown and sanitise the result; raw HTML in ``text`` is cleaned, not trusted.
+
+    Remembered by the text itself (the last 32 texts per process): an article page or a report
+    edition renders the same text many times, and an edited text is a new key, never stale.
+    """
     html = markdown.markdown(
         text,
         extensions=["extra", "sane_lists", "toc", _ChecklistExtension()],

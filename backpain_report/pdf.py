@@ -81,9 +81,8 @@ def _unused_tls_context() -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
-@functools.lru_cache(maxsize=8)
 def body_to_html(body: str) -> SafeString:
-    """``render_markdown(body)``, remembered: a report is rendered many times per edition."""
+    """``render_markdown(body)`` (remembered there: a report renders many times per edition)."""
     return render_markdown(body)
 
 

@@ -27,6 +27,7 @@ from django.views.generic import ListView, TemplateView
 from . import operations, pdfstore, selectors, services, stats, subscriptions, throttling
 from .conf import app_settings
 from .emails import pdf_filename
+from .formcache import signup_form_html
 from .forms import SignupForm
 from .models import Article, Delivery
 from .sending import delivery_pdf
@@ -71,7 +72,9 @@ class ArticleDetailView(TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         article = self.get_article()
         stats.page_view_from_request(self.request, article=article)
-        form = kwargs.pop("form", None) or SignupForm(article_slug=article.slug)
+        form = kwargs.pop("form", None)
+        if form is None:  # the same unbound form for every reader: rendered once, then copied
+            kwargs["signup_form_html"] = signup_form_html(self.request, slug=article.slug)
         return super().get_context_data(article=article, form=form, **kwargs)
 
 

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django import template
+from django.template.loader import render_to_string
 
+from ..formcache import FORM_TEMPLATE, signup_form_html
 from ..forms import SignupForm
 from ..models import Article
 
 register = template.Library()
 
 
-@register.inclusion_tag("backpain_report/signup_form.html", takes_context=True)
-def report_signup_form(context: template.Context, article: Article | str | None = None) -> dict:
+@register.simple_tag(takes_context=True)
+def report_signup_form(context: template.Context, article: Article | str | None = None) -> str:
     """Render the free-report form; ``article`` (an Article or its slug) records the source."""
     slug = article.slug if isinstance(article, Article) else (article or "")
-    result: dict[str, Any] = {
-        "form": SignupForm(article_slug=slug),
-        "request": context.get("request"),
-    }
-    if "csrf_token" in context:
-        result["csrf_token"] = context["csrf_token"]
-    return result
+    request = context.get("request")
+    if request is not None:
+        return signup_form_html(request, slug=slug)
+    # No request in the context (a template rendered without one): the form in full.
+    return render_to_string(
+        FORM_TEMPLATE,
+        {"form": SignupForm(article_slug=slug), "csrf_token": context.get("csrf_token", "")},
+    )
 
 
 @register.filter(name="markdown")
