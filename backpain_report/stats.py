@@ -1,7 +1,8 @@
 """The funnel: page views counted per article and day, and the figures of the admin dashboard.
 
-Page views are a privacy-friendly counter: one row per (article, day) incremented in the
-database, no cookie, no address, nothing about the visitor; requests whose user agent looks like
+Page views are a privacy-friendly counter: one row per (article, day), no cookie, no address,
+nothing about the visitor, counted in a shared cache (Redis, Memcached) and flushed to the row
+every minute by the sweep, or counted in the database directly; requests whose user agent looks like
 a bot are not counted. The other steps of the funnel are read from the rows the app already
 keeps: sign-ups, confirmations and unsubscribes from :class:`Subscriber`, reports delivered and
 downloads from :class:`Delivery`. Everything is grouped by the subscriber's source article and
@@ -11,18 +12,27 @@ the day (in the current time zone).
 from __future__ import annotations
 
 import datetime
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.utils import timezone
 
+from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
+from .throttling import counts_atomically
+
+logger = logging.getLogger(__name__)
 
 #: User agents that are not counted as readers. An empty user agent is not counted either.
 BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|headless|curl|wget|python-requests", re.I)
@@ -47,26 +57,105 @@ def is_bot(user_agent: str) -> bool:
     return not user_agent.strip() or BOT_RE.search(user_agent) is not None
 
 
+#: Seconds a page-view counter lives in the cache before it must have been flushed.
+COUNTER_TTL = 3 * 24 * 3600
+#: Days back the flush looks for counters (the sweep runs every minute; this covers outages).
+FLUSH_DAYS = 3
+
+
+def _counter_cache() -> BaseCache | None:
+    """The cache to count page views in: a shared one that counts atomically (Redis,
+    Memcached), the throttles' ``THROTTLE_CACHE``; None means: count in the database."""
+    try:
+        cache = caches[app_settings.THROTTLE_CACHE]
+    except InvalidCacheBackendError:  # an unknown alias (check E002): count in the database
+        return None
+    if isinstance(cache, LocMemCache | DummyCache) or not counts_atomically(cache):
+        return None  # per process, or no atomic incr: counts would be lost
+    return cache
+
+
+def _counter_key(article_id: int, day: datetime.date) -> str:
+    return f"backpain_report:views:{article_id}:{day.isoformat()}"
+
+
+def _views_add(article_id: int, day: datetime.date, n: int) -> None:
+    """Add ``n`` views to the (article, day) row: one UPDATE, or an INSERT the first time."""
+    rows = PageView.objects.filter(article_id=article_id, day=day)
+    if rows.update(views=F("views") + n):
+        return
+    try:
+        with transaction.atomic():
+            PageView.objects.create(article_id=article_id, day=day, views=n)
+    except IntegrityError:  # a concurrent first view of the day won the INSERT
+        rows.update(views=F("views") + n)
+
+
 def page_view_record(
     *, article: Article, user_agent: str, day: datetime.date | None = None
 ) -> bool:
     """Count one view of ``article`` today (or on ``day``); False when the visitor is a bot.
 
-    One UPDATE ... SET views = views + 1, or an INSERT the first time of the day; two
-    concurrent first views both count (the loser of the INSERT race updates instead).
+    With a shared, atomic cache (Redis, Memcached) the view is one ``INCR`` there and
+    :func:`page_views_flush` (run by the sweep every minute, and by the funnel page) moves the
+    counts into the database; otherwise, or if the cache fails, it is one UPDATE (an INSERT
+    the first time of the day). Two concurrent first views both count.
     """
     if is_bot(user_agent):
         return False
     day = day or timezone.localdate()
-    rows = PageView.objects.filter(article=article, day=day)
-    if rows.update(views=F("views") + 1):
-        return True
-    try:
-        with transaction.atomic():
-            PageView.objects.create(article=article, day=day, views=1)
-    except IntegrityError:
-        rows.update(views=F("views") + 1)
+    cache = _counter_cache()
+    if cache is not None:
+        key = _counter_key(article.pk, day)
+        try:
+            try:
+                cache.incr(key)
+            except ValueError:  # the first view of the day on this cache
+                if not cache.add(key, 1, timeout=COUNTER_TTL):
+                    cache.incr(key)
+            return True
+        except Exception:
+            logger.warning(
+                "Page-view counter cache unavailable; counting in the database", exc_info=True
+            )
+    _views_add(article.pk, day, 1)
     return True
+
+
+def page_views_flush(*, today: datetime.date | None = None) -> int:
+    """Move the page views counted in the cache into the database; return how many moved.
+
+    Each counter is decremented by what was read (atomically), so views counted meanwhile stay
+    for the next flush and none is counted twice. A no-op when views are counted in the database.
+    """
+    cache = _counter_cache()
+    if cache is None:
+        return 0
+    today = today or timezone.localdate()
+    days = [today - datetime.timedelta(days=n) for n in range(FLUSH_DAYS)]
+    keys = {
+        _counter_key(pk, day): (pk, day)
+        for pk in Article.objects.values_list("pk", flat=True)
+        for day in days
+    }
+    moved = 0
+    try:
+        counts = cache.get_many(list(keys))
+    except Exception:
+        logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
+        return 0
+    for key, count in counts.items():
+        if not count or count < 0:
+            continue
+        try:
+            cache.decr(key, count)
+        except Exception:
+            logger.warning("Could not take %s page views from the cache", count, exc_info=True)
+            continue
+        article_id, day = keys[key]
+        _views_add(article_id, day, int(count))
+        moved += int(count)
+    return moved
 
 
 def page_view_from_request(request: HttpRequest, *, article: Article) -> bool:

@@ -16,6 +16,7 @@ from .publishing import (
 )
 from .sending import Outcome, deliveries_send, delivery_send
 from .services import signup_process
+from .stats import page_views_flush
 from .sweep import deliveries_sweep, signups_sweep
 
 
@@ -53,7 +54,9 @@ def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
-    """Re-publish deliveries whose message was lost; run it periodically (celery beat)."""
+    """Re-publish sign-ups and deliveries whose message was lost, and move page views counted in
+    the cache into the database; run it periodically (celery beat)."""
+    page_views_flush()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
     return {

@@ -108,3 +108,76 @@ def test_funnel_figures_against_known_data(article, make_subscriber, make_delive
 def test_default_range_is_the_last_30_days():
     start, end = stats.default_range(DAY)
     assert end == DAY and (end - start).days == 29
+
+
+@pytest.fixture
+def shared_counter(monkeypatch):
+    """A cache that counts atomically standing in for Redis (tests/test_throttle_caches.py
+    proves the real backends count every concurrent hit)."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from backpain_report import stats
+
+    counter = LocMemCache("page-views", {})
+    counter.clear()
+    monkeypatch.setattr(stats, "_counter_cache", lambda: counter)
+    return counter
+
+
+def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared_counter):
+    from backpain_report.models import PageView
+    from backpain_report.stats import page_view_record, page_views_flush
+
+    for _ in range(5):
+        assert page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert not PageView.objects.exists()  # no write per request
+    assert page_views_flush() == 5
+    page_view_record(article=article, user_agent="Mozilla/5.0")  # counted meanwhile
+    assert page_views_flush() == 1
+    assert page_views_flush() == 0  # nothing counted twice
+    assert PageView.objects.get(article=article).views == 6
+
+
+def test_a_failing_counter_cache_counts_in_the_database(article, monkeypatch):
+    from backpain_report import stats
+    from backpain_report.models import PageView
+
+    class Broken:
+        def incr(self, *args, **kwargs):
+            raise ConnectionError("cache down")
+
+    monkeypatch.setattr(stats, "_counter_cache", lambda: Broken())
+    assert stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert PageView.objects.get(article=article).views == 1
+
+
+def test_a_per_process_or_non_atomic_cache_is_never_used_for_counting(settings, tmp_path):
+    from backpain_report.stats import _counter_cache
+
+    for backend in (
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+        "django.core.cache.backends.filebased.FileBasedCache",
+        "django.core.cache.backends.db.DatabaseCache",
+    ):
+        settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+        assert _counter_cache() is None, backend
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://x",
+        }
+    }
+    assert _counter_cache() is not None
+
+
+def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, admin_client):
+    from backpain_report.models import PageView
+    from backpain_report.stats import page_view_record
+    from backpain_report.tasks import sweep_deliveries
+
+    page_view_record(article=article, user_agent="Mozilla/5.0")
+    sweep_deliveries()
+    page_view_record(article=article, user_agent="Mozilla/5.0")
+    admin_client.get("/admin/backpain_report/pageview/")
+    assert PageView.objects.get(article=article).views == 2

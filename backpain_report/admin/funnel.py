@@ -120,6 +120,7 @@ class FunnelAdmin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             start, end = form.cleaned_data["start"], form.cleaned_data["end"]
             article = form.cleaned_data["article"]
+        stats.page_views_flush()  # show the views counted in the cache up to now
         funnel = stats.funnel(start=start, end=end, article_id=article.pk if article else None)
         context = {
             **self.admin_site.each_context(request),

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from backpain_report.stats import page_views_flush
 from backpain_report.sweep import deliveries_sweep, signups_sweep
 
 
@@ -12,6 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args, limit: int = 1000, **options):
         if limit < 1:
             raise CommandError("--limit must be at least 1.")
+        page_views_flush()
         failed = 0
         for kind, sweep in (("sign-ups", signups_sweep), ("deliveries", deliveries_sweep)):
             result = sweep(limit=limit)
