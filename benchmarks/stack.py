@@ -276,14 +276,19 @@ class BenchStack:
         )
 
     def start_worker(self, *, processes: int, max_tasks_per_child: int) -> Process:
-        """The example site's prefork Celery worker on our queue; waits until it is ready."""
+        """The example site's prefork Celery worker on our queue; waits until it is ready.
+
+        ``max_tasks_per_child`` 0 means never recycle a pool process (billiard wants a positive
+        number, so it gets one no run reaches).
+        """
+        recycle = max_tasks_per_child or 10**9
         worker = Process(
             "celery-worker",
             [
                 sys.executable, "-m", "celery", "-A", "example_project", "worker",
                 "--pool", "prefork", "--concurrency", str(processes), "-l", "info",
                 "--without-heartbeat", "--without-gossip", "--without-mingle",
-                "--max-tasks-per-child", str(max_tasks_per_child),
+                "--max-tasks-per-child", str(recycle),
                 "-Q", self.queue, "-n", f"{self.queue}@%h",
             ],
             env=self.site_env(),
