@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,9 @@ from benchmarks.stack import DEFAULT_POSTGRES, BenchStack, RssSampler  # noqa: E
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 ARTEFACTS = ROOT / "test-artefacts" / "bench"
 ROWS = ("article", "signup", "pdf", "worker")
+# Not a row: py-spy flame graphs of gunicorn under wrk (run with --rows flamegraphs).
+PHASES = (*ROWS, "flamegraphs")
+PROFILES = ROOT / "benchmarks" / "profiles"
 
 # Per mode: wrk seconds per measurement, rounds, warm-up seconds, reports, PDF renders.
 MODES = {
@@ -100,7 +104,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="0 (default): pool processes live for the whole run, so the RSS row sees one "
         "long-lived process; the example site recycles them after 100 tasks",
     )
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"which rows ({','.join(ROWS)})")
+    parser.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help=f"which rows ({','.join(ROWS)}; or flamegraphs)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BACKPAIN_BENCH_POSTGRES_URL")
@@ -118,7 +126,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.rows = [row.strip() for row in args.rows.split(",") if row.strip()]
-    unknown = set(args.rows) - set(ROWS)
+    unknown = set(args.rows) - set(PHASES)
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     if args.seconds <= 0 or args.rounds < 1 or args.reports < 1 or args.renders < 1:
@@ -271,6 +279,56 @@ def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOption
         stack.purge_queues()
         stack.delete_rows(SITE_PENDING)
         stack.delete_rows(BASELINE_TABLE)
+
+
+def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
+    """py-spy flame graphs (SVG) of both gunicorns under wrk, apart from any measurement."""
+    run_id = secrets.token_hex(3)
+    ours_session = form_session(stack.site_url, "/")
+    baseline_session = form_session(stack.baseline_url, "/form/")
+    targets = [
+        ("gunicorn_article_get", stack.site, stack.site_url + "/", None),
+        ("gunicorn_baseline_constant_get", stack.baseline, stack.baseline_url + "/", None),
+        (
+            "gunicorn_signup_post",
+            stack.site,
+            stack.site_url + "/signup/",
+            signup_script_args(ours_session, "/signup/", f"fo{run_id}", ours=True),
+        ),
+        (
+            "gunicorn_baseline_signup_post",
+            stack.baseline,
+            stack.baseline_url + "/form/",
+            signup_script_args(baseline_session, "/form/", f"fb{run_id}", ours=False),
+        ),
+    ]
+    spy_bin = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+        "py-spy"
+    )
+    if not spy_bin:
+        raise RuntimeError("py-spy is not installed (pip install py-spy)")
+    PROFILES.mkdir(parents=True, exist_ok=True)
+    for name, server, url, script_args in targets:
+        assert server is not None
+        svg = PROFILES / f"{name}.svg"
+        spy = subprocess.Popen(
+            [spy_bin, "record", "--pid", str(server.popen.pid),
+             "--subprocesses", "--nonblocking", "--rate", "250", "--format", "flamegraph",
+             "--duration", f"{int(wrk.seconds) + 1}", "--output", str(svg)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            time.sleep(1)
+            run_wrk(url, wrk, script_args=script_args)
+            _out, err = spy.communicate(timeout=60)
+        finally:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+        say(f"flame graph {svg.name}: {'written' if svg.exists() else 'missing: ' + err[-300:]}")
+    stack.purge_queues()
+    stack.delete_rows(SITE_PENDING)
+    stack.delete_rows(BASELINE_TABLE)
 
 
 # --- The PDF row ------------------------------------------------------------------------------
@@ -507,6 +565,7 @@ def main(argv: list[str]) -> int:
         ("signup", lambda: measure_signup(stack, rows, args, wrk)),
         ("pdf", lambda: measure_pdf(stack, rows, args)),
         ("worker", lambda: details.extend(measure_worker(stack, rows, args))),
+        ("flamegraphs", lambda: record_flamegraphs(stack, args, wrk)),
     ]
     version_list: dict[str, str] = {}
     try:
@@ -553,6 +612,8 @@ def main(argv: list[str]) -> int:
         or (key in ("e2e", "rss") and "worker" in args.rows)
         or key in args.rows
     ]
+    if not chosen:
+        return 1 if failures else 0
     text = results_markdown(
         chosen,
         machine=machine_info(load_start),
