@@ -238,3 +238,53 @@ def test_the_baseline_site_has_the_example_sites_middleware() -> None:
     assert middleware(root / "benchmarks/baseline/settings.py") == middleware(
         root / "example_project/settings.py"
     )
+
+
+class FakeFrame:
+    """The part of a pyinstrument frame the profile summary reads."""
+
+    def __init__(self, path: str, time: float, children=(), function: str = "f") -> None:
+        self.file_path = path
+        self.file_path_short = path.rsplit("/", 1)[-1]
+        self.function = function
+        self.line_no = 1
+        self.time = time
+        self.children = list(children)
+
+
+def test_profile_costs_go_to_the_outermost_owning_frame_and_the_rest_to_its_context() -> None:
+    from benchmarks.profile_requests import OTHER, categorise, flat_text
+
+    site = "/venv/lib/python3.13/site-packages"
+    tree = FakeFrame(
+        "/work/benchmarks/profile_requests.py",
+        10.0,
+        [
+            FakeFrame(
+                f"{site}/django/template/base.py",
+                6.0,
+                [
+                    # crispy owns its subtree, the template code inside it included
+                    FakeFrame(
+                        f"{site}/crispy_forms/templatetags/crispy_forms_tags.py",
+                        4.0,
+                        [FakeFrame(f"{site}/django/template/base.py", 3.0)],
+                    ),
+                    FakeFrame("/work/backpain_report/views.py", 1.0),  # in the template context
+                ],
+            ),
+            FakeFrame(
+                "/work/backpain_report/stats.py", 2.0, [FakeFrame(f"{site}/django/db/x.py", 2)]
+            ),
+        ],
+    )
+    totals = categorise(tree)
+    assert totals["sign-up form: crispy-forms render"] == 4.0
+    assert totals["page-view count (a write per GET)"] == 2.0
+    assert totals["template rendering (the rest of the page)"] == 2.0  # 1.0 self + views.py
+    assert totals[OTHER] == 2.0  # the root's own time
+    assert "ORM and SQL (other queries)" not in totals  # the page view's query is its own
+    assert sum(totals.values()) == 10.0
+    text = flat_text(tree, requests=2, top=2)
+    assert text.splitlines()[0] == "self time per request (of 5000.00 ms profiled), top 2"
+    assert len(text.splitlines()) == 3
