@@ -257,12 +257,18 @@ def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOption
                 order.reverse()
             for name, (url, script_args, table) in order:
                 script_args = [*script_args[:3], f"{script_args[3]}r{round_no}", script_args[4]]
-                before = stack.count_rows(table)
+                before = stack.settled_count(table)
                 result = run_wrk(url, wrk, script_args=script_args)
-                inserted = stack.count_rows(table) - before
+                inserted = stack.settled_count(table) - before
                 say(f"POST {name}: {result.rate:,.0f} req/s, {inserted} rows ({_latency(result)})")
                 (row.ours if name == "ours" else row.baseline).append(result.rate)
                 _check_wrk(row, name, result)
+                if inserted > result.requests + wrk.connections:
+                    row.valid = False
+                    row.notes.append(
+                        f"{name}: {inserted} rows for {result.requests} requests: more than the "
+                        f"{wrk.connections} requests still in flight when wrk stopped"
+                    )
                 if inserted < 0.99 * result.requests:
                     row.valid = False
                     row.notes.append(
@@ -275,7 +281,10 @@ def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOption
                         f"{_latency(result)}"
                     )
     finally:
-        # Thousands of messages nobody will process: gone before the worker starts.
+        # Thousands of messages nobody will process: gone before the worker starts (once the
+        # requests still queued in gunicorn's backlog are answered).
+        stack.settled_count(SITE_PENDING)
+        stack.settled_count(BASELINE_TABLE)
         stack.purge_queues()
         stack.delete_rows(SITE_PENDING)
         stack.delete_rows(BASELINE_TABLE)
@@ -317,6 +326,7 @@ def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
              "--duration", f"{int(wrk.seconds) + 1}", "--output", str(svg)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
+        err = ""
         try:
             time.sleep(1)
             run_wrk(url, wrk, script_args=script_args)
@@ -326,6 +336,8 @@ def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
                 spy.kill()
                 spy.wait()
         say(f"flame graph {svg.name}: {'written' if svg.exists() else 'missing: ' + err[-300:]}")
+    stack.settled_count(SITE_PENDING)
+    stack.settled_count(BASELINE_TABLE)
     stack.purge_queues()
     stack.delete_rows(SITE_PENDING)
     stack.delete_rows(BASELINE_TABLE)
@@ -529,8 +541,11 @@ def git_revision() -> str:
         return done.stdout.strip()
 
     revision = git("rev-parse", "--short", "HEAD") or "unknown"
+    measured = git("log", "-1", "--format=%h", "--", "backpain_report", "example_project")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "backpain_report")
-    return revision + (" (backpain_report/ has uncommitted changes)" if dirty else "")
+    return f"{revision}; backpain_report/ and example_project/ as of {measured or 'unknown'}" + (
+        ", with uncommitted changes in backpain_report/" if dirty else ""
+    )
 
 
 # --- Main ---------------------------------------------------------------------------------------

@@ -329,6 +329,19 @@ class BenchStack:
         assert self.database is not None
         return int(self.database.query(f"SELECT count(*) AS n FROM {table}")[0]["n"])
 
+    def settled_count(self, table: str, *, quiet: float = 0.5, timeout: float = 30) -> int:
+        """The table's row count once it stopped changing for ``quiet`` seconds: gunicorn
+        still answers the requests queued in its backlog after wrk stopped."""
+        deadline = time.monotonic() + timeout
+        count = self.count_rows(table)
+        while time.monotonic() < deadline:
+            time.sleep(quiet)
+            again = self.count_rows(table)
+            if again == count:
+                break
+            count = again
+        return count
+
     def delete_rows(self, table: str) -> None:
         assert self.database is not None
         self.database.query(f"DELETE FROM {table}")
