@@ -114,14 +114,18 @@ def flat_text(root, requests: int, top: int = 50) -> str:
     """The functions with the most self time (all libraries shown), in ms per request."""
     self_times: dict[str, float] = defaultdict(float)
 
-    def walk(frame) -> None:
+    def walk(frame, parent: str) -> None:
         children = frame.children
-        where = f"{frame.function}  {frame.file_path_short}:{frame.line_no}"
+        # pyinstrument's synthetic "[self]" frames hold their parent's own time.
+        synthetic = getattr(frame, "is_synthetic", False)
+        where = (
+            parent if synthetic else f"{frame.function}  {frame.file_path_short}:{frame.line_no}"
+        )
         self_times[where] += frame.time - sum(child.time for child in children)
         for child in children:
-            walk(child)
+            walk(child, where)
 
-    walk(root)
+    walk(root, "(root)")
     total = root.time or 1.0
     lines = [f"self time per request (of {total / requests * 1000:.2f} ms profiled), top {top}"]
     for where, seconds in sorted(self_times.items(), key=lambda kv: -kv[1])[:top]:
@@ -220,9 +224,9 @@ def profile(name: str, request: Callable[[int], None], args, out: Path) -> dict:
     profiler.stop()
     session = profiler.last_session
     (out / f"{name}.txt").write_text(profiler.output_text(unicode=True, color=False))
-    (out / f"{name}.flat.txt").write_text(flat_text(session.root_frame(), args.requests))
     (out / f"{name}.speedscope.json").write_text(profiler.output(SpeedscopeRenderer()))
     root = session.root_frame()
+    (out / f"{name}.flat.txt").write_text(flat_text(root, args.requests))
     totals = categorise(root)
     return {
         "median_ms": statistics.median(times) * 1000,
