@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -604,7 +605,9 @@ def main(argv: list[str]) -> int:
         "date": started.strftime("%Y-%m-%d %H:%M UTC"),
         "label": args.label or "(none)",
         "code": f"git {git_revision()}",
-        "mode": f"{args.mode} (`BENCH_ARGS=\"{' '.join(argv)}\"`)" if argv else args.mode,
+        "mode": f"{args.mode} (`BENCH_ARGS={shlex.quote(shlex.join(argv))}`)"
+        if argv
+        else args.mode,
         "web": "gunicorn, 2 sync workers per site; the Celery worker stopped",
         "load": f"wrk -t{args.threads} -c{args.connections}, {args.seconds:g} s per measurement, "
         f"{args.rounds} round(s) of baseline and ours alternating (median shown), "
