@@ -110,6 +110,27 @@ def categorise(root) -> dict[str, float]:
     return dict(totals)
 
 
+# Costs inside the categories above, worth naming on their own: (name, matches a file path).
+INSIDE: list[tuple[str, Callable[[str], bool]]] = [
+    (
+        "of which: package metadata reads (importlib.metadata)",
+        lambda f: "importlib/metadata" in f,
+    ),
+    (
+        "of which: new Redis connections (socket connect and handshake)",
+        lambda f: f.endswith("redis/connection.py"),
+    ),
+]
+
+
+def subtree_time(root, matches: Callable[[str], bool]) -> float:
+    """Seconds under the outermost frames whose file path ``matches``."""
+    path = (root.file_path or "").replace("\\", "/")
+    if path and matches(path):
+        return root.time
+    return sum(subtree_time(child, matches) for child in root.children)
+
+
 def flat_text(root, requests: int, top: int = 50) -> str:
     """The functions with the most self time (all libraries shown), in ms per request."""
     self_times: dict[str, float] = defaultdict(float)
@@ -228,11 +249,13 @@ def profile(name: str, request: Callable[[int], None], args, out: Path) -> dict:
     root = session.root_frame()
     (out / f"{name}.flat.txt").write_text(flat_text(root, args.requests))
     totals = categorise(root)
+    inside = {name: subtree_time(root, matches) / root.time for name, matches in INSIDE}
     return {
         "median_ms": statistics.median(times) * 1000,
         "p90_ms": statistics.quantiles(times, n=10)[-1] * 1000,
         "profiled_ms": root.time / args.requests * 1000,
         "shares": {k: v / root.time for k, v in totals.items()},
+        "inside": {k: v for k, v in inside.items() if v >= 0.005},
         "queries": sql,
         "redis_connects": redis.count,
     }
@@ -269,6 +292,8 @@ def summary_markdown(results: dict[str, dict], args) -> str:
         for category, share in sorted(result["shares"].items(), key=lambda kv: -kv[1]):
             if share >= 0.005:
                 lines.append(f"| {category} | {share * result['median_ms']:.2f} | {share:.1%} |")
+        for category, share in result["inside"].items():
+            lines.append(f"| {category} | {share * result['median_ms']:.2f} | {share:.1%} |")
         lines += ["", "Queries of one request:", ""]
         lines += [f"{i}. `{sql[:300]}`" for i, sql in enumerate(result["queries"], 1)]
     return "\n".join(lines) + "\n"
