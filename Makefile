@@ -6,6 +6,10 @@
 #                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
 #   make lint / format  ruff
 #   make check-system   verify the OS libraries WeasyPrint needs
+#   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
+#                       (needs wrk, redis-server, PostgreSQL; BENCH_ARGS="--quick" or "--full")
+#   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
+#                       flame graphs of gunicorn under wrk), into benchmarks/profiles/
 #   make clean          remove build output, caches and var/ (the example's database and mail)
 #
 # PYTHON is the newest of python3.13 ... python3.10 / python3 found on PATH or in pyenv;
@@ -41,7 +45,7 @@ MANAGE := $(VENV_PY) example_project/manage.py
 WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
 WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 
-.PHONY: help venv check-system example test test-compat lint format clean
+.PHONY: help venv check-system check-bench example test test-compat lint format clean bench profile
 
 # The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
 COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
@@ -50,7 +54,7 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.
 DJANGO_SPEC ?=
 
 help:
-	@sed -n '2,13s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,17s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -108,6 +112,31 @@ test-compat:
 	@test -n "$(COMPAT_PYTHON)" || { echo "No python3.10/3.11 found; pass COMPAT_PYTHON=..." >&2; exit 1; }
 	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat LOWEST=1 \
 		PYTEST_ARGS='-m "not slow and not services and not browser" -p no:cacheprovider'
+
+# Not part of `make test`: minutes of load on the real stack (see benchmarks/README.md).
+BENCH_ARGS ?=
+BENCH_APT := sudo apt-get install -y wrk redis-server postgresql
+
+check-bench:
+	@missing=""; \
+	for tool in wrk redis-server; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v psql >/dev/null || \
+		missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "make bench needs programs that are missing:$$missing" >&2; \
+		echo "Install them with:" >&2; \
+		echo "    $(BENCH_APT)" >&2; \
+		exit 1; \
+	fi
+
+bench: venv check-system check-bench
+	$(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
+
+profile: venv check-bench
+	@$(VENV_PY) -c 'import pyinstrument' 2>/dev/null && [ -x $(VENV)/bin/py-spy ] || \
+		$(VENV_PY) -m pip install pyinstrument py-spy
+	$(VENV_PY) benchmarks/profile_requests.py $(PROFILE_ARGS)
+	$(VENV_PY) benchmarks/run.py --rows flamegraphs --seconds 10
 
 lint: venv
 	$(VENV)/bin/ruff check .
