@@ -8,17 +8,23 @@ from .conf import app_settings
 from .models import Article
 
 
+def _with_report():
+    """Published articles with their report's row, less the report's body (the page and the
+    sign-up never show it; it is the largest text in the table)."""
+    return Article.objects.published().select_related("report").defer("report__body")
+
+
 def article_published_get(*, slug: str) -> Article:
     """A published article by slug, with its report; 404 otherwise."""
     try:
-        return Article.objects.published().select_related("report").get(slug=slug)
+        return _with_report().get(slug=slug)
     except Article.DoesNotExist as exc:
         raise Http404("No such article.") from exc
 
 
 def article_default() -> Article:
     """The article shown at the root of the app: ``DEFAULT_ARTICLE``, else the newest one."""
-    articles = Article.objects.published().select_related("report")
+    articles = _with_report()
     article = articles.filter(slug=app_settings.DEFAULT_ARTICLE).first() or articles.first()
     if article is None:
         raise Http404("No article has been published yet.")
@@ -26,8 +32,10 @@ def article_default() -> Article:
 
 
 def article_for_signup(*, slug: str | None) -> Article | None:
-    """The article a sign-up came from: the posted slug, else the default; None if none."""
-    articles = Article.objects.published().select_related("report")
+    """The article a sign-up came from: the posted slug, else the default; None if none.
+
+    Its body is not read (a sign-up needs the article's id and address, not its text)."""
+    articles = _with_report().defer("body")
     if slug:
         article = articles.filter(slug=slug).first()
         if article is not None:
