@@ -196,12 +196,13 @@ def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     for _ in range(5):
         page_view_record(article=article, user_agent="Mozilla/5.0")
     real_get_many = shared_counter.get_many
-    other_flush = []
+    other_flush: list[int] = []
 
     def get_many_then_another_flush_runs(keys, *args, **kwargs):
         counts = real_get_many(keys, *args, **kwargs)
         if not other_flush:  # the second flusher reads the same counters meanwhile
-            other_flush.append(page_views_flush())
+            other_flush.append(0)
+            other_flush[0] = page_views_flush()
         return counts
 
     shared_counter.get_many = get_many_then_another_flush_runs
