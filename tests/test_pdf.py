@@ -395,3 +395,36 @@ def test_the_stylesheet_parsed_once_renders_the_same_pages(tmp_path: Path) -> No
     )
     own = source.replace("<style>", '<style data-site="own">', 1)  # a site's own styling
     assert len(pdf.layout_html(own).pages) == 1
+
+
+def _first_color(document, tag: str) -> tuple:
+    for page in document.pages:
+        for box in page._page_box.descendants():
+            if getattr(box, "element_tag", None) == tag:
+                return tuple(box.style["color"])
+    raise AssertionError(f"no <{tag}> box")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="review issue 11: layout_html takes the inlined report.css out of the document and "
+    "hands it to WeasyPrint as a user stylesheet, which loses to every author rule: a site's "
+    "report.html that inlines report.css and adds a rule of its own is laid out differently",
+)
+def test_a_site_template_with_its_own_rules_keeps_the_cascade() -> None:
+    from weasyprint import HTML
+
+    from backpain_report import pdf
+
+    css = pdf.render_to_string(pdf.REPORT_CSS)
+    # A site's report.html: the bundled stylesheet, then a rule of its own of lower specificity
+    # than report.css's .cover-title (which must keep winning, as it did when inlined).
+    source = (
+        f"<!doctype html><html><head><style>{css}</style><style>h1 {{ color: #ff0000 }}</style>"
+        '</head><body><section class="cover"><h1 class="cover-title">T</h1></section></body></html>'
+    )
+    inline = HTML(
+        string=source, base_url=pdf._BASE_URL, url_fetcher=pdf.PackageOnlyURLFetcher()
+    ).render(font_config=pdf.font_configuration(), **pdf.PDF_OPTIONS)
+    assert _first_color(inline, "h1") != (1.0, 0.0, 0.0, 1.0)  # report.css wins when inlined
+    assert _first_color(pdf.layout_html(source), "h1") == _first_color(inline, "h1")
