@@ -5,23 +5,26 @@ an unbound form is the same for every reader but for its CSRF token. So the HTML
 once per (article slug, language, script prefix, URLconf) with a placeholder token and kept per
 process; each request gets a copy with its own masked token (``get_token``, which also makes
 the CSRF cookie go out). A bound form (with the reader's input or errors) is always rendered
-in full. The remembered HTML is dropped whenever a setting it depends on changes.
+in full, and so is a site's own ``signup_form.html`` (it may use the page's context). The
+remembered HTML is dropped whenever a setting it depends on changes.
 """
 
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.middleware.csrf import get_token
-from django.template.loader import render_to_string
+from django.template.loader import get_template, render_to_string
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
 FORM_TEMPLATE = "backpain_report/signup_form.html"
+_APP_TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Stands in for the token; made of characters no escaping changes, found nowhere else.
 _TOKEN_PLACEHOLDER = "bprCsrfTokenPlaceholder7f3a9c"
 # Settings that change what the form's HTML looks like.
@@ -49,8 +52,18 @@ def _unbound_html(slug: str, language: str | None, prefix: str, urlconf: str | N
     )
 
 
+@functools.cache
+def is_cacheable() -> bool:
+    """Whether the form template in use is the app's own: a site's override may use the page's
+    context (the article, the request, the user), so it is rendered with the page every time."""
+    origin = get_template(FORM_TEMPLATE).origin.name
+    return Path(origin).resolve().is_relative_to(_APP_TEMPLATES)
+
+
 def signup_form_html(request: HttpRequest | None, *, slug: str) -> SafeString:
-    """The unbound sign-up form for ``slug``'s article, with ``request``'s own CSRF token."""
+    """The unbound sign-up form for ``slug``'s article, with ``request``'s own CSRF token.
+
+    Only for the app's own form template (see :func:`is_cacheable`)."""
     urlconf = get_urlconf()
     html = _unbound_html(slug, get_language(), get_script_prefix(), str(urlconf or ""))
     token = get_token(request) if request is not None else ""
@@ -61,3 +74,4 @@ def signup_form_html(request: HttpRequest | None, *, slug: str) -> SafeString:
 def _forget_on_setting_change(*, setting: str, **kwargs: object) -> None:
     if setting in _DEPENDS_ON:
         _unbound_html.cache_clear()
+        is_cacheable.cache_clear()

@@ -159,14 +159,18 @@ def layout_html(source: str) -> Document:
 
     The report's stylesheet, inlined by the template as ``<style>`` + ``report.css`` +
     ``</style>``, is parsed once per thread and handed to WeasyPrint already parsed (a quarter
-    of a cover's render time); a template that styles itself otherwise is laid out as it is.
+    of a cover's render time) when it is the document's only stylesheet; a template that styles
+    itself otherwise is laid out as it is.
     """
     css_text = render_to_string(REPORT_CSS)
     inline = f"<style>{css_text}</style>"
     stylesheets = None
-    if inline in source:
-        source = source.replace(inline, "", 1)
-        stylesheets = [_parsed_stylesheet(css_text)]
+    if inline in source and "!important" not in css_text:
+        rest = source.replace(inline, "", 1)
+        # WeasyPrint ranks a stylesheet given this way below the document's own (user origin):
+        # the same result only when the document has no other stylesheet to rank against.
+        if "<style" not in rest and "<link" not in rest:
+            source, stylesheets = rest, [_parsed_stylesheet(css_text)]
     return HTML(
         string=source,
         base_url=_BASE_URL,

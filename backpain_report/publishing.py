@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
@@ -54,11 +55,14 @@ class _ConnectionPool:
     """
 
     LIMIT = 4
+    #: An idle connection older than this is closed, not reused: a broker that dropped it
+    #: meanwhile (a restart, an idle timeout) may not say so until a write is lost.
+    MAX_IDLE = 30.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._idle: list[Any] = []
+        self._idle: list[tuple[Any, float]] = []
 
     def _current_key(self, timeout: float) -> tuple:
         return (os.getpid(), id(current_app), current_app.conf.broker_url, timeout)
@@ -67,10 +71,20 @@ class _ConnectionPool:
     def connection(self) -> Iterator[Any]:
         timeout = float(app_settings.PUBLISH_TIMEOUT)
         key = self._current_key(timeout)
+        now = time.monotonic()
+        stale: list[Any] = []
         with self._lock:
             if key != self._key:
                 self._key, self._idle = key, []  # another process or broker: forget, not close
-            connection = self._idle.pop() if self._idle else None
+            connection = None
+            while self._idle and connection is None:
+                candidate, since = self._idle.pop()
+                if now - since <= self.MAX_IDLE:
+                    connection = candidate
+                else:
+                    stale.append(candidate)
+        for old in stale:
+            _release_quietly(old)
         if connection is None:
             connection = current_app.connection_for_write(
                 connect_timeout=timeout, transport_options=_bounded_options(timeout)
@@ -83,7 +97,7 @@ class _ConnectionPool:
             with self._lock:
                 keep = healthy and key == self._key and len(self._idle) < self.LIMIT
                 if keep:
-                    self._idle.append(connection)
+                    self._idle.append((connection, time.monotonic()))
             if not keep:
                 _release_quietly(connection)
 
@@ -91,7 +105,7 @@ class _ConnectionPool:
         """Close every idle connection (tests; a site may call it when it reconfigures)."""
         with self._lock:
             idle, self._idle, self._key = self._idle, [], None
-        for connection in idle:
+        for connection, _since in idle:
             _release_quietly(connection)
 
 

@@ -61,6 +61,8 @@ def is_bot(user_agent: str) -> bool:
 COUNTER_TTL = 3 * 24 * 3600
 #: Days back the flush looks for counters (the sweep runs every minute; this covers outages).
 FLUSH_DAYS = 3
+FLUSH_LOCK = "backpain_report:views:flush-lock"
+FLUSH_LOCK_TTL = 60
 
 
 def _counter_cache() -> BaseCache | None:
@@ -131,7 +133,24 @@ def page_views_flush(*, today: datetime.date | None = None) -> int:
     cache = _counter_cache()
     if cache is None:
         return 0
-    today = today or timezone.localdate()
+    # One flush at a time (the sweep on several hosts, the funnel page): two flushes reading the
+    # same counts would each add them. The lock expires by itself should a flush die.
+    try:
+        if not cache.add(FLUSH_LOCK, 1, timeout=FLUSH_LOCK_TTL):
+            return 0
+    except Exception:
+        logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
+        return 0
+    try:
+        return _flush(cache, today or timezone.localdate())
+    finally:
+        try:
+            cache.delete(FLUSH_LOCK)
+        except Exception:
+            logger.warning("Could not release the page-view flush lock", exc_info=True)
+
+
+def _flush(cache: BaseCache, today: datetime.date) -> int:
     days = [today - datetime.timedelta(days=n) for n in range(FLUSH_DAYS)]
     keys = {
         _counter_key(pk, day): (pk, day)

@@ -19,15 +19,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 from django.utils.decorators import method_decorator
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import http_date
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import operations, pdfstore, selectors, services, stats, subscriptions, throttling
+from . import formcache, operations, pdfstore, selectors, services, stats, subscriptions, throttling
 from .conf import app_settings
 from .emails import pdf_filename
-from .formcache import signup_form_html
 from .forms import SignupForm
 from .models import Article, Delivery
 from .sending import delivery_pdf
@@ -73,8 +73,13 @@ class ArticleDetailView(TemplateView):
         article = self.get_article()
         stats.page_view_from_request(self.request, article=article)
         form = kwargs.pop("form", None)
-        if form is None:  # the same unbound form for every reader: rendered once, then copied
-            kwargs["signup_form_html"] = signup_form_html(self.request, slug=article.slug)
+        if form is None:
+            # Built only if a (site's) template uses it: the page includes the cached HTML.
+            form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
+            if formcache.is_cacheable():  # the same for every reader: rendered once, copied
+                kwargs["signup_form_html"] = formcache.signup_form_html(
+                    self.request, slug=article.slug
+                )
         return super().get_context_data(article=article, form=form, **kwargs)
 
 

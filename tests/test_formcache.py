@@ -2,7 +2,6 @@
 
 import re
 
-import pytest
 from django.test import Client
 
 from backpain_report import formcache
@@ -77,12 +76,6 @@ def test_the_template_tag_uses_the_same_form_with_the_request_token(rf, article)
     assert request.META.get("CSRF_COOKIE_NEEDS_UPDATE")  # the cookie goes out with the page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review issue 11: the article page's context no longer has the form (form is None "
-    "unless bound), so a site's article_detail.html that renders {{ form }} or {% crispy form %} "
-    "itself (as the page did before) shows no form or fails",
-)
 def test_a_site_article_page_that_renders_the_form_itself_still_gets_it(
     client, article, settings, tmp_path
 ):
@@ -95,12 +88,6 @@ def test_a_site_article_page_that_renders_the_form_itself_still_gets_it(
     assert 'name="email"' in response.content.decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review issue 11: signup_form.html is now rendered once without the page's context "
-    "(no article, request, user), so a site's override that uses them, as the include allowed, "
-    "renders them empty",
-)
 def test_a_site_signup_form_override_still_sees_the_page_context(
     client, article, settings, tmp_path
 ):

@@ -405,12 +405,6 @@ def _first_color(document, tag: str) -> tuple:
     raise AssertionError(f"no <{tag}> box")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review issue 11: layout_html takes the inlined report.css out of the document and "
-    "hands it to WeasyPrint as a user stylesheet, which loses to every author rule: a site's "
-    "report.html that inlines report.css and adds a rule of its own is laid out differently",
-)
 def test_a_site_template_with_its_own_rules_keeps_the_cascade() -> None:
     from weasyprint import HTML
 

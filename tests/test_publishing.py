@@ -61,3 +61,15 @@ def test_a_forked_process_opens_its_own_connection(opened, monkeypatch):
     monkeypatch.setattr(publishing.os, "getpid", lambda: -1)  # as seen from a child process
     publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
     assert len(made) == 2
+
+
+def test_a_connection_idle_too_long_is_closed_not_reused(opened, monkeypatch):
+    """A broker may have dropped an idle connection without a word (review of issue 11)."""
+    made, closed = opened
+    monkeypatch.setattr(publishing.current_app, "send_task", lambda name, **kw: None)
+    clock = [1000.0]
+    monkeypatch.setattr(publishing.time, "monotonic", lambda: clock[0])
+    publishing._publish([(publishing.SIGNUP_TASK, [1], [])], None)
+    clock[0] += publishing._ConnectionPool.MAX_IDLE + 1
+    publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
+    assert len(made) == 2 and closed == [made[0]]

@@ -183,12 +183,6 @@ def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, ad
     assert PageView.objects.get(article=article).views == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review issue 11: two flushes at once (the minute's sweep and the funnel page, or two "
-    "admins) both read the same counter, both decrement it and both add it to the row: the "
-    "views are counted twice (on Memcached, whose decr stops at 0, for good)",
-)
 def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     from backpain_report.models import PageView
     from backpain_report.stats import page_view_record, page_views_flush

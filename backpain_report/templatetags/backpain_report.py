@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 from django.template.loader import render_to_string
 
-from ..formcache import FORM_TEMPLATE, signup_form_html
+from ..formcache import FORM_TEMPLATE, is_cacheable, signup_form_html
 from ..forms import SignupForm
 from ..models import Article
 
@@ -17,13 +17,12 @@ def report_signup_form(context: template.Context, article: Article | str | None 
     """Render the free-report form; ``article`` (an Article or its slug) records the source."""
     slug = article.slug if isinstance(article, Article) else (article or "")
     request = context.get("request")
-    if request is not None:
+    if request is not None and is_cacheable():
         return signup_form_html(request, slug=slug)
-    # No request in the context (a template rendered without one): the form in full.
-    return render_to_string(
-        FORM_TEMPLATE,
-        {"form": SignupForm(article_slug=slug), "csrf_token": context.get("csrf_token", "")},
-    )
+    # A site's own form template, or no request: the form in full, with the page's context.
+    values = context.flatten()
+    values["form"] = SignupForm(article_slug=slug)
+    return render_to_string(FORM_TEMPLATE, values)
 
 
 @register.filter(name="markdown")
