@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import subprocess
@@ -81,6 +82,28 @@ django.setup()
 from example_project.celery import app
 print(app.conf.task_default_queue)
 """
+
+
+def snippet_json(database_url: str, var_dir: Path, code: str, *args: str) -> dict:
+    """Run ``code`` (Python, Django set up by the snippet) in a subprocess of the example site
+    on ``database_url`` with no broker or mail, and return the JSON of its last output line."""
+    env = site_env(
+        database_url=database_url,
+        broker_url="memory://",
+        smtp_port=25,
+        site_url="http://127.0.0.1",
+        var_dir=var_dir,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def site_queue(env: dict[str, str], wanted: str) -> str:

@@ -4,13 +4,9 @@ PDFs, including one being rendered at that moment)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
-from .stack import ROOT, site_env
+from .stack import snippet_json
 
 pytestmark = pytest.mark.services
 
@@ -71,23 +67,7 @@ def test_the_rechecks_after_storing_a_pdf_wait_for_an_erasure_in_flight(rs_datab
     """Fault: staff erase a reader inside a larger transaction (its file deletion runs before
     its commit) while a worker or a first download has just stored the reader's PDF.
     Expected: both re-checks wait for the erasure's commit, then say the PDF is not wanted."""
-    env = site_env(
-        database_url=rs_database.url,
-        broker_url="memory://",
-        smtp_port=25,
-        site_url="http://127.0.0.1",
-        var_dir=rs_workdir / "erase-var",
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", ERASE_WHILE_RECHECKING],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = snippet_json(rs_database.url, rs_workdir / "erase-var", ERASE_WHILE_RECHECKING)
     for check in ("worker", "download"):
         assert result[check]["wanted"] is False, result
         assert result[check]["waited"] >= 1.0, result  # it waited for the commit

@@ -4,10 +4,7 @@ the database's unique constraints alone must hold)."""
 
 from __future__ import annotations
 
-import json
 import secrets
-import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +13,7 @@ import pytest
 
 from tests.samples import reader_name
 
-from .stack import ROOT, site_env
+from .stack import snippet_json
 from .web import sign_up
 
 pytestmark = pytest.mark.services
@@ -98,21 +95,7 @@ def test_same_address_at_the_service(rs_database, rs_workdir):
     address at the same instant, with no throttle in front. Expected: no error, one subscriber,
     one delivery (the unique constraints and get_or_create's retry hold)."""
     address = f"race-{secrets.token_hex(3)}@example.com"
-    env = site_env(
-        database_url=rs_database.url,
-        broker_url="memory://",
-        smtp_port=25,
-        site_url="http://127.0.0.1",
-        var_dir=rs_workdir / "race-var",
+    result = snippet_json(
+        rs_database.url, rs_workdir / "race-var", CONCURRENT_SERVICE_CALLS, address, str(ATTEMPTS)
     )
-    done = subprocess.run(
-        [sys.executable, "-c", CONCURRENT_SERVICE_CALLS, address, str(ATTEMPTS)],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"errors": [], "subscribers": 1, "deliveries": 1}, result
