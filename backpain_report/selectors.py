@@ -44,3 +44,14 @@ def article_for_signup(*, slug: str | None) -> Article | None:
         return article_default()
     except Http404:
         return None
+
+
+def article_ref_for_signup(*, slug: str | None) -> Article | None:
+    """:func:`article_for_signup` reduced to what a submitted sign-up stores: the article's id
+    and slug (one indexed look-up, nothing joined); the worker reads the rest."""
+    articles = Article.objects.published().only("pk", "slug")
+    if slug:
+        article = articles.filter(slug=slug).order_by().first()
+        if article is not None:
+            return article
+    return article_for_signup(slug=None)

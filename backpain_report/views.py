@@ -123,7 +123,7 @@ class SignupView(View):
                 return JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
             article = selectors.article_for_signup(slug=request.POST.get("article"))
             return render(request, self.template_name, {"form": form, "article": article})
-        article = selectors.article_for_signup(slug=form.cleaned_data["article"])
+        article = selectors.article_ref_for_signup(slug=form.cleaned_data["article"])
         if article is None:
             return render(
                 request,
