@@ -32,3 +32,31 @@ class CountingSMTPBackend(SMTPBackend):
         if opened:
             type(self).connections_opened += 1
         return opened
+
+
+SMTP = "django.core.mail.backends.smtp.EmailBackend"
+
+
+def smtp_configure(
+    settings,
+    *,
+    port: int | None = None,
+    timeout: float | None = None,
+    backend: str = SMTP,
+    host: str = "127.0.0.1",
+) -> None:
+    """Point the default mailer at an SMTP server, where the running Django reads it: MAILERS
+    on 6.1+, the EMAIL_* settings before (``timeout`` None: no timeout)."""
+    import django
+
+    if django.VERSION >= (6, 1):
+        options: dict = {"host": host}
+        if port is not None:
+            options["port"] = port
+        if timeout is not None:
+            options["timeout"] = timeout
+        settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
+    else:
+        settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_TIMEOUT = backend, host, timeout
+        if port is not None:
+            settings.EMAIL_PORT = port

@@ -1,21 +1,15 @@
 """The mail adapter: the backend the app sends through, and its timeout."""
 
-import django
 import pytest
 
 from backpain_report.mailer import lease_mail_timeout, open_mailer
-
-SMTP = "django.core.mail.backends.smtp.EmailBackend"
+from tests.mail_backends import smtp_configure
 
 
 @pytest.fixture
 def smtp_settings(settings):
     def configure(timeout=None):
-        if django.VERSION >= (6, 1):
-            options = {"host": "127.0.0.1", **({"timeout": timeout} if timeout else {})}
-            settings.MAILERS = {"default": {"BACKEND": SMTP, "OPTIONS": options}}
-        else:
-            settings.EMAIL_BACKEND, settings.EMAIL_TIMEOUT = SMTP, timeout
+        smtp_configure(settings, timeout=timeout)
 
     return configure
 
@@ -56,12 +50,7 @@ def test_the_mail_timeout_bounds_each_wait_not_a_whole_step(settings):
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         port = listener.getsockname()[1]
-        if django.VERSION >= (6, 1):
-            options = {"host": "127.0.0.1", "port": port, "timeout": timeout}
-            settings.MAILERS = {"default": {"BACKEND": SMTP, "OPTIONS": options}}
-        else:
-            settings.EMAIL_BACKEND, settings.EMAIL_HOST = SMTP, "127.0.0.1"
-            settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = port, timeout
+        smtp_configure(settings, port=port, timeout=timeout)
 
         def drip() -> None:
             connection, _ = listener.accept()

@@ -7,6 +7,7 @@ from django.core import mail
 
 from backpain_report.models import Delivery
 from backpain_report.sending import Outcome, delivery_send, retry_delay
+from tests.mail_backends import smtp_configure
 
 
 @pytest.fixture(autouse=True)
@@ -178,7 +179,6 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
     backend opened and closed a connection per message (found by the fault tier)."""
     import socket
 
-    import django
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
@@ -191,16 +191,9 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
     controller = Controller(Sink(), hostname="127.0.0.1", port=port)
     controller.start()
     try:
-        backend = "tests.mail_backends.CountingSMTPBackend"
-        if django.VERSION >= (6, 1):
-            options = {"host": "127.0.0.1", "port": port, "timeout": 5}
-            settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
-        else:
-            settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
-                backend,
-                "127.0.0.1",
-                port,
-            )
+        smtp_configure(
+            settings, port=port, timeout=5, backend="tests.mail_backends.CountingSMTPBackend"
+        )
         CountingSMTPBackend.connections_opened = 0
         deliveries = [make_delivery() for _ in range(4)]
         results = sending.deliveries_send(delivery_ids=[d.pk for d in deliveries])
@@ -424,25 +417,13 @@ def test_a_hung_smtp_server_cannot_hold_a_claim_without_a_configured_timeout(
     import socket
     import time
 
-    import django
-
     # The derived timeout: (66 s lease - 60 s render budget) / 6 SMTP waits = 1 s.
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "CLAIM_LEASE": 66}
     with socket.socket() as silent:  # listens (the kernel completes connects), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         port = silent.getsockname()[1]
-        backend = "django.core.mail.backends.smtp.EmailBackend"
-        if django.VERSION >= (6, 1):
-            options = {"host": "127.0.0.1", "port": port}
-            settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
-        else:
-            settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
-                backend,
-                "127.0.0.1",
-                port,
-            )
-            settings.EMAIL_TIMEOUT = None
+        smtp_configure(settings, port=port)  # no timeout configured
         delivery = make_delivery()
         started = time.monotonic()
         result = delivery_send(delivery_id=delivery.pk)

@@ -13,7 +13,6 @@ import socket
 from email import policy
 from email.parser import BytesParser
 
-import django
 import pytest
 from django.urls import reverse
 
@@ -21,6 +20,7 @@ from backpain_report import links
 from backpain_report.models import Delivery, Report
 from backpain_report.sending import Outcome, delivery_send
 from backpain_report.tokens import read_unsubscribe_token
+from tests.mail_backends import smtp_configure
 from tests.realservices.smtp import SmtpServer
 
 LONG_SITE_URL = "https://reports.back-pain-relief-guides-for-everyone.example"
@@ -35,17 +35,7 @@ def smtp_server(settings):
         port = probe.getsockname()[1]
     server = SmtpServer(port)
     server.start()
-    backend = "django.core.mail.backends.smtp.EmailBackend"
-    if django.VERSION >= (6, 1):
-        options = {"host": server.host, "port": port, "timeout": 10}
-        settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
-    else:
-        settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
-            backend,
-            server.host,
-            port,
-        )
-        settings.EMAIL_TIMEOUT = 10
+    smtp_configure(settings, host=server.host, port=port, timeout=10)
     yield server
     server.stop()
 
