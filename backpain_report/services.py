@@ -7,7 +7,7 @@ import hmac
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -41,13 +41,11 @@ def consent_ip(ip: str | None) -> str:
     return "sha256:" + hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _consent_fields(
-    *, ip: str | None, user_agent: str, source_url: str, consented_at: datetime | None = None
-) -> dict:
+def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict:
     return {
         "consent_text": app_settings.CONSENT_TEXT,
         "consent_version": str(app_settings.CONSENT_VERSION),
-        "consented_at": consented_at or timezone.now(),
+        "consented_at": timezone.now(),
         "consent_ip": consent_ip(ip),
         "consent_user_agent": user_agent[:500],
         "source_url": source_url[:500],

@@ -19,7 +19,7 @@ import datetime
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -52,6 +52,18 @@ def _stranded(now: datetime.datetime) -> Q:
     return pending | stale_claim
 
 
+def _take(rows: QuerySet, limit: int, **stamp: object) -> list[int]:
+    """Up to ``limit`` of ``rows`` (oldest first) that no other sweeper holds, stamped with
+    ``stamp`` in the same transaction so each is re-published by one sweeper only."""
+    with transaction.atomic():
+        rows = rows.order_by("pk")
+        if connection.features.has_select_for_update_skip_locked:
+            rows = rows.select_for_update(skip_locked=True, of=("self",))
+        ids = list(rows.values_list("pk", flat=True)[:limit])
+        rows.model.objects.filter(pk__in=ids).update(**stamp)
+    return ids
+
+
 def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
     """Re-publish up to ``limit`` stranded deliveries; return how many were found and published.
 
@@ -60,18 +72,10 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
     """
     now = timezone.now()
     given_up = stale_claims_fail(Delivery.objects.all(), now=now)
-    with transaction.atomic():
-        rows = (
-            Delivery.objects.annotate(
-                last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at")
-            )
-            .filter(_stranded(now))
-            .order_by("pk")
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            rows = rows.select_for_update(skip_locked=True, of=("self",))
-        ids = list(rows.values_list("pk", flat=True)[:limit])
-        Delivery.objects.filter(pk__in=ids).update(enqueued_at=now)
+    rows = Delivery.objects.annotate(
+        last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at")
+    ).filter(_stranded(now))
+    ids = _take(rows, limit, enqueued_at=now)
     published = publish_batches(ids) if ids else 0
     return SweepResult(found=len(ids), published=published, given_up=given_up)
 
@@ -80,16 +84,10 @@ def signups_sweep(*, limit: int = 1000) -> SweepResult:
     """Re-publish up to ``limit`` pending sign-ups whose message failed or was lost."""
     now = timezone.now()
     grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
-    with transaction.atomic():
-        rows = (
-            PendingSignup.objects.annotate(last_seen=Coalesce("enqueued_at", "created_at"))
-            .filter(Q(publish_failed_at__isnull=False) | Q(last_seen__lt=grace))
-            .order_by("pk")
-        )
-        if connection.features.has_select_for_update_skip_locked:
-            rows = rows.select_for_update(skip_locked=True)
-        ids = list(rows.values_list("pk", flat=True)[:limit])
-        # A failed publish is retried now; if it fails again, the publish records it again.
-        PendingSignup.objects.filter(pk__in=ids).update(enqueued_at=now, publish_failed_at=None)
+    rows = PendingSignup.objects.annotate(last_seen=Coalesce("enqueued_at", "created_at")).filter(
+        Q(publish_failed_at__isnull=False) | Q(last_seen__lt=grace)
+    )
+    # A failed publish is retried now; if it fails again, the publish records it again.
+    ids = _take(rows, limit, enqueued_at=now, publish_failed_at=None)
     published = publish_signups(ids) if ids else 0
     return SweepResult(found=len(ids), published=published)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from .models import Delivery
 from .publishing import (
     DELIVER_BATCH_TASK,
     DELIVER_TASK,
@@ -34,7 +35,11 @@ def deliver_report(delivery_id: int) -> str:
 def process_signup(signup_id: int) -> str:
     """Decide what a sign-up means (new, known, re-subscribed...) and send what it needs."""
     result = signup_process(signup_id=signup_id)
-    if result is None or result.delivery is None or result.delivery.status != "pending":
+    if (
+        result is None
+        or result.delivery is None
+        or result.delivery.status != Delivery.Status.PENDING
+    ):
         return "nothing"
     return deliver_report(result.delivery.pk)
 
