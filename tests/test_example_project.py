@@ -170,6 +170,12 @@ def test_embedded_defaults_need_no_servers(tmp_path):
     assert got["installed_apps"][-3:] == ["crispy_bootstrap5", "backpain_report", "example_project"]
 
 
+def test_double_opt_in_is_one_switch_away(tmp_path):
+    """README: BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow in the example."""
+    got = example_settings(tmp_path / "var", BACKPAIN_DOUBLE_OPT_IN="1")
+    assert got["app_settings"]["DOUBLE_OPT_IN"] is True
+
+
 def test_celery_settings_the_app_needs(tmp_path):
     got = example_settings(tmp_path / "var")
     assert got["acks_late"] is True
