@@ -188,9 +188,14 @@ def report_keywords(report: ReportLike) -> list[str]:
 
 
 def write_report_pdf(
-    document: Document, *, report: ReportLike, prepared_on: datetime.date | None
+    document: Document,
+    *,
+    report: ReportLike,
+    prepared_on: datetime.date | None,
+    compressed: bool = True,
 ) -> bytes:
-    """Set the document's metadata from ``report`` and write it as PDF bytes."""
+    """Set the document's metadata from ``report`` and write it as PDF bytes (uncompressed, a
+    classic cross-reference table and no object streams, when not ``compressed``)."""
     metadata = document.metadata
     metadata.title = report.title
     metadata.authors = [report.author] if report.author else []
@@ -200,7 +205,7 @@ def write_report_pdf(
     stamp = prepared_on.isoformat() if prepared_on else None
     metadata.created = metadata.modified = stamp
     metadata.generator = "backpain_report"
-    return document.write_pdf(**PDF_OPTIONS)
+    return document.write_pdf(**PDF_OPTIONS, uncompressed_pdf=not compressed)
 
 
 def render_report_pdf(*, report: ReportLike, reader_name: str, prepared_on: datetime.date) -> bytes:
@@ -216,11 +221,15 @@ def render_report_pdf(*, report: ReportLike, reader_name: str, prepared_on: date
 
 
 def render_cover_pdf(*, report: ReportLike, reader_name: str, prepared_on: datetime.date) -> bytes:
-    """Render only the personalised cover (page 1) of ``report``, with the full metadata.
+    """Render only the personalised cover (page 1) of ``report``, with the full metadata,
+    written uncompressed.
 
-    :mod:`backpain_report.pdfcache` puts this page in place of the cover of a cached render.
+    :mod:`backpain_report.pdfcache` puts this page in place of the cover of a cached render,
+    copying its objects as they are and deflating its streams (cheaper than WeasyPrint's
+    compression followed by a parse of the result).
     """
     source = render_report_html(
         report=report, reader_name=reader_name, prepared_on=prepared_on, cover_only=True
     )
-    return write_report_pdf(layout_html(source), report=report, prepared_on=prepared_on)
+    document = layout_html(source)
+    return write_report_pdf(document, report=report, prepared_on=prepared_on, compressed=False)

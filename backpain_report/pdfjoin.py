@@ -8,27 +8,31 @@ information (dates), and a cross-reference stream pointing back at the cached on
 7.5.6 "Incremental updates"). Every other page, link, named destination, bookmark and tag of the
 cached file stays as it is, so the result matches a full render while costing a few milliseconds
 instead of a WeasyPrint layout of the whole report.
+
+The cover is written uncompressed (a classic cross-reference table, no object streams), so that
+its objects can be copied as they are: pypdf reads only the few objects the swap changes (page,
+tag tree), and every other object's bytes are copied with its references renumbered by
+:func:`_renumbered` and its stream, if uncompressed, deflated here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pypdf import PdfReader
-from pypdf.errors import PyPdfError
 from pypdf.generic import (
     ArrayObject,
     ByteStringObject,
     DictionaryObject,
     IndirectObject,
     NameObject,
-    NumberObject,
-    StreamObject,
 )
 
 Ref = Callable[[IndirectObject], int]
@@ -64,16 +68,6 @@ def _dump(obj: Any, ref: Ref) -> bytes:
     return out.getvalue()
 
 
-def _dump_object(obj: Any, ref: Ref) -> bytes:
-    """Serialise an object's body; a stream keeps its encoded data and its filters."""
-    if isinstance(obj, StreamObject):
-        data = obj._data  # the encoded bytes, matching the stream's /Filter
-        header = DictionaryObject({k: v for k, v in dict.items(obj) if k != "/Length"})
-        header[NameObject("/Length")] = NumberObject(len(data))
-        return _dump(header, ref) + b"\nstream\n" + data + b"\nendstream"
-    return _dump(obj, ref)
-
-
 def _struct_tree(reader: PdfReader) -> tuple[int, DictionaryObject, int, DictionaryObject] | None:
     """(document element number and dict, parent tree number and dict), or None if untagged."""
     root = reader.trailer["/Root"]
@@ -107,6 +101,114 @@ def _parents_of(parent_tree: DictionaryObject, key: int) -> tuple[int, Any]:
     raise JoinError(f"no parent tree entry {key}")
 
 
+# A literal string (pydyf escapes every parenthesis), a hex string, a name, or a reference: the
+# only tokens of an object's dictionary part that matter when its references are renumbered.
+_TOKEN = re.compile(
+    rb"\((?:[^\\()]|\\.)*\)"
+    rb"|<[0-9A-Fa-f\s]*>"
+    rb"|/[^\s/\[\]()<>{}%]*"
+    rb"|(?<![\w.+-])(\d+)\s+(\d+)\s+R(?![\w#])",
+    re.S,
+)
+# Dictionary brackets, and the strings and names whose brackets do not count.
+_BRACKETS = re.compile(rb"\((?:[^\\()]|\\.)*\)|<<|>>|<[0-9A-Fa-f\s]*>|/[^\s/\[\]()<>{}%]*", re.S)
+_XREF_ENTRY = re.compile(rb"(\d{10}) (\d{5}) ([nf])")
+_SUBSECTION = re.compile(rb"(\d+) (\d+)[ \t]*\r?\n")
+_LENGTH = re.compile(rb"/Length\s+(\d+)(?!\s+\d+\s+R)")
+
+
+def _renumbered(text: bytes, ref: Callable[[int], int]) -> bytes:
+    """``text`` (an object's dictionary part) with every ``n g R`` written as ``ref(n) 0 R``."""
+
+    def swap(match: re.Match[bytes]) -> bytes:
+        if match.group(1) is None:
+            return match.group(0)
+        return b"%d 0 R" % ref(int(match.group(1)))
+
+    return _TOKEN.sub(swap, text)
+
+
+def _dictionary_end(body: bytes) -> int:
+    """The offset just past the ``>>`` closing the dictionary ``body`` starts with."""
+    depth = 0
+    for match in _BRACKETS.finditer(body):
+        token = match.group(0)
+        if token == b"<<":
+            depth += 1
+        elif token == b">>":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    raise JoinError("unterminated dictionary")
+
+
+class RawObjects:
+    """The objects of an uncompressed PDF (classic cross-reference table), as bytes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        try:
+            self._read_table(data)
+        except (ValueError, IndexError) as exc:
+            raise JoinError(f"damaged cross-reference table: {exc}") from exc
+
+    def _read_table(self, data: bytes) -> None:
+        start = int(data[data.rindex(b"startxref") + 9 :].split()[0])
+        if not data.startswith(b"xref", start):
+            raise JoinError("the cover is not written uncompressed (no classic xref table)")
+        self.offsets: dict[int, int] = {}
+        at = data.index(b"\n", start) + 1
+        while (section := _SUBSECTION.match(data, at)) is not None:
+            first, count = int(section.group(1)), int(section.group(2))
+            at = section.end()
+            for number in range(first, first + count):
+                entry = _XREF_ENTRY.match(data, at)
+                if entry is None:
+                    raise JoinError("damaged cross-reference table")
+                if entry.group(3) == b"n":
+                    self.offsets[number] = int(entry.group(1))
+                at = entry.end()
+                while data[at : at + 1] in (b" ", b"\r", b"\n"):
+                    at += 1
+        # An object ends where the next one (or the table) starts.
+        order = sorted(self.offsets, key=self.offsets.__getitem__)
+        ends = [self.offsets[number] for number in order[1:]] + [start]
+        self.ends = dict(zip(order, ends, strict=True))
+
+    def body(self, number: int, ref: Callable[[int], int]) -> bytes:
+        """Object ``number``'s body (between ``obj`` and ``endobj``), references renumbered by
+        ``ref``; an unfiltered stream is deflated."""
+        try:
+            start, end = self.offsets[number], self.ends[number]
+        except KeyError as exc:
+            raise JoinError(f"the cover has no object {number}") from exc
+        head = b"%d 0 obj" % number
+        chunk = self.data[start:end]
+        if not chunk.startswith(head) or (close := chunk.rfind(b"endobj")) < 0:
+            raise JoinError(f"object {number} is not where the table says")
+        body = chunk[len(head) : close].strip()
+        if not body.startswith(b"<<"):
+            return _renumbered(body, ref)
+        split = _dictionary_end(body)
+        rest = body[split:].lstrip(b" \r\n")
+        dictionary = _renumbered(body[:split], ref)
+        if not rest.startswith(b"stream"):
+            return dictionary + rest
+        length = _LENGTH.search(dictionary)
+        if length is None:
+            raise JoinError(f"stream {number} has no direct /Length")
+        data_start = len(b"stream")
+        data_start += 2 if rest[data_start : data_start + 2] == b"\r\n" else 1
+        data = rest[data_start : data_start + int(length.group(1))]
+        if len(data) != int(length.group(1)) or b"endstream" not in rest[-20:]:
+            raise JoinError(f"stream {number} is cut short")
+        if b"/Filter" not in dictionary and b"/Metadata" not in dictionary:  # XMP stays plain
+            data = zlib.compress(data, 6)
+            dictionary = dictionary[:-2].rstrip() + b" /Filter /FlateDecode>>"
+        dictionary = _LENGTH.sub(b"/Length %d" % len(data), dictionary, count=1)
+        return dictionary + b"\nstream\n" + data + b"\nendstream"
+
+
 @dataclass
 class BasePdf:
     """A cached full render and the facts about its page 1 the cover swap needs."""
@@ -128,32 +230,37 @@ class BasePdf:
             page = reader.pages[0]
             tags = _struct_tree(reader)
             base = cls(data, reader, page.indirect_reference, page.raw_get("/Parent"), tags)
-        except (PyPdfError, KeyError, IndexError, ValueError) as exc:
-            raise JoinError(f"unreadable PDF: {exc}") from exc
+        except JoinError:
+            raise
+        except Exception as exc:  # pypdf on damaged input raises more than PyPdfError
+            raise JoinError(f"unreadable PDF: {exc!r}") from exc
         return base
 
 
 class _Update:
     """The objects of one incremental update, numbered after the base file's objects."""
 
-    def __init__(self, base: BasePdf, cover: BasePdf) -> None:
+    def __init__(self, base: BasePdf, cover: BasePdf, raw: RawObjects) -> None:
         self.cover = cover.reader
+        self.raw = raw
         self.out = bytearray(base.data if base.data.endswith(b"\n") else base.data + b"\n")
         self.offsets: dict[int, int] = {}
         self.numbers: dict[int, int] = {}  # cover object number -> number in the result
-        self.todo: list[IndirectObject] = []
+        self.todo: list[int] = []  # cover objects to copy
         self.next = int(base.reader.trailer["/Size"])
 
     def ref(self, obj: IndirectObject) -> int:
         """The result's number for ``obj``: the base's objects keep theirs, the cover's are
         renumbered and copied on first use."""
-        if obj.pdf is not self.cover:
-            return obj.idnum
-        if obj.idnum not in self.numbers:
-            self.numbers[obj.idnum] = self.next
+        return obj.idnum if obj.pdf is not self.cover else self.cover_ref(obj.idnum)
+
+    def cover_ref(self, number: int) -> int:
+        """The result's number for the cover's object ``number``, queued for copying."""
+        if number not in self.numbers:
+            self.numbers[number] = self.next
             self.next += 1
-            self.todo.append(obj)
-        return self.numbers[obj.idnum]
+            self.todo.append(number)
+        return self.numbers[number]
 
     def emit(self, number: int, body: bytes) -> None:
         self.offsets[number] = len(self.out)
@@ -161,8 +268,8 @@ class _Update:
 
     def copy_pending(self) -> None:
         while self.todo:
-            obj = self.todo.pop()
-            self.emit(self.numbers[obj.idnum], _dump_object(obj.get_object(), self.ref))
+            number = self.todo.pop()
+            self.emit(self.numbers[number], self.raw.body(number, self.cover_ref))
 
     def finish(self, base: BasePdf, info: int, file_id: Any) -> bytes:
         """Append the cross-reference stream and the trailer; return the whole file."""
@@ -230,18 +337,28 @@ def _swap_tags(update: _Update, base: BasePdf, cover: BasePdf, page: DictionaryO
 
 def swap_cover(base: BasePdf, cover_pdf: bytes) -> bytes:
     """``base`` with page 1 replaced by page 1 of ``cover_pdf``, and the cover render's document
-    information (dates) and XMP metadata if any."""
+    information (dates) and XMP metadata if any.
+
+    ``cover_pdf`` must be written uncompressed (WeasyPrint's ``uncompressed_pdf=True``); its
+    streams are deflated on the way in.
+    """
     cover = BasePdf.from_bytes(cover_pdf)
+    raw = RawObjects(cover_pdf)
     with base.lock:  # the base's reader resolves objects lazily: one thread at a time
-        return _swap(base, cover)
+        try:
+            return _swap(base, cover, raw)
+        except JoinError:
+            raise
+        except Exception as exc:  # a damaged cover read lazily: the caller renders in full
+            raise JoinError(f"unreadable cover: {exc!r}") from exc
 
 
-def _swap(base: BasePdf, cover: BasePdf) -> bytes:
+def _swap(base: BasePdf, cover: BasePdf, raw: RawObjects) -> bytes:
     if (base.tags is None) != (cover.tags is None):
         raise JoinError("one PDF is tagged and the other is not")
     if "/Annots" in base.page.get_object() or "/Annots" in cover.page.get_object():
         raise JoinError("the cover page has links")
-    update = _Update(base, cover)
+    update = _Update(base, cover, raw)
     update.numbers[cover.page.idnum] = base.page.idnum
     update.numbers[cover.pages.idnum] = base.pages.idnum
     page = DictionaryObject(dict.items(cover.page.get_object()))

@@ -307,3 +307,70 @@ def test_a_refused_private_storage_costs_a_render_not_the_report(
     assert "Ann" in read(pdf).pages[0].extract_text()
     assert "Report body cache unreadable" in caplog.text
     pdfcache.clear_memory()
+
+
+# ---- The raw copy of the cover's objects -------------------------------------------------------
+
+HOSTILE_TITLE = r"Spasms (part 2) 3 0 R \ ) ( >> << /Type /Page endobj"
+
+
+def test_strings_that_look_like_references_survive_the_join(cache_dir: Path) -> None:
+    """A title with unbalanced parentheses, a backslash and ``3 0 R`` stays text: only real
+    references are renumbered when the cover's objects are copied."""
+    report = make_report(title=HOSTILE_TITLE, author="Ann (3 0 R) Lee")
+    joined = read(pdfcache.report_pdf(report=report, reader_name="Ann", prepared_on=PREPARED_ON))
+    assert joined.metadata.title == HOSTILE_TITLE
+    assert joined.metadata.author == "Ann (3 0 R) Lee"
+    assert "Spasms (part 2) 3 0 R" in joined.pages[0].extract_text()
+    checked = subprocess.run(["pdfinfo", "-"], input=pdf_bytes(joined), capture_output=True)
+    assert checked.returncode == 0 and not checked.stderr, checked.stderr
+
+
+def pdf_bytes(reader: PdfReader) -> bytes:
+    stream = reader.stream
+    stream.seek(0)
+    return stream.read()
+
+
+def test_the_covers_streams_are_deflated_and_the_file_stays_small(
+    pair: tuple[bytes, bytes],
+) -> None:
+    full, joined = pair
+    update = joined[joined.index(b"%%EOF") :]  # what the swap appended to the cached file
+    streams = re.findall(rb"(\d+) 0 obj\n(<<.*?>>)\nstream\n", update, re.S)
+    assert len(streams) >= 5  # content, fonts, ..., the cross-reference stream
+    for number, dictionary in streams:
+        assert b"/Filter" in dictionary or b"/Type /XRef" in dictionary, number
+    # the cover's fonts are a second subset beside the body's: about 1.5x (2x if not deflated)
+    assert len(joined) < 1.6 * len(full)
+
+
+def test_swap_refuses_a_cover_with_object_streams() -> None:
+    report = make_report()
+    base = BasePdf.from_bytes(
+        render_report_pdf(report=report, reader_name="A", prepared_on=PREPARED_ON)
+    )
+    compressed = render_report_pdf(report=report, reader_name="B", prepared_on=PREPARED_ON)
+    with pytest.raises(JoinError, match="uncompressed"):
+        swap_cover(base, compressed)
+
+
+def test_a_damaged_cover_is_refused_cleanly() -> None:
+    """Wherever an uncompressed cover is cut or altered, the swap raises JoinError (the cached
+    path then renders in full) or gives a readable PDF, never another exception."""
+    report = make_report()
+    base = BasePdf.from_bytes(
+        render_report_pdf(report=report, reader_name="A", prepared_on=PREPARED_ON)
+    )
+    from backpain_report.pdf import render_cover_pdf
+
+    cover = render_cover_pdf(report=report, reader_name="Ann", prepared_on=PREPARED_ON)
+    cuts = range(len(cover) // 3, len(cover), max(1, len(cover) // 40))
+    damaged = [cover[:cut] + cover[-200:] for cut in cuts]
+    damaged += [cover.replace(b"/Length ", b"/Length 9", 3), cover.replace(b" 0 obj", b" 0 obx", 5)]
+    for data in damaged:
+        try:
+            joined = swap_cover(base, data)
+        except JoinError:
+            continue
+        read(joined).pages[0].extract_text()
