@@ -69,15 +69,27 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
-def measure(job: Callable[[int], Any], renders: int, traced: int = 3) -> dict[str, float | None]:
-    """Median and p90 seconds of ``job(i)`` over ``renders`` runs, then its memory peaks over
-    ``traced`` more runs (tracemalloc slows rendering down, so they are timed apart)."""
+def time_interleaved(jobs: dict[str, Callable[[int], Any]], renders: int) -> dict[str, list[float]]:
+    """Seconds of each ``job(i)`` over ``renders`` rounds, the jobs taking turns within each
+    round, so that a machine busy with other work slows every path alike."""
     gc.collect()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in jobs}
     for index in range(renders):
-        start = time.perf_counter()
-        job(index)
-        times.append(time.perf_counter() - start)
+        for name, job in jobs.items():
+            start = time.perf_counter()
+            job(index)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def measure(
+    job: Callable[[int], Any], renders: int, traced: int = 3, times: list[float] | None = None
+) -> dict[str, float | None]:
+    """Median and p90 seconds of ``job(i)`` over ``renders`` runs (or of ``times``, measured
+    already), then its memory peaks over ``traced`` more runs (tracemalloc slows rendering
+    down, so they are timed apart)."""
+    if times is None:
+        times = time_interleaved({"job": job}, renders)["job"]
     if not traced:
         return {"median": statistics.median(times), "p90": percentile(times, 0.9),
                 "python_peak": None, "rss_rise": None}  # fmt: skip
@@ -185,11 +197,9 @@ class Command(BaseCommand):
         def floor(i: int) -> None:
             target.write_bytes(sample)
 
-        results = {
-            "full render": measure(full, renders, traced),
-            "cached path": measure(cached, renders, traced),
-            "write bytes": measure(floor, renders, traced),
-        }
+        jobs = {"full render": full, "cached path": cached, "write bytes": floor}
+        times = time_interleaved(jobs, renders)
+        results = {name: measure(job, renders, traced, times[name]) for name, job in jobs.items()}
         self._print(results, renders, first, len(sample))
         return results
 
