@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
-from .throttling import counts_atomically
+from .throttling import counts_atomically, is_plain_redis, redis_count
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def page_view_record(
 ) -> bool:
     """Count one view of ``article`` today (or on ``day``); False when the visitor is a bot.
 
-    With a shared, atomic cache (Redis, Memcached) the view is one ``INCR`` there and
+    With a shared, atomic cache (Redis, Memcached) the view is one ``INCR`` there (one round
+    trip on Redis, with the counter's expiry set on the first view) and
     :func:`page_views_flush` (run by the sweep every minute, and by the funnel page) moves the
     counts into the database; otherwise, or if the cache fails, it is one UPDATE (an INSERT
     the first time of the day). Two concurrent first views both count.
@@ -110,6 +111,9 @@ def page_view_record(
     if cache is not None:
         key = _counter_key(article.pk, day)
         try:
+            if is_plain_redis(cache):
+                redis_count(cache, key, COUNTER_TTL)  # type: ignore[arg-type]
+                return True
             try:
                 cache.incr(key)
             except ValueError:  # the first view of the day on this cache

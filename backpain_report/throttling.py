@@ -3,10 +3,12 @@ per link and per client IP.
 
 A count's window starts at its first hit and lasts exactly its ``seconds``, on every cache
 backend Django ships. Backends with an ``incr`` of their own (local memory, Redis, Memcached)
-count atomically and keep the key's expiry. Django's generic ``incr`` (database and file caches)
-is a get and a set that puts the default ``TIMEOUT`` (300 s) back on the key; there the count is
-stored with its deadline and set again with the time left, so the window holds, but concurrent
-hits can overwrite each other's counts (system check W004).
+count atomically and keep the key's expiry; on Redis a count is one round trip (``SET NX EX``
+and ``INCR`` in one ``MULTI``) instead of the three of Django's ``add`` and ``incr``. Django's
+generic ``incr`` (database and file caches) is a get and a set that puts the default
+``TIMEOUT`` (300 s) back on the key; there the count is stored with its deadline and set again
+with the time left, so the window holds, but concurrent hits can overwrite each other's counts
+(system check W004).
 
 IPv6 clients are counted per /64 (one home or host usually has a whole /64); IPv4-mapped IPv6
 addresses count as their IPv4 address. Requests without a client IP (``REMOTE_ADDR`` empty, as
@@ -29,6 +31,7 @@ from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
 from .conf import app_settings
@@ -177,6 +180,23 @@ def _count_native(cache: BaseCache, key: str, window: int) -> int:
     return count
 
 
+def is_plain_redis(cache: BaseCache) -> bool:
+    """Whether ``cache`` is Django's own RedisCache (a subclass may store keys its own way)."""
+    return type(cache) is RedisCache
+
+
+def redis_count(cache: RedisCache, key: str, window: int) -> int:
+    """Count one hit under ``key`` in Django's RedisCache in one round trip: create the key with
+    its expiry unless it exists, then increment it (``INCR`` keeps the expiry), atomically.
+    Django stores integers as plain Redis integers, so ``cache.get(key)`` reads the count."""
+    name = cache.make_and_validate_key(key)
+    client = cache._cache.get_client(name, write=True)
+    pipeline = client.pipeline(transaction=True)
+    pipeline.set(name, 0, ex=window, nx=True)
+    pipeline.incr(name)
+    return int(pipeline.execute()[1])
+
+
 def _count_generic(cache: BaseCache, key: str, window: int) -> int:
     now = time.time()
     fresh = (1, now + window)
@@ -197,6 +217,8 @@ def _count_generic(cache: BaseCache, key: str, window: int) -> int:
 def hit_count(key: str, window: int) -> int:
     """Count one event under ``key`` in ``THROTTLE_CACHE``; the count within its window."""
     cache = caches[app_settings.THROTTLE_CACHE]
+    if is_plain_redis(cache):
+        return redis_count(cache, key, window)  # type: ignore[arg-type]
     if counts_atomically(cache):
         return _count_native(cache, key, window)
     return _count_generic(cache, key, window)

@@ -249,3 +249,53 @@ def test_database_and_file_caches_are_not_atomic_and_the_others_are(settings, tm
     assert not throttling.counts_atomically(caches["file"])
     assert throttling.counts_atomically(caches["locmem"])
     assert throttling.counts_atomically(caches["redis"])
+
+
+@pytest.mark.parametrize("backend", backends("redis"), indirect=True)
+def test_redis_counts_in_one_round_trip_with_an_expiry(backend, monkeypatch):
+    """On Django's RedisCache a hit is one MULTI (SET NX EX + INCR), not add + exists + incr;
+    the count reads back through the cache API and the key keeps its window."""
+    import redis.client
+
+    round_trips: list[str] = []
+    execute, command = redis.client.Pipeline.execute, redis.client.Redis.execute_command
+
+    def counted_execute(self, *args, **kwargs):
+        round_trips.append("pipeline")
+        return execute(self, *args, **kwargs)
+
+    def counted_command(self, *args, **kwargs):
+        round_trips.append(str(args[0]))
+        return command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
+    monkeypatch.setattr(redis.client.Redis, "execute_command", counted_command)
+    name = key()
+    assert [throttling.hit_count(name, 60) for _ in range(3)] == [1, 2, 3]
+    assert round_trips == ["pipeline"] * 3
+    monkeypatch.undo()
+    cache = caches[ALIAS]
+    assert cache.get(name) == 3
+    ttl = cache._cache.get_client(write=True).ttl(cache.make_and_validate_key(name))
+    assert 0 < ttl <= 60
+
+
+@pytest.mark.parametrize("backend", backends("redis", "memcached"), indirect=True)
+def test_page_views_on_a_real_shared_cache_reach_the_database_once(backend, article):
+    """The page-view counter on the real shared caches (THROTTLE_CACHE): no write per view,
+    every view flushed once, a Redis counter created with its expiry."""
+    from backpain_report.models import PageView
+    from backpain_report.stats import COUNTER_TTL, _counter_key, page_view_record, page_views_flush
+
+    for _ in range(5):
+        assert page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert not PageView.objects.exists()
+    assert page_views_flush() == 5
+    page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert page_views_flush() == 1
+    assert page_views_flush() == 0
+    assert PageView.objects.get(article=article).views == 6
+    if backend.name == "redis":
+        cache = caches[ALIAS]
+        name = cache.make_and_validate_key(_counter_key(article.pk, PageView.objects.get().day))
+        assert 0 < cache._cache.get_client(write=True).ttl(name) <= COUNTER_TTL
