@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import itertools
 import logging
 import re
 import statistics
@@ -15,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import InMemoryStorage
 from django.test import override_settings
 from django.urls import reverse
@@ -27,6 +29,7 @@ from backpain_report.pdf import (
     PACKAGE_DIR,
     PackageOnlyURLFetcher,
     layout_html,
+    render_report_html,
     render_report_pdf,
 )
 from tests.samples import make_report
@@ -243,7 +246,7 @@ def test_contents_leaders_reach_the_page_numbers(pdf_path: Path) -> None:
         dots = sorted(box for box in row if box[4] == ".")
         number = max(row, key=lambda box: box[2])
         assert number[4].isdigit()
-        pitch = statistics.median(b[0] - a[0] for a, b in zip(dots, dots[1:], strict=False))
+        pitch = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(dots))
         gap = number[0] - dots[-1][2]
         assert -0.5 < gap < pitch, (number[4], gap, pitch)
         right_edges.add(round(number[2]))
@@ -337,3 +340,35 @@ def test_exercises_are_illustrated_with_the_packages_drawings(
     monkeypatch.setattr(PackageOnlyURLFetcher, "fetch", spy)
     render_bytes()
     assert {Path(url).name for url in fetched if url.endswith(".svg")} == {d.name for d in drawings}
+
+
+def test_the_bundled_report_has_eleven_pages(sample: PdfReader) -> None:
+    assert len(sample.pages) == 11  # README: "an eleven-page practical guide"
+
+
+def test_the_next_step_is_part_of_the_cached_bodys_name() -> None:
+    report = make_report()
+    default = pdfcache.cache_name(report)
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=CTA)):
+        configured = pdfcache.cache_name(report)
+    with override_settings(BACKPAIN_REPORT=app_settings(SITE_URL="https://other.example")):
+        other_site = pdfcache.cache_name(report)
+    assert len({default, configured, other_site}) == 3
+
+
+def test_a_site_can_override_the_sources_block(tmp_path: Path) -> None:
+    folder = tmp_path / "backpain_report" / "report"
+    folder.mkdir(parents=True)
+    (folder / "mine.html").write_text(
+        '{% extends "backpain_report/report/report.html" %}'
+        "{% block sources %}<p>Our own sources</p>{% endblock %}"
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    with override_settings(TEMPLATES=templates):
+        source = render_report_html(
+            report=make_report(template_name="backpain_report/report/mine.html"),
+            reader_name=READER,
+            prepared_on=PREPARED_ON,
+        )
+    assert "Our own sources" in source and "nice.org.uk" not in source
+    assert "Your next step" in source
