@@ -7,6 +7,7 @@ to be looked at.
 from __future__ import annotations
 
 import datetime
+import importlib
 import io
 import itertools
 import logging
@@ -317,8 +318,29 @@ def test_cover_inside_list_reads_down_the_columns(pdf_path: Path, sample: PdfRea
     assert right[0][1] == pytest.approx(left[0][1], abs=1)  # 06 heads the second column
 
 
+FROZEN_BODY = importlib.import_module("backpain_report.migrations.0001_initial").REPORT["body"]
+CARD_BY_CLASS = """<div class="exercise-grid" markdown="1">
+
+<div class="exercise ex-bridge" markdown="1">
+### Lift your hips
+
+Text.
+</div>
+
+</div>
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, None),  # the bundled seed: all six
+        (FROZEN_BODY, None),  # as the first migration stored it: all six
+        (CARD_BY_CLASS, {"bridge.svg"}),  # a site's own card, by class
+    ],
+)
 def test_exercises_are_illustrated_with_the_packages_drawings(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, body: str | None, expected: set[str] | None
 ) -> None:
     folder = PACKAGE_DIR / "templates/backpain_report/report/exercises"
     drawings = sorted(folder.glob("*.svg"))
@@ -338,8 +360,10 @@ def test_exercises_are_illustrated_with_the_packages_drawings(
         return original(self, url, headers)
 
     monkeypatch.setattr(PackageOnlyURLFetcher, "fetch", spy)
-    render_bytes()
-    assert {Path(url).name for url in fetched if url.endswith(".svg")} == {d.name for d in drawings}
+    report = make_report() if body is None else make_report(body=body)
+    render_report_pdf(report=report, reader_name=READER, prepared_on=PREPARED_ON)
+    expected = {d.name for d in drawings} if expected is None else expected
+    assert {Path(url).name for url in fetched if url.endswith(".svg")} == expected
 
 
 def test_the_bundled_report_has_eleven_pages(sample: PdfReader) -> None:
