@@ -5,7 +5,7 @@
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
   or a value it cannot use (too long for the column that stores it, a throttle limit that is not
   two positive integers, an alias that is not configured, a ``SITE_URL`` that is not an http(s)
-  origin).
+  origin, a ``REPORT_CTA`` without a text and an absolute http(s) URL).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -40,7 +40,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.utils import timezone
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
-from .links import site_url_problem
+from .links import report_cta_problem, site_url_problem
 from .mailer import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
@@ -76,6 +76,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "THROTTLE_DOWNLOAD": (tuple, list),
     "THROTTLE_CACHE": (str,),
     "TRUSTED_PROXIES": (int,),
+    "REPORT_CTA": (dict, type(None)),
 }
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
 DELIVERY_MODES = ("attach", "link", "both")
@@ -126,6 +127,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
             )
     errors.extend(_check_stored_values(config))
     errors.extend(_check_site_url(config))
+    errors.extend(_check_report_cta(config))
     errors.extend(_check_time_zone())
     if hasattr(mail, "mailers") and not hasattr(settings, "MAILERS"):
         errors.append(
@@ -240,6 +242,24 @@ def _check_site_url(config: dict) -> list:
             f"{SETTING_NAME}['SITE_URL'] must be set when DEBUG is off.",
             hint=hint,
             id="backpain_report.E006",
+        )
+    ]
+
+
+def _check_report_cta(config: dict) -> list:
+    """E002 for a ``REPORT_CTA`` dict without a usable text and absolute http(s) URL."""
+    value = config.get("REPORT_CTA")
+    if not isinstance(value, dict):
+        return []  # None is the default; another type is E002 already
+    problem = report_cta_problem(value)
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['REPORT_CTA'] {problem}.",
+            hint='For example: {"text": "Book a free call with our physiotherapist", '
+            '"url": "https://www.example.com/book/"}.',
+            id="backpain_report.E002",
         )
     ]
 

@@ -74,6 +74,10 @@ DEFAULTS: dict[str, Any] = {
     # Reverse proxies in front of Django that append to X-Forwarded-For (0: use REMOTE_ADDR;
     # requests without a client IP share one throttle count).
     "TRUSTED_PROXIES": 0,
+    # The next step on the report's closing page: {"text": "...", "url": "https://..."}, an
+    # absolute http(s) URL (check E002). None: a link back to the site (SITE_URL and the app's
+    # home page); without SITE_URL the closing page has no next step.
+    "REPORT_CTA": None,
 }
 
 

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 from urllib.parse import urlsplit
 
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import punycode
 
 from .conf import app_settings
@@ -87,6 +87,58 @@ def site_host(subscriber: Subscriber | None = None) -> str:
     if subscriber is not None and subscriber.source_url:
         return urlsplit(subscriber.source_url).netloc
     return ""
+
+
+#: The next step on the report's closing page when ``REPORT_CTA`` is not set.
+DEFAULT_CTA_TEXT = "Visit our site for more on looking after your back"
+CTA_TEXT_MAX = 200
+
+
+def report_cta_problem(value: object) -> str | None:
+    """What makes ``value`` unusable as ``REPORT_CTA``, or None (None itself is fine)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"text", "url"}:
+        return 'must be None or a dict with exactly the keys "text" and "url"'
+    text, url = value["text"], value["url"]
+    if not isinstance(text, str) or not text.strip() or len(text) > CTA_TEXT_MAX:
+        return f'needs a "text" of 1 to {CTA_TEXT_MAX} characters'
+    if not isinstance(url, str):
+        return 'needs a "url" that is a string'
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return 'needs a "url" that is a URL'
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        return 'needs an absolute http(s) "url", e.g. "https://www.example.com/book/"'
+    return None
+
+
+def report_site() -> dict[str, str] | None:
+    """``{"url", "host"}`` of the site for the report's closing page, or None without ``SITE_URL``.
+
+    The report body is rendered once per edition, often in a worker with no request at hand,
+    so only ``SITE_URL`` can say where the site is. ``url`` is the app's home page.
+    """
+    if not app_settings.SITE_URL:
+        return None
+    try:
+        path = reverse("backpain_report:home")
+    except NoReverseMatch:
+        path = "/"
+    return {"url": site_url() + path, "host": site_host()}
+
+
+def report_cta() -> dict[str, str] | None:
+    """The closing page's next step, ``{"text", "url"}``: ``REPORT_CTA``, else back to the site
+    (None when neither is known)."""
+    configured = app_settings.REPORT_CTA
+    if configured:
+        return {"text": configured["text"], "url": configured["url"]}
+    site = report_site()
+    if site is None:
+        return None
+    return {"text": DEFAULT_CTA_TEXT, "url": site["url"]}
 
 
 def absolute(path: str, subscriber: Subscriber | None = None) -> str:

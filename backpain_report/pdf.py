@@ -106,8 +106,12 @@ def render_report_html(
     """The report's HTML, from ``report.template_name`` (default :data:`REPORT_TEMPLATE`).
 
     With ``cover_only`` the template is asked (context variable ``cover_only``) to render the
-    cover page alone; a site template that ignores it still works, only slower.
+    cover page alone; a site template that ignores it still works, only slower. ``next_step``
+    (``REPORT_CTA``) and ``site`` (``SITE_URL``) feed the closing page, see
+    :func:`backpain_report.links.report_cta`.
     """
+    from .links import report_cta, report_site  # links imports the models
+
     body_html = body_to_html(report.body)
     context = {
         "report": report,
@@ -116,6 +120,8 @@ def render_report_html(
         "body_html": body_html,
         "sections": report_sections(body_html),
         "cover_only": cover_only,
+        "next_step": report_cta(),
+        "site": report_site(),
     }
     template_name = getattr(report, "template_name", "") or REPORT_TEMPLATE
     return render_to_string(template_name, context)

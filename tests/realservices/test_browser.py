@@ -5,6 +5,7 @@ Screenshots of every step go to ``test-artefacts/browser/`` at the repository ro
 
 from __future__ import annotations
 
+import io
 import re
 import secrets
 import shutil
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 
 from .checks import check_report_pdf, pdf_attachment
 from .processes import wait_until
@@ -46,24 +48,15 @@ def show_email(context, message, shots: Shots, pdf: bytes) -> None:
     assert html_part is not None, "the email has no HTML body"
     pdf_path = shots.folder / "report.pdf"
     pdf_path.write_bytes(pdf)
-    if shutil.which("pdftoppm"):  # poppler-utils: pictures of the first pages, to look at
+    if shutil.which("pdftoppm"):  # poppler-utils: every page as a picture, to look at
         subprocess.run(
-            [
-                "pdftoppm",
-                "-png",
-                "-r",
-                "60",
-                "-f",
-                "1",
-                "-l",
-                "3",
-                pdf_path,
-                pdf_path.with_suffix(""),
-            ],
+            ["pdftoppm", "-png", "-r", "60", pdf_path, pdf_path.with_suffix("")],
             check=False,
             timeout=60,
             capture_output=True,
         )
+        pages = len(PdfReader(io.BytesIO(pdf)).pages)
+        assert len(list(shots.folder.glob("report-*.png"))) == pages
     viewer = context.new_page()
     try:
         viewer.route("**/*", lambda route: route.abort())  # an email may load nothing remote
@@ -110,6 +103,9 @@ def test_reader_signs_up_and_staff_resends(
     assert first, f"no email for {email} within {DELIVERY_WAIT:.0f} s\n{redis_stack.diagnostics()}"
     first_pdf = pdf_attachment(first[0].message)[1]
     check_report_pdf(first_pdf, reader_name=name)
+    closing = PdfReader(io.BytesIO(first_pdf)).pages[-1]  # the next step: back to the site
+    links = [a.get_object()["/A"].get("/URI") for a in closing.get("/Annots") or []]
+    assert base + "/" in links, links
     show_email(page.context, first[0].message, shots, first_pdf)
 
     # Staff: log in, find the subscriber, resend from the changelist.

@@ -1,0 +1,398 @@
+"""The report's pages as a reader sees them: the closing page, fill, headers, leaders, figures.
+
+Every page of the sample report is also written as a PNG to ``test-artefacts/pdf/`` (gitignored)
+to be looked at.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import io
+import itertools
+import logging
+import re
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.files.storage import InMemoryStorage
+from django.test import override_settings
+from django.urls import reverse
+from PIL import Image
+from pypdf import PdfReader
+
+from backpain_report import checks, pdfcache
+from backpain_report.links import DEFAULT_CTA_TEXT
+from backpain_report.pdf import (
+    PACKAGE_DIR,
+    PackageOnlyURLFetcher,
+    layout_html,
+    render_report_html,
+    render_report_pdf,
+)
+from tests.samples import make_report
+
+PREPARED_ON = datetime.date(2025, 3, 14)
+READER = "Margaret Oyelaran-Whitfield"
+SITE = "https://reports.example.com"  # tests/settings.py
+CTA = {
+    "text": "Book a free call with our physiotherapist",
+    "url": "https://physio.example.org/book/",
+}
+SOURCES = (
+    "https://www.nhs.uk/conditions/back-pain/",
+    "https://www.nhs.uk/conditions/sciatica/",
+    "https://www.nhs.uk/conditions/cauda-equina-syndrome/",
+    "https://www.nice.org.uk/guidance/ng59",
+)
+ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artefacts" / "pdf"
+MM = 72 / 25.4
+# The body pages' content box (report.css: A4, margin 22mm 19mm 20mm 21mm), in points.
+CONTENT_TOP, CONTENT_BOTTOM = 22 * MM, (297 - 20) * MM
+
+
+def app_settings(**extra: object) -> dict[str, object]:
+    return {"FROM_EMAIL": "Back Pain Reports <reports@example.com>", "SITE_URL": SITE, **extra}
+
+
+def render_bytes() -> bytes:
+    return render_report_pdf(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+
+
+@pytest.fixture(scope="module")
+def pdf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report") / "report.pdf"
+    path.write_bytes(render_bytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample(pdf_path: Path) -> PdfReader:
+    return PdfReader(pdf_path)
+
+
+def uris(page) -> list[str]:
+    """The URIs of the page's link annotations."""
+    found = []
+    for annot in page.get("/Annots") or []:
+        annot = annot.get_object()
+        action = annot.get("/A")
+        if annot.get("/Subtype") == "/Link" and action and "/URI" in action.get_object():
+            found.append(str(action.get_object()["/URI"]))
+    return found
+
+
+def pdftotext(path: Path, page: int, *extra: str) -> str:
+    args = ["pdftotext", "-f", str(page), "-l", str(page), *extra, str(path), "-"]
+    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout
+
+
+def words(path: Path, page: int) -> list[tuple[float, float, float, float, str]]:
+    """``(x_min, y_min, x_max, y_max, word)`` for every word on the page (pdftotext -bbox)."""
+    found = []
+    pattern = r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)<'
+    for match in re.finditer(pattern, pdftotext(path, page, "-bbox")):
+        *box, word = match.groups()
+        found.append((*map(float, box), word))
+    return found
+
+
+def section_starts(reader: PdfReader) -> list[tuple[int, str]]:
+    """``(page number, title)`` of every section bookmark after the contents, in order."""
+    return [
+        (reader.get_destination_page_number(item) + 1, item.title)
+        for item in reader.outline
+        if not isinstance(item, list) and item.title not in ("Contents", reader.metadata.title)
+    ]
+
+
+def darkest(image: Image.Image, x: int, y: int, width: int, height: int) -> int:
+    """The darkest grey level in a rectangle of a greyscale image."""
+    return image.crop((x, y, x + width, y + height)).getextrema()[0]
+
+
+# ---- The closing page --------------------------------------------------------------------------
+
+
+def test_closing_page_has_the_next_step_the_site_and_the_sources(
+    sample: PdfReader, pdf_path: Path
+) -> None:
+    last = sample.pages[-1]
+    links = uris(last)
+    home = SITE + reverse("backpain_report:home")
+    assert links.count(home) == 2  # the default next step and the site's own link
+    for url in SOURCES:
+        assert url in links
+    text = pdftotext(pdf_path, len(sample.pages))
+    flat = re.sub(r"\s+", " ", text).lower()
+    order = ["Where to go from here", "Your next step", DEFAULT_CTA_TEXT, "Sources"]
+    order += ["NHS: Back pain", "NICE guideline NG59", "Important information"]
+    positions = [flat.find(phrase.lower()) for phrase in order]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert "reports.example.com" in flat
+
+
+def test_closing_page_links_to_the_configured_cta_also_on_the_cached_path(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pdfcache.clear_memory()
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=CTA)):
+        full = PdfReader(io.BytesIO(render_bytes()))
+        with caplog.at_level(logging.WARNING):
+            cached = pdfcache.report_pdf(
+                report=make_report(),
+                reader_name=READER,
+                prepared_on=PREPARED_ON,
+                storage=InMemoryStorage(),
+            )
+    pdfcache.clear_memory()
+    assert "cover swap impossible" not in caplog.text  # the cover stayed free of links
+    for reader in (full, PdfReader(io.BytesIO(cached))):
+        assert CTA["url"] in uris(reader.pages[-1])
+        assert CTA["text"] in re.sub(r"\s+", " ", reader.pages[-1].extract_text())
+        assert uris(reader.pages[0]) == []
+
+
+def test_without_site_url_the_closing_page_keeps_its_sources() -> None:
+    with override_settings(BACKPAIN_REPORT=app_settings(SITE_URL=None)):
+        reader = PdfReader(io.BytesIO(render_bytes()))
+    last = reader.pages[-1]
+    assert "your next step" not in last.extract_text().lower()
+    assert sorted(uris(last)) == sorted(SOURCES)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "Book"},
+        {"text": "", "url": "https://example.com/"},
+        {"text": "Book", "url": "/book/"},
+        {"text": "Book", "url": "javascript:alert(1)"},
+        {"text": "x" * 201, "url": "https://example.com/"},
+        {"text": "Book", "url": "https://example.com/", "extra": 1},
+        "https://example.com/",
+    ],
+)
+def test_a_report_cta_without_text_and_absolute_url_is_e002(value: object) -> None:
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=value)):
+        errors = [e for e in checks.check_settings() if "REPORT_CTA" in e.msg]
+    assert [e.id for e in errors] == ["backpain_report.E002"]
+
+
+def test_a_good_report_cta_passes_the_checks() -> None:
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=CTA)):
+        assert not [e for e in checks.check_settings() if "REPORT_CTA" in e.msg]
+
+
+# ---- Layout ------------------------------------------------------------------------------------
+
+
+def test_every_page_as_png_for_looking_at(pdf_path: Path, sample: PdfReader) -> None:
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTEFACTS.glob("report-*.png"):
+        old.unlink()
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", str(pdf_path), str(ARTEFACTS / "report")],
+        check=True,
+        timeout=120,
+    )
+    pngs = sorted(ARTEFACTS.glob("report-*.png"))
+    assert len(pngs) == len(sample.pages)
+    assert all(png.read_bytes().startswith(b"\x89PNG") for png in pngs)
+
+
+def test_no_page_after_the_cover_is_less_than_a_third_full(
+    pdf_path: Path, sample: PdfReader, tmp_path: Path
+) -> None:
+    dpi = 30
+    subprocess.run(
+        ["pdftoppm", "-gray", "-png", "-r", str(dpi), str(pdf_path), str(tmp_path / "p")],
+        check=True,
+        timeout=120,
+    )
+    scale = dpi / 72
+    top, bottom = round(CONTENT_TOP * scale), round(CONTENT_BOTTOM * scale)
+    fills = {}
+    for number in range(2, len(sample.pages) + 1):
+        png = next(tmp_path.glob(f"p-*{number}.png"))
+        image = Image.open(png).convert("L").crop((0, top, round(595.28 * scale), bottom))
+        inked = [y for y in range(image.height) if darkest(image, 0, y, image.width, 1) < 200]
+        fills[number] = (max(inked) + 1) / image.height if inked else 0
+    assert all(fill >= 1 / 3 for fill in fills.values()), fills
+
+
+def test_running_header_names_the_section_that_starts_or_fills_the_page(
+    pdf_path: Path, sample: PdfReader
+) -> None:
+    starts = section_starts(sample)
+    first_body = starts[0][0]
+    for number in range(first_body, len(sample.pages) + 1):
+        starting = [title for page, title in starts if page == number]
+        expected = starting[0] if starting else [t for p, t in starts if p < number][-1]
+        header = pdftotext(pdf_path, number, "-x", "300", "-y", "0", "-W", "300", "-H", "55")
+        assert re.sub(r"\s+", " ", header).strip() == expected, number
+
+
+def test_contents_leaders_reach_the_page_numbers(pdf_path: Path) -> None:
+    lines: dict[float, list] = {}
+    for box in words(pdf_path, 2):
+        lines.setdefault(round(box[1]), []).append(box)
+    rows = [row for row in lines.values() if sum(word == "." for *_, word in row) > 10]
+    assert len(rows) >= 10
+    right_edges = set()
+    for row in rows:
+        dots = sorted(box for box in row if box[4] == ".")
+        number = max(row, key=lambda box: box[2])
+        assert number[4].isdigit()
+        pitch = statistics.median(b[0] - a[0] for a, b in itertools.pairwise(dots))
+        gap = number[0] - dots[-1][2]
+        assert -0.5 < gap < pitch, (number[4], gap, pitch)
+        right_edges.add(round(number[2]))
+    assert max(right_edges) - min(right_edges) <= 1
+
+
+def test_numbers_use_lining_figures(tmp_path: Path) -> None:
+    """The "1" of the body font stands as tall as an "H" (old-style: only x-height tall)."""
+    css = (PACKAGE_DIR / "templates/backpain_report/report/report.css").read_text()
+    source = f'<html><style>{css}</style><body><p style="font-size:72pt">H 1</p></body></html>'
+    path = tmp_path / "figures.pdf"
+    path.write_bytes(layout_html(source).write_pdf())
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-gray",
+            "-png",
+            "-r",
+            "72",
+            "-f",
+            "1",
+            "-l",
+            "1",
+            str(path),
+            str(tmp_path / "f"),
+        ],
+        check=True,
+        timeout=60,
+    )
+    image = (
+        Image.open(next(tmp_path.glob("f-*.png")))
+        .convert("L")
+        .point(lambda v: 255 if v > 128 else 0)
+    )
+    box = image.crop((0, 0, image.width, image.height // 3))
+    columns = [x for x in range(box.width) if darkest(box, x, 0, 1, box.height) == 0]
+    groups: list[list[int]] = []
+    for x in columns:
+        if groups and x == groups[-1][-1] + 1:
+            groups[-1].append(x)
+        else:
+            groups.append([x])
+    letter, figure = groups[0], groups[-1]
+
+    def top(xs: list[int]) -> int:
+        part = box.crop((xs[0], 0, xs[-1] + 1, box.height))
+        return next(y for y in range(part.height) if darkest(part, 0, y, part.width, 1) == 0)
+
+    assert len(groups) == 2
+    assert abs(top(figure) - top(letter)) <= 3, (top(letter), top(figure))
+
+
+def test_cover_inside_list_reads_down_the_columns(pdf_path: Path, sample: PdfReader) -> None:
+    """Down the left column, then the right; in the content (and tag) order too. (pdftotext's
+    default physical layout reads the two columns across, row by row.)"""
+    titles = [title for _page, title in section_starts(sample)][:9]
+    text = re.sub(r"\s+", " ", pdftotext(pdf_path, 1, "-raw"))
+    positions = [text.find(title) for title in titles]
+    assert -1 not in positions and positions == sorted(positions), positions
+    numbers = {
+        word: (x0, y0)
+        for x0, y0, _x1, _y1, word in words(pdf_path, 1)
+        if re.fullmatch(r"0\d", word)
+    }
+    left, right = [numbers[f"0{n}"] for n in range(1, 6)], [numbers[f"0{n}"] for n in range(6, 10)]
+    assert len({round(x) for x, _y in left}) == 1 and len({round(x) for x, _y in right}) == 1
+    assert [y for _x, y in left] == sorted(y for _x, y in left)
+    assert right[0][1] == pytest.approx(left[0][1], abs=1)  # 06 heads the second column
+
+
+FROZEN_BODY = importlib.import_module("backpain_report.migrations.0001_initial").REPORT["body"]
+CARD_BY_CLASS = """<div class="exercise-grid" markdown="1">
+
+<div class="exercise ex-bridge" markdown="1">
+### Lift your hips
+
+Text.
+</div>
+
+</div>
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (None, None),  # the bundled seed: all six
+        (FROZEN_BODY, None),  # as the first migration stored it: all six
+        (CARD_BY_CLASS, {"bridge.svg"}),  # a site's own card, by class
+    ],
+)
+def test_exercises_are_illustrated_with_the_packages_drawings(
+    monkeypatch: pytest.MonkeyPatch, body: str | None, expected: set[str] | None
+) -> None:
+    folder = PACKAGE_DIR / "templates/backpain_report/report/exercises"
+    drawings = sorted(folder.glob("*.svg"))
+    assert len(drawings) == 6
+    for drawing in drawings:
+        svg = drawing.read_text()
+        assert (
+            "<title>" in svg
+            and "href" not in svg
+            and "http://" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        )
+    fetched: list[str] = []
+    original = PackageOnlyURLFetcher.fetch
+
+    def spy(self, url, headers=None):
+        fetched.append(url)
+        return original(self, url, headers)
+
+    monkeypatch.setattr(PackageOnlyURLFetcher, "fetch", spy)
+    report = make_report() if body is None else make_report(body=body)
+    render_report_pdf(report=report, reader_name=READER, prepared_on=PREPARED_ON)
+    expected = {d.name for d in drawings} if expected is None else expected
+    assert {Path(url).name for url in fetched if url.endswith(".svg")} == expected
+
+
+def test_the_bundled_report_has_eleven_pages(sample: PdfReader) -> None:
+    assert len(sample.pages) == 11  # README: "an eleven-page practical guide"
+
+
+def test_the_next_step_is_part_of_the_cached_bodys_name() -> None:
+    report = make_report()
+    default = pdfcache.cache_name(report)
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=CTA)):
+        configured = pdfcache.cache_name(report)
+    with override_settings(BACKPAIN_REPORT=app_settings(SITE_URL="https://other.example")):
+        other_site = pdfcache.cache_name(report)
+    assert len({default, configured, other_site}) == 3
+
+
+def test_a_site_can_override_the_sources_block(tmp_path: Path) -> None:
+    folder = tmp_path / "backpain_report" / "report"
+    folder.mkdir(parents=True)
+    (folder / "mine.html").write_text(
+        '{% extends "backpain_report/report/report.html" %}'
+        "{% block sources %}<p>Our own sources</p>{% endblock %}"
+    )
+    templates = [{**settings.TEMPLATES[0], "DIRS": [str(tmp_path)]}]
+    with override_settings(TEMPLATES=templates):
+        source = render_report_html(
+            report=make_report(template_name="backpain_report/report/mine.html"),
+            reader_name=READER,
+            prepared_on=PREPARED_ON,
+        )
+    assert "Our own sources" in source and "nice.org.uk" not in source
+    assert "Your next step" in source
