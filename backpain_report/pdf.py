@@ -113,12 +113,17 @@ def render_report_html(
     from .links import report_cta, report_site  # links imports the models
 
     body_html = body_to_html(report.body)
+    sections = report_sections(body_html)
+    half = (len(sections) + 1) // 2
     context = {
         "report": report,
         "reader_name": reader_name,
         "prepared_on": prepared_on,
         "body_html": body_html,
-        "sections": report_sections(body_html),
+        "sections": sections,
+        # The cover's "Inside" list in two lists that read down, left then right (CSS columns
+        # would do the same at twice the cover's layout time).
+        "sections_columns": [(1, sections[:half]), (half + 1, sections[half:])],
         "cover_only": cover_only,
         "next_step": report_cta(),
         "site": report_site(),

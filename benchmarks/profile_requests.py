@@ -117,7 +117,7 @@ INSIDE: list[tuple[str, Callable[[str], bool]]] = [
         lambda f: "importlib/metadata" in f,
     ),
     (
-        "of which: new Redis connections (socket connect and handshake)",
+        "of which: redis-py connection I/O (sockets: connect, send, receive)",
         lambda f: f.endswith("redis/connection.py"),
     ),
 ]
