@@ -57,7 +57,7 @@ def test_the_offer_comes_before_the_article_text_and_the_form_after_it(client, a
     first_paragraph = "<p>" + read_article().body.split("\n\n")[0][:60]
     assert page.index("<h1>") < offer_at < page.index(first_paragraph)
     assert page.index(first_paragraph) < page.index('id="free-report"') < page.index('name="email"')
-    block = page[offer_at : page.index("</aside>")]
+    block = page[offer_at : page.index("</section>", offer_at)]
     assert "Get the free guide to back muscle spasms" in block
     assert article.report.title in block
     assert f'src="{cover_url(article.report)}"' in block
