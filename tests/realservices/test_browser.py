@@ -104,8 +104,9 @@ def test_reader_signs_up_and_staff_resends(
     expect(name_field).to_have_value(name)
     shots(page, "form-filled", full_page=False)
     page.get_by_role("button", name=re.compile("free report", re.I)).click()
+    # The script answers in place (issue 12); the page without it is tested below.
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
-    assert page.url.endswith("/signup/done/"), page.url
+    assert page.url == base + "/", page.url
     shots(page, "check-your-inbox")
 
     first = smtp_server.sink.wait_for_count({email}, 1, timeout=DELIVERY_WAIT)
@@ -382,7 +383,7 @@ def test_the_other_pages_pass_axe_and_the_keyboard_journey_works(
             "shell",
             "-c",
             "from backpain_report.tokens import make_unsubscribe_token as m; print(m(10**12))",
-        ).strip()
+        ).split()[-1]  # Django 5.2+'s shell may first say what it imported
         for path, what in [
             ("/signup/done/", "thank-you"),
             ("/confirm/not-a-token/", "confirm"),
@@ -392,6 +393,8 @@ def test_the_other_pages_pass_axe_and_the_keyboard_journey_works(
         ]:
             page.goto(base + path)
             expect(page.locator("h1")).to_be_visible()
+            if what == "unsubscribe":  # a valid link: the page with the button
+                expect(page.get_by_role("button", name="Unsubscribe")).to_be_visible()
             shots(page, what, full_page=False)
             assert_accessible(page, what)
             assert_no_csp_violation(page, what)
