@@ -45,7 +45,7 @@ MANAGE := $(VENV_PY) example_project/manage.py
 WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
 WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 
-.PHONY: help venv check-system check-bench example test test-compat lint format clean bench profile
+.PHONY: help venv check-system check-bench example test test-compat lint format clean bench profile node-tools
 
 # The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
 COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
@@ -100,8 +100,19 @@ example: venv check-system
 	$(VENV_PY) example_project/run.py setup
 	$(VENV_PY) example_project/run.py serve
 
+# axe-core (npm) for the browser tier's accessibility checks, from package-lock.json into
+# ./node_modules; the tests load it from there, with no network. Without npm the browser
+# tests that need it skip (or fail with BACKPAIN_REQUIRE_SERVICES=1).
+AXE := node_modules/axe-core/axe.min.js
+
+$(AXE): package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund && touch $@; \
+	else echo "npm not found: the browser tier's accessibility checks will not run" >&2; fi
+
+node-tools: $(AXE)
+
 # pytest exits 5 when it collected no test: that is a failure here, never a success.
-test: venv check-system
+test: venv check-system node-tools
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
@@ -147,5 +158,5 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat node_modules
 	find . \( -path ./$(VENV) -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

@@ -24,6 +24,8 @@
   ``MEDIA_ROOT`` or ``STATIC_ROOT``.
 - ``backpain_report.W006``: no private storage is configured while ``DEBUG`` is off, so the app
   keeps its files in a per-host temporary directory.
+- ``backpain_report.W007``: ``PRIVACY_URL`` is not set while ``DEBUG`` is off: the consent
+  checkbox and the emails link to no privacy notice.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "DEFAULT_ARTICLE": (str,),
     "CONSENT_TEXT": (str,),
     "CONSENT_VERSION": (str, int),
+    "PRIVACY_URL": (str, type(None)),
+    "OFFER_HEADING": (str,),
     "HASH_IP": (bool,),
     "MAX_ATTEMPTS": (int,),
     "RETRY_BACKOFF": (Real,),
@@ -142,7 +146,35 @@ def check_settings(app_configs=None, **kwargs) -> list:
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
     errors.extend(_check_private_storage(config))
+    errors.extend(_check_privacy_url(config))
     return errors
+
+
+def _check_privacy_url(config: dict) -> list:
+    """E002 for a PRIVACY_URL that is neither an http(s) URL nor a path on the site; W007 when
+    it is unset in production (readers are asked to consent with no privacy notice to read)."""
+    url = config.get("PRIVACY_URL")
+    if isinstance(url, str) and url:
+        if url.startswith(("https://", "http://", "/")) and not url.startswith("//"):
+            return []
+        return [
+            Error(
+                f"{SETTING_NAME}['PRIVACY_URL'] must be an http(s) URL or a path on the site "
+                f"starting with /: got {url!r}.",
+                id="backpain_report.E002",
+            )
+        ]
+    if url or settings.DEBUG:
+        return []  # not a str: E002 says so
+    return [
+        Warning(
+            f"{SETTING_NAME}['PRIVACY_URL'] is not set: the consent checkbox and the emails "
+            "link to no privacy notice.",
+            hint='Set it to your privacy notice, e.g. "/privacy/" or "https://www.example.com/'
+            'privacy/".',
+            id="backpain_report.W007",
+        )
+    ]
 
 
 def _check_from_email(config: dict) -> list:

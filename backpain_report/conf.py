@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
         "Yes, email me the free report. I can unsubscribe at any time with one click."
     ),
     "CONSENT_VERSION": "1",
+    # The site's privacy notice: a URL or a path on the site ("/privacy/"), linked next to the
+    # consent checkbox and in every email's footer. Unset with DEBUG off: check W007.
+    "PRIVACY_URL": None,
+    # The heading of the offer on the article page (the report's title, cover and contents
+    # follow it). Keep it to what the report gives: it is general information, not treatment.
+    "OFFER_HEADING": "Get the free guide to back muscle spasms",
     # Store a keyed hash of the reader's IP instead of the address itself.
     "HASH_IP": True,
     # Delivery attempts before a delivery is marked failed (taking over an expired claim counts).

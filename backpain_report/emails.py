@@ -81,6 +81,7 @@ def _message(
         "unsubscribe_url": links.unsubscribe_url(subscriber),
         "site_url": links.site_url(subscriber),  # ASCII, for links
         "site_host": links.site_host(subscriber),  # as people write it, for text
+        "privacy_url": links.privacy_url(subscriber),
         **extra,
     }
     subject_template, text_template, html_template = templates

@@ -6,6 +6,7 @@ from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Layout, Submit
 from django import forms
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
@@ -45,6 +46,13 @@ class SignupForm(forms.Form):
     def __init__(self, *args, article_slug: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = app_settings.CONSENT_TEXT
+        if app_settings.PRIVACY_URL:
+            self.fields["consent"].help_text = format_html(
+                '{} <a href="{}">{}</a>',
+                _("How we use your details:"),
+                app_settings.PRIVACY_URL,
+                _("our privacy notice"),
+            )
         if article_slug:
             self.fields["article"].initial = article_slug
         self.helper = FormHelper(self)
@@ -59,6 +67,19 @@ class SignupForm(forms.Form):
             Div(Field(HONEYPOT_FIELD), css_class="backpain-report-hp", aria_hidden="true"),
             Submit("submit", _("Send me the free report"), css_class="btn-lg"),
         )
+
+    @property
+    def double_opt_in(self) -> bool:
+        """Whether a sign-up is confirmed by email first (the success message says so)."""
+        return app_settings.DOUBLE_OPT_IN
+
+    def focus_first_error(self) -> None:
+        """Give the first field with an error ``autofocus``: when the page showing the errors
+        loads, the browser moves focus (and scrolls) there, JavaScript or not."""
+        for name, field in self.fields.items():
+            if name in self.errors and not field.widget.is_hidden:
+                field.widget.attrs["autofocus"] = True
+                return
 
     def clean_name(self) -> str:
         return clean_name(self.cleaned_data.get("name", ""))

@@ -167,3 +167,11 @@ def download_url(delivery: Delivery) -> str:
     """The signed, expiring link to this delivery's PDF."""
     token = make_download_token(delivery)
     return absolute(reverse("backpain_report:download", args=[token]), delivery.subscriber)
+
+
+def privacy_url(subscriber: Subscriber | None = None) -> str:
+    """``PRIVACY_URL`` for emails: a path on the site is made absolute; "" when unset."""
+    configured = app_settings.PRIVACY_URL or ""
+    if configured.startswith("/"):
+        return absolute(configured, subscriber)
+    return configured

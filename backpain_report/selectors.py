@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 
 from .conf import app_settings
-from .models import Article
+from .models import Article, Report
 
 
 def _with_report():
@@ -55,3 +56,26 @@ def article_ref_for_signup(*, slug: str | None) -> Article | None:
         if article is not None:
             return article
     return article_for_signup(slug=None)
+
+
+def article_for_signup_page(*, slug: str | None) -> Article | None:
+    """The article a sign-up with errors is shown again on: the posted slug's, else the
+    default; in full (its body is on the page); None if there is none."""
+    if slug:
+        try:
+            return article_published_get(slug=slug)
+        except Http404:
+            pass
+    try:
+        return article_default()
+    except Http404:
+        return None
+
+
+def report_offered_get(*, slug: str) -> Report:
+    """A report some published article offers, without its body; 404 otherwise."""
+    offered = Exists(Article.objects.published().filter(report=OuterRef("pk")))
+    report = Report.objects.filter(offered, slug=slug).defer("body").first()
+    if report is None:
+        raise Http404("No such report.")
+    return report

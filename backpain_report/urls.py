@@ -8,6 +8,11 @@ urlpatterns = [
     path("", views.DefaultArticleView.as_view(), name="home"),
     path("articles/", views.ArticleListView.as_view(), name="article_list"),
     path("articles/<slug:slug>/", views.ArticleDetailView.as_view(), name="article_detail"),
+    path(
+        "reports/<slug:slug>/cover-<int:edition>.png",
+        views.ReportCoverView.as_view(),
+        name="report_cover",
+    ),
     path("signup/", views.SignupView.as_view(), name="signup"),
     path("signup/done/", views.SignupDoneView.as_view(), name="signup_done"),
     path("download/<str:token>/", views.DownloadView.as_view(), name="download"),

@@ -25,7 +25,19 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import formcache, operations, pdfstore, selectors, services, stats, subscriptions, throttling
+from . import (
+    covers,
+    formcache,
+    offer,
+    operations,
+    pdfstore,
+    selectors,
+    seo,
+    services,
+    stats,
+    subscriptions,
+    throttling,
+)
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
@@ -55,6 +67,32 @@ def wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+def article_page_context(
+    request: HttpRequest, article: Article, *, form: SignupForm | None = None
+) -> dict[str, Any]:
+    """The article page's context: the article, its offer, the form and what search engines
+    and link previews read. ``form`` None: the unbound form, from :mod:`formcache` when the
+    app's own form template is in use."""
+    context: dict[str, Any] = {"article": article}
+    if form is None:
+        # Built only if a (site's) template uses it: the page includes the cached HTML.
+        form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
+        if formcache.is_cacheable():  # the same for every reader: rendered once, copied
+            context["signup_form_html"] = formcache.signup_form_html(request, slug=article.slug)
+    context["form"] = form
+    page_url = seo.absolute_url(request, article.get_absolute_url())
+    image_url = ""
+    if article.report is not None:
+        context["offer"] = offer.report_offer(article.report)
+        image_url = seo.absolute_url(request, context["offer"].cover_url)
+    context["canonical_url"] = page_url
+    context["image_url"] = image_url
+    context["structured_data"] = seo.json_ld(
+        seo.article_structured_data(article, url=page_url, image_url=image_url)
+    )
+    return context
+
+
 class ArticleListView(ListView):
     template_name = "backpain_report/article_list.html"
     context_object_name = "articles"
@@ -72,15 +110,8 @@ class ArticleDetailView(TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         article = self.get_article()
         stats.page_view_from_request(self.request, article=article)
-        form = kwargs.pop("form", None)
-        if form is None:
-            # Built only if a (site's) template uses it: the page includes the cached HTML.
-            form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
-            if formcache.is_cacheable():  # the same for every reader: rendered once, copied
-                kwargs["signup_form_html"] = formcache.signup_form_html(
-                    self.request, slug=article.slug
-                )
-        return super().get_context_data(article=article, form=form, **kwargs)
+        context = article_page_context(self.request, article, form=kwargs.pop("form", None))
+        return super().get_context_data(**context, **kwargs)
 
 
 class DefaultArticleView(ArticleDetailView):
@@ -98,7 +129,17 @@ class SignupView(View):
     def get(self, request: HttpRequest) -> HttpResponse:
         article = selectors.article_for_signup(slug=request.GET.get("article"))
         form = SignupForm(article_slug=article.slug if article else "")
-        return render(request, self.template_name, {"form": form, "article": article})
+        return render(request, self.template_name, self.card_context(form, article))
+
+    @staticmethod
+    def card_context(form: SignupForm, article: Article | None, **extra: Any) -> dict[str, Any]:
+        """The context of the form's page of its own (``signup.html``)."""
+        return {
+            "form": form,
+            "article": article,
+            "offer_heading": app_settings.OFFER_HEADING,
+            **extra,
+        }
 
     throttled_template_name = "backpain_report/signup_throttled.html"
 
@@ -108,6 +149,21 @@ class SignupView(View):
         if wants_json(request):
             return JsonResponse({"status": "accepted"}, status=202)
         return see_other("backpain_report:signup_done")
+
+    def invalid(self, request: HttpRequest, form: SignupForm) -> HttpResponse:
+        """The article the form came from, again, with the form and its errors; the first
+        wrong field has ``autofocus``, so the browser brings the reader there."""
+        form.focus_first_error()
+        article = selectors.article_for_signup_page(slug=request.POST.get("article"))
+        if article is None:  # no article to go back to: the form on a page of its own
+            return render(request, self.template_name, self.card_context(form, None))
+        context = article_page_context(request, article, form=form)
+        return render(
+            request,
+            ArticleDetailView.template_name,
+            {**context, "noindex": True, "form_has_errors": True},
+            status=200,
+        )
 
     def post(self, request: HttpRequest) -> HttpResponse:
         form = SignupForm(request.POST)
@@ -121,14 +177,13 @@ class SignupView(View):
         if not form.is_valid():
             if wants_json(request):
                 return JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
-            article = selectors.article_for_signup(slug=request.POST.get("article"))
-            return render(request, self.template_name, {"form": form, "article": article})
+            return self.invalid(request, form)
         article = selectors.article_ref_for_signup(slug=form.cleaned_data["article"])
         if article is None:
             return render(
                 request,
                 self.template_name,
-                {"form": form, "article": None, "unavailable": True},
+                self.card_context(form, None, unavailable=True),
                 status=503,
             )
         # The same work for every address; the worker decides what this sign-up means.
@@ -141,6 +196,29 @@ class SignupView(View):
             source_url=request.build_absolute_uri(article.get_absolute_url()),
         )
         return self.done(request)
+
+
+class ReportCoverView(View):
+    """The cover of a report some published article offers, as a PNG (the article page's
+    offer, ``og:image``). The edition is in the path: an older edition's URL redirects to
+    the current one. Anyone may cache it for a day, and revalidate it by ``ETag``."""
+
+    max_age = 24 * 3600
+
+    def get(self, request: HttpRequest, slug: str, edition: int) -> HttpResponse:
+        report = selectors.report_offered_get(slug=slug)
+        if edition != report.edition:
+            return HttpResponseRedirect(offer.cover_path(report))
+        image = covers.report_cover(report)
+        modified = _seconds(image.modified)
+        response = get_conditional_response(request, etag=image.etag, last_modified=modified)
+        if response is None:
+            response = HttpResponse(image.data, content_type="image/png")
+        response["ETag"] = image.etag
+        if modified is not None:
+            response["Last-Modified"] = http_date(modified)
+        response["Cache-Control"] = f"public, max-age={self.max_age}"
+        return response
 
 
 class SignupDoneView(TemplateView):

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.sitemaps",  # /sitemap.xml lists the published articles
     "crispy_forms",
     "crispy_bootstrap5",
     "backpain_report",
@@ -206,6 +207,8 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 BACKPAIN_REPORT = {
     "FROM_EMAIL": DEFAULT_FROM_EMAIL,
     "SITE_URL": EXAMPLE_SITE_URL,
+    # The example's own privacy notice (example_project/templates/example_project/privacy.html).
+    "PRIVACY_URL": "/privacy/",
     "TRUSTED_PROXIES": int(os.environ.get("BACKPAIN_TRUSTED_PROXIES") or 0),
     # BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow: the outbox shows the confirm email.
     "DOUBLE_OPT_IN": _env_bool("BACKPAIN_DOUBLE_OPT_IN", False),

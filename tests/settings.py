@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.sitemaps",
     "crispy_forms",
     "crispy_bootstrap5",
     "backpain_report",
@@ -83,6 +84,7 @@ else:
 BACKPAIN_REPORT = {
     "FROM_EMAIL": "Back Pain Reports <reports@example.com>",
     "SITE_URL": "https://reports.example.com",
+    "PRIVACY_URL": "/privacy/",
 }
 
 CELERY_BROKER_URL = "memory://"

@@ -4,6 +4,9 @@ from django.core.management.base import SystemCheckError
 
 from backpain_report.checks import check_settings
 
+# A production site's privacy notice (without it, DEBUG off adds W007 to every list).
+PRIVACY = {"PRIVACY_URL": "/privacy/"}
+
 
 def ids(settings_dict, settings):
     settings.DEBUG = True  # W003 (a per-process throttle cache) is tested on its own
@@ -66,7 +69,7 @@ def test_settings_are_reread_after_override(settings):
 
 
 def test_per_process_throttle_cache_is_a_warning_in_production(settings):
-    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", **PRIVACY}
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     settings.DEBUG = False
     assert {m.id for m in check_settings()} == {"backpain_report.W003"}
@@ -141,7 +144,7 @@ def test_no_mail_timeout_is_fine_unless_the_lease_is_too_short(settings):
     ],
 )
 def test_a_throttle_cache_that_cannot_count_atomically_is_a_warning(settings, backend, tmp_path):
-    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x"}
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", **PRIVACY}
     settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
     settings.DEBUG = False
     messages = check_settings()
@@ -296,3 +299,26 @@ def test_a_site_url_that_is_not_an_origin_is_e002(settings, site_url):
 )
 def test_a_site_url_that_is_an_origin_passes(settings, site_url):
     assert ids({**BASE, "SITE_URL": site_url}, settings) == set()
+
+
+# --- Issue 12: the privacy notice next to the consent checkbox -------------------------------
+
+
+def test_a_missing_privacy_url_warns_in_production_only(settings):
+    base = {"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x.example"}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:6379/0"}}  # fmt: skip
+    assert ids(base, settings) == set()  # DEBUG on: nothing to say
+    settings.DEBUG = False
+    assert {m.id for m in check_settings()} == {"backpain_report.W007"}
+    call_command("check")  # a warning: the site still starts
+    settings.BACKPAIN_REPORT = {**base, "PRIVACY_URL": "/privacy/"}
+    assert check_settings() == []
+    settings.BACKPAIN_REPORT = {**base, "PRIVACY_URL": "https://www.example.com/privacy"}
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize("value", ["privacy.html", "javascript:alert(1)", "//evil.example/p", 3])
+def test_a_privacy_url_that_is_no_url_or_path_is_an_error(settings, value):
+    found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "PRIVACY_URL": value}, settings)
+    assert found == {"backpain_report.E002"}

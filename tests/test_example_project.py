@@ -164,10 +164,30 @@ def test_embedded_defaults_need_no_servers(tmp_path):
     assert got["app_settings"] == {
         "FROM_EMAIL": "Back Pain Reports <reports@example.com>",
         "SITE_URL": "http://127.0.0.1:8000",
+        "PRIVACY_URL": "/privacy/",
         "TRUSTED_PROXIES": 0,
         "DOUBLE_OPT_IN": False,
     }
     assert got["installed_apps"][-3:] == ["crispy_bootstrap5", "backpain_report", "example_project"]
+
+
+def test_favicon_privacy_notice_and_sitemap_are_served(tmp_path):
+    """The example's /favicon.ico is no 404, its privacy notice exists, /sitemap.xml is routed."""
+    code = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "from django.urls import resolve\n"
+        "client = Client(HTTP_HOST='127.0.0.1')\n"
+        "icon = client.get('/favicon.ico')\n"
+        "print(icon.status_code, icon.get('Location'))\n"
+        "print(client.get('/privacy/').status_code)\n"
+        "print(resolve('/sitemap.xml').func.__name__)\n"
+    )
+    result = run_example(code, tmp_path / "var")
+    assert result.returncode == 0, result.stderr
+    icon, privacy, sitemap = result.stdout.split("\n")[:3]
+    assert icon.split() == ["302", "/static/backpain_report/favicon.svg"]
+    assert privacy == "200" and sitemap == "sitemap"
 
 
 def test_double_opt_in_is_one_switch_away(tmp_path):

@@ -14,7 +14,8 @@ from backpain_report.checks import check_settings
 from backpain_report.privatestorage import PrivateStorage, file_write, private_storage
 from tests.samples import make_report
 
-APP = {"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example"}
+# A production site: its privacy notice set (W007 is tested in test_checks.py).
+APP = {"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example", "PRIVACY_URL": "/privacy/"}
 
 
 def private(location: Path) -> dict:

@@ -34,6 +34,11 @@ NEEDS = {
     ),
     "Markdown": ("3.5", "extra (md_in_html), toc, sane_lists and Treeprocessor registration"),
     "nh3": ("0.2.14", "nh3.clean with tags, attributes, url_schemes and link_rel"),
+    "pypdfium2": (
+        "4.30",
+        "covers.pdf_page_png: PdfDocument(bytes), PdfPage.render(scale=).to_pil() (the 4.x API)",
+    ),
+    "Pillow": ("9.1", "WeasyPrint 68's own lower bound; covers.py saves the cover as PNG"),
 }
 # The first major (CalVer: year) not yet tested: the upper bound may be no higher. pypdf's is
 # strict in earnest: pdfjoin reads the private StreamObject._data.
@@ -46,6 +51,8 @@ UNTESTED = {
     "pypdf": "8",
     "Markdown": "4",
     "nh3": "0.4",
+    "pypdfium2": "6",
+    "Pillow": "14",
 }
 
 

@@ -1,7 +1,11 @@
 from django.contrib import admin
+from django.contrib.sitemaps.views import sitemap
 from django.urls import include, path
+
+from backpain_report.sitemaps import ArticleSitemap
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("back-pain/", include("backpain_report.urls")),
+    path("sitemap.xml", sitemap, {"sitemaps": {"articles": ArticleSitemap}}),
 ]
