@@ -128,7 +128,8 @@ def page_views_flush(*, today: datetime.date | None = None) -> int:
     """Move the page views counted in the cache into the database; return how many moved.
 
     Each counter is decremented by what was read (atomically), so views counted meanwhile stay
-    for the next flush and none is counted twice. A no-op when views are counted in the database.
+    for the next flush and none is counted twice; views whose row could not be written go back
+    to their counter. A no-op when views are counted in the database.
     """
     cache = _counter_cache()
     if cache is None:
@@ -172,9 +173,25 @@ def _flush(cache: BaseCache, today: datetime.date) -> int:
             logger.warning("Could not take %s page views from the cache", count, exc_info=True)
             continue
         article_id, day = keys[key]
-        _views_add(article_id, day, int(count))
+        try:
+            _views_add(article_id, day, int(count))
+        except BaseException:  # the row was not written: the views go back for the next flush
+            _views_give_back(cache, key, int(count))
+            raise
         moved += int(count)
     return moved
+
+
+def _views_give_back(cache: BaseCache, key: str, count: int) -> None:
+    """Add ``count`` views back to the counter ``key`` (a flush took them, then failed)."""
+    try:
+        try:
+            cache.incr(key, count)
+        except ValueError:  # the counter expired meanwhile
+            if not cache.add(key, count, timeout=COUNTER_TTL):
+                cache.incr(key, count)
+    except Exception:
+        logger.error("Lost %s page views: neither written nor given back", count, exc_info=True)
 
 
 def page_view_from_request(request: HttpRequest, *, article: Article) -> bool:

@@ -203,3 +203,27 @@ def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     first = page_views_flush()
     assert other_flush[0] + first == 5
     assert PageView.objects.get(article=article).views == 5
+
+
+def test_a_flush_whose_database_write_fails_loses_no_view(article, shared_counter, monkeypatch):
+    """The counter is taken before the row is written: if the write fails (the database down
+    during the sweep), the views go back to the counter for the next flush."""
+    from django.db import OperationalError
+
+    from backpain_report import stats
+    from backpain_report.models import PageView
+
+    for _ in range(3):
+        stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    real_add = stats._views_add
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("database down")
+
+    monkeypatch.setattr(stats, "_views_add", database_down)
+    with pytest.raises(OperationalError):
+        stats.page_views_flush()
+    monkeypatch.setattr(stats, "_views_add", real_add)
+    stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert stats.page_views_flush() == 4
+    assert PageView.objects.get(article=article).views == 4
