@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -135,23 +136,26 @@ def page_views_flush(*, today: datetime.date | None = None) -> int:
     if cache is None:
         return 0
     # One flush at a time (the sweep on several hosts, the funnel page): two flushes reading the
-    # same counts would each add them. The lock expires by itself should a flush die.
+    # same counts would each add them. The lock expires by itself should a flush die; a flush
+    # that outlived it stops before taking another counter, and never releases another's lock.
+    token = uuid.uuid4().hex
     try:
-        if not cache.add(FLUSH_LOCK, 1, timeout=FLUSH_LOCK_TTL):
+        if not cache.add(FLUSH_LOCK, token, timeout=FLUSH_LOCK_TTL):
             return 0
     except Exception:
         logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
         return 0
     try:
-        return _flush(cache, today or timezone.localdate())
+        return _flush(cache, today or timezone.localdate(), token)
     finally:
         try:
-            cache.delete(FLUSH_LOCK)
+            if cache.get(FLUSH_LOCK) == token:
+                cache.delete(FLUSH_LOCK)
         except Exception:
             logger.warning("Could not release the page-view flush lock", exc_info=True)
 
 
-def _flush(cache: BaseCache, today: datetime.date) -> int:
+def _flush(cache: BaseCache, today: datetime.date, token: str) -> int:
     days = [today - datetime.timedelta(days=n) for n in range(FLUSH_DAYS)]
     keys = {
         _counter_key(pk, day): (pk, day)
@@ -168,6 +172,9 @@ def _flush(cache: BaseCache, today: datetime.date) -> int:
         if not count or count < 0:
             continue
         try:
+            if cache.get(FLUSH_LOCK) != token:
+                logger.warning("The page-view flush outlived its lock; the rest waits")
+                break
             cache.decr(key, count)
         except Exception:
             logger.warning("Could not take %s page views from the cache", count, exc_info=True)
