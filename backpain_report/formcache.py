@@ -38,6 +38,7 @@ _DEPENDS_ON = frozenset(
         "LANGUAGE_CODE",
         "ROOT_URLCONF",
         "INSTALLED_APPS",
+        "FORM_RENDERER",
     }
 )
 

@@ -180,7 +180,9 @@ def layout_html(source: str) -> Document:
         rest = source.replace(inline, "", 1)
         # WeasyPrint ranks a stylesheet given this way below the document's own (user origin):
         # the same result only when the document has no other stylesheet to rank against.
-        if "<style" not in rest and "<link" not in rest:
+        # Tag names are case-insensitive: ``<STYLE>`` is a stylesheet of the site's too.
+        lowered = rest.lower()
+        if "<style" not in lowered and "<link" not in lowered:
             source, stylesheets = rest, [_parsed_stylesheet(css_text)]
     return HTML(
         string=source,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import logging
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -132,29 +133,33 @@ def page_views_flush(*, today: datetime.date | None = None) -> int:
     """Move the page views counted in the cache into the database; return how many moved.
 
     Each counter is decremented by what was read (atomically), so views counted meanwhile stay
-    for the next flush and none is counted twice. A no-op when views are counted in the database.
+    for the next flush and none is counted twice; views whose row could not be written go back
+    to their counter. A no-op when views are counted in the database.
     """
     cache = _counter_cache()
     if cache is None:
         return 0
     # One flush at a time (the sweep on several hosts, the funnel page): two flushes reading the
-    # same counts would each add them. The lock expires by itself should a flush die.
+    # same counts would each add them. The lock expires by itself should a flush die; a flush
+    # that outlived it stops before taking another counter, and never releases another's lock.
+    token = uuid.uuid4().hex
     try:
-        if not cache.add(FLUSH_LOCK, 1, timeout=FLUSH_LOCK_TTL):
+        if not cache.add(FLUSH_LOCK, token, timeout=FLUSH_LOCK_TTL):
             return 0
     except Exception:
         logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
         return 0
     try:
-        return _flush(cache, today or timezone.localdate())
+        return _flush(cache, today or timezone.localdate(), token)
     finally:
         try:
-            cache.delete(FLUSH_LOCK)
+            if cache.get(FLUSH_LOCK) == token:
+                cache.delete(FLUSH_LOCK)
         except Exception:
             logger.warning("Could not release the page-view flush lock", exc_info=True)
 
 
-def _flush(cache: BaseCache, today: datetime.date) -> int:
+def _flush(cache: BaseCache, today: datetime.date, token: str) -> int:
     days = [today - datetime.timedelta(days=n) for n in range(FLUSH_DAYS)]
     keys = {
         _counter_key(pk, day): (pk, day)
@@ -171,14 +176,33 @@ def _flush(cache: BaseCache, today: datetime.date) -> int:
         if not count or count < 0:
             continue
         try:
+            if cache.get(FLUSH_LOCK) != token:
+                logger.warning("The page-view flush outlived its lock; the rest waits")
+                break
             cache.decr(key, count)
         except Exception:
             logger.warning("Could not take %s page views from the cache", count, exc_info=True)
             continue
         article_id, day = keys[key]
-        _views_add(article_id, day, int(count))
+        try:
+            _views_add(article_id, day, int(count))
+        except BaseException:  # the row was not written: the views go back for the next flush
+            _views_give_back(cache, key, int(count))
+            raise
         moved += int(count)
     return moved
+
+
+def _views_give_back(cache: BaseCache, key: str, count: int) -> None:
+    """Add ``count`` views back to the counter ``key`` (a flush took them, then failed)."""
+    try:
+        try:
+            cache.incr(key, count)
+        except ValueError:  # the counter expired meanwhile
+            if not cache.add(key, count, timeout=COUNTER_TTL):
+                cache.incr(key, count)
+    except Exception:
+        logger.error("Lost %s page views: neither written nor given back", count, exc_info=True)
 
 
 def page_view_from_request(request: HttpRequest, *, article: Article) -> bool:

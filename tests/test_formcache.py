@@ -2,7 +2,9 @@
 
 import re
 
+from django.forms.renderers import DjangoTemplates
 from django.test import Client
+from django.utils.safestring import mark_safe
 
 from backpain_report import formcache
 
@@ -101,3 +103,18 @@ def test_a_site_signup_form_override_still_sees_the_page_context(
     settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path]}]
     html = client.get(article.get_absolute_url()).content.decode()
     assert f"Get it for {article.title} (from {article.get_absolute_url()})" in html
+
+
+class MarkedRenderer(DjangoTemplates):
+    """A site's form renderer: its inputs carry a mark."""
+
+    def render(self, template_name, context, request=None):
+        html = super().render(template_name, context, request)
+        return mark_safe(html.replace("<input", "<input data-site-widget"))
+
+
+def test_a_form_renderer_change_is_seen_at_once(client, article, settings):
+    """FORM_RENDERER decides how the inputs are drawn."""
+    assert "data-site-widget" not in client.get(article.get_absolute_url()).content.decode()
+    settings.FORM_RENDERER = "tests.test_formcache.MarkedRenderer"
+    assert "data-site-widget" in client.get(article.get_absolute_url()).content.decode()

@@ -422,3 +422,23 @@ def test_a_site_template_with_its_own_rules_keeps_the_cascade() -> None:
     ).render(font_config=pdf.font_configuration(), **pdf.PDF_OPTIONS)
     assert _first_color(inline, "h1") != (1.0, 0.0, 0.0, 1.0)  # report.css wins when inlined
     assert _first_color(pdf.layout_html(source), "h1") == _first_color(inline, "h1")
+
+
+@pytest.mark.parametrize("tag", ["STYLE", "Style"])
+def test_a_site_style_element_in_capitals_keeps_the_cascade(tag: str) -> None:
+    """HTML tag names are case-insensitive: a site's ``<STYLE>`` is its own styling too, so
+    report.css is not handed over parsed (as a user stylesheet its rules would lose to it)."""
+    from weasyprint import HTML
+
+    from backpain_report import pdf
+
+    css = pdf.render_to_string(pdf.REPORT_CSS)
+    source = (
+        f"<!doctype html><html><head><{tag}>h1 {{ color: #ff0000 }}</{tag}><style>{css}</style>"
+        '</head><body><section class="cover"><h1 class="cover-title">T</h1></section></body></html>'
+    )
+    inline = HTML(
+        string=source, base_url=pdf._BASE_URL, url_fetcher=pdf.PackageOnlyURLFetcher()
+    ).render(font_config=pdf.font_configuration(), **pdf.PDF_OPTIONS)
+    assert _first_color(inline, "h1") != (1.0, 0.0, 0.0, 1.0)  # report.css wins when inlined
+    assert _first_color(pdf.layout_html(source), "h1") == _first_color(inline, "h1")

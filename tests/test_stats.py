@@ -203,3 +203,54 @@ def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     first = page_views_flush()
     assert other_flush[0] + first == 5
     assert PageView.objects.get(article=article).views == 5
+
+
+def test_a_flush_whose_database_write_fails_loses_no_view(article, shared_counter, monkeypatch):
+    """The counter is taken before the row is written: if the write fails (the database down
+    during the sweep), the views go back to the counter for the next flush."""
+    from django.db import OperationalError
+
+    from backpain_report import stats
+    from backpain_report.models import PageView
+
+    for _ in range(3):
+        stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    real_add = stats._views_add
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("database down")
+
+    monkeypatch.setattr(stats, "_views_add", database_down)
+    with pytest.raises(OperationalError):
+        stats.page_views_flush()
+    monkeypatch.setattr(stats, "_views_add", real_add)
+    stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert stats.page_views_flush() == 4
+    assert PageView.objects.get(article=article).views == 4
+
+
+def test_a_flush_that_outlived_its_lock_never_counts_a_view_twice(article, shared_counter):
+    """The flush lock expires by itself (a flush stuck on a slow database for a minute): a
+    second flush then reads the same counters meanwhile, and still no view is added twice."""
+    from backpain_report import stats
+    from backpain_report.models import PageView
+
+    for _ in range(5):
+        stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    real_get_many = shared_counter.get_many
+    other_flush: list[int] = []
+
+    def get_many_then_the_lock_expires(keys, *args, **kwargs):
+        counts = real_get_many(keys, *args, **kwargs)
+        if not other_flush:
+            shared_counter.delete(stats.FLUSH_LOCK)  # expired
+            other_flush.append(0)
+            stats.page_view_record(article=article, user_agent="Mozilla/5.0")  # meanwhile
+            other_flush[0] = stats.page_views_flush()
+        return counts
+
+    shared_counter.get_many = get_many_then_the_lock_expires
+    first = stats.page_views_flush()
+    shared_counter.get_many = real_get_many
+    assert first + other_flush[0] + stats.page_views_flush() == 6
+    assert PageView.objects.get(article=article).views == 6
