@@ -1,5 +1,7 @@
 """Publishing reuses idle bounded broker connections; a failed one is never reused."""
 
+import contextlib
+
 import pytest
 
 from backpain_report import publishing
@@ -73,3 +75,92 @@ def test_a_connection_idle_too_long_is_closed_not_reused(opened, monkeypatch):
     clock[0] += publishing._ConnectionPool.MAX_IDLE + 1
     publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
     assert len(made) == 2 and closed == [made[0]]
+
+
+class PausableProxy:
+    """A TCP proxy to ``target`` on a free local port; ``freeze()`` stops forwarding both ways
+    (the broker looks alive: the socket stays open, nothing comes back)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target = target
+        self.frozen = threading.Event()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.sockets: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source, sink) -> None:
+        import time
+
+        try:
+            while data := source.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.05)
+                sink.sendall(data)
+        except OSError:
+            pass
+
+    def freeze(self) -> None:
+        self.frozen.set()
+
+    def close(self) -> None:
+        self.frozen.clear()
+        for sock in [self.server, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.mark.services
+@pytest.mark.django_db
+def test_a_frozen_amqp_broker_behind_a_pooled_connection_is_a_failed_publish(settings):
+    """RabbitMQ frozen while a pooled connection is open: without publisher confirms the
+    message sat in the socket buffer and the publish counted as sent. With them the publish
+    waits for the broker's ack, gives up within about PUBLISH_TIMEOUT and reports 0 sent."""
+    import time
+    from urllib.parse import urlsplit
+
+    from tests.realservices.gating import require_service
+
+    url = urlsplit(require_service("amqp"))
+    proxy = PausableProxy((url.hostname or "127.0.0.1", url.port or 5672))
+    app = publishing.current_app
+    old_url = app.conf.broker_url
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PUBLISH_TIMEOUT": 1}
+    app.conf.broker_url = url._replace(
+        netloc=f"{url.username}:{url.password}@127.0.0.1:{proxy.port}"
+    ).geturl()
+    publishing._pool.clear()
+    queue = "backpain-frozen-test"
+    try:
+        args = ([(publishing.SIGNUP_TASK, [0], [0])], None)  # row 0: no such row
+        with pytest.MonkeyPatch.context() as patch:
+            real = app.send_task
+            patch.setattr(app, "send_task", lambda name, **kw: real(name, queue=queue, **kw))
+            assert publishing._publish(*args, record_sent=False) == 1  # the pool keeps it
+            proxy.freeze()
+            started = time.monotonic()
+            assert publishing._publish(*args, record_sent=False) == 0
+            assert time.monotonic() - started < 5
+    finally:
+        proxy.close()
+        publishing._pool.clear()
+        app.conf.broker_url = old_url
+        with app.connection_for_write(require_service("amqp")) as connection:
+            connection.default_channel.queue_delete(queue)
