@@ -5,7 +5,8 @@
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
   or a value it cannot use (too long for the column that stores it, a throttle limit that is not
   two positive integers, an alias that is not configured, a ``SITE_URL`` that is not an http(s)
-  origin, a ``REPORT_CTA`` without a text and an absolute http(s) URL).
+  origin, a ``REPORT_CTA`` without a text and an absolute http(s) URL, a blank
+  ``OFFER_HEADING``, a ``PRIVACY_URL`` that is neither an http(s) URL nor a path on the site).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -42,7 +43,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.utils import timezone
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
-from .links import report_cta_problem, site_url_problem
+from .links import privacy_url_problem, report_cta_problem, site_url_problem
 from .mailer import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
@@ -112,6 +113,15 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E002",
                 )
             )
+    heading = config.get("OFFER_HEADING")
+    if isinstance(heading, str) and not heading.strip():
+        errors.append(
+            Error(
+                f"{SETTING_NAME}['OFFER_HEADING'] is blank: the offer would have an empty "
+                "heading (its default is shown instead).",
+                id="backpain_report.E002",
+            )
+        )
     if config.get("DELIVERY", "attach") not in DELIVERY_MODES:
         errors.append(
             Error(
@@ -155,12 +165,14 @@ def _check_privacy_url(config: dict) -> list:
     it is unset in production (readers are asked to consent with no privacy notice to read)."""
     url = config.get("PRIVACY_URL")
     if isinstance(url, str) and url:
-        if url.startswith(("https://", "http://", "/")) and not url.startswith("//"):
+        problem = privacy_url_problem(url)
+        if problem is None:
             return []
         return [
             Error(
-                f"{SETTING_NAME}['PRIVACY_URL'] must be an http(s) URL or a path on the site "
-                f"starting with /: got {url!r}.",
+                f"{SETTING_NAME}['PRIVACY_URL'] {problem}: got {url!r}.",
+                hint="Browsers read a backslash as a slash and drop tabs and newlines, so a "
+                "path holding one may lead to another host.",
                 id="backpain_report.E002",
             )
         ]

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
 from .conf import app_settings
+from .links import privacy_href
 
 HONEYPOT_FIELD = "website"
 
@@ -46,11 +47,12 @@ class SignupForm(forms.Form):
     def __init__(self, *args, article_slug: str = "", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = app_settings.CONSENT_TEXT
-        if app_settings.PRIVACY_URL:
+        privacy = privacy_href()
+        if privacy:
             self.fields["consent"].help_text = format_html(
                 '{} <a href="{}">{}</a>',
                 _("How we use your details:"),
-                app_settings.PRIVACY_URL,
+                privacy,
                 _("our privacy notice"),
             )
         if article_slug:

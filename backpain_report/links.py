@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from urllib.parse import urlsplit
 
 from django.urls import NoReverseMatch, reverse
-from django.utils.encoding import punycode
+from django.utils.encoding import iri_to_uri, punycode
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
@@ -21,6 +22,9 @@ from .tokens import make_confirm_token, make_download_token, make_unsubscribe_to
 logger = logging.getLogger(__name__)
 
 SCHEMES = ("http", "https")
+# Characters browsers drop from a URL (tab, newline) or read as a slash (a backslash): a path
+# holding one can lead off the site (backslash + "evil.example" after "/" is "//evil.example").
+_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 def netloc_ascii(netloc: str) -> str:
@@ -109,9 +113,20 @@ def report_cta_problem(value: object) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         return 'needs a "url" that is a URL'
-    if parts.scheme not in SCHEMES or not parts.hostname:
+    if parts.scheme not in SCHEMES or not parts.hostname or _UNSAFE_IN_URL.search(url):
         return 'needs an absolute http(s) "url", e.g. "https://www.example.com/book/"'
+    try:
+        netloc_ascii(parts.netloc)
+    except UnicodeError:
+        return 'needs a "url" whose host is a host name'
     return None
+
+
+def uri_ascii(url: str) -> str:
+    """An absolute ``url`` as an ASCII URI: its host IDNA-encoded, the rest percent-encoded
+    (a PDF link's URI must be ASCII; WeasyPrint would percent-encode the host, a dead link)."""
+    parts = urlsplit(url)
+    return iri_to_uri(parts._replace(netloc=netloc_ascii(parts.netloc)).geturl())
 
 
 def report_site() -> dict[str, str] | None:
@@ -133,12 +148,16 @@ def report_cta() -> dict[str, str] | None:
     """The closing page's next step, ``{"text", "url"}``: ``REPORT_CTA``, else back to the site
     (None when neither is known)."""
     configured = app_settings.REPORT_CTA
-    if configured:
-        return {"text": configured["text"], "url": configured["url"]}
+    problem = report_cta_problem(configured)
+    if configured and problem is None:
+        url = configured["url"]
+        return {"text": configured["text"], "url": uri_ascii(url), "label": url}
+    if problem is not None:  # check E002 says so; the default next step instead
+        logger.error("REPORT_CTA %s; the closing page links back to the site instead.", problem)
     site = report_site()
     if site is None:
         return None
-    return {"text": DEFAULT_CTA_TEXT, "url": site["url"]}
+    return {"text": DEFAULT_CTA_TEXT, "url": site["url"], "label": site["url"]}
 
 
 def absolute(path: str, subscriber: Subscriber | None = None) -> str:
@@ -169,9 +188,38 @@ def download_url(delivery: Delivery) -> str:
     return absolute(reverse("backpain_report:download", args=[token]), delivery.subscriber)
 
 
+def privacy_url_problem(url: str) -> str | None:
+    """What makes ``url`` unusable as ``PRIVACY_URL`` (an http(s) URL or a path on the site),
+    or None."""
+    if _UNSAFE_IN_URL.search(url) or url.startswith("//"):
+        return "must be an http(s) URL or a path on the site starting with /"
+    if url.startswith("/"):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in SCHEMES or not parts.hostname:
+        return "must be an http(s) URL or a path on the site starting with /"
+    return None
+
+
+def privacy_href() -> str:
+    """``PRIVACY_URL`` as the page links it; "" when unset or unusable (check E002 says so)."""
+    configured = app_settings.PRIVACY_URL
+    if not isinstance(configured, str) or not configured:
+        return ""
+    problem = privacy_url_problem(configured)
+    if problem is not None:
+        logger.error("PRIVACY_URL %s: not linked.", problem)
+        return ""
+    return configured
+
+
 def privacy_url(subscriber: Subscriber | None = None) -> str:
-    """``PRIVACY_URL`` for emails: a path on the site is made absolute; "" when unset."""
-    configured = app_settings.PRIVACY_URL or ""
+    """``PRIVACY_URL`` for emails: a path on the site is made absolute; "" when unset or
+    unusable."""
+    configured = privacy_href()
     if configured.startswith("/"):
         return absolute(configured, subscriber)
     return configured

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.urls import reverse
 
-from .conf import app_settings
+from .conf import DEFAULTS, app_settings
 from .models import Report
 
 #: How many section titles the offer lists (the issue asks for 3 to 5).
@@ -49,6 +49,14 @@ def report_highlights(report: Report, *, limit: int = HIGHLIGHTS) -> tuple[str, 
     return tuple(title for title in titles if not _INTRODUCTORY.match(title))[:limit]
 
 
+def offer_heading() -> str:
+    """``OFFER_HEADING``, or its default when it is blank (check E002): never an empty heading."""
+    heading = app_settings.OFFER_HEADING
+    if isinstance(heading, str) and heading.strip():
+        return heading
+    return DEFAULTS["OFFER_HEADING"]
+
+
 def cover_path(report: Report) -> str:
     """The URL path of the report's cover PNG for its current edition."""
     return reverse(
@@ -59,7 +67,7 @@ def cover_path(report: Report) -> str:
 def report_offer(report: Report) -> Offer:
     """The offer block's content for ``report``."""
     return Offer(
-        heading=app_settings.OFFER_HEADING,
+        heading=offer_heading(),
         title=report.title,
         subtitle=report.subtitle,
         cover_url=cover_path(report),

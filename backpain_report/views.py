@@ -137,7 +137,7 @@ class SignupView(View):
         return {
             "form": form,
             "article": article,
-            "offer_heading": app_settings.OFFER_HEADING,
+            "offer_heading": offer.offer_heading(),
             **extra,
         }
 

@@ -1,0 +1,139 @@
+"""Attacks on issue 12's landing page, cover thumbnail, privacy link, SEO and closing page."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from django.test import override_settings
+from django.utils.encoding import punycode
+from pypdf import PdfReader
+
+from backpain_report import checks, covers, offer
+from tests.test_offer import SIGNUP
+from tests.test_report_pages import PREPARED_ON, READER, app_settings, uris
+
+
+@pytest.fixture(autouse=True)
+def _fresh_covers():
+    covers.clear_memory()
+    offer._section_titles.cache_clear()
+    yield
+    covers.clear_memory()
+
+
+def privacy_ids(value: object, settings) -> set[str]:
+    settings.DEBUG = True  # W003 (a per-process throttle cache) is tested on its own
+    settings.BACKPAIN_REPORT = {
+        "FROM_EMAIL": "a@b.com",
+        "SITE_URL": "https://x.example",
+        "PRIVACY_URL": value,
+    }
+    return {m.id for m in checks.check_settings()}
+
+
+# --- PRIVACY_URL ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "/\\evil.example/p",
+        "/\t/evil.example/p",
+        "/\n/evil.example",
+        "/privacy notice/",
+        "https://",
+        "http:///evil",
+    ],
+)
+def test_a_privacy_path_browsers_read_as_another_host_is_e002(settings, value):
+    # Browsers read "\" as "/" and drop tabs and newlines: these lead off the site.
+    assert privacy_ids(value, settings) == {"backpain_report.E002"}
+
+
+@pytest.mark.parametrize("value", ["javascript:alert(1)", "/\\evil.example/p", "//evil.example"])
+def test_an_unusable_privacy_url_is_never_linked_even_with_the_checks_silenced(
+    client, article, make_delivery, settings, value
+):
+    from django.core import mail
+
+    from backpain_report.sending import delivery_send
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PRIVACY_URL": value}
+    page = client.get(article.get_absolute_url()).content.decode()
+    assert "privacy notice" not in page and "evil.example" not in page
+    assert "javascript:" not in page
+    delivery_send(delivery_id=make_delivery().pk)
+    [message] = mail.outbox
+    assert "Privacy" not in message.body and "evil" not in message.body
+    assert "javascript:" not in message.alternatives[0][0]
+
+
+# --- REPORT_CTA at run time -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"text": "Click", "url": "javascript:alert(1)"},
+        {"text": "Click", "url": "JaVaScRiPt:alert(1)"},
+        ["Click", "https://x.example/"],
+        {"text": "", "url": "https://x.example/"},
+    ],
+)
+def test_an_unusable_report_cta_never_reaches_the_pdf(value, caplog):
+    from backpain_report.pdf import render_report_pdf
+    from tests.samples import make_report
+
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=value)):
+        pdf = render_report_pdf(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+    assert "REPORT_CTA" in caplog.text  # logged as an error
+    links = [uri for page in PdfReader(io.BytesIO(pdf)).pages for uri in uris(page)]
+    assert not [uri for uri in links if not uri.startswith(("https://", "http://"))], links
+    assert not [uri for uri in links if "x.example" in uri], links
+    assert "https://reports.example.com/back-pain/" in links  # the default next step instead
+
+
+def test_a_report_cta_on_a_non_ascii_host_is_an_ascii_uri_in_the_pdf():
+    from backpain_report.pdf import render_report_pdf
+    from tests.samples import make_report
+
+    cta = {"text": "Book", "url": "https://rückenschmerz.example/buchen/"}
+    with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=cta)):
+        pdf = render_report_pdf(report=make_report(), reader_name=READER, prepared_on=PREPARED_ON)
+    links = uris(PdfReader(io.BytesIO(pdf)).pages[-1])
+    assert all(uri.isascii() for uri in links), links
+    assert f"https://{punycode('rückenschmerz.example')}/buchen/" in links
+    assert "rückenschmerz.example/buchen/" in PdfReader(io.BytesIO(pdf)).pages[-1].extract_text()
+
+
+# --- More hostile content -------------------------------------------------------------------
+
+
+def test_script_links_in_the_report_body_never_become_pdf_links():
+    from backpain_report.pdf import render_report_pdf
+    from tests.samples import make_report
+
+    report = make_report()
+    report.body += (
+        "\n\n## Links\n\n[a](javascript:alert(1)) [b](JAVASCRIPT:alert(2)) [c](data:text/html,x)"
+        ' <a href="vbscript:x">d</a> [e](java&#x09;script:alert(3))\n'
+    )
+    with override_settings(BACKPAIN_REPORT=app_settings()):
+        pdf = render_report_pdf(report=report, reader_name=READER, prepared_on=PREPARED_ON)
+    links = [uri for page in PdfReader(io.BytesIO(pdf)).pages for uri in uris(page)]
+    assert links and all(uri.startswith(("https://", "http://", "mailto:")) for uri in links)
+
+
+@pytest.mark.parametrize("heading", ["", "   "])
+def test_a_blank_offer_heading_is_e002_and_the_default_shows(client, article, settings, heading):
+    settings.DEBUG = True
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "OFFER_HEADING": heading}
+    assert "backpain_report.E002" in {m.id for m in checks.check_settings()}
+    page = client.get(article.get_absolute_url()).content.decode()
+    default = "Get the free guide to back muscle spasms"
+    assert re.findall(r'<h2 id="bpr-offer-title">(.*?)</h2>', page) == [default]
+    assert re.findall(r'<h2 id="bpr-cta-title">(.*?)</h2>', page) == [default]
+    card = client.get(SIGNUP).content.decode()
+    assert re.findall(r'<h1 id="bpr-cta-title">(.*?)</h1>', card) == [default]
