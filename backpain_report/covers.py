@@ -138,17 +138,19 @@ def report_cover(report: Report) -> CoverImage:
             _memory.move_to_end(key)
             return image
         lock = _key_locks.setdefault(key, threading.Lock())
-    with lock:  # a second request for the same cover waits here, then finds it in memory
-        with _memory_lock:
-            image = _memory.get(key)
-        if image is None:
-            image = _render(report)
+    try:
+        with lock:  # a second request for the same cover waits here, then finds it in memory
             with _memory_lock:
-                _memory[key] = image
-                while len(_memory) > MEMORY_ITEMS:
-                    _memory.popitem(last=False)
-    with _memory_lock:
-        _key_locks.pop(key, None)
+                image = _memory.get(key)
+            if image is None:
+                image = _render(report)
+                with _memory_lock:
+                    _memory[key] = image
+                    while len(_memory) > MEMORY_ITEMS:
+                        _memory.popitem(last=False)
+    finally:  # a failed render leaves no lock behind
+        with _memory_lock:
+            _key_locks.pop(key, None)
     return image
 
 

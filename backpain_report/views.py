@@ -201,15 +201,25 @@ class SignupView(View):
 class ReportCoverView(View):
     """The cover of a report some published article offers, as a PNG (the article page's
     offer, ``og:image``). The edition is in the path: an older edition's URL redirects to
-    the current one. Anyone may cache it for a day, and revalidate it by ``ETag``."""
+    the current one. Anyone may cache it for a day, and revalidate it by ``ETag``; a cover
+    that cannot be rendered is a ``503`` no one caches."""
 
     max_age = 24 * 3600
 
     def get(self, request: HttpRequest, slug: str, edition: int) -> HttpResponse:
         report = selectors.report_offered_get(slug=slug)
-        if edition != report.edition:
-            return HttpResponseRedirect(offer.cover_path(report))
-        image = covers.report_cover(report)
+        if edition != report.edition or request.path != offer.cover_path(report):
+            return HttpResponseRedirect(offer.cover_path(report))  # also for "cover-01.png"
+        try:
+            image = covers.report_cover(report)
+        except Exception:  # a report the renderer cannot lay out: no picture, no 500
+            logger.exception("Could not render the cover of report %s.", report.pk)
+            response = HttpResponse(
+                "The cover is not available right now.", content_type="text/plain", status=503
+            )
+            response["Cache-Control"] = "no-store"
+            response["Retry-After"] = "300"
+            return response
         modified = _seconds(image.modified)
         response = get_conditional_response(request, etag=image.etag, last_modified=modified)
         if response is None:

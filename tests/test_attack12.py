@@ -11,7 +11,7 @@ from django.utils.encoding import punycode
 from pypdf import PdfReader
 
 from backpain_report import checks, covers, offer
-from tests.test_offer import SIGNUP
+from tests.test_offer import SIGNUP, cover_url, forget_stored_covers
 from tests.test_report_pages import PREPARED_ON, READER, app_settings, uris
 
 
@@ -108,6 +108,59 @@ def test_a_report_cta_on_a_non_ascii_host_is_an_ascii_uri_in_the_pdf():
     assert "rückenschmerz.example/buchen/" in PdfReader(io.BytesIO(pdf)).pages[-1].extract_text()
 
 
+# --- The cover URL ---------------------------------------------------------------------------
+
+
+def test_a_cover_that_cannot_render_is_no_500(client, article, monkeypatch):
+    import backpain_report.pdf as pdf_module
+
+    def broken(**kwargs):
+        raise RuntimeError("WeasyPrint fell over")
+
+    monkeypatch.setattr(pdf_module, "render_cover_pdf", broken)
+    forget_stored_covers(article.report)
+    client.raise_request_exception = False
+    response = client.get(cover_url(article.report))
+    assert response.status_code == 503
+    assert "no-store" in response["Cache-Control"]
+    assert not covers._key_locks  # no lock left behind per failed key
+
+
+def test_a_report_whose_template_is_missing_gets_no_500_for_its_cover(client, article):
+    report = article.report
+    report.template_name = "nope/missing.html"
+    report.save()
+    client.raise_request_exception = False
+    assert client.get(cover_url(report)).status_code == 503
+
+
+@pytest.mark.parametrize(
+    "tail", ["cover-" + "9" * 5000 + ".png", "cover-99999999999999999999.png", "cover--1.png"]
+)
+def test_absurd_editions_are_no_500(client, article, tail):
+    client.raise_request_exception = False
+    response = client.get(f"/back-pain/reports/{article.report.slug}/{tail}")
+    assert response.status_code in {302, 404}
+
+
+def test_a_cover_revalidates_with_weak_and_listed_etags(client, article):
+    url = cover_url(article.report)
+    etag = client.get(url)["ETag"]
+    assert client.get(url, HTTP_IF_NONE_MATCH=f"W/{etag}").status_code == 304
+    assert client.get(url, HTTP_IF_NONE_MATCH=f'"x", {etag}').status_code == 304
+    assert client.head(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    assert client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
+
+
+def test_a_storage_that_refuses_writes_still_serves_the_cover(client, article, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only")
+
+    monkeypatch.setattr(covers, "file_write", refuse)
+    response = client.get(cover_url(article.report))
+    assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+
 # --- More hostile content -------------------------------------------------------------------
 
 
@@ -137,3 +190,10 @@ def test_a_blank_offer_heading_is_e002_and_the_default_shows(client, article, se
     assert re.findall(r'<h2 id="bpr-cta-title">(.*?)</h2>', page) == [default]
     card = client.get(SIGNUP).content.decode()
     assert re.findall(r'<h1 id="bpr-cta-title">(.*?)</h1>', card) == [default]
+
+
+def test_a_cover_url_with_a_padded_edition_redirects_to_the_canonical_one(client, article):
+    report = article.report
+    for padded in (f"cover-0{report.edition}.png", f"cover-000{report.edition}.png"):
+        response = client.get(f"/back-pain/reports/{report.slug}/{padded}")
+        assert response.status_code == 302 and response["Location"] == cover_url(report)
