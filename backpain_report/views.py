@@ -155,8 +155,9 @@ class SignupView(View):
         wrong field has ``autofocus``, so the browser brings the reader there."""
         form.focus_first_error()
         article = selectors.article_for_signup_page(slug=request.POST.get("article"))
-        if article is None:  # no article to go back to: the form on a page of its own
-            return render(request, self.template_name, self.card_context(form, None))
+        if article is None or article.report is None:
+            # No article, or one whose page has no form: the form on a page of its own.
+            return render(request, self.template_name, self.card_context(form, article))
         context = article_page_context(request, article, form=form)
         return render(
             request,

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
 from django.test import override_settings
+from django.urls import reverse
 from django.utils.encoding import punycode
 from pypdf import PdfReader
 
 from backpain_report import checks, covers, offer
-from tests.test_offer import SIGNUP, cover_url, forget_stored_covers
+from backpain_report.models import Article
+from tests.test_offer import SIGNUP, _head, cover_url, forget_stored_covers
 from tests.test_report_pages import PREPARED_ON, READER, app_settings, uris
 
 
@@ -159,6 +162,125 @@ def test_a_storage_that_refuses_writes_still_serves_the_cover(client, article, m
     monkeypatch.setattr(covers, "file_write", refuse)
     response = client.get(cover_url(article.report))
     assert response.status_code == 200 and response.content.startswith(b"\x89PNG")
+
+
+# --- The no-JS error path -------------------------------------------------------------------
+
+
+def test_errors_for_an_article_without_a_report_still_show_the_form(client, article):
+    plain = Article.objects.create(
+        title="Plain", slug="plain", body="Text.", status=Article.Status.PUBLISHED
+    )
+    response = client.post(SIGNUP, {"name": "Ann", "email": "nope", "article": plain.slug})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert 'name="email"' in page and "Enter a valid email address." in page
+
+
+def test_the_error_page_keeps_a_working_csrf_token_and_leaks_nothing_to_the_next_reader(
+    article, no_broker
+):
+    from django.test import Client
+
+    reader = Client(enforce_csrf_checks=True)
+    reader.get(article.get_absolute_url())
+    token = reader.cookies["csrftoken"].value
+    bad = reader.post(
+        SIGNUP,
+        {"name": "Secret Ann", "email": "secret@", "article": article.slug,
+         "csrfmiddlewaretoken": token},
+    )  # fmt: skip
+    page = bad.content.decode()
+    assert bad.status_code == 200 and "Secret Ann" in page
+    [form_token] = re.findall(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    good = reader.post(
+        SIGNUP,
+        {"name": "Ann", "email": "ann@example.com", "consent": "on", "article": article.slug,
+         "csrfmiddlewaretoken": form_token},
+    )  # fmt: skip
+    assert good.status_code == 303
+    other = Client().get(article.get_absolute_url()).content.decode()
+    assert "Secret Ann" not in other and "secret@" not in other and "is-invalid" not in other
+
+
+def test_errors_posted_with_a_draft_articles_slug_say_nothing_about_it(client, article):
+    draft = Article.objects.create(
+        title="Unreleased plans", slug="unreleased", body="Secret.", report=article.report
+    )
+    response = client.post(SIGNUP, {"email": "nope", "article": draft.slug})
+    page = response.content.decode()
+    assert response.status_code == 200 and "Unreleased plans" not in page
+    assert "Secret." not in page
+
+
+def test_a_throttled_ip_gets_429_both_ways(client, article, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_IP": (1, 60)}
+    data = {"name": "Ann", "email": "nope", "article": article.slug}
+    client.post(SIGNUP, data)
+    assert client.post(SIGNUP, data).status_code == 429
+    json_answer = client.post(SIGNUP, data, HTTP_ACCEPT="application/json")
+    assert json_answer.status_code == 429 and json_answer.json() == {"status": "throttled"}
+
+
+# --- Hostile content in the head ------------------------------------------------------------
+
+
+HOSTILE = '"><script>alert(1)</script>\u2028<!--'
+
+
+def test_hostile_titles_and_headings_stay_text(client, article, settings):
+    article.title = HOSTILE + "Ünïcødé 背痛"
+    article.summary = HOSTILE
+    article.byline = HOSTILE
+    article.save()
+    report = article.report
+    report.title = HOSTILE
+    report.save()
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "OFFER_HEADING": HOSTILE}
+    page = client.get(article.get_absolute_url()).content.decode()
+    assert "<script>alert(1)" not in page
+    head = _head(page)
+    assert head.meta["og:title"] == article.title and head.meta["description"] == HOSTILE
+    assert head.meta["og:image:alt"] == f"The cover of {HOSTILE}"
+    [block] = head.json_ld
+    data = json.loads(block)
+    assert data["headline"] == article.title and data["author"]["name"] == HOSTILE
+    assert "<" not in block
+
+
+# --- The sitemap ----------------------------------------------------------------------------
+
+
+def test_the_sitemap_lists_the_canonical_urls(client, article):
+    canonical = _head(client.get(article.get_absolute_url()).content.decode()).links["canonical"]
+    xml = client.get("/sitemap.xml", HTTP_HOST="testserver").content.decode()
+    assert f"<loc>{canonical}</loc>" in xml
+
+
+def test_without_site_url_the_sitemap_uses_the_request(client, article, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SITE_URL": None}
+    xml = client.get("/sitemap.xml").content.decode()
+    assert f"<loc>http://testserver{article.get_absolute_url()}</loc>" in xml
+
+
+# --- Cost -----------------------------------------------------------------------------------
+
+
+def test_the_article_page_stays_at_one_query_and_uses_the_form_cache(
+    client, article, django_assert_max_num_queries, monkeypatch
+):
+    from backpain_report import formcache
+
+    client.get(article.get_absolute_url())
+    calls = []
+    real = formcache.render_to_string
+    monkeypatch.setattr(
+        formcache, "render_to_string", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    with django_assert_max_num_queries(1):
+        response = client.get(article.get_absolute_url())
+    assert response.status_code == 200 and calls == []
+    assert reverse("backpain_report:signup") in response.content.decode()
 
 
 # --- More hostile content -------------------------------------------------------------------

@@ -382,7 +382,8 @@ def test_the_sitemap_lists_published_articles(client, article):
     response = client.get("/sitemap.xml")
     assert response.status_code == 200
     xml = response.content.decode()
-    assert f"<loc>http://testserver{article.get_absolute_url()}</loc>" in xml
+    # On SITE_URL, as the page's canonical URL (tests/settings.py), not the request's host.
+    assert f"<loc>https://reports.example.com{article.get_absolute_url()}</loc>" in xml
     assert f"<lastmod>{article.updated_at.date().isoformat()}</lastmod>" in xml
     article.status = "draft"
     article.save()
