@@ -1,4 +1,5 @@
-"""Attacks on issue 12's landing page, cover thumbnail, privacy link, SEO and closing page."""
+"""Hostile settings, URLs and content against the landing page, its cover and the report's
+links (the review of issue 12)."""
 
 from __future__ import annotations
 
