@@ -8,4 +8,6 @@ class BackpainReportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import bounces, checks  # noqa: F401  (checks registers the system checks)
+
+        bounces.connect()  # bounces and complaints, when django-anymail is installed

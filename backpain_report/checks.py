@@ -82,6 +82,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "THROTTLE_CACHE": (str,),
     "TRUSTED_PROXIES": (int,),
     "REPORT_CTA": (dict, type(None)),
+    "SOFT_BOUNCE_LIMIT": (tuple, list),
 }
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
 DELIVERY_MODES = ("attach", "link", "both")
@@ -345,7 +346,7 @@ def _check_claim_lease(config: dict) -> list:
     ]
 
 
-THROTTLE_LIMITS = ("THROTTLE_IP", "THROTTLE_DOWNLOAD")
+THROTTLE_LIMITS = ("THROTTLE_IP", "THROTTLE_DOWNLOAD", "SOFT_BOUNCE_LIMIT")  # (count, seconds)
 
 
 def _check_throttle_values(config: dict) -> list:

@@ -84,6 +84,9 @@ DEFAULTS: dict[str, Any] = {
     # absolute http(s) URL (check E002). None: a link back to the site (SITE_URL and the app's
     # home page); without SITE_URL the closing page has no next step.
     "REPORT_CTA": None,
+    # Soft bounces (temporary failures the email service reports through anymail's tracking
+    # webhooks) that suppress an address: (count, seconds), that many within the window.
+    "SOFT_BOUNCE_LIMIT": (3, 7 * 24 * 3600),
 }
 
 

@@ -112,6 +112,14 @@ class Subscriber(models.Model):
         _("confirmation requested"), null=True, blank=True
     )
     unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
+    # Set by a hard bounce, a complaint or a reject (or enough soft bounces) reported by the
+    # site's email service: nothing is sent to the address until staff lift it (suppression.py).
+    suppressed_at = models.DateTimeField(_("suppressed"), null=True, blank=True)
+    # A database default too, so rows written by raw INSERT or COPY (populate.py) need no value.
+    suppressed_reason = models.CharField(
+        _("why suppressed"), max_length=300, blank=True, default="", db_default=""
+    )
+    suppression_lifted_at = models.DateTimeField(_("suppression lifted"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -123,6 +131,7 @@ class Subscriber(models.Model):
             models.Index(fields=["created_at", "id"], name="backpain_sub_list"),
             models.Index(fields=["confirmed_at"], name="backpain_sub_confirmed"),
             models.Index(fields=["unsubscribed_at"], name="backpain_sub_unsubscribed"),
+            models.Index(fields=["suppressed_at"], name="backpain_sub_suppressed"),
             # The funnel joins deliveries to their reader's article: an index-only scan.
             models.Index(fields=["source_article", "id"], name="backpain_sub_article"),
             # The purge of confirmation requests never answered.
@@ -139,6 +148,10 @@ class Subscriber(models.Model):
     @property
     def is_subscribed(self) -> bool:
         return self.unsubscribed_at is None
+
+    @property
+    def is_suppressed(self) -> bool:
+        return self.suppressed_at is not None
 
 
 class Delivery(models.Model):
@@ -279,3 +292,55 @@ class PageView(models.Model):
 
     def __str__(self) -> str:
         return f"{self.article_id} {self.day}: {self.views}"
+
+
+class MailEvent(models.Model):
+    """A bounce, complaint or reject the site's email service reported for a subscriber.
+
+    Written by :func:`backpain_report.suppression.mail_event_record` from anymail's tracking
+    webhooks; ``(esp, event_id)`` is unique, so a replayed webhook records (and counts) nothing
+    twice. Soft bounces are counted from these rows against ``SOFT_BOUNCE_LIMIT``.
+    """
+
+    class Kind(models.TextChoices):
+        HARD_BOUNCE = "hard_bounce", _("Hard bounce")
+        SOFT_BOUNCE = "soft_bounce", _("Soft bounce")
+        COMPLAINT = "complaint", _("Complaint")
+        REJECTED = "rejected", _("Rejected by the email service")
+
+    subscriber = models.ForeignKey(
+        Subscriber,
+        verbose_name=_("subscriber"),
+        related_name="mail_events",
+        on_delete=models.CASCADE,
+    )
+    delivery = models.ForeignKey(
+        Delivery,
+        verbose_name=_("delivery"),
+        related_name="mail_events",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+    )
+    esp = models.CharField(_("email service"), max_length=40)
+    event_id = models.CharField(_("event id"), max_length=255)
+    kind = models.CharField(_("kind"), max_length=12, choices=Kind.choices)
+    occurred_at = models.DateTimeField(_("occurred"))
+    description = models.CharField(_("description"), max_length=300, blank=True)
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        verbose_name = _("bounce or complaint")
+        verbose_name_plural = _("bounces and complaints")
+        constraints = [
+            models.UniqueConstraint(fields=["esp", "event_id"], name="backpain_mailevent_once")
+        ]
+        indexes = [
+            models.Index(
+                fields=["subscriber", "kind", "occurred_at"], name="backpain_mailevent_count"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.esp})"

@@ -22,30 +22,38 @@ CANCELLED_BY_STAFF = "Cancelled by staff."
 @dataclass(frozen=True)
 class ResendResult:
     queued: int
-    skipped: int
+    skipped: int  # unsubscribed
+    suppressed: int = 0  # their address bounced or complained: nothing is sent to it
 
 
 def resend_to_subscribers(subscribers: Iterable[Subscriber]) -> ResendResult:
-    """A new delivery for each subscribed reader, published in batches; unsubscribed skipped."""
+    """A new delivery for each subscribed reader, published in batches; unsubscribed and
+    suppressed readers are skipped (counted apart)."""
     queued: list[int] = []
-    skipped = 0
+    skipped = suppressed = 0
     with transaction.atomic():
         for subscriber in subscribers:
+            if subscriber.is_suppressed and subscriber.is_subscribed:
+                suppressed += 1
+                continue
             delivery = delivery_resend(subscriber=subscriber, publish=False)
             if delivery is None:
                 skipped += 1
             else:
                 queued.append(delivery.pk)
         publish_on_commit(*queued)
-    return ResendResult(queued=len(queued), skipped=skipped)
+    return ResendResult(queued=len(queued), skipped=skipped, suppressed=suppressed)
 
 
 def retry_failed(deliveries: QuerySet[Delivery]) -> int:
-    """Put failed deliveries back to pending with fresh attempts and publish them in batches."""
+    """Put failed deliveries back to pending with fresh attempts and publish them in batches
+    (not those of unsubscribed or suppressed readers)."""
     with transaction.atomic():
         ids = list(
             deliveries.filter(
-                status=Delivery.Status.FAILED, subscriber__unsubscribed_at__isnull=True
+                status=Delivery.Status.FAILED,
+                subscriber__unsubscribed_at__isnull=True,
+                subscriber__suppressed_at__isnull=True,
             ).values_list("pk", flat=True)
         )
         Delivery.objects.filter(pk__in=ids, status=Delivery.Status.FAILED).update(

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from . import pdfstore
 from .conf import app_settings
-from .models import Delivery, PendingSignup, Subscriber
+from .models import Delivery, MailEvent, PendingSignup, Subscriber
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -33,6 +33,8 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
         "signed_up_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "suppressed_at": _iso(subscriber.suppressed_at),
+        "suppressed_reason": subscriber.suppressed_reason,
         "consent": {
             "text": subscriber.consent_text,
             "version": subscriber.consent_version,
@@ -54,6 +56,15 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
                 "last_error": delivery.last_error,
             }
             for delivery in subscriber.deliveries.select_related("report").order_by("created_at")
+        ],
+        "bounces_and_complaints": [
+            {
+                "kind": event.kind,
+                "email_service": event.esp,
+                "occurred_at": _iso(event.occurred_at),
+                "description": event.description,
+            }
+            for event in subscriber.mail_events.order_by("occurred_at")
         ],
         "pending_signups": pending_signups_export(email_canonical=subscriber.email_canonical),
     }
@@ -98,7 +109,8 @@ def address_erase(*, email_canonical: str) -> tuple[Subscriber | None, int]:
 def subscriber_erase(*, subscriber: Subscriber) -> None:
     """Anonymise a subscriber: personal data goes, counts for the statistics stay.
 
-    Queued deliveries are cancelled; error texts (which may quote the address) are cleared.
+    Queued deliveries are cancelled; error texts and bounce descriptions (which may quote the
+    address) are cleared.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -110,7 +122,9 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
             consent_ip="",
             consent_user_agent="",
             unsubscribed_at=subscriber.unsubscribed_at or now,
+            suppressed_reason="",  # may quote the mail server's answer, with the address
         )
+        MailEvent.objects.filter(subscriber_id=subscriber.pk).update(description="")
         deliveries = Delivery.objects.filter(subscriber_id=subscriber.pk)
         deliveries.filter(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]).update(
             status=Delivery.Status.CANCELLED

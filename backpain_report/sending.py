@@ -3,8 +3,9 @@
 A claim is a conditional UPDATE (pending -> sending, or a sending claim older than the lease), so
 two workers handed the same message send once. Right before the message is handed to the mail
 server the claim is re-checked and renewed (another conditional UPDATE, which also requires the
-reader to be still subscribed): a worker whose claim was taken over meanwhile sends nothing, and a
-reader who unsubscribed during the render is sent nothing (their row ends cancelled). Temporary
+reader to be still subscribed and not suppressed): a worker whose claim was taken over meanwhile
+sends nothing, and a reader who unsubscribed (or whose address was suppressed) during the render
+is sent nothing (their row ends cancelled, the reason in ``last_error``). Temporary
 failures put the row back to pending with ``next_attempt_at`` set by exponential backoff with
 jitter; permanent ones (SMTP 5xx) and exhausted attempts mark it failed. Every failure is
 written to ``last_error``.
@@ -42,6 +43,7 @@ from .mailer import open_mailer
 from .models import Delivery, Subscriber
 from .pdfcache import report_pdf
 from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
+from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
 
@@ -172,12 +174,13 @@ def _claim_renew(delivery: Delivery) -> bool:
     """Re-check our claim and restart its lease, in one conditional UPDATE.
 
     False when the claim no longer stands (another run took the row, or it was cancelled) or the
-    reader is no longer subscribed: unsubscribing cancels only pending rows, as a row being sent
-    belongs to its worker, so the worker stops here (see :func:`_stop_before_sending`).
+    reader is no longer subscribed or their address was suppressed: unsubscribing and
+    suppressing cancel only pending rows, as a row being sent belongs to its worker, so the
+    worker stops here (see :func:`_stop_before_sending`).
     """
     now = timezone.now()
     subscribed = Subscriber.objects.filter(
-        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
+        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True, suppressed_at__isnull=True
     )
     renewed = Delivery.objects.filter(
         Exists(subscribed),
@@ -217,14 +220,23 @@ def _claim_lost(
     return SendResult(delivery.pk, Outcome.SKIPPED, error=error, connection_lost=connection_lost)
 
 
-def _stop_before_sending(delivery: Delivery) -> SendResult:
-    """Send nothing: the reader unsubscribed, or :func:`_claim_renew` failed.
+def _stop_error(delivery: Delivery) -> str:
+    """Why a delivery whose claim stands may not be sent: a suppression, else unsubscribing."""
+    state = Subscriber.objects.filter(pk=delivery.subscriber_id, suppressed_at__isnull=False)
+    reason = state.values_list("suppressed_reason", flat=True).first()
+    return UNSUBSCRIBED_ERROR if reason is None else suppressed_error(reason)
 
-    If our claim still stands, the reader unsubscribed (the renewal requires both): the row is
-    cancelled. Otherwise the claim is gone and nothing is recorded. Either way SKIPPED.
+
+def _stop_before_sending(delivery: Delivery) -> SendResult:
+    """Send nothing: the reader unsubscribed, their address is suppressed, or
+    :func:`_claim_renew` failed.
+
+    If our claim still stands, the reader unsubscribed or was suppressed (the renewal requires
+    all three): the row is cancelled, with the reason as its error. Otherwise the claim is gone
+    and nothing is recorded. Either way SKIPPED.
     """
-    if _record(delivery, status=Delivery.Status.CANCELLED, last_error=UNSUBSCRIBED_ERROR):
-        logger.info("Delivery %s cancelled: the reader unsubscribed before sending", delivery.pk)
+    if _record(delivery, status=Delivery.Status.CANCELLED, last_error=_stop_error(delivery)):
+        logger.info("Delivery %s cancelled: unsubscribed or suppressed before sending", delivery.pk)
         return SendResult(delivery.pk, Outcome.SKIPPED)
     return _claim_lost(delivery, sent=False)
 
@@ -335,12 +347,12 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
 
     ``connection`` is an open email backend to reuse across a batch; one is opened otherwise.
     The claim is renewed right before the message is handed to the backend; a run that finds it
-    taken over, or its reader unsubscribed, sends nothing and reports SKIPPED.
+    taken over, or its reader unsubscribed or suppressed, sends nothing and reports SKIPPED.
     """
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return SendResult(delivery_id, Outcome.SKIPPED)
-    if not delivery.subscriber.is_subscribed:
+    if not delivery.subscriber.is_subscribed or delivery.subscriber.is_suppressed:
         return _stop_before_sending(delivery)
     message_id = delivery_message_id(delivery)
     mailer = connection

@@ -20,6 +20,7 @@ from .conf import app_settings
 from .models import Article, Delivery, PendingSignup, Report, Subscriber
 from .publishing import publish_on_commit, publish_signup_on_commit
 from .signals import send_after_commit
+from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +249,8 @@ def subscriber_signup(
         report = article.report
         if report is None or not subscriber.is_subscribed:
             pass
+        elif subscriber.is_suppressed:
+            delivery = _suppressed_signup_record(subscriber, report)
         elif not created and _recently_emailed(subscriber):
             logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
         elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
@@ -258,6 +261,23 @@ def subscriber_signup(
         if created or resubscribed:
             send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
+
+
+def _suppressed_signup_record(subscriber: Subscriber, report: Report) -> Delivery | None:
+    """A sign-up of a suppressed address sends nothing: it leaves a cancelled delivery saying
+    why (on the subscriber's timeline), at most one per ``THROTTLE_ADDRESS_WINDOW``."""
+    since = timezone.now() - timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    if subscriber.deliveries.filter(created_at__gte=since).exists():
+        return None
+    logger.info("Subscriber %s is suppressed; the sign-up sends nothing.", subscriber.pk)
+    return Delivery.objects.create(
+        subscriber=subscriber,
+        report=report,
+        edition=report.edition,
+        reason=Delivery.Reason.SIGNUP_AGAIN,
+        status=Delivery.Status.CANCELLED,
+        last_error=suppressed_error(subscriber.suppressed_reason),
+    )
 
 
 def subscriber_confirm(*, subscriber: Subscriber) -> bool:
@@ -282,8 +302,11 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
 
 
 def confirmation_resend(*, subscriber: Subscriber) -> Delivery | None:
-    """A fresh confirmation email for an unconfirmed, subscribed reader; None otherwise."""
+    """A fresh confirmation email for an unconfirmed, subscribed, unsuppressed reader; None
+    otherwise."""
     if subscriber.confirmed_at is not None or not subscriber.is_subscribed:
+        return None
+    if subscriber.is_suppressed:
         return None
     report = _report_for(subscriber)
     if report is None:
@@ -295,11 +318,12 @@ def confirmation_resend(*, subscriber: Subscriber) -> Delivery | None:
 def delivery_resend(
     *, subscriber: Subscriber, report: Report | None = None, publish: bool = True
 ) -> Delivery | None:
-    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed.
+    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed
+    or suppressed.
 
     With ``publish=False`` the caller publishes (e.g. many deliveries in batches).
     """
-    if not subscriber.is_subscribed:
+    if not subscriber.is_subscribed or subscriber.is_suppressed:
         return None
     report = report or _report_for(subscriber)
     if report is None:

@@ -35,7 +35,8 @@ class Command(BaseCommand):
             unknown = sorted(wanted - {s.email_canonical for s in subscribers})
             result = resend_to_subscribers(subscribers)
             self.stdout.write(
-                f"Queued {result.queued} new deliveries; skipped {result.skipped} unsubscribed."
+                f"Queued {result.queued} new deliveries; skipped {result.skipped} unsubscribed"
+                f" and {result.suppressed} suppressed."
             )
             if unknown:
                 raise CommandError(f"No subscriber with these addresses: {', '.join(unknown)}")

@@ -1,0 +1,184 @@
+"""Suppressed addresses: what the site's email service reported as undeliverable or unwanted.
+
+A hard bounce, a complaint (the reader marked the email as spam) or a reject suppresses the
+subscriber's address at once; soft bounces (temporary failures) only once ``SOFT_BOUNCE_LIMIT``
+of them arrived within its window. Nothing is sent to a suppressed address again: pending
+deliveries are cancelled here, the worker refuses to send (:mod:`backpain_report.sending`), and
+sign-ups and resends create nothing to send (:mod:`backpain_report.services`), each with
+:func:`suppressed_error` as the reason, until staff lift the suppression.
+
+Events arrive through anymail's tracking webhooks (:mod:`backpain_report.bounces` translates
+them); this module knows nothing about anymail. Each event is stored once per
+``(esp, event_id)``, so a replayed webhook changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from .addresses import canonical_email
+from .conf import DEFAULTS, app_settings
+from .models import Delivery, MailEvent, Subscriber
+from .throttling import limit_parse
+
+logger = logging.getLogger(__name__)
+
+#: The first words of a delivery's ``last_error`` when it was not sent because of a suppression.
+SUPPRESSED_PREFIX = "Not sent: the address is suppressed"
+
+
+@dataclass(frozen=True)
+class MailEventResult:
+    """What one reported event did: ``recorded`` is False for an unknown address or a replay."""
+
+    recorded: bool
+    suppressed: bool = False
+    subscriber_id: int | None = None
+
+
+def suppressed_error(reason: str) -> str:
+    """The ``last_error`` of a delivery not sent because its address is suppressed."""
+    return f"{SUPPRESSED_PREFIX} ({reason or 'no reason given'}); lift it in the admin to send."[
+        :2000
+    ]
+
+
+def subscriber_suppress(*, subscriber_id: int, reason: str) -> bool:
+    """Suppress an address and cancel what is still queued for it; True if this call did.
+
+    An address already suppressed keeps its first reason and time (replays change nothing).
+    """
+    reason = reason[:300]
+    with transaction.atomic():
+        changed = Subscriber.objects.filter(pk=subscriber_id, suppressed_at__isnull=True).update(
+            suppressed_at=timezone.now(), suppressed_reason=reason
+        )
+        if changed:
+            Delivery.objects.filter(
+                subscriber_id=subscriber_id, status=Delivery.Status.PENDING
+            ).update(
+                status=Delivery.Status.CANCELLED,
+                last_error=suppressed_error(reason),
+                next_attempt_at=None,
+                updated_at=timezone.now(),
+            )
+    if changed:
+        logger.info("Subscriber %s suppressed", subscriber_id)
+    return bool(changed)
+
+
+def subscribers_unsuppress(subscribers: QuerySet[Subscriber]) -> int:
+    """Lift the suppression of the suppressed among ``subscribers``; return how many.
+
+    Soft bounces before the lift no longer count towards ``SOFT_BOUNCE_LIMIT``. Nothing is
+    re-sent by this: a resend or a new sign-up sends again.
+    """
+    return subscribers.filter(suppressed_at__isnull=False).update(
+        suppressed_at=None, suppressed_reason="", suppression_lifted_at=timezone.now()
+    )
+
+
+def _subscriber_for(
+    recipient: str, message_ids: list[str]
+) -> tuple[Subscriber | None, Delivery | None]:
+    """The subscriber an event is about, by its recipient's canonical address, else by the
+    Message-ID of one of our deliveries; and that delivery when the Message-ID is ours."""
+    subscriber = None
+    if recipient:
+        try:
+            canonical = canonical_email(recipient)
+        except ValidationError:
+            canonical = ""
+        if canonical:
+            subscriber = Subscriber.objects.filter(email_canonical=canonical).first()
+    ids = [i for i in message_ids if i]
+    deliveries = Delivery.objects.filter(message_id__in=ids) if ids else Delivery.objects.none()
+    if subscriber is not None:
+        deliveries = deliveries.filter(subscriber=subscriber)
+    delivery = deliveries.select_related("subscriber").order_by("-pk").first()
+    if subscriber is None and delivery is not None:
+        subscriber = delivery.subscriber
+    return subscriber, delivery
+
+
+def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.datetime) -> int:
+    """How many soft bounces count now, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
+
+    Counted within the window before ``occurred_at``, and only those received since staff last
+    lifted a suppression. A misshapen setting (check E002) falls back to the default.
+    """
+    count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]
+    events = MailEvent.objects.filter(
+        subscriber=subscriber,
+        kind=MailEvent.Kind.SOFT_BOUNCE,
+        occurred_at__gte=occurred_at - datetime.timedelta(seconds=seconds),
+        occurred_at__lte=occurred_at,
+    )
+    if subscriber.suppression_lifted_at:
+        events = events.filter(received_at__gt=subscriber.suppression_lifted_at)
+    counted = events.count()
+    return counted if counted >= count else 0
+
+
+def _reason(kind: str, esp: str, description: str, soft_count: int = 0) -> str:
+    label = MailEvent.Kind(kind).label
+    if soft_count:
+        label = f"{soft_count} soft bounces"
+    text = f"{label} ({esp})"
+    return f"{text}: {description}" if description else text
+
+
+def mail_event_record(
+    *,
+    esp: str,
+    event_id: str,
+    kind: str,
+    recipient: str,
+    message_ids: list[str] | None = None,
+    occurred_at: datetime.datetime | None = None,
+    description: str = "",
+) -> MailEventResult:
+    """Record one bounce, complaint or reject and suppress the address when it is due.
+
+    Hard bounces, complaints and rejects suppress at once; a soft bounce only when it makes
+    ``SOFT_BOUNCE_LIMIT``. An address that is no subscriber's is ignored (logged without the
+    address); an event already recorded (same ``esp`` and ``event_id``) changes nothing.
+    """
+    subscriber, delivery = _subscriber_for(recipient, list(message_ids or []))
+    if subscriber is None:
+        logger.info("%s %s event for an address that is no subscriber's: ignored", esp, kind)
+        return MailEventResult(recorded=False)
+    occurred_at = occurred_at or timezone.now()
+    description = " ".join(description.split())[:300]
+    event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                MailEvent.objects.create(
+                    subscriber=subscriber,
+                    delivery=delivery,
+                    esp=esp[:40],
+                    event_id=event_id[:255],
+                    kind=kind,
+                    occurred_at=occurred_at,
+                    description=description,
+                )
+        except IntegrityError:
+            logger.info("%s event %s for subscriber %s: a replay", esp, kind, subscriber.pk)
+            return MailEventResult(recorded=False, subscriber_id=subscriber.pk)
+        soft_count = 0
+        if kind == MailEvent.Kind.SOFT_BOUNCE:
+            soft_count = _soft_bounces_reach_limit(subscriber, occurred_at)
+            if not soft_count:
+                return MailEventResult(recorded=True, subscriber_id=subscriber.pk)
+        suppressed = subscriber_suppress(
+            subscriber_id=subscriber.pk, reason=_reason(kind, esp, description, soft_count)
+        )
+    return MailEventResult(recorded=True, suppressed=suppressed, subscriber_id=subscriber.pk)
