@@ -4,7 +4,8 @@ Page views are a privacy-friendly counter: one row per (article, day), no cookie
 nothing about the visitor, counted in a shared cache (Redis, Memcached) and flushed to the row
 every minute by the sweep, or counted in the database directly; requests whose user agent looks like
 a bot are not counted. The other steps of the funnel are read from the rows the app already
-keeps: sign-ups, confirmations and unsubscribes from :class:`Subscriber`, reports delivered and
+keeps: sign-ups, confirmations, unsubscribes and suppressed addresses (bounced, complained or
+rejected, by the day they were suppressed) from :class:`Subscriber`, reports delivered and
 downloads from :class:`Delivery`. Everything is grouped by the subscriber's source article and
 the day (in the current time zone).
 """
@@ -39,7 +40,9 @@ logger = logging.getLogger(__name__)
 BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|headless|curl|wget|python-requests", re.I)
 
 #: The steps of the funnel, in order, as they appear on the dashboard.
-STEPS = ("views", "signups", "confirmations", "delivered", "downloads", "unsubscribes")
+STEPS = (
+    "views", "signups", "confirmations", "delivered", "downloads", "unsubscribes", "suppressed",
+)  # fmt: skip
 
 #: Conversion rates shown: (name, numerator step, denominator step).
 RATES = (
@@ -273,7 +276,7 @@ def _per_day(
 def funnel_counts(
     *, start: datetime.date, end: datetime.date, article_id: int | None = None
 ) -> dict[tuple[int | None, datetime.date], dict[str, int]]:
-    """``{(article id, day): {step: count}}`` for every step of :data:`STEPS` (six queries)."""
+    """``{(article id, day): {step: count}}`` for every step of :data:`STEPS` (seven queries)."""
     subscribers = Subscriber.objects.all()
     reports = Delivery.objects.filter(kind=Delivery.Kind.REPORT)
     views = PageView.objects.filter(day__gte=start, day__lte=end)
@@ -286,6 +289,7 @@ def funnel_counts(
         "signups": _per_day(subscribers, "created_at", "source_article_id", start, end),
         "confirmations": _per_day(subscribers, "confirmed_at", "source_article_id", start, end),
         "unsubscribes": _per_day(subscribers, "unsubscribed_at", "source_article_id", start, end),
+        "suppressed": _per_day(subscribers, "suppressed_at", "source_article_id", start, end),
         "delivered": _per_day(
             reports.filter(status=Delivery.Status.SENT), "sent_at", by_article, start, end
         ),

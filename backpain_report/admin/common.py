@@ -37,6 +37,19 @@ def report_resend(
             % {"skipped": result.skipped},
             messages.WARNING,
         )
+    if result.suppressed:
+        model_admin.message_user(
+            request,
+            ngettext(
+                "Skipped %(n)d subscriber whose address is suppressed (bounced, complained or "
+                "rejected): lift the suppression first to send to it.",
+                "Skipped %(n)d subscribers whose addresses are suppressed (bounced, complained "
+                "or rejected): lift the suppression first to send to them.",
+                result.suppressed,
+            )
+            % {"n": result.suppressed},
+            messages.WARNING,
+        )
 
 
 def csv_response(queryset: QuerySet[Subscriber]) -> StreamingHttpResponse:

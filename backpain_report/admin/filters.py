@@ -42,6 +42,12 @@ class UnsubscribedFilter(_StateFilter):
     field = "unsubscribed_at"
 
 
+class SuppressedFilter(_StateFilter):
+    title = _("suppressed (bounced or complained)")
+    parameter_name = "suppressed"
+    field = "suppressed_at"
+
+
 class LastStatusFilter(admin.SimpleListFilter):
     """The status of the subscriber's latest delivery.
 

@@ -29,6 +29,7 @@ STEP_LABELS = {
     "delivered": _("Reports delivered"),
     "downloads": _("Downloads"),
     "unsubscribes": _("Unsubscribes"),
+    "suppressed": _("Suppressed (bounced or complained)"),
 }
 RATE_LABELS = {
     "signup_rate": _("Sign-up / view"),

@@ -17,12 +17,18 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations, privacy
+from .. import operations, privacy, suppression
 from ..addresses import canonical_email
 from ..export import with_last_status
 from ..models import Delivery, Subscriber
 from .common import csv_response, report_resend
-from .filters import ConfirmedFilter, LastStatusFilter, UnsubscribedFilter, date_range_filter
+from .filters import (
+    ConfirmedFilter,
+    LastStatusFilter,
+    SuppressedFilter,
+    UnsubscribedFilter,
+    date_range_filter,
+)
 from .paginator import LargeTablePaginator
 from .timeline import timeline_events
 
@@ -31,6 +37,7 @@ CONSENT_FIELDS = [
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
     "created_at", "confirmed_at", "unsubscribed_at",
 ]  # fmt: skip
+SUPPRESSION_FIELDS = ["suppressed_at", "suppressed_reason", "suppression_lifted_at"]
 
 
 class DeliveryInline(admin.TabularInline):
@@ -59,6 +66,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     list_filter = [
         ConfirmedFilter,
         UnsubscribedFilter,
+        SuppressedFilter,
         LastStatusFilter,
         ("created_at", admin.DateFieldListFilter),
         date_range_filter("created_at", _("signed up between")),
@@ -79,15 +87,19 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = [
         "email", "email_canonical", "source_article", "source_url", "consent_text",
         "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
-        "confirmed_at", "unsubscribed_at", "delivery_timeline",
+        "confirmed_at", "unsubscribed_at", "delivery_timeline", *SUPPRESSION_FIELDS,
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "email", "email_canonical", "source_article", "source_url"]}),
         (_("Consent record"), {"fields": CONSENT_FIELDS}),
+        (_("Bounces and complaints"), {"fields": SUPPRESSION_FIELDS}),
         (_("Delivery timeline"), {"fields": ["delivery_timeline"]}),
     ]
     inlines = [DeliveryInline]
-    actions = ["resend_report", "export_csv", "export_data", "erase_data", "purge_unconfirmed"]
+    actions = [
+        "resend_report", "lift_suppression", "export_csv", "export_data", "erase_data",
+        "purge_unconfirmed",
+    ]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Subscriber]:
         return with_last_status(super().get_queryset(request))
@@ -242,6 +254,30 @@ class SubscriberAdmin(admin.ModelAdmin):
     )
     def resend_report(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
         report_resend(self, request, operations.resend_to_subscribers(queryset))
+
+    @admin.action(
+        description=_("Lift the suppression of the selected subscribers (send to them again)"),
+        permissions=["change"],
+    )
+    def lift_suppression(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        count = suppression.subscribers_unsuppress(queryset)
+        if not count:
+            self.message_user(
+                request, _("None of the selected subscribers is suppressed."), messages.WARNING
+            )
+            return
+        self.message_user(
+            request,
+            ngettext(
+                "Lifted the suppression of %d subscriber. Nothing was sent: a resend or a new "
+                "sign-up sends again; a new bounce or complaint suppresses the address again.",
+                "Lifted the suppression of %d subscribers. Nothing was sent: a resend or a new "
+                "sign-up sends again; a new bounce or complaint suppresses the addresses again.",
+                count,
+            )
+            % count,
+            messages.SUCCESS,
+        )
 
     def has_add_delivery_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("backpain_report.add_delivery")

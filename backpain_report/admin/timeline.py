@@ -1,4 +1,5 @@
-"""A subscriber's story, oldest first: sign-up, consent, each delivery's steps, unsubscribe."""
+"""A subscriber's story, oldest first: sign-up, consent, each delivery's steps, unsubscribe,
+bounces and complaints, suppression."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from ..models import Delivery, Subscriber
+from ..models import Delivery, MailEvent, Subscriber
 
 #: At most this many deliveries are shown (the most recent); the inline lists them all.
 MAX_DELIVERIES = 50
+#: At most this many bounces and complaints are shown (the most recent).
+MAX_MAIL_EVENTS = 50
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def _delivery_events(delivery: Delivery) -> list[TimelineEvent]:
 
 
 def timeline_events(subscriber: Subscriber) -> list[TimelineEvent]:
-    """Every dated event of ``subscriber`` and its latest deliveries, oldest first (1 query)."""
+    """Every dated event of ``subscriber``, its latest bounces and complaints and its latest
+    deliveries, oldest first (2 queries)."""
     events = [TimelineEvent(subscriber.created_at, _("Signed up"), subscriber.source_url)]
     if subscriber.consented_at:
         version = _("consent version %(v)s") % {"v": subscriber.consent_version or "—"}
@@ -73,6 +77,27 @@ def timeline_events(subscriber: Subscriber) -> list[TimelineEvent]:
         events.append(TimelineEvent(subscriber.confirmed_at, _("Confirmed the address")))
     if subscriber.unsubscribed_at:
         events.append(TimelineEvent(subscriber.unsubscribed_at, _("Unsubscribed")))
+    if subscriber.suppressed_at:
+        events.append(
+            TimelineEvent(
+                subscriber.suppressed_at,
+                _("Suppressed: nothing is sent to this address"),
+                subscriber.suppressed_reason,
+                problem=True,
+            )
+        )
+    if subscriber.suppression_lifted_at:
+        events.append(TimelineEvent(subscriber.suppression_lifted_at, _("Suppression lifted")))
+    reported = subscriber.mail_events.order_by("-occurred_at", "-pk")[:MAX_MAIL_EVENTS]
+    for event in reported:
+        what = _("%(kind)s reported by %(esp)s") % {
+            "kind": event.get_kind_display(),
+            "esp": event.esp,
+        }
+        problem = event.kind != MailEvent.Kind.SOFT_BOUNCE
+        events.append(
+            TimelineEvent(event.occurred_at, what, event.description, event.delivery_id, problem)
+        )
     latest = subscriber.deliveries.order_by("-created_at", "-pk")[:MAX_DELIVERIES]
     for delivery in latest:
         events.extend(_delivery_events(delivery))
