@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite, in-memory mail, an in-memory Celery broker."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -24,6 +25,15 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "backpain_report",
 ]
+# Bounces and complaints (the [anymail] extra, in the test extra): anymail's real webhook views
+# at /anymail/ (tests/urls.py), with basic auth and Mailgun's signing key.
+HAS_ANYMAIL = importlib.util.find_spec("anymail") is not None
+if HAS_ANYMAIL:
+    INSTALLED_APPS.append("anymail")
+ANYMAIL = {
+    "WEBHOOK_SECRET": "webhook-user:webhook-password",
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "mailgun-signing-key-for-tests",
+}
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

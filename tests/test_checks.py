@@ -241,7 +241,7 @@ def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
     assert "backpain_report.E002" in found
 
 
-@pytest.mark.parametrize("key", ["THROTTLE_IP", "THROTTLE_DOWNLOAD"])
+@pytest.mark.parametrize("key", ["THROTTLE_IP", "THROTTLE_DOWNLOAD", "SOFT_BOUNCE_LIMIT"])
 @pytest.mark.parametrize(
     "value", [(10,), (10, 3600, 1), ("ten", 3600), [], (True, 3600), (10, 0), (-1, 60), (1.5, 60)]
 )

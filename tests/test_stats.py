@@ -83,11 +83,11 @@ def test_funnel_figures_against_known_data(article, make_subscriber, make_delive
     assert [row.label for row in funnel.days] == [DAY.isoformat(), day2.isoformat()]
     assert funnel.days[0].counts == {
         "views": 110, "signups": 5, "confirmations": 3, "delivered": 2, "downloads": 0,
-        "unsubscribes": 0,
+        "unsubscribes": 0, "suppressed": 0,
     }  # fmt: skip
     assert funnel.days[1].counts == {
         "views": 50, "signups": 0, "confirmations": 0, "delivered": 1, "downloads": 2,
-        "unsubscribes": 1,
+        "unsubscribes": 1, "suppressed": 0,
     }  # fmt: skip
     first = funnel.articles[0]
     assert first.label == article.title
@@ -99,7 +99,7 @@ def test_funnel_figures_against_known_data(article, make_subscriber, make_delive
     only_other = stats.funnel(start=DAY, end=day2, article_id=other.pk)
     assert only_other.total.counts == {
         "views": 10, "signups": 1, "confirmations": 0, "delivered": 1, "downloads": 0,
-        "unsubscribes": 0,
+        "unsubscribes": 0, "suppressed": 0,
     }  # fmt: skip
     empty = stats.funnel(start=day2, end=day2, article_id=other.pk)
     assert empty.total.rates["signup_rate"] is None
