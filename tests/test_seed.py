@@ -55,23 +55,27 @@ def test_backpain_seed_recreates_deleted_content(capsys):
     )
 
 
-def test_one_initial_migration_with_the_seed_content_frozen_in_it():
-    """Unreleased app: one migration, and it does not read the live ``seed`` module (a later
-    edit of the seed must not change what migrating an old database creates)."""
+def test_migrations_never_read_the_live_package():
+    """One initial migration holds the seed content frozen; no migration reads the live
+    ``seed`` module or models (a later edit of either must not change what migrating an old
+    database creates). Later changes come as further numbered migrations."""
     import ast
 
     from backpain_report.migrations import __path__ as migrations_path
 
     folder = Path(migrations_path[0])
-    assert sorted(p.name for p in folder.glob("0*.py")) == ["0001_initial.py"]
-    tree = ast.parse((folder / "0001_initial.py").read_text(encoding="utf-8"))
-    imported = {
-        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import | ast.ImportFrom)
-        for alias in node.names
-    }
-    assert not [name for name in imported if "backpain_report" in name], imported
+    names = sorted(p.name for p in folder.glob("0*.py"))
+    assert names[0] == "0001_initial.py"
+    assert [name[:4] for name in names] == [f"{n:04d}" for n in range(1, len(names) + 1)]
+    for name in names:
+        tree = ast.parse((folder / name).read_text(encoding="utf-8"))
+        imported = {
+            alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for alias in node.names
+        }
+        assert not [i for i in imported if "backpain_report" in i], (name, imported)
 
 
 @pytest.mark.django_db
