@@ -55,6 +55,21 @@ RATES = (
 
 DEFAULT_DAYS = 30
 
+#: Steps that mean nothing when sign-ups need no confirmation (double opt-in off).
+DOUBLE_OPT_IN_STEPS = ("confirmations",)
+
+
+def funnel_steps(*, double_opt_in: bool) -> tuple[str, ...]:
+    """The :data:`STEPS` worth showing: with single opt-in nobody confirms, so a confirmation
+    count (and its rate, always 0 %) would read like a failure."""
+    return tuple(s for s in STEPS if double_opt_in or s not in DOUBLE_OPT_IN_STEPS)
+
+
+def funnel_rates(*, double_opt_in: bool) -> tuple[tuple[str, str, str], ...]:
+    """The :data:`RATES` whose steps are both shown (see :func:`funnel_steps`)."""
+    shown = funnel_steps(double_opt_in=double_opt_in)
+    return tuple(rate for rate in RATES if rate[1] in shown and rate[2] in shown)
+
 
 def is_bot(user_agent: str) -> bool:
     """True when ``user_agent`` is empty or looks like a crawler, preview fetcher or script."""

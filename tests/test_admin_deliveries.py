@@ -85,3 +85,17 @@ def test_filters_and_exact_search(admin_client, make_subscriber, make_delivery):
         html = admin_client.get(url, params).content.decode()
         assert shown in html, params
         assert hidden is None or hidden not in html, params
+
+
+def test_list_shows_who_status_error_and_when(admin_client, make_delivery):
+    """Five columns that fit a 1280 px screen; a long error is cut (whole in its tooltip)."""
+    from backpain_report.admin.deliveries import DeliveryAdmin
+
+    error = "SMTP 550: " + "x" * 200
+    make_delivery(status=Delivery.Status.FAILED, attempts=5, last_error=error)
+    html = admin_client.get(reverse("admin:backpain_report_delivery_changelist")).content
+    html = html.decode()
+    assert len(DeliveryAdmin.list_display) == 5
+    assert "Failed<span" in html and "5 attempts" in html
+    assert f'title="{error}"' in html and error[:80] + "…" in html
+    assert 'class="backpain-date"' in html

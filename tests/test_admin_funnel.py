@@ -1,11 +1,18 @@
 import datetime
+import math
+import re
+from pathlib import Path
 
+import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report.admin.chart import line_chart_svg, nice_ceiling
-from backpain_report.models import PageView
+import backpain_report
+from backpain_report import stats
+from backpain_report.admin.chart import integer_ticks, line_chart_svg, nice_ceiling
+from backpain_report.models import Article, PageView, Report
+from backpain_report.stats import is_bot
 
 URL = "admin:backpain_report_pageview_changelist"
 
@@ -16,8 +23,10 @@ def test_dashboard_is_linked_from_the_admin_index(admin_client, article):
 
 
 def test_dashboard_shows_figures_chart_and_rates(
-    admin_client, article, make_subscriber, django_assert_max_num_queries
+    admin_client, article, make_subscriber, django_assert_max_num_queries, settings
 ):
+    # Double opt-in: the confirmation rate applies (with single opt-in it is hidden, below).
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
     today = timezone.localdate()
     PageView.objects.create(article=article, day=today, views=200)
     make_subscriber(confirmed_at=timezone.now())
@@ -65,3 +74,114 @@ def test_chart_escapes_and_scales():
     assert "T &amp; &lt;U&gt;" in svg
     assert nice_ceiling(7) == 10 and nice_ceiling(0) == 1 and nice_ceiling(230) == 250
     assert "<circle" in line_chart_svg(labels=["a"], series=[("s", [1])], title="one")
+
+
+def _axis_labels(svg: str) -> list[str]:
+    """The value axis' labels of a chart (the texts right-aligned at the plot's left edge)."""
+    return re.findall(
+        r'<text x="46" y="[\d.]+" font-size="11" text-anchor="end"[^>]*>([^<]*)<', svg
+    )
+
+
+@pytest.mark.parametrize(
+    ("peak", "ticks"),
+    [(0, [0, 1]), (1, [0, 1]), (2, [0, 1, 2]), (3, [0, 1, 2, 3]), (7, [0, 2, 4, 6, 8]),
+     (42, [0, 10, 20, 30, 40, 50]), (230, [0, 50, 100, 150, 200, 250]), (2.5, [0, 1, 2, 3])],
+)  # fmt: skip
+def test_count_axes_have_whole_number_ticks_only(peak, ticks):
+    assert integer_ticks(peak) == ticks
+    svg = line_chart_svg(labels=["a", "b"], series=[("s", [0, math.ceil(peak)])], title="t")
+    assert _axis_labels(svg) == [str(t) for t in ticks]
+
+
+def test_chart_lines_never_hide_each_other():
+    """Two series with the same values: each has its own dash pattern, marker and width (the
+    first drawn widest, so the second drawn on it leaves it visible), shown in the legend."""
+    same = [1, 2, 1, 0]
+    svg = line_chart_svg(labels=list("abcd"), series=[("A", same), ("B", same)], title="t")
+    lines = re.findall(r'<polyline class="backpain-series"[^>]*>', svg)
+    assert len(lines) == 2
+    widths = [float(re.search(r'stroke-width="([\d.]+)"', line)[1]) for line in lines]
+    dashes = [re.search(r'stroke-dasharray="([^"]*)"', line) for line in lines]
+    assert widths[0] > widths[1]
+    assert dashes[0] is None and dashes[1] is not None  # solid, then dashed
+    assert svg.count("<circle") == 4 + 1 and svg.count("<rect x=") >= 4 + 1  # markers + legend
+    styled = line_chart_svg(labels=list("ab"), series=[("A", [1, 2])], title="t", styles=[1])
+    assert 'stroke-dasharray="9 4"' in styled  # a quantity keeps its look across charts
+
+
+def test_single_opt_in_hides_the_confirmation_rate_with_a_note(admin_client, article, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": False}
+    html = admin_client.get(reverse(URL)).content.decode()
+    main = html.split('<div id="content-main"')[1]
+    assert 'id="funnel-hidden-note"' in main and "Double opt-in is off" in main
+    assert "Confirmations" not in main and "Confirmed" not in main
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+    main = admin_client.get(reverse(URL)).content.decode().split('<div id="content-main"')[1]
+    assert "funnel-hidden-note" not in main
+    assert main.count('class="num">Confirmations<') == 2  # both tables
+    assert main.count("Confirmations</text>") == 1  # the chart after the sign-up
+
+
+def test_funnel_steps_and_rates_follow_the_opt_in():
+    assert "confirmations" not in stats.funnel_steps(double_opt_in=False)
+    assert stats.funnel_steps(double_opt_in=True) == stats.STEPS
+    names = [name for name, _num, _den in stats.funnel_rates(double_opt_in=False)]
+    assert "confirm_rate" not in names and "signup_rate" in names
+    assert stats.funnel_rates(double_opt_in=True) == stats.RATES
+
+
+def test_page_views_say_bots_and_headless_browsers_are_not_counted(admin_client, article):
+    main = admin_client.get(reverse(URL)).content.decode().split('<div id="content-main"')[1]
+    chart, caption = main.split("<figcaption>")[0], main.split("<figcaption>")[1]
+    assert "Page views</text>" in chart  # the caption sits under the page-views chart
+    assert caption.startswith("Bots and headless browsers are not counted as page views.")
+    assert is_bot("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/140.0 Safari/537.36")
+
+
+def test_funnel_splits_two_articles_and_filters_each(admin_client, article, make_subscriber):
+    """Each article's own views and sign-ups on its row, the total adds them, a title links to
+    the funnel of that article alone, and that filter shows only its figures."""
+    second_report = Report.objects.create(title="Sciatica guide", slug="sciatica-guide", body="x")
+    second = Article.objects.create(
+        title="Sciatica explained", slug="sciatica", body="x", report=second_report
+    )
+    today = timezone.localdate()
+    PageView.objects.create(article=article, day=today, views=300)
+    PageView.objects.create(article=second, day=today, views=40)
+    for _ in range(3):
+        make_subscriber()
+    for _ in range(2):
+        make_subscriber(source_article=second)
+
+    html = admin_client.get(reverse(URL)).content.decode()
+    table = html.split('id="funnel-articles"')[1].split("</table>")[0]
+    rows = {
+        re.sub(r"<[^>]+>", "", re.search(r'<th scope="row">(.*?)</th>', row)[1]): re.findall(
+            r'<td class="num">(\d+)', row
+        )
+        for row in table.split("<tr")[2:]
+    }
+    assert rows[article.title][:2] == ["300", "3"]  # page views, sign-ups
+    assert rows["Sciatica explained"][:2] == ["40", "2"]
+    assert rows["Total"][:2] == ["340", "5"]
+    assert "1.0%" in table and "5.0%" in table  # 3 / 300, 2 / 40
+    link = re.search(r'<a href="\?([^"]+)"[^>]*>Sciatica explained</a>', table)[1]
+    assert f"article={second.pk}" in link and f"end={today.isoformat()}" in link
+
+    only = admin_client.get(reverse(URL) + "?" + link.replace("&amp;", "&")).content.decode()
+    table = only.split('id="funnel-articles"')[1].split("</table>")[0]
+    assert "Sciatica explained" in table and article.title not in table
+    assert '<td class="num">40' in table and '<td class="num">300' not in table
+
+
+def test_per_day_dates_never_wrap(admin_client, article):
+    css = (
+        Path(backpain_report.__file__).parent / "static/backpain_report/css/admin.css"
+    ).read_text()
+    assert re.search(r"^\.backpain-date \{ white-space: nowrap; \}", css, re.M)
+    html = admin_client.get(reverse(URL)).content.decode()
+    days = html.split('id="funnel-days"')[1]
+    day = r'<th scope="row"><time class="backpain-date" datetime="([\d-]+)">([\d-]+)</time></th>'
+    assert re.search(day, days)

@@ -1,4 +1,5 @@
 import datetime
+import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -194,3 +195,23 @@ def test_erase_action_needs_delete_permission(client, make_subscriber):
     client.post(reverse(LIST), {"action": "erase_data", "_selected_action": [ann.pk]})
     ann.refresh_from_db()
     assert ann.name == "Ann"
+
+
+def test_list_shows_what_an_owner_scans_first(admin_client, make_subscriber, settings):
+    """Address and name in one cell, the state in a word, the sign-up date that never wraps;
+    the article and consent details stay on the subscriber's page."""
+    from backpain_report.admin.subscribers import SubscriberAdmin, subscriber_state
+
+    now = timezone.now()
+    make_subscriber(email="ann@example.com", name="Ann Lee", confirmed_at=now)
+    make_subscriber(email="bob@example.com", name="Bob", unsubscribed_at=now)
+    html = admin_client.get(reverse("admin:backpain_report_subscriber_changelist")).content
+    html = html.decode()
+    assert SubscriberAdmin.list_display == ["subscriber", "state", "last_status", "signed_up"]
+    assert 'ann@example.com<span class="backpain-quiet">Ann Lee</span>' in html
+    assert ">Confirmed<" in html and ">Unsubscribed<" in html
+    assert re.search(r'<time class="backpain-date" datetime="[^"]+" title="[^"]+">\d', html)
+    assert "backpain_report/css/admin.css" in html
+    plain = make_subscriber()
+    assert subscriber_state(plain, double_opt_in=False) == "Subscribed"
+    assert subscriber_state(plain, double_opt_in=True) == "Not confirmed"

@@ -1,10 +1,17 @@
-"""Pieces shared by the model admins: messages, the CSV response."""
+"""Pieces shared by the model admins: messages, the CSV response, list cells."""
 
 from __future__ import annotations
+
+import datetime
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, StreamingHttpResponse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.formats import date_format as localized_date
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
 from ..export import export_filename, subscriber_csv_lines
@@ -60,3 +67,17 @@ def csv_response(queryset: QuerySet[Subscriber]) -> StreamingHttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{export_filename()}"'
     response["Cache-Control"] = "private, no-store"
     return response
+
+
+def date_cell(when: datetime.datetime | None, pattern: str = "j M Y") -> SafeString | str:
+    """``when`` (local time) as a short ``<time>`` that never wraps, the full date and time in
+    its tooltip; "—" when empty. Keeps list columns narrow."""
+    if when is None:
+        return "—"
+    local = timezone.localtime(when) if timezone.is_aware(when) else when
+    return format_html(
+        '<time class="backpain-date" datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        localized_date(local, "DATETIME_FORMAT"),
+        date_format(local, pattern),
+    )

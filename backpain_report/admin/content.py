@@ -20,6 +20,7 @@ from .. import operations, services
 from ..markup import render_markdown
 from ..models import Article, Report
 from ..pdf import render_report_pdf
+from .common import date_cell
 
 #: The reader's name on a PDF previewed from the admin.
 SAMPLE_READER = "Sam Sample"
@@ -32,7 +33,7 @@ def markdown_preview(text: str) -> SafeString:
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ["title", "edition", "updated_at"]
+    list_display = ["title", "edition", "updated"]
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
     readonly_fields = ["edition", "pdf_preview", "body_preview", "created_at", "updated_at"]
@@ -46,6 +47,10 @@ class ReportAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request, obj):  # the preview URL would answer 403
             fields.remove("pdf_preview")
         return fields
+
+    @admin.display(description=_("updated"), ordering="updated_at")
+    def updated(self, obj: Report) -> SafeString | str:
+        return date_cell(obj.updated_at)
 
     @admin.display(description=_("preview"))
     def body_preview(self, obj: Report) -> SafeString:
@@ -99,7 +104,8 @@ class ReportAdmin(admin.ModelAdmin):
 
 @admin.register(Article)
 class ArticleAdmin(admin.ModelAdmin):
-    list_display = ["title", "status", "original_publication_date", "report", "published_at"]
+    # The original publication date is on the article's page; these fit a 1280 px screen.
+    list_display = ["title", "status", "report", "published"]
     list_filter = ["status", "published_at"]
     search_fields = ["title", "slug", "summary"]
     prepopulated_fields = {"slug": ["title"]}
@@ -107,6 +113,10 @@ class ArticleAdmin(admin.ModelAdmin):
     list_select_related = ["report"]
     date_hierarchy = "published_at"
     actions = ["publish", "unpublish"]
+
+    @admin.display(description=_("published"), ordering="published_at")
+    def published(self, obj: Article) -> SafeString | str:
+        return date_cell(obj.published_at)
 
     @admin.display(description=_("preview"))
     def body_preview(self, obj: Article) -> SafeString:

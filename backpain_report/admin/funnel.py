@@ -13,9 +13,12 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.http import urlencode
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
 from .. import stats
+from ..conf import app_settings
 from ..models import Article, PageView
 from .chart import line_chart_svg
 
@@ -31,12 +34,13 @@ STEP_LABELS = {
     "unsubscribes": _("Unsubscribes"),
     "suppressed": _("Suppressed (bounced or complained)"),
 }
+#: What each rate is "of", shown under the count it divides (the numerator's column).
 RATE_LABELS = {
-    "signup_rate": _("Sign-up / view"),
-    "confirm_rate": _("Confirmed / sign-up"),
-    "delivery_rate": _("Delivered / sign-up"),
-    "download_rate": _("Downloaded / delivered"),
-    "unsubscribe_rate": _("Unsubscribed / delivered"),
+    "signup_rate": _("% of page views"),
+    "confirm_rate": _("% of sign-ups"),
+    "delivery_rate": _("% of sign-ups"),
+    "download_rate": _("% of reports delivered"),
+    "unsubscribe_rate": _("% of reports delivered"),
 }
 
 
@@ -63,36 +67,70 @@ def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
 
 
-def _cells(row: stats.FunnelRow) -> dict[str, Any]:
-    return {
-        "label": row.label,
-        "counts": [row.counts[step] for step in stats.STEPS],
-        "rates": [_percent(row.rates[name]) for name in RATE_LABELS],
-    }
+def _cells(
+    row: stats.FunnelRow, steps: tuple[str, ...], rate_of: dict[str, str]
+) -> list[dict[str, Any]]:
+    """One ``{"count", "rate"}`` per shown step; ``rate`` is None for a step no rate ends in."""
+    rates = row.rates
+    return [
+        {
+            "count": row.counts[step],
+            "rate": _percent(rates[rate_of[step]]) if step in rate_of else None,
+        }
+        for step in steps
+    ]
 
 
-def funnel_context(funnel: stats.Funnel) -> dict[str, Any]:
-    """What the template shows: tables of counts and rates, and two charts."""
+def funnel_context(
+    funnel: stats.Funnel, *, double_opt_in: bool | None = None, link: str = ""
+) -> dict[str, Any]:
+    """What the template shows: tables of counts (each with its rate), and two charts.
+
+    With single opt-in (``double_opt_in`` False, by default the setting) confirmations and
+    their rate are left out and ``hidden_note`` says why. ``link`` (a query string without the
+    article) makes each article's title a link to the funnel of that article alone.
+    """
+    if double_opt_in is None:
+        double_opt_in = app_settings.DOUBLE_OPT_IN
+    steps = stats.funnel_steps(double_opt_in=double_opt_in)
+    rate_of = {num: name for name, num, _den in stats.funnel_rates(double_opt_in=double_opt_in)}
     labels = [day.key.strftime("%d %b") for day in funnel.days]
 
-    def series(*steps: str) -> list[tuple[str, list[int]]]:
-        return [(str(STEP_LABELS[s]), [day.counts[s] for day in funnel.days]) for s in steps]
+    def chart(title: str, *wanted: str) -> SafeString:
+        shown = [s for s in wanted if s in steps]
+        return line_chart_svg(
+            labels=labels,
+            series=[(str(STEP_LABELS[s]), [day.counts[s] for day in funnel.days]) for s in shown],
+            title=title,
+            styles=[stats.STEPS.index(s) for s in shown],  # a step looks the same in both
+        )
+
+    def row(r: stats.FunnelRow) -> dict[str, Any]:
+        url = f"?{link}&article={r.key}" if link and isinstance(r.key, int) else ""
+        return {"label": r.label, "url": url, "cells": _cells(r, steps, rate_of)}
 
     return {
-        "step_labels": [STEP_LABELS[step] for step in stats.STEPS],
-        "rate_labels": list(RATE_LABELS.values()),
-        "total": _cells(funnel.total),
-        "articles": [_cells(row) for row in funnel.articles],
-        "days": [_cells(row) for row in reversed(funnel.days)],
-        "chart_top": line_chart_svg(
-            labels=labels,
-            series=series("views", "signups"),
-            title=str(_("Page views and sign-ups per day")),
+        "columns": [
+            {
+                "step": step,
+                "label": STEP_LABELS[step],
+                "rate_label": RATE_LABELS.get(rate_of.get(step, ""), ""),
+            }
+            for step in steps
+        ],
+        "hidden_note": ""
+        if double_opt_in
+        else _(
+            "Double opt-in is off: sign-ups need no confirmation, so confirmations and the "
+            "confirmation rate are not shown."
         ),
-        "chart_after": line_chart_svg(
-            labels=labels,
-            series=series("signups", "confirmations", "delivered", "downloads", "unsubscribes"),
-            title=str(_("After the sign-up, per day")),
+        "total": row(funnel.total),
+        "articles": [row(r) for r in funnel.articles],
+        "days": [row(r) for r in reversed(funnel.days)],
+        "chart_top": chart(str(_("Page views and sign-ups per day")), "views", "signups"),
+        "chart_after": chart(
+            str(_("After the sign-up, per day")),
+            *("signups", "confirmations", "delivered", "downloads", "unsubscribes"),
         ),
     }
 
@@ -132,7 +170,7 @@ class FunnelAdmin(admin.ModelAdmin):
             "start": start,
             "end": end,
             "span": (end - start).days + 1,
-            **funnel_context(funnel),
+            **funnel_context(funnel, link=urlencode({"start": start, "end": end})),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

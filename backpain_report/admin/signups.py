@@ -10,17 +10,37 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
 
 from ..models import PendingSignup
+from .common import date_cell
 
 
 @admin.register(PendingSignup)
 class PendingSignupAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "email", "article", "enqueued_at", "publish_failed_at"]
+    list_display = ["email", "article", "created", "queue"]
+    list_select_related = ["article"]
     list_filter = [("publish_failed_at", admin.EmptyFieldListFilter)]
     search_fields = ["=email_canonical"]
     ordering = ["created_at", "id"]
     readonly_fields = [field.name for field in PendingSignup._meta.fields]
+
+    @admin.display(description=_("received"), ordering="created_at")
+    def created(self, obj: PendingSignup) -> SafeString | str:
+        return date_cell(obj.created_at, "j M H:i:s")  # rows normally live under a second
+
+    @admin.display(description=_("queue"))
+    def queue(self, obj: PendingSignup) -> SafeString | str:
+        """Where the sign-up stands on its way to a worker."""
+        if obj.publish_failed_at:
+            return format_html(
+                '{}<span class="backpain-quiet">{}</span>',
+                _("Publish failed"),
+                date_cell(obj.publish_failed_at, "j M H:i:s"),
+            )
+        return _("Queued") if obj.enqueued_at else _("Not queued yet")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sign-ups come from the form

@@ -14,14 +14,17 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import operations, privacy, suppression
 from ..addresses import canonical_email
+from ..conf import app_settings
 from ..export import with_last_status
 from ..models import Delivery, Subscriber
-from .common import csv_response, report_resend
+from .common import csv_response, date_cell, report_resend
 from .filters import (
     ConfirmedFilter,
     LastStatusFilter,
@@ -40,6 +43,18 @@ CONSENT_FIELDS = [
 SUPPRESSION_FIELDS = ["suppressed_at", "suppressed_reason", "suppression_lifted_at"]
 
 
+def subscriber_state(subscriber: Subscriber, *, double_opt_in: bool) -> str:
+    """One word on where the reader stands: unsubscribed, confirmed, waiting to confirm, or
+    (single opt-in, where nobody confirms) simply subscribed."""
+    if subscriber.unsubscribed_at:
+        return _("Unsubscribed")
+    if subscriber.confirmed_at:
+        return _("Confirmed")
+    if double_opt_in:
+        return _("Not confirmed")
+    return _("Subscribed")
+
+
 class DeliveryInline(admin.TabularInline):
     model = Delivery
     extra = 0
@@ -54,15 +69,10 @@ class DeliveryInline(admin.TabularInline):
 
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
-    list_display = [
-        "email",
-        "name",
-        "last_status",
-        "created_at",
-        "confirmed_at",
-        "unsubscribed_at",
-        "source_article",
-    ]
+    # What an owner scans for first; the article, the consent record and every date are on the
+    # subscriber's page. The columns fit a 1280 px screen with both sidebars open.
+    list_display = ["subscriber", "state", "last_status", "signed_up"]
+    list_display_links = ["subscriber"]
     list_filter = [
         ConfirmedFilter,
         UnsubscribedFilter,
@@ -78,7 +88,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "start of addresses."
     )
     list_select_related = ["source_article"]
-    sortable_by = ["created_at"]  # the one order with an index behind it at a million rows
+    sortable_by = ["signed_up"]  # created_at: the one order with an index behind it at 1M rows
     paginator = LargeTablePaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER  # a count per filter choice: too slow at 1M rows
@@ -120,6 +130,18 @@ class SubscriberAdmin(admin.ModelAdmin):
                 return queryset.none(), False
         by_name = queryset.filter(name__icontains=term)
         return by_name | queryset.filter(email_canonical__startswith=term.lower()), False
+
+    @admin.display(description=_("subscriber"))
+    def subscriber(self, obj: Subscriber) -> SafeString:
+        return format_html('{}<span class="backpain-quiet">{}</span>', obj.email, obj.name)
+
+    @admin.display(description=_("state"))
+    def state(self, obj: Subscriber) -> str:
+        return str(subscriber_state(obj, double_opt_in=app_settings.DOUBLE_OPT_IN))
+
+    @admin.display(description=_("signed up"), ordering="created_at")
+    def signed_up(self, obj: Subscriber) -> SafeString | str:
+        return date_cell(obj.created_at)
 
     @admin.display(description=_("last delivery"))
     def last_status(self, obj: Subscriber) -> str:

@@ -23,6 +23,57 @@ from .test_browser import Shots
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 
 SUBSCRIBERS = 400
+EXTRA = 3  # the second article's readers (SECOND_ARTICLE_AND_QUEUE)
+
+
+#: A second article with a long title and its own report, a few of its readers, and sign-ups
+#: waiting for a worker (one whose publish failed): every list has rows as long as real ones.
+SECOND_ARTICLE_AND_QUEUE = """
+from django.utils import timezone
+from backpain_report.models import Article, PendingSignup, Report, Subscriber
+now = timezone.now()
+report = Report.objects.create(title="Sciatica: the guide", slug="sciatica-guide", body="# Hi")
+article = Article.objects.create(
+    title="Sciatica: When the Pain Runs Down the Leg, and What Actually Helps",
+    slug="sciatica-pain-down-the-leg", body="Text.", summary="About sciatica.",
+    status=Article.Status.PUBLISHED, published_at=now, report=report,
+)
+for n in range(EXTRA):
+    email = f"a.rather.long.address.number{n}@subdomain.mail.example.com"
+    Subscriber.objects.create(
+        email=email, email_canonical=email, name=f"Reader Number {n}", source_article=article,
+        consent_text="I agree.", consent_version="1", consented_at=now,
+    )
+    PendingSignup.objects.create(
+        email=email, email_canonical=email, name="Pending Person", article=article,
+        consent_text="I agree.", consent_version="1", consented_at=now,
+        enqueued_at=now if n else None, publish_failed_at=now if n == 2 else None,
+    )
+"""
+
+
+def _fits(page, width: int) -> None:
+    """Nothing scrolls sideways, neither the page nor a changelist's table in its box, and no
+    date wraps onto a second line."""
+    scroll = page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= width, f"{page.url}: the page is {scroll} px wide at {width} px"
+    for box in page.locator("#changelist .results").all():
+        inner, outer = box.evaluate("e => [e.scrollWidth, e.clientWidth]")
+        assert inner <= outer, f"{page.url}: the list is {inner} px wide in {outer} px"
+    wrapped = page.locator("time.backpain-date").evaluate_all(
+        "ts => ts.filter(t => t.getClientRects().length > 1).map(t => t.textContent)"
+    )
+    assert not wrapped, f"{page.url}: dates wrap: {wrapped[:3]}"
+
+
+def _log_in(page, base: str, username: str, password: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(base + "/admin/")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(password)
+    page.get_by_role("button", name=re.compile("log in", re.I)).click()
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +98,7 @@ def admin_site(postgres_url, tmp_path_factory, artefacts_dir):
             env, "backpain_populate", "--subscribers", str(SUBSCRIBERS), "--seed", "3",
             "--i-know-this-is-not-production",  # the site runs with DEBUG off
         )  # fmt: skip
+        manage(env, "shell", "-c", f"EXTRA = {EXTRA}\n{SECOND_ARTICLE_AND_QUEUE}")
         username, password = f"owner{secrets.token_hex(3)}", secrets.token_urlsafe(16)
         manage(
             {**env, "DJANGO_SUPERUSER_PASSWORD": password},
@@ -85,7 +137,7 @@ def test_owner_filters_exports_and_reads_the_funnel(page, admin_site, artefacts_
     # Subscribers: the list, then a filter from the sidebar.
     page.locator("#content-main").get_by_role("link", name="Subscribers").click()
     expect(page.locator("#result_list tbody tr")).to_have_count(100)
-    expect(page.locator("#changelist")).to_contain_text(f"{SUBSCRIBERS} subscribers")
+    expect(page.locator("#changelist")).to_contain_text(f"{SUBSCRIBERS + EXTRA} subscribers")
     shots(page, "subscribers")
     confirmed = page.locator('#changelist-filter details[data-filter-title="confirmed"]')
     confirmed.get_by_role("link", name="No", exact=True).click()
@@ -136,4 +188,61 @@ def test_owner_filters_exports_and_reads_the_funnel(page, admin_site, artefacts_
     expect(page.locator(".backpain-preview h2").first).to_be_visible()
     expect(page.get_by_role("link", name=re.compile("Preview the PDF"))).to_be_visible()
     shots(page, "report-preview")
+    print(f"\nscreenshots: {shots.folder} ({shots.count} files)")
+
+
+def test_every_admin_list_the_funnel_and_a_subscriber_fit_1280_px(
+    page, chromium, admin_site, artefacts_dir
+):
+    """At 1280 px with the sidebar open, no list the admin links to (ours, and any other app's),
+    no subscriber page and not the funnel scrolls sideways; the funnel also fits 390 px."""
+    from playwright.sync_api import expect
+
+    base, username, password, database = admin_site
+    shots = Shots(artefacts_dir / "browser" / "admin-fit")
+    _log_in(page, base, username, password)
+    page.goto(base + "/admin/backpain_report/subscriber/")  # the index has no sidebar
+    expect(page.locator("#nav-sidebar")).to_be_visible()
+    lists = page.locator("#nav-sidebar th[scope=row] a").evaluate_all("a => a.map(e => e.href)")
+    assert any(url.endswith("/backpain_report/pendingsignup/") for url in lists)
+    assert len(lists) >= 6  # articles, deliveries, funnel, pending, reports, subscribers
+    for url in lists:
+        page.goto(url)
+        expect(page.locator("#nav-sidebar")).to_be_visible()
+        _fits(page, 1280)
+        shots(page, "list-" + url.rstrip("/").split("/")[-1])
+
+    someone = database.query(  # a reader whose delivery failed: errors in the timeline
+        "SELECT subscriber_id FROM backpain_report_delivery WHERE status = 'failed' "
+        "ORDER BY length(last_error) DESC, id LIMIT 1"
+    )[0]["subscriber_id"]
+    page.goto(f"{base}/admin/backpain_report/subscriber/{someone}/change/")
+    expect(page.locator(".backpain-timeline")).to_contain_text("Last error")
+    _fits(page, 1280)
+    shots(page, "subscriber-page")
+
+    page.goto(base + "/admin/backpain_report/pageview/")
+    articles = page.locator("#funnel-articles tbody tr")
+    expect(articles).to_have_count(3)  # two articles and the total
+    expect(page.locator("figcaption").first).to_contain_text(
+        "Bots and headless browsers are not counted"
+    )
+    _fits(page, 1280)
+    shots(page, "funnel")
+    page.get_by_role("link", name=re.compile("^Sciatica: When the Pain")).click()
+    expect(page.locator("#funnel-articles tbody tr")).to_have_count(2)  # it, and the total
+    expect(page.locator("#id_article option:checked")).to_contain_text("Sciatica")
+    _fits(page, 1280)
+    shots(page, "funnel-one-article")
+
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-GB")
+    try:
+        small = phone.new_page()
+        _log_in(small, base, username, password)
+        small.goto(base + "/admin/backpain_report/pageview/")
+        expect(small.locator("svg.backpain-chart")).to_have_count(2)
+        _fits(small, 390)  # the tables and charts scroll inside their own boxes
+        shots(small, "funnel-390")
+    finally:
+        phone.close()
     print(f"\nscreenshots: {shots.folder} ({shots.count} files)")
