@@ -185,3 +185,15 @@ def test_per_day_dates_never_wrap(admin_client, article):
     days = html.split('id="funnel-days"')[1]
     day = r'<th scope="row"><time class="backpain-date" datetime="([\d-]+)">([\d-]+)</time></th>'
     assert re.search(day, days)
+
+
+def test_every_funnel_step_has_a_line_style_of_its_own():
+    """Colour and dash pattern differ for every step the funnel can draw (suppressed included)."""
+    from backpain_report import stats
+    from backpain_report.admin import chart
+
+    styles = {
+        (chart.PALETTE[i % len(chart.PALETTE)], chart.DASHES[i % len(chart.DASHES)])
+        for i in range(len(stats.STEPS))
+    }
+    assert len(styles) == len(stats.STEPS)

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-PALETTE = ("#417690", "#e08e0b", "#2f9e44", "#1c5fb8", "#8e44ad", "#ba2121")
+PALETTE = ("#417690", "#e08e0b", "#2f9e44", "#1c5fb8", "#8e44ad", "#ba2121", "#6d4c41")
 #: ``stroke-dasharray`` per series ("" is a solid line).
-DASHES = ("", "9 4", "2 3", "12 3 2 3", "5 5", "1 6")
+DASHES = ("", "9 4", "2 3", "12 3 2 3", "5 5", "1 6", "6 2 1 2")
 #: Marker shapes per series, drawn at each point while there are few enough to tell apart.
 MARKERS = ("circle", "square", "triangle", "diamond", "cross", "bar")
 #: More points than this and the markers are left out (they would merge into a band).
