@@ -112,6 +112,9 @@ class Subscriber(models.Model):
         _("confirmation requested"), null=True, blank=True
     )
     unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
+    # The language the reader signed up in (a code from LANGUAGES): the emails and the report's
+    # fixed texts are in it. Blank: the site's LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=16, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -242,6 +245,7 @@ class PendingSignup(models.Model):
     consented_at = models.DateTimeField(_("consented"))
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
     created_at = models.DateTimeField(_("submitted"), auto_now_add=True, db_index=True)

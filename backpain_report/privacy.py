@@ -33,6 +33,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
         "signed_up_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "language": subscriber.language,
         "consent": {
             "text": subscriber.consent_text,
             "version": subscriber.consent_version,
@@ -67,6 +68,7 @@ def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
             "name": signup.name,
             "source_url": signup.source_url,
             "submitted_at": _iso(signup.created_at),
+            "language": signup.language,
             "consent": {
                 "text": signup.consent_text,
                 "version": signup.consent_version,

@@ -29,7 +29,7 @@ from .timeline import timeline_events
 STATUS_LABELS = dict(Delivery.Status.choices)
 CONSENT_FIELDS = [
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
-    "created_at", "confirmed_at", "unsubscribed_at",
+    "created_at", "confirmed_at", "unsubscribed_at", "language",
 ]  # fmt: skip
 
 
@@ -79,7 +79,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = [
         "email", "email_canonical", "source_article", "source_url", "consent_text",
         "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
-        "confirmed_at", "unsubscribed_at", "delivery_timeline",
+        "confirmed_at", "unsubscribed_at", "delivery_timeline", "language",
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "email", "email_canonical", "source_article", "source_url"]}),
