@@ -31,9 +31,9 @@ import smtplib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
-from django.conf import settings
 from django.utils import timezone, translation
 
 from . import signals
