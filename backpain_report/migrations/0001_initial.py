@@ -10,21 +10,21 @@ from django.db import migrations, models
 
 # The bundled content, frozen as it was when this migration was written (the live ``seed``
 # module may change; ``backpain_seed --restore`` brings the current text).
-ARTICLE_SLUG = "back-pain-muscle-spasms-finding-the-culprits"
-REPORT_SLUG = "back-pain-relief-guide"
+ARTICLE_SLUG = 'back-pain-muscle-spasms-finding-the-culprits'
+REPORT_SLUG = 'back-pain-relief-guide'
 REPORT = {
-    "title": "Back Pain Muscle Spasms: Your Practical Relief Guide",
-    "subtitle": "How to calm a spasm, keep it from coming back, and know when to see a doctor",
-    "author": "The Back Pain Report team",
-    "body": '## About this guide\n\nBack pain with muscle spasms is one of the most common reasons people lose a good night\'s sleep,\na day\'s work or a weekend\'s plans. The good news is that most of the time muscle spasms are\npainful, but not serious, and there is a great deal you can do for yourself.\n\nThis guide expands our article *Back Pain Muscle Spasms: Finding the Culprits* into something you\ncan keep and use. It explains what is going on in your back, what you can do at home, when it is\ntime to see a doctor, and how good posture helps keep the spasms from coming back. It ends with a\nshort plan and a diary page you can fill in.\n\nRead it once from start to finish, then keep it somewhere handy. The checklists are meant to be\nticked: print the pages that help you and put them where you will see them.\n\n<div class="callout note" markdown="1">\n**Please read this first.** This guide is general information for adults. It cannot examine you\nand it does not replace advice from a doctor, physiotherapist or pharmacist who knows your\nhealth. If anything in it does not suit you, or your pain is severe, follow the advice of your\nown health professional. The warning signs on the page *When to see a doctor* apply to everyone.\n</div>\n\n## Meet the erector spinae\n\nYou have long muscles that run along the spine called the **erector spinae** muscles. There is\none group on each side, running from the back of the pelvis up towards the base of the skull,\nwith fibres attaching to the ribs and to the bones of the spine along the way. Together they\nkeep you upright, straighten you when you stand up from bending over, and let you arch and twist.\nBecause they work almost every waking minute, they are often the guilty muscles when you have\nback pain and muscle spasms.\n\n### What a spasm is\n\nA spasm is an involuntary contraction of a muscle for a sustained period of time. You do not\nchoose to tighten the muscle, and you cannot simply decide to let it go. It can feel like a\ncramp, a knot, a grip that suddenly seizes your back, or a band of tightness that stops you\nstraightening up.\n\nThe spasm can actually start in the nerves that lead into the muscle, though the feeling is the\nsame no matter where the spasm starts. Often the spasm makes the muscle feel sore and tight even\nafter the spasm itself has eased. That lingering tenderness is normal and usually settles as the\nmuscle recovers.\n\n### Why it happens\n\nUsually a spasm occurs when the muscle has been suddenly stressed in some way. Common triggers\ninclude:\n\n- lifting something heavy or awkward, especially while bending and twisting at the same time;\n- a sudden movement, such as catching yourself when you slip;\n- a muscle injury: a sprain, a small tear or bruising;\n- doing much more than usual, for example a first day of heavy gardening after a quiet winter;\n- holding one position for a long time, such as a long drive or hours hunched at a screen;\n- tiredness, and muscles that are not used to the work they are asked to do.\n\nBack pain and muscle spasms can occur anywhere along the spine, from the neck to the lower back.\nA spasm can happen once, or it can happen again and again, especially if the cause is not dealt\nwith.\n\n### When a spasm is a sign of something else\n\nThe back is made of bones, muscles and ligaments, and injury or disease in any of these can\nresult in back pain and muscle spasms. In some cases the spasm is a symptom of a more serious\nproblem, the muscles tightening to protect something underneath. This is not common, but it is\nwhy the warning signs later in this guide matter. If you have any of them, do not rely on home\ncare alone.\n\n## Your two goals\n\nWhen you deal with muscle spasms you have two goals, and it helps to keep both in mind.\n\n1. **Relieve the pain and tension after the spasm.** This is what you want first: to be able to\n   move, sleep and get on with your day. The home care on the next pages is aimed at this.\n2. **Prevent the spasm from coming back.** Once the worst has passed, the aim is to make a repeat\n   less likely: build strength gently, change the habits that set off the spasm, and keep good\n   posture in everything you do.\n\nIt is tempting to forget the second goal as soon as the pain fades. Try not to. The weeks after a\nspasm are the best time to build the habits that protect your back, because the memory of the\npain is a strong motivation.\n\n## Caring for your back at home\n\nThere are many ways you can manage back pain and muscle spasms at home. For most people these\nsimple steps are the foundation of getting better.\n\n### Keep moving\n\nThe most important advice is to **keep moving**. You don\'t want to go to bed and lie still,\nbecause that tends to make the muscle hurt more and stiffen. Gentle, ordinary activity keeps\nblood flowing to the muscle and helps it relax.\n\n- Get up and walk around the house for a few minutes every hour or so.\n- Change position often. If sitting hurts, stand for a while; if standing hurts, sit or lie\n  down for a short rest, then move again.\n- Carry on with your normal daily activities as far as the pain allows, doing less of them and\n  more slowly at first.\n- Rest when you need to, but in short spells rather than whole days in bed.\n\nSome discomfort while moving is expected and is not a sign that you are doing harm. Sharp or\nrapidly worsening pain is different: stop, rest, and try again more gently later.\n\n### Use cold to calm the pain\n\nAn ice pack applied to the area can decrease the pain of a muscle spasm, especially in the first\nday or two.\n\n- Wrap the ice pack, or a bag of frozen peas, in a thin towel. Never put ice directly on the skin.\n- Hold it on the sore area for up to about 15 to 20 minutes, then take it off and let the skin\n  return to normal before using it again.\n- Repeat a few times a day while it helps.\n- Check your skin. Stop if it becomes very red, blotchy, numb or painful, and take extra care if\n  you have diabetes or poor circulation, which can reduce feeling in the skin.\n\nSome people find warmth soothing once the first sharp pain has settled, for example a warm bath\nor shower. Use whichever feels better for you, and avoid anything hot enough to burn.\n\n### Protect your back while it heals\n\nYou should avoid any heavy lifting, or moves similar to the ones you were doing before the spasm,\nuntil the muscle has recovered.\n\n- Put off lifting heavy shopping, children, furniture or luggage. Ask for help or split loads.\n- If a particular task set off the spasm, such as digging, reaching up to a high shelf or\n  twisting to lift something out of the car, leave it for now and come back to it gradually.\n- When you do return to it, do it differently: closer to the body, with less weight, with more\n  breaks, and without twisting.\n\n## Gentle exercises to try\n\nLight exercises relieve the stress on the muscle while strengthening and toning it. Start gently\nonce the worst of the spasm has eased, and build up slowly over days and weeks.\n\n<div class="callout tip" markdown="1">\n**How to exercise safely.** Move slowly and breathe normally; never hold your breath. Work within\na comfortable range: a feeling of stretch or mild effort is fine, sharp pain is not. Start with a\nfew repetitions and add more as it gets easier. If an exercise makes your pain clearly worse,\nstop it and ask a doctor or physiotherapist before trying again.\n</div>\n\n<div class="exercise-grid" markdown="1">\n\n<div class="exercise" markdown="1">\n### 1. Walking\n\nWalking is the simplest and one of the best exercises for a sore back. Start with a few minutes\non level ground, at an easy pace, once or twice a day. Add a few minutes every day or two as it\nfeels comfortable. Stand tall, let your arms swing, and look ahead rather than at your feet.\n</div>\n\n<div class="exercise" markdown="1">\n### 2. Knee to chest\n\nLie on your back on a firm surface with both knees bent and feet flat. Gently bring one knee\ntowards your chest, holding it behind the thigh with both hands. Hold for a slow count of ten\nwhile breathing easily, then lower it. Repeat with the other leg. Do this three to five times\neach side.\n</div>\n\n<div class="exercise" markdown="1">\n### 3. Pelvic tilt\n\nLie on your back with knees bent and feet flat. Tighten your stomach muscles and gently press the\nsmall of your back towards the floor, so that your pelvis tilts slightly upwards. Hold for a\ncount of five, then relax. Repeat five to ten times. This wakes up the stomach muscles that work\nwith the erector spinae to support your spine.\n</div>\n\n<div class="exercise" markdown="1">\n### 4. Cat and cow\n\nKneel on all fours, hands under your shoulders and knees under your hips. Breathe in and let\nyour stomach sink gently as you lift your head a little. Breathe out and round your back\ntowards the ceiling, letting your head drop. Move slowly between the two positions five to ten\ntimes, staying within a comfortable range.\n</div>\n\n<div class="exercise" markdown="1">\n### 5. Child\'s pose rest\n\nFrom all fours, sit your hips back towards your heels and rest your forehead on the floor or on a\ncushion, arms stretched forward or resting by your sides. Breathe slowly and feel your back\nlengthen. Stay for a few breaths. If your knees complain, put a pillow between your thighs and\ncalves, or skip this one.\n</div>\n\n<div class="exercise" markdown="1">\n### 6. Bridge\n\nLie on your back with knees bent and feet flat, hip-width apart. Tighten your buttocks and lift\nyour hips a little way off the floor, keeping your shoulders down. Hold for a count of three to\nfive and lower slowly. Start with five repetitions. As you get stronger, lift a little higher\nand hold a little longer.\n</div>\n\n</div>\n\nTwo or three short sessions a day are better than one long one. As you recover, regular activity\nyou enjoy, such as walking, swimming or cycling, helps keep your back strong for the long term.\n\n<div class="keep-together" markdown="1">\n## When to see a doctor\n\nIf your back pain and muscle spasms don\'t get better with home remedies, you may have to visit the\ndoctor. Some symptoms, however, should never wait.\n\n<div class="callout warning" markdown="1">\n### Red flags: get medical help promptly\n\nContact a doctor or urgent care straight away if you have back pain together with any of these:\n\n- numbness, tingling or weakness in one or both legs, or a leg that gives way;\n- numbness around your bottom or genitals;\n- loss of bladder or bowel control, or new difficulty passing urine;\n- a fever, or feeling generally unwell, with your back pain;\n- pain that started after a fall, a car accident or another injury;\n- pain that is severe and constant, or that wakes you at night and does not ease with rest\n  or changing position;\n- unexplained weight loss, or a past history of cancer.\n\nMake an appointment to see your doctor if your pain has not started to improve after a few\nweeks of home care, if it keeps getting worse, or if it keeps coming back.\n</div>\n</div>\n\n### What your doctor may do\n\nYour doctor will ask how the pain started, what makes it better or worse, and about your general\nhealth, and will usually examine your back and check the nerves to your legs. Most people do not\nneed scans for an ordinary back spasm. Your doctor will tell you if any tests are needed.\n\n### Medicines your doctor may suggest\n\n- **Muscle relaxants.** Frequently, muscle relaxants are prescribed to relieve muscle tightness.\n  They are a short-term solution, meant to give relief from pain while the muscle heals, and are\n  not intended for long-term use. They can make you drowsy, so ask whether it is safe to drive,\n  and avoid alcohol while taking them.\n- **Over-the-counter anti-inflammatory pain relievers.** Some people find enough relief with\n  these. Many medicines you can now buy yourself were once available only on prescription. They\n  can reduce swelling and help the muscle loosen up.\n\nAlways follow the directions on the label, take the lowest dose that helps for the shortest\ntime, and ask a pharmacist before you start, especially if you take other medicines, are\npregnant or breastfeeding, or have stomach, kidney, heart or blood pressure problems or asthma.\nDo not combine several pain relievers without checking first.\n\n## Massage and physical therapy\n\nOther forms of therapy for back pain and muscle spasms include massage and physical therapy.\n\n### Massage\n\nMassage can ease tight, tender muscles and help you relax, which in turn can help a spasm let go.\nChoose a qualified, registered massage therapist and tell them about your back pain. At home, a\npartner can gently massage the muscles either side of the spine, never pressing directly on the\nbones. Tell them at once if anything hurts.\n\n### Physical therapy\n\nA physical therapist (physiotherapist) can assess how you move, show you exercises suited to your\nback, and help you return to work, sport or other activities safely. This is especially helpful\nif spasms keep coming back, or if you are nervous about moving. Ask your doctor whether a\nreferral is available where you live; in some places you can book directly.\n\n## Good posture: your everyday checklist\n\nOne of the most important therapies is one you can do yourself: to **maintain good posture**.\nGood posture lets your spine work the way it was designed to work. It is important during any\nactivity, not just while standing. You should stand, sit, walk and lift while keeping proper\nspine position. This will help you avoid the muscle injuries and sprains that can lead to muscle\nspasms.\n\nUse the lists below as a daily check. Tick the boxes you already do, and pick one unticked box to\nwork on each week.\n\n### Standing\n\n- [ ] Weight spread evenly over both feet, feet about hip-width apart.\n- [ ] Knees straight but relaxed, not locked.\n- [ ] Shoulders back and relaxed, not hunched up towards the ears.\n- [ ] Head level, chin gently tucked, ears over shoulders.\n- [ ] Stomach muscles lightly engaged.\n- [ ] If standing for a long time, I shift my weight or rest one foot on a low step.\n\n### Sitting\n\n- [ ] Feet flat on the floor or on a footrest, knees about level with the hips.\n- [ ] Bottom right at the back of the chair, lower back supported (a small cushion helps).\n- [ ] Screen at eye level and about an arm\'s length away.\n- [ ] Elbows close to the body, forearms supported.\n- [ ] I get up, stretch and walk around at least every 30 to 45 minutes.\n- [ ] When driving, the seat is close enough that I do not stretch for the pedals.\n\n### Walking\n\n- [ ] Standing tall, looking ahead rather than down.\n- [ ] Arms swinging freely, shoulders relaxed.\n- [ ] Comfortable, supportive shoes with low heels.\n- [ ] Heavy bags carried on both sides, or a backpack worn on both shoulders.\n\n### Lifting\n\n- [ ] I test the weight first and ask for help if it is too heavy.\n- [ ] Feet apart, one slightly in front, close to the load.\n- [ ] I bend at the hips and knees, not at the waist.\n- [ ] I hold the load close to my body.\n- [ ] I keep my back straight and lift smoothly, using my legs.\n- [ ] I turn with my feet, never twisting my back while holding a load.\n- [ ] I put it down the same careful way.\n\n### Sleeping\n\n- [ ] A mattress that supports me without sagging.\n- [ ] On my side with a pillow between my knees, or on my back with a pillow under my knees.\n- [ ] I roll onto my side and push up with my arms to get out of bed.\n\n<div class="keep-together" markdown="1">\n## Your plan\n\nHere is the whole guide at a glance. Tick each step as it becomes part of your routine.\n\n### When a spasm strikes\n\n- [ ] Keep moving gently; avoid bed rest.\n- [ ] Use a wrapped ice pack for 15 to 20 minutes at a time.\n- [ ] Avoid heavy lifting and the move that set off the spasm.\n- [ ] If needed, ask a pharmacist about over-the-counter pain relief and follow the label.\n- [ ] Check the red flags; if any apply, get medical help promptly.\n</div>\n\n### As it eases\n\n- [ ] Start walking a little further each day.\n- [ ] Begin the gentle exercises, a few repetitions at a time.\n- [ ] See a doctor if the pain is not improving after a few weeks or is getting worse.\n- [ ] Consider massage or physical therapy if spasms keep returning.\n\n### For the long term\n\n- [ ] Run through the posture checklist once a week.\n- [ ] Stay active with something I enjoy, most days of the week.\n- [ ] Lift the safe way, every time.\n- [ ] Take regular breaks from sitting.\n\n### Questions for your doctor or physical therapist\n\nIf you do see a professional, it helps to go with your questions written down. You might ask:\n\n- What do you think is causing my back pain and spasms?\n- Which activities should I avoid for now, and for how long?\n- Which exercises are right for me, and how often should I do them?\n- What should I do if the spasm comes back?\n- Which signs mean I should come back sooner?\n\n<div class="keep-together" markdown="1">\n### My back diary\n\nNoting down what you were doing before a spasm, and what helped, often reveals the culprit. Take\nthis diary with you if you see a doctor or physical therapist.\n\n| Date | What I was doing before | Where it hurt | What helped |\n|------|-------------------------|---------------|-------------|\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n</div>\n',
+    'title': 'Back Pain Muscle Spasms: Your Practical Relief Guide',
+    'subtitle': 'How to calm a spasm, keep it from coming back, and know when to see a doctor',
+    'author': 'The Back Pain Report team',
+    'body': '## About this guide\n\nBack pain with muscle spasms is one of the most common reasons people lose a good night\'s sleep,\na day\'s work or a weekend\'s plans. The good news is that most of the time muscle spasms are\npainful, but not serious, and there is a great deal you can do for yourself.\n\nThis guide expands our article *Back Pain Muscle Spasms: Finding the Culprits* into something you\ncan keep and use. It explains what is going on in your back, what you can do at home, when it is\ntime to see a doctor, and how good posture helps keep the spasms from coming back. It ends with a\nshort plan and a diary page you can fill in.\n\nRead it once from start to finish, then keep it somewhere handy. The checklists are meant to be\nticked: print the pages that help you and put them where you will see them.\n\n<div class="callout note" markdown="1">\n**Please read this first.** This guide is general information for adults. It cannot examine you\nand it does not replace advice from a doctor, physiotherapist or pharmacist who knows your\nhealth. If anything in it does not suit you, or your pain is severe, follow the advice of your\nown health professional. The warning signs on the page *When to see a doctor* apply to everyone.\n</div>\n\n## Meet the erector spinae\n\nYou have long muscles that run along the spine called the **erector spinae** muscles. There is\none group on each side, running from the back of the pelvis up towards the base of the skull,\nwith fibres attaching to the ribs and to the bones of the spine along the way. Together they\nkeep you upright, straighten you when you stand up from bending over, and let you arch and twist.\nBecause they work almost every waking minute, they are often the guilty muscles when you have\nback pain and muscle spasms.\n\n### What a spasm is\n\nA spasm is an involuntary contraction of a muscle for a sustained period of time. You do not\nchoose to tighten the muscle, and you cannot simply decide to let it go. It can feel like a\ncramp, a knot, a grip that suddenly seizes your back, or a band of tightness that stops you\nstraightening up.\n\nThe spasm can actually start in the nerves that lead into the muscle, though the feeling is the\nsame no matter where the spasm starts. Often the spasm makes the muscle feel sore and tight even\nafter the spasm itself has eased. That lingering tenderness is normal and usually settles as the\nmuscle recovers.\n\n### Why it happens\n\nUsually a spasm occurs when the muscle has been suddenly stressed in some way. Common triggers\ninclude:\n\n- lifting something heavy or awkward, especially while bending and twisting at the same time;\n- a sudden movement, such as catching yourself when you slip;\n- a muscle injury: a sprain, a small tear or bruising;\n- doing much more than usual, for example a first day of heavy gardening after a quiet winter;\n- holding one position for a long time, such as a long drive or hours hunched at a screen;\n- tiredness, and muscles that are not used to the work they are asked to do.\n\nBack pain and muscle spasms can occur anywhere along the spine, from the neck to the lower back.\nA spasm can happen once, or it can happen again and again, especially if the cause is not dealt\nwith.\n\n### When a spasm is a sign of something else\n\nThe back is made of bones, muscles and ligaments, and injury or disease in any of these can\nresult in back pain and muscle spasms. In some cases the spasm is a symptom of a more serious\nproblem, the muscles tightening to protect something underneath. This is not common, but it is\nwhy the warning signs later in this guide matter. If you have any of them, do not rely on home\ncare alone.\n\n## Your two goals\n\nWhen you deal with muscle spasms you have two goals, and it helps to keep both in mind.\n\n1. **Relieve the pain and tension after the spasm.** This is what you want first: to be able to\n   move, sleep and get on with your day. The home care on the next pages is aimed at this.\n2. **Prevent the spasm from coming back.** Once the worst has passed, the aim is to make a repeat\n   less likely: build strength gently, change the habits that set off the spasm, and keep good\n   posture in everything you do.\n\nIt is tempting to forget the second goal as soon as the pain fades. Try not to. The weeks after a\nspasm are the best time to build the habits that protect your back, because the memory of the\npain is a strong motivation.\n\n## Caring for your back at home\n\nThere are many ways you can manage back pain and muscle spasms at home. For most people these\nsimple steps are the foundation of getting better.\n\n### Keep moving\n\nThe most important advice is to **keep moving**. You don\'t want to go to bed and lie still,\nbecause that tends to make the muscle hurt more and stiffen. Gentle, ordinary activity keeps\nblood flowing to the muscle and helps it relax.\n\n- Get up and walk around the house for a few minutes every hour or so.\n- Change position often. If sitting hurts, stand for a while; if standing hurts, sit or lie\n  down for a short rest, then move again.\n- Carry on with your normal daily activities as far as the pain allows, doing less of them and\n  more slowly at first.\n- Rest when you need to, but in short spells rather than whole days in bed.\n\nSome discomfort while moving is expected and is not a sign that you are doing harm. Sharp or\nrapidly worsening pain is different: stop, rest, and try again more gently later.\n\n### Use cold to calm the pain\n\nAn ice pack applied to the area can decrease the pain of a muscle spasm, especially in the first\nday or two.\n\n- Wrap the ice pack, or a bag of frozen peas, in a thin towel. Never put ice directly on the skin.\n- Hold it on the sore area for up to about 15 to 20 minutes, then take it off and let the skin\n  return to normal before using it again.\n- Repeat a few times a day while it helps.\n- Check your skin. Stop if it becomes very red, blotchy, numb or painful, and take extra care if\n  you have diabetes or poor circulation, which can reduce feeling in the skin.\n\nSome people find warmth soothing once the first sharp pain has settled, for example a warm bath\nor shower. Use whichever feels better for you, and avoid anything hot enough to burn.\n\n### Protect your back while it heals\n\nYou should avoid any heavy lifting, or moves similar to the ones you were doing before the spasm,\nuntil the muscle has recovered.\n\n- Put off lifting heavy shopping, children, furniture or luggage. Ask for help or split loads.\n- If a particular task set off the spasm, such as digging, reaching up to a high shelf or\n  twisting to lift something out of the car, leave it for now and come back to it gradually.\n- When you do return to it, do it differently: closer to the body, with less weight, with more\n  breaks, and without twisting.\n\n## Gentle exercises to try\n\nLight exercises relieve the stress on the muscle while strengthening and toning it. Start gently\nonce the worst of the spasm has eased, and build up slowly over days and weeks.\n\n<div class="callout tip" markdown="1">\n**How to exercise safely.** Move slowly and breathe normally; never hold your breath. Work within\na comfortable range: a feeling of stretch or mild effort is fine, sharp pain is not. Start with a\nfew repetitions and add more as it gets easier. If an exercise makes your pain clearly worse,\nstop it and ask a doctor or physiotherapist before trying again.\n</div>\n\n<div class="exercise-grid" markdown="1">\n\n<div class="exercise" markdown="1">\n### 1. Walking\n\nWalking is the simplest and one of the best exercises for a sore back. Start with a few minutes\non level ground, at an easy pace, once or twice a day. Add a few minutes every day or two as it\nfeels comfortable. Stand tall, let your arms swing, and look ahead rather than at your feet.\n</div>\n\n<div class="exercise" markdown="1">\n### 2. Knee to chest\n\nLie on your back on a firm surface with both knees bent and feet flat. Gently bring one knee\ntowards your chest, holding it behind the thigh with both hands. Hold for a slow count of ten\nwhile breathing easily, then lower it. Repeat with the other leg. Do this three to five times\neach side.\n</div>\n\n<div class="exercise" markdown="1">\n### 3. Pelvic tilt\n\nLie on your back with knees bent and feet flat. Tighten your stomach muscles and gently press the\nsmall of your back towards the floor, so that your pelvis tilts slightly upwards. Hold for a\ncount of five, then relax. Repeat five to ten times. This wakes up the stomach muscles that work\nwith the erector spinae to support your spine.\n</div>\n\n<div class="exercise" markdown="1">\n### 4. Cat and cow\n\nKneel on all fours, hands under your shoulders and knees under your hips. Breathe in and let\nyour stomach sink gently as you lift your head a little. Breathe out and round your back\ntowards the ceiling, letting your head drop. Move slowly between the two positions five to ten\ntimes, staying within a comfortable range.\n</div>\n\n<div class="exercise" markdown="1">\n### 5. Child\'s pose rest\n\nFrom all fours, sit your hips back towards your heels and rest your forehead on the floor or on a\ncushion, arms stretched forward or resting by your sides. Breathe slowly and feel your back\nlengthen. Stay for a few breaths. If your knees complain, put a pillow between your thighs and\ncalves, or skip this one.\n</div>\n\n<div class="exercise" markdown="1">\n### 6. Bridge\n\nLie on your back with knees bent and feet flat, hip-width apart. Tighten your buttocks and lift\nyour hips a little way off the floor, keeping your shoulders down. Hold for a count of three to\nfive and lower slowly. Start with five repetitions. As you get stronger, lift a little higher\nand hold a little longer.\n</div>\n\n</div>\n\nTwo or three short sessions a day are better than one long one. As you recover, regular activity\nyou enjoy, such as walking, swimming or cycling, helps keep your back strong for the long term.\n\n<div class="keep-together" markdown="1">\n## When to see a doctor\n\nIf your back pain and muscle spasms don\'t get better with home remedies, you may have to visit the\ndoctor. Some symptoms, however, should never wait.\n\n<div class="callout warning" markdown="1">\n### Red flags: get medical help promptly\n\nContact a doctor or urgent care straight away if you have back pain together with any of these:\n\n- numbness, tingling or weakness in one or both legs, or a leg that gives way;\n- numbness around your bottom or genitals;\n- loss of bladder or bowel control, or new difficulty passing urine;\n- a fever, or feeling generally unwell, with your back pain;\n- pain that started after a fall, a car accident or another injury;\n- pain that is severe and constant, or that wakes you at night and does not ease with rest\n  or changing position;\n- unexplained weight loss, or a past history of cancer.\n\nMake an appointment to see your doctor if your pain has not started to improve after a few\nweeks of home care, if it keeps getting worse, or if it keeps coming back.\n</div>\n</div>\n\n### What your doctor may do\n\nYour doctor will ask how the pain started, what makes it better or worse, and about your general\nhealth, and will usually examine your back and check the nerves to your legs. Most people do not\nneed scans for an ordinary back spasm. Your doctor will tell you if any tests are needed.\n\n### Medicines your doctor may suggest\n\n- **Muscle relaxants.** Frequently, muscle relaxants are prescribed to relieve muscle tightness.\n  They are a short-term solution, meant to give relief from pain while the muscle heals, and are\n  not intended for long-term use. They can make you drowsy, so ask whether it is safe to drive,\n  and avoid alcohol while taking them.\n- **Over-the-counter anti-inflammatory pain relievers.** Some people find enough relief with\n  these. Many medicines you can now buy yourself were once available only on prescription. They\n  can reduce swelling and help the muscle loosen up.\n\nAlways follow the directions on the label, take the lowest dose that helps for the shortest\ntime, and ask a pharmacist before you start, especially if you take other medicines, are\npregnant or breastfeeding, or have stomach, kidney, heart or blood pressure problems or asthma.\nDo not combine several pain relievers without checking first.\n\n## Massage and physical therapy\n\nOther forms of therapy for back pain and muscle spasms include massage and physical therapy.\n\n### Massage\n\nMassage can ease tight, tender muscles and help you relax, which in turn can help a spasm let go.\nChoose a qualified, registered massage therapist and tell them about your back pain. At home, a\npartner can gently massage the muscles either side of the spine, never pressing directly on the\nbones. Tell them at once if anything hurts.\n\n### Physical therapy\n\nA physical therapist (physiotherapist) can assess how you move, show you exercises suited to your\nback, and help you return to work, sport or other activities safely. This is especially helpful\nif spasms keep coming back, or if you are nervous about moving. Ask your doctor whether a\nreferral is available where you live; in some places you can book directly.\n\n## Good posture: your everyday checklist\n\nOne of the most important therapies is one you can do yourself: to **maintain good posture**.\nGood posture lets your spine work the way it was designed to work. It is important during any\nactivity, not just while standing. You should stand, sit, walk and lift while keeping proper\nspine position. This will help you avoid the muscle injuries and sprains that can lead to muscle\nspasms.\n\nUse the lists below as a daily check. Tick the boxes you already do, and pick one unticked box to\nwork on each week.\n\n### Standing\n\n- [ ] Weight spread evenly over both feet, feet about hip-width apart.\n- [ ] Knees straight but relaxed, not locked.\n- [ ] Shoulders back and relaxed, not hunched up towards the ears.\n- [ ] Head level, chin gently tucked, ears over shoulders.\n- [ ] Stomach muscles lightly engaged.\n- [ ] If standing for a long time, I shift my weight or rest one foot on a low step.\n\n### Sitting\n\n- [ ] Feet flat on the floor or on a footrest, knees about level with the hips.\n- [ ] Bottom right at the back of the chair, lower back supported (a small cushion helps).\n- [ ] Screen at eye level and about an arm\'s length away.\n- [ ] Elbows close to the body, forearms supported.\n- [ ] I get up, stretch and walk around at least every 30 to 45 minutes.\n- [ ] When driving, the seat is close enough that I do not stretch for the pedals.\n\n### Walking\n\n- [ ] Standing tall, looking ahead rather than down.\n- [ ] Arms swinging freely, shoulders relaxed.\n- [ ] Comfortable, supportive shoes with low heels.\n- [ ] Heavy bags carried on both sides, or a backpack worn on both shoulders.\n\n### Lifting\n\n- [ ] I test the weight first and ask for help if it is too heavy.\n- [ ] Feet apart, one slightly in front, close to the load.\n- [ ] I bend at the hips and knees, not at the waist.\n- [ ] I hold the load close to my body.\n- [ ] I keep my back straight and lift smoothly, using my legs.\n- [ ] I turn with my feet, never twisting my back while holding a load.\n- [ ] I put it down the same careful way.\n\n### Sleeping\n\n- [ ] A mattress that supports me without sagging.\n- [ ] On my side with a pillow between my knees, or on my back with a pillow under my knees.\n- [ ] I roll onto my side and push up with my arms to get out of bed.\n\n<div class="keep-together" markdown="1">\n## Your plan\n\nHere is the whole guide at a glance. Tick each step as it becomes part of your routine.\n\n### When a spasm strikes\n\n- [ ] Keep moving gently; avoid bed rest.\n- [ ] Use a wrapped ice pack for 15 to 20 minutes at a time.\n- [ ] Avoid heavy lifting and the move that set off the spasm.\n- [ ] If needed, ask a pharmacist about over-the-counter pain relief and follow the label.\n- [ ] Check the red flags; if any apply, get medical help promptly.\n</div>\n\n### As it eases\n\n- [ ] Start walking a little further each day.\n- [ ] Begin the gentle exercises, a few repetitions at a time.\n- [ ] See a doctor if the pain is not improving after a few weeks or is getting worse.\n- [ ] Consider massage or physical therapy if spasms keep returning.\n\n### For the long term\n\n- [ ] Run through the posture checklist once a week.\n- [ ] Stay active with something I enjoy, most days of the week.\n- [ ] Lift the safe way, every time.\n- [ ] Take regular breaks from sitting.\n\n### Questions for your doctor or physical therapist\n\nIf you do see a professional, it helps to go with your questions written down. You might ask:\n\n- What do you think is causing my back pain and spasms?\n- Which activities should I avoid for now, and for how long?\n- Which exercises are right for me, and how often should I do them?\n- What should I do if the spasm comes back?\n- Which signs mean I should come back sooner?\n\n<div class="keep-together" markdown="1">\n### My back diary\n\nNoting down what you were doing before a spasm, and what helped, often reveals the culprit. Take\nthis diary with you if you see a doctor or physical therapist.\n\n| Date | What I was doing before | Where it hurt | What helped |\n|------|-------------------------|---------------|-------------|\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n| &nbsp; | &nbsp; | &nbsp; | &nbsp; |\n</div>\n',
 }
 ARTICLE = {
-    "title": "Back Pain Muscle Spasms. Finding the Culprits",
-    "byline": "",
-    "original_publication_date": datetime.date(2017, 5, 30),
-    "summary": "You have long muscles that run along the spine called the erector spinae muscles. These are often the guilty muscles when you have back pain and muscle spasms.",
-    "body": "You have long muscles that run along the spine called the erector spinae muscles. These are often the guilty muscles when you have back pain and muscle spasms. A spasm is an involuntary contraction of the muscle for a sustained period of time. Usually a spasm occurs when the muscle has been suddenly stressed somehow which can include injury, sprains, tears or bruising. The spasm can actually start in the nerves that lead into the muscle though the feeling is the same no matter where the spasm starts.\n\nMost of the time muscle spasms are painful, but not serious. It should be mentioned though that in some cases, the spasm may be a symptom of a more serious problem. The back is composed of bones, muscles and ligaments, and injury or disease to any component can result in back pain muscle spasms.\n\nBack pain and muscle spasms can occur anywhere along the spine from the neck to the lower back. A spasm can occur once or it can happen repeatedly. Often the spasm makes the muscle feel sore and tight even after the spasm subsides. So when you deal with muscle spasms you have two goals. The first goal is to attempt to prevent the reoccurrence of the spasm. The second goal is to relive the pain and tension after the spasm.\n\nThere are many ways you can approach management of back pain and muscle spasms at home. First, you should keep moving. You don’t want to go to bed and lie still, because that will cause the muscle to hurt more. Light exercises will relieve the muscle stress while strengthening and toning. Also, you can use an ice pack applied to the area and decrease the muscle spasm pain. In addition, you should avoid any heavy lifting or moves similar to the moves you were doing before the spasm.\n\nIf your back pain and muscle spasms don’t get better with home remedies, you may have to visit the doctor. Frequently, muscle relaxants are prescribed to relieve muscle tightness. Muscle relaxants are a short term solution meant to give relief from pain while the muscle heals. Some people find enough relief by using over-the-counter anti-inflammatory pain relievers. Many medications you can now buy yourself are what were once considered full prescription strength. All of the drugs can reduce swelling and increase muscle flexibility.\n\nOther forms of therapy for back pain and muscle spasms include massage or physical therapy. But one of the most important therapies you can do yourself. That’s to maintain good posture. Good posture lets your spine work the way it was designed to work. Maintaining good posture is important during any activity too and not just while standing. You should stand, sit, walk and lift while maintaining proper spine position. This will help you avoid muscle injury and sprains that can lead to muscle spasms.",
-    "call_to_action": "Claim your Free report to eliminate your Back Pain.",
+    'title': 'Back Pain Muscle Spasms. Finding the Culprits',
+    'byline': '',
+    'original_publication_date': datetime.date(2017, 5, 30),
+    'summary': 'You have long muscles that run along the spine called the erector spinae muscles. These are often the guilty muscles when you have back pain and muscle spasms.',
+    'body': 'You have long muscles that run along the spine called the erector spinae muscles. These are often the guilty muscles when you have back pain and muscle spasms. A spasm is an involuntary contraction of the muscle for a sustained period of time. Usually a spasm occurs when the muscle has been suddenly stressed somehow which can include injury, sprains, tears or bruising. The spasm can actually start in the nerves that lead into the muscle though the feeling is the same no matter where the spasm starts.\n\nMost of the time muscle spasms are painful, but not serious. It should be mentioned though that in some cases, the spasm may be a symptom of a more serious problem. The back is composed of bones, muscles and ligaments, and injury or disease to any component can result in back pain muscle spasms.\n\nBack pain and muscle spasms can occur anywhere along the spine from the neck to the lower back. A spasm can occur once or it can happen repeatedly. Often the spasm makes the muscle feel sore and tight even after the spasm subsides. So when you deal with muscle spasms you have two goals. The first goal is to attempt to prevent the reoccurrence of the spasm. The second goal is to relive the pain and tension after the spasm.\n\nThere are many ways you can approach management of back pain and muscle spasms at home. First, you should keep moving. You don’t want to go to bed and lie still, because that will cause the muscle to hurt more. Light exercises will relieve the muscle stress while strengthening and toning. Also, you can use an ice pack applied to the area and decrease the muscle spasm pain. In addition, you should avoid any heavy lifting or moves similar to the moves you were doing before the spasm.\n\nIf your back pain and muscle spasms don’t get better with home remedies, you may have to visit the doctor. Frequently, muscle relaxants are prescribed to relieve muscle tightness. Muscle relaxants are a short term solution meant to give relief from pain while the muscle heals. Some people find enough relief by using over-the-counter anti-inflammatory pain relievers. Many medications you can now buy yourself are what were once considered full prescription strength. All of the drugs can reduce swelling and increase muscle flexibility.\n\nOther forms of therapy for back pain and muscle spasms include massage or physical therapy. But one of the most important therapies you can do yourself. That’s to maintain good posture. Good posture lets your spine work the way it was designed to work. Maintaining good posture is important during any activity too and not just while standing. You should stand, sit, walk and lift while maintaining proper spine position. This will help you avoid muscle injury and sprains that can lead to muscle spasms.',
+    'call_to_action': 'Claim your Free report to eliminate your Back Pain.',
 }
 
 
@@ -45,455 +45,202 @@ def seed_content(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
-    dependencies = []
+    dependencies = [
+    ]
 
     operations = [
         migrations.CreateModel(
-            name="Article",
+            name='Article',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("title", models.CharField(max_length=200, verbose_name="title")),
-                ("slug", models.SlugField(max_length=200, unique=True, verbose_name="slug")),
-                ("byline", models.CharField(blank=True, max_length=200, verbose_name="byline")),
-                (
-                    "original_publication_date",
-                    models.DateField(blank=True, null=True, verbose_name="originally published"),
-                ),
-                (
-                    "summary",
-                    models.CharField(
-                        blank=True,
-                        help_text="Used as the meta description.",
-                        max_length=300,
-                        verbose_name="summary",
-                    ),
-                ),
-                ("body", models.TextField(verbose_name="body (Markdown)")),
-                (
-                    "call_to_action",
-                    models.CharField(blank=True, max_length=300, verbose_name="call to action"),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[("draft", "Draft"), ("published", "Published")],
-                        db_index=True,
-                        default="draft",
-                        max_length=10,
-                        verbose_name="status",
-                    ),
-                ),
-                (
-                    "published_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="published"),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
-                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('title', models.CharField(max_length=200, verbose_name='title')),
+                ('slug', models.SlugField(max_length=200, unique=True, verbose_name='slug')),
+                ('byline', models.CharField(blank=True, max_length=200, verbose_name='byline')),
+                ('original_publication_date', models.DateField(blank=True, null=True, verbose_name='originally published')),
+                ('summary', models.CharField(blank=True, help_text='Used as the meta description.', max_length=300, verbose_name='summary')),
+                ('body', models.TextField(verbose_name='body (Markdown)')),
+                ('call_to_action', models.CharField(blank=True, max_length=300, verbose_name='call to action')),
+                ('status', models.CharField(choices=[('draft', 'Draft'), ('published', 'Published')], db_index=True, default='draft', max_length=10, verbose_name='status')),
+                ('published_at', models.DateTimeField(blank=True, null=True, verbose_name='published')),
+                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
             ],
             options={
-                "verbose_name": "article",
-                "verbose_name_plural": "articles",
-                "ordering": ["-published_at", "title"],
+                'verbose_name': 'article',
+                'verbose_name_plural': 'articles',
+                'ordering': ['-published_at', 'title'],
             },
         ),
         migrations.CreateModel(
-            name="Report",
+            name='Report',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("title", models.CharField(max_length=200, verbose_name="title")),
-                ("subtitle", models.CharField(blank=True, max_length=300, verbose_name="subtitle")),
-                ("slug", models.SlugField(max_length=200, unique=True, verbose_name="slug")),
-                (
-                    "edition",
-                    models.PositiveIntegerField(
-                        default=1,
-                        help_text="Bumped whenever the content changes.",
-                        verbose_name="edition",
-                    ),
-                ),
-                ("author", models.CharField(blank=True, max_length=200, verbose_name="author")),
-                ("body", models.TextField(verbose_name="body (Markdown)")),
-                (
-                    "template_name",
-                    models.CharField(
-                        default="backpain_report/report/report.html",
-                        max_length=200,
-                        verbose_name="template",
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True, verbose_name="created")),
-                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('title', models.CharField(max_length=200, verbose_name='title')),
+                ('subtitle', models.CharField(blank=True, max_length=300, verbose_name='subtitle')),
+                ('slug', models.SlugField(max_length=200, unique=True, verbose_name='slug')),
+                ('edition', models.PositiveIntegerField(default=1, help_text='Bumped whenever the content changes.', verbose_name='edition')),
+                ('author', models.CharField(blank=True, max_length=200, verbose_name='author')),
+                ('body', models.TextField(verbose_name='body (Markdown)')),
+                ('template_name', models.CharField(default='backpain_report/report/report.html', max_length=200, verbose_name='template')),
+                ('created_at', models.DateTimeField(auto_now_add=True, verbose_name='created')),
+                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
             ],
             options={
-                "verbose_name": "report",
-                "verbose_name_plural": "reports",
-                "ordering": ["title"],
+                'verbose_name': 'report',
+                'verbose_name_plural': 'reports',
+                'ordering': ['title'],
             },
         ),
         migrations.CreateModel(
-            name="PendingSignup",
+            name='PendingSignup',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("email", models.EmailField(max_length=320, verbose_name="email as entered")),
-                (
-                    "email_canonical",
-                    models.CharField(db_index=True, max_length=320, verbose_name="canonical email"),
-                ),
-                ("name", models.CharField(max_length=100, verbose_name="name")),
-                (
-                    "source_url",
-                    models.URLField(blank=True, max_length=500, verbose_name="source page"),
-                ),
-                ("consent_text", models.TextField(verbose_name="consent text shown")),
-                (
-                    "consent_version",
-                    models.CharField(max_length=20, verbose_name="consent version"),
-                ),
-                ("consented_at", models.DateTimeField(verbose_name="consented")),
-                (
-                    "consent_ip",
-                    models.CharField(
-                        blank=True, max_length=128, verbose_name="IP address or its hash"
-                    ),
-                ),
-                (
-                    "consent_user_agent",
-                    models.CharField(blank=True, max_length=500, verbose_name="user agent"),
-                ),
-                (
-                    "enqueued_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="last enqueued"),
-                ),
-                (
-                    "publish_failed_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="publish failed"),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(
-                        auto_now_add=True, db_index=True, verbose_name="submitted"
-                    ),
-                ),
-                (
-                    "article",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        to="backpain_report.article",
-                        verbose_name="article",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('email', models.EmailField(max_length=320, verbose_name='email as entered')),
+                ('email_canonical', models.CharField(db_index=True, max_length=320, verbose_name='canonical email')),
+                ('name', models.CharField(max_length=100, verbose_name='name')),
+                ('source_url', models.URLField(blank=True, max_length=500, verbose_name='source page')),
+                ('consent_text', models.TextField(verbose_name='consent text shown')),
+                ('consent_version', models.CharField(max_length=20, verbose_name='consent version')),
+                ('consented_at', models.DateTimeField(verbose_name='consented')),
+                ('consent_ip', models.CharField(blank=True, max_length=128, verbose_name='IP address or its hash')),
+                ('consent_user_agent', models.CharField(blank=True, max_length=500, verbose_name='user agent')),
+                ('enqueued_at', models.DateTimeField(blank=True, null=True, verbose_name='last enqueued')),
+                ('publish_failed_at', models.DateTimeField(blank=True, null=True, verbose_name='publish failed')),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='submitted')),
+                ('article', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='backpain_report.article', verbose_name='article')),
             ],
             options={
-                "verbose_name": "pending sign-up",
-                "verbose_name_plural": "pending sign-ups",
-                "ordering": ["created_at"],
+                'verbose_name': 'pending sign-up',
+                'verbose_name_plural': 'pending sign-ups',
+                'ordering': ['created_at'],
             },
         ),
         migrations.AddField(
-            model_name="article",
-            name="report",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.PROTECT,
-                related_name="articles",
-                to="backpain_report.report",
-                verbose_name="report offered",
-            ),
+            model_name='article',
+            name='report',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='articles', to='backpain_report.report', verbose_name='report offered'),
         ),
         migrations.CreateModel(
-            name="Subscriber",
+            name='Subscriber',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("email", models.EmailField(max_length=320, verbose_name="email as entered")),
-                (
-                    "email_canonical",
-                    models.CharField(max_length=320, unique=True, verbose_name="canonical email"),
-                ),
-                ("name", models.CharField(max_length=100, verbose_name="name")),
-                (
-                    "source_url",
-                    models.URLField(blank=True, max_length=500, verbose_name="source page"),
-                ),
-                ("consent_text", models.TextField(blank=True, verbose_name="consent text shown")),
-                (
-                    "consent_version",
-                    models.CharField(blank=True, max_length=20, verbose_name="consent version"),
-                ),
-                (
-                    "consented_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="consented"),
-                ),
-                (
-                    "consent_ip",
-                    models.CharField(
-                        blank=True, max_length=128, verbose_name="IP address or its hash"
-                    ),
-                ),
-                (
-                    "consent_user_agent",
-                    models.CharField(blank=True, max_length=500, verbose_name="user agent"),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(
-                        auto_now_add=True, db_index=True, verbose_name="signed up"
-                    ),
-                ),
-                (
-                    "confirmed_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="confirmed"),
-                ),
-                (
-                    "confirmation_requested_at",
-                    models.DateTimeField(
-                        blank=True, null=True, verbose_name="confirmation requested"
-                    ),
-                ),
-                (
-                    "unsubscribed_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="unsubscribed"),
-                ),
-                (
-                    "source_article",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="subscribers",
-                        to="backpain_report.article",
-                        verbose_name="source article",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('email', models.EmailField(max_length=320, verbose_name='email as entered')),
+                ('email_canonical', models.CharField(max_length=320, unique=True, verbose_name='canonical email')),
+                ('name', models.CharField(max_length=100, verbose_name='name')),
+                ('source_url', models.URLField(blank=True, max_length=500, verbose_name='source page')),
+                ('consent_text', models.TextField(blank=True, verbose_name='consent text shown')),
+                ('consent_version', models.CharField(blank=True, max_length=20, verbose_name='consent version')),
+                ('consented_at', models.DateTimeField(blank=True, null=True, verbose_name='consented')),
+                ('consent_ip', models.CharField(blank=True, max_length=128, verbose_name='IP address or its hash')),
+                ('consent_user_agent', models.CharField(blank=True, max_length=500, verbose_name='user agent')),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='signed up')),
+                ('confirmed_at', models.DateTimeField(blank=True, null=True, verbose_name='confirmed')),
+                ('confirmation_requested_at', models.DateTimeField(blank=True, null=True, verbose_name='confirmation requested')),
+                ('unsubscribed_at', models.DateTimeField(blank=True, null=True, verbose_name='unsubscribed')),
+                ('source_article', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='subscribers', to='backpain_report.article', verbose_name='source article')),
             ],
             options={
-                "verbose_name": "subscriber",
-                "verbose_name_plural": "subscribers",
-                "ordering": ["-created_at"],
-                "permissions": [("export_subscriber", "Can export subscribers (CSV)")],
+                'verbose_name': 'subscriber',
+                'verbose_name_plural': 'subscribers',
+                'ordering': ['-created_at'],
+                'permissions': [('export_subscriber', 'Can export subscribers (CSV)')],
             },
         ),
         migrations.CreateModel(
-            name="Delivery",
+            name='Delivery',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("edition", models.PositiveIntegerField(verbose_name="edition")),
-                (
-                    "reason",
-                    models.CharField(
-                        choices=[
-                            ("signup", "Sign-up"),
-                            ("resend", "Resend"),
-                            ("signup_again", "Signed up again"),
-                        ],
-                        default="signup",
-                        max_length=12,
-                        verbose_name="reason",
-                    ),
-                ),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("report", "Report"), ("confirmation", "Confirmation request")],
-                        default="report",
-                        max_length=12,
-                        verbose_name="kind",
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("pending", "Pending"),
-                            ("sending", "Sending"),
-                            ("sent", "Sent"),
-                            ("failed", "Failed"),
-                            ("cancelled", "Cancelled"),
-                        ],
-                        default="pending",
-                        max_length=10,
-                        verbose_name="status",
-                    ),
-                ),
-                ("attempts", models.PositiveIntegerField(default=0, verbose_name="attempts")),
-                (
-                    "next_attempt_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="next attempt"),
-                ),
-                ("claimed_at", models.DateTimeField(blank=True, null=True, verbose_name="claimed")),
-                (
-                    "enqueued_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="last enqueued"),
-                ),
-                (
-                    "publish_failed_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="publish failed"),
-                ),
-                ("last_error", models.TextField(blank=True, verbose_name="last error")),
-                ("sent_at", models.DateTimeField(blank=True, null=True, verbose_name="sent")),
-                (
-                    "message_id",
-                    models.CharField(blank=True, max_length=255, verbose_name="Message-ID"),
-                ),
-                (
-                    "downloaded_at",
-                    models.DateTimeField(blank=True, null=True, verbose_name="first downloaded"),
-                ),
-                (
-                    "link_version",
-                    models.PositiveIntegerField(
-                        default=1,
-                        help_text="Bumped to revoke download links.",
-                        verbose_name="download link version",
-                    ),
-                ),
-                (
-                    "created_at",
-                    models.DateTimeField(auto_now_add=True, db_index=True, verbose_name="created"),
-                ),
-                ("updated_at", models.DateTimeField(auto_now=True, verbose_name="updated")),
-                (
-                    "report",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="deliveries",
-                        to="backpain_report.report",
-                        verbose_name="report",
-                    ),
-                ),
-                (
-                    "subscriber",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="deliveries",
-                        to="backpain_report.subscriber",
-                        verbose_name="subscriber",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('edition', models.PositiveIntegerField(verbose_name='edition')),
+                ('reason', models.CharField(choices=[('signup', 'Sign-up'), ('resend', 'Resend'), ('signup_again', 'Signed up again')], default='signup', max_length=12, verbose_name='reason')),
+                ('kind', models.CharField(choices=[('report', 'Report'), ('confirmation', 'Confirmation request')], default='report', max_length=12, verbose_name='kind')),
+                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=10, verbose_name='status')),
+                ('attempts', models.PositiveIntegerField(default=0, verbose_name='attempts')),
+                ('next_attempt_at', models.DateTimeField(blank=True, null=True, verbose_name='next attempt')),
+                ('claimed_at', models.DateTimeField(blank=True, null=True, verbose_name='claimed')),
+                ('enqueued_at', models.DateTimeField(blank=True, null=True, verbose_name='last enqueued')),
+                ('publish_failed_at', models.DateTimeField(blank=True, null=True, verbose_name='publish failed')),
+                ('last_error', models.TextField(blank=True, verbose_name='last error')),
+                ('sent_at', models.DateTimeField(blank=True, null=True, verbose_name='sent')),
+                ('message_id', models.CharField(blank=True, max_length=255, verbose_name='Message-ID')),
+                ('downloaded_at', models.DateTimeField(blank=True, null=True, verbose_name='first downloaded')),
+                ('link_version', models.PositiveIntegerField(default=1, help_text='Bumped to revoke download links.', verbose_name='download link version')),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True, verbose_name='created')),
+                ('updated_at', models.DateTimeField(auto_now=True, verbose_name='updated')),
+                ('report', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deliveries', to='backpain_report.report', verbose_name='report')),
+                ('subscriber', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='backpain_report.subscriber', verbose_name='subscriber')),
             ],
             options={
-                "verbose_name": "delivery",
-                "verbose_name_plural": "deliveries",
-                "ordering": ["-created_at"],
+                'verbose_name': 'delivery',
+                'verbose_name_plural': 'deliveries',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.CreateModel(
-            name="PageView",
+            name='PageView',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("day", models.DateField(verbose_name="day")),
-                ("views", models.PositiveIntegerField(default=0, verbose_name="views")),
-                (
-                    "article",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="page_views",
-                        to="backpain_report.article",
-                        verbose_name="article",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('day', models.DateField(verbose_name='day')),
+                ('views', models.PositiveIntegerField(default=0, verbose_name='views')),
+                ('article', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='page_views', to='backpain_report.article', verbose_name='article')),
             ],
             options={
-                "verbose_name": "daily page views",
-                "verbose_name_plural": "funnel",
-                "ordering": ["-day"],
-                "indexes": [models.Index(fields=["day"], name="backpain_pageview_by_day")],
-                "constraints": [
-                    models.UniqueConstraint(fields=("article", "day"), name="backpain_pageview_day")
-                ],
+                'verbose_name': 'daily page views',
+                'verbose_name_plural': 'funnel',
+                'ordering': ['-day'],
+                'indexes': [models.Index(fields=['day'], name='backpain_pageview_by_day')],
+                'constraints': [models.UniqueConstraint(fields=('article', 'day'), name='backpain_pageview_day')],
             },
         ),
         migrations.AddIndex(
-            model_name="subscriber",
-            index=models.Index(fields=["created_at", "id"], name="backpain_sub_list"),
+            model_name='subscriber',
+            index=models.Index(fields=['created_at', 'id'], name='backpain_sub_list'),
         ),
         migrations.AddIndex(
-            model_name="subscriber",
-            index=models.Index(fields=["confirmed_at"], name="backpain_sub_confirmed"),
+            model_name='subscriber',
+            index=models.Index(fields=['confirmed_at'], name='backpain_sub_confirmed'),
         ),
         migrations.AddIndex(
-            model_name="subscriber",
-            index=models.Index(fields=["unsubscribed_at"], name="backpain_sub_unsubscribed"),
+            model_name='subscriber',
+            index=models.Index(fields=['unsubscribed_at'], name='backpain_sub_unsubscribed'),
         ),
         migrations.AddIndex(
-            model_name="subscriber",
-            index=models.Index(fields=["source_article", "id"], name="backpain_sub_article"),
+            model_name='subscriber',
+            index=models.Index(fields=['source_article', 'id'], name='backpain_sub_article'),
         ),
         migrations.AddIndex(
-            model_name="subscriber",
-            index=models.Index(
-                condition=models.Q(
-                    ("confirmation_requested_at__isnull", False), ("confirmed_at__isnull", True)
-                ),
-                fields=["confirmation_requested_at"],
-                name="backpain_sub_unconfirmed",
-            ),
+            model_name='subscriber',
+            index=models.Index(condition=models.Q(('confirmation_requested_at__isnull', False), ('confirmed_at__isnull', True)), fields=['confirmation_requested_at'], name='backpain_sub_unconfirmed'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["status", "next_attempt_at"], name="backpain_delivery_due"),
+            model_name='delivery',
+            index=models.Index(fields=['status', 'next_attempt_at'], name='backpain_delivery_due'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["created_at", "id"], name="backpain_delivery_list"),
+            model_name='delivery',
+            index=models.Index(fields=['created_at', 'id'], name='backpain_delivery_list'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["status", "created_at"], name="backpain_delivery_status"),
+            model_name='delivery',
+            index=models.Index(fields=['status', 'created_at'], name='backpain_delivery_status'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["subscriber", "created_at"], name="backpain_delivery_last"),
+            model_name='delivery',
+            index=models.Index(fields=['subscriber', 'created_at'], name='backpain_delivery_last'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["sent_at"], name="backpain_delivery_sent"),
+            model_name='delivery',
+            index=models.Index(fields=['sent_at'], name='backpain_delivery_sent'),
         ),
         migrations.AddIndex(
-            model_name="delivery",
-            index=models.Index(fields=["downloaded_at"], name="backpain_delivery_downloaded"),
+            model_name='delivery',
+            index=models.Index(fields=['downloaded_at'], name='backpain_delivery_downloaded'),
         ),
         migrations.AddConstraint(
-            model_name="delivery",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("kind", "report"), ("reason", "signup")),
-                fields=("subscriber", "report", "edition"),
-                name="backpain_report_one_signup_delivery_per_edition",
-            ),
+            model_name='delivery',
+            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'report'), ('reason', 'signup')), fields=('subscriber', 'report', 'edition'), name='backpain_report_one_signup_delivery_per_edition'),
         ),
         migrations.RunPython(seed_content, migrations.RunPython.noop),
     ]
