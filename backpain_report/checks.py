@@ -41,6 +41,7 @@ from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, storages
 from django.utils import timezone
+from django.utils.functional import Promise
 
 from .conf import DEFAULTS, SETTING_NAME, user_settings
 from .links import privacy_url_problem, report_cta_problem, site_url_problem
@@ -58,10 +59,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "FROM_EMAIL": (str,),
     "SITE_URL": (str, type(None)),
     "DEFAULT_ARTICLE": (str,),
-    "CONSENT_TEXT": (str,),
+    "CONSENT_TEXT": (str, Promise),  # Promise: gettext_lazy("..."), shown translated
     "CONSENT_VERSION": (str, int),
     "PRIVACY_URL": (str, type(None)),
-    "OFFER_HEADING": (str,),
+    "OFFER_HEADING": (str, Promise),
     "HASH_IP": (bool,),
     "MAX_ATTEMPTS": (int,),
     "RETRY_BACKOFF": (Real,),
@@ -115,7 +116,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 )
             )
     heading = config.get("OFFER_HEADING")
-    if isinstance(heading, str) and not heading.strip():
+    if isinstance(heading, (str, Promise)) and not str(heading).strip():
         errors.append(
             Error(
                 f"{SETTING_NAME}['OFFER_HEADING'] is blank: the offer would have an empty "

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.translation import gettext_lazy as _
 
 SETTING_NAME = "BACKPAIN_REPORT"
 
@@ -26,8 +27,8 @@ DEFAULTS: dict[str, Any] = {
     # Slug of the article shown at the root of the app's URLs.
     "DEFAULT_ARTICLE": "back-pain-muscle-spasms-finding-the-culprits",
     # The consent checkbox label and its version (at most 20 characters), stored with every
-    # sign-up.
-    "CONSENT_TEXT": (
+    # sign-up. The defaults of the texts readers see are shown in the reader's language.
+    "CONSENT_TEXT": _(
         "Yes, email me the free report. I can unsubscribe at any time with one click."
     ),
     "CONSENT_VERSION": "1",
@@ -36,7 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "PRIVACY_URL": None,
     # The heading of the offer on the article page (the report's title, cover and contents
     # follow it). Keep it to what the report gives: it is general information, not treatment.
-    "OFFER_HEADING": "Get the free guide to back muscle spasms",
+    "OFFER_HEADING": _("Get the free guide to back muscle spasms"),
     # Store a keyed hash of the reader's IP instead of the address itself.
     "HASH_IP": True,
     # Delivery attempts before a delivery is marked failed (taking over an expired claim counts).

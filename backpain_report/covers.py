@@ -27,6 +27,7 @@ from importlib.metadata import version
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils import timezone
+from django.utils.translation import get_language
 
 from . import __version__
 from .models import Report
@@ -85,7 +86,8 @@ def pdf_page_png(pdf: bytes, *, width: int = WIDTH, page: int = 0) -> bytes:
 
 
 def _key(report: Report) -> tuple:
-    return (report.pk, report.edition, report.updated_at)
+    # The cover's fixed texts ("Prepared for", "Edition") are in the active language.
+    return (report.pk, report.edition, report.updated_at, get_language())
 
 
 def _storage_name(report: Report, source: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import iri_to_uri, punycode
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
@@ -94,7 +96,7 @@ def site_host(subscriber: Subscriber | None = None) -> str:
 
 
 #: The next step on the report's closing page when ``REPORT_CTA`` is not set.
-DEFAULT_CTA_TEXT = "Visit our site for more on looking after your back"
+DEFAULT_CTA_TEXT = gettext_lazy("Visit our site for more on looking after your back")
 CTA_TEXT_MAX = 200
 
 
@@ -105,6 +107,8 @@ def report_cta_problem(value: object) -> str | None:
     if not isinstance(value, dict) or set(value) != {"text", "url"}:
         return 'must be None or a dict with exactly the keys "text" and "url"'
     text, url = value["text"], value["url"]
+    if isinstance(text, Promise):  # gettext_lazy("..."): shown in the reader's language
+        text = str(text)
     if not isinstance(text, str) or not text.strip() or len(text) > CTA_TEXT_MAX:
         return f'needs a "text" of 1 to {CTA_TEXT_MAX} characters'
     if not isinstance(url, str):

@@ -120,6 +120,9 @@ class Subscriber(models.Model):
         _("why suppressed"), max_length=300, blank=True, default="", db_default=""
     )
     suppression_lifted_at = models.DateTimeField(_("suppression lifted"), null=True, blank=True)
+    # The language the reader signed up in (a code from LANGUAGES): the emails and the report's
+    # fixed texts are in it. Blank: the site's LANGUAGE_CODE.
+    language = models.CharField(_("language"), max_length=16, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -255,6 +258,7 @@ class PendingSignup(models.Model):
     consented_at = models.DateTimeField(_("consented"))
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    language = models.CharField(_("language"), max_length=16, blank=True)
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
     created_at = models.DateTimeField(_("submitted"), auto_now_add=True, db_index=True)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from django.urls import reverse
+from django.utils.functional import Promise
 
 from .conf import DEFAULTS, app_settings
 from .models import Report
@@ -52,9 +53,9 @@ def report_highlights(report: Report, *, limit: int = HIGHLIGHTS) -> tuple[str, 
 def offer_heading() -> str:
     """``OFFER_HEADING``, or its default when it is blank (check E002): never an empty heading."""
     heading = app_settings.OFFER_HEADING
-    if isinstance(heading, str) and heading.strip():
-        return heading
-    return DEFAULTS["OFFER_HEADING"]
+    if isinstance(heading, (str, Promise)) and str(heading).strip():
+        return str(heading)  # in the active language when it is a gettext_lazy() text
+    return str(DEFAULTS["OFFER_HEADING"])
 
 
 def cover_path(report: Report) -> str:

@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
+from django.utils.translation import get_language, gettext_lazy
 from weasyprint import CSS, HTML, Document
 from weasyprint.text.fonts import FontConfiguration
 from weasyprint.urls import URLFetcher, path2url
@@ -37,7 +38,14 @@ REPORT_CSS = "backpain_report/report/report.css"
 PACKAGE_DIR = Path(__file__).resolve().parent
 _BASE_URL = path2url(str(PACKAGE_DIR)) + "/"
 FONTS_DIR = PACKAGE_DIR / "fonts"
-DEFAULT_KEYWORDS = ("back pain", "muscle spasms", "erector spinae", "posture", "home care")
+#: The PDF's keywords when the report has none (in the language the report is rendered in).
+DEFAULT_KEYWORDS = (
+    gettext_lazy("back pain"),
+    gettext_lazy("muscle spasms"),
+    gettext_lazy("erector spinae"),
+    gettext_lazy("posture"),
+    gettext_lazy("home care"),
+)
 #: Options given to WeasyPrint for every render: a tagged (structured, accessible) PDF.
 PDF_OPTIONS: dict[str, Any] = {"pdf_tags": True}
 
@@ -197,7 +205,7 @@ def report_keywords(report: ReportLike) -> list[str]:
     keywords = getattr(report, "keywords", None) or DEFAULT_KEYWORDS
     if isinstance(keywords, str):
         keywords = keywords.split(",")
-    return [word.strip() for word in keywords if word.strip()]
+    return [str(word).strip() for word in keywords if str(word).strip()]
 
 
 def write_report_pdf(
@@ -214,7 +222,7 @@ def write_report_pdf(
     metadata.authors = [report.author] if report.author else []
     metadata.description = report.subtitle or metadata.description
     metadata.keywords = report_keywords(report)
-    metadata.lang = "en"
+    metadata.lang = get_language() or "en"  # the language its fixed texts are in
     stamp = prepared_on.isoformat() if prepared_on else None
     metadata.created = metadata.modified = stamp
     metadata.generator = "backpain_report"

@@ -46,7 +46,7 @@ ERRORS = (
 SUBSCRIBER_COLUMNS = (
     "email", "email_canonical", "name", "source_article_id", "source_url", "consent_text",
     "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
-    "confirmed_at", "unsubscribed_at",
+    "confirmed_at", "unsubscribed_at", "language",
 )  # fmt: skip
 DELIVERY_COLUMNS = (
     "subscriber_id", "report_id", "edition", "reason", "kind", "status", "attempts",
@@ -109,9 +109,9 @@ class _Generator:
         return (
             email, email.lower(), f"{first} {last}", article.pk,
             f"https://reports.example.com/back-pain/{article.slug}/",
-            app_settings.CONSENT_TEXT, str(app_settings.CONSENT_VERSION), created,
+            str(app_settings.CONSENT_TEXT), str(app_settings.CONSENT_VERSION), created,
             f"sha256:{rng.getrandbits(128):032x}", rng.choice(AGENTS), created, confirmed,
-            unsubscribed,
+            unsubscribed, "",  # language: the site's LANGUAGE_CODE
         )  # fmt: skip
 
     def delivery(self, subscriber_id: int, row: tuple, report_of: dict[int, Any]) -> tuple:

@@ -35,6 +35,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
         "suppressed_at": _iso(subscriber.suppressed_at),
         "suppressed_reason": subscriber.suppressed_reason,
+        "language": subscriber.language,
         "consent": {
             "text": subscriber.consent_text,
             "version": subscriber.consent_version,
@@ -78,6 +79,7 @@ def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
             "name": signup.name,
             "source_url": signup.source_url,
             "submitted_at": _iso(signup.created_at),
+            "language": signup.language,
             "consent": {
                 "text": signup.consent_text,
                 "version": signup.consent_version,

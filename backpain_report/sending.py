@@ -32,9 +32,10 @@ import smtplib
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
 from django.db.models.functions import Cast, Concat
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from . import signals
 from .conf import app_settings
@@ -286,13 +287,21 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     return results
 
 
+def subscriber_language(subscriber: Subscriber) -> str:
+    """The language a subscriber's emails and report are written in: the one they signed up
+    in, else the site's ``LANGUAGE_CODE``."""
+    return subscriber.language or settings.LANGUAGE_CODE
+
+
 def delivery_pdf(delivery: Delivery) -> bytes:
-    """The reader's PDF for a delivery, dated the day it was (or is being) sent."""
-    return report_pdf(
-        report=delivery.report,
-        reader_name=delivery.subscriber.name,
-        prepared_on=delivery_prepared_on(delivery),
-    )
+    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
+    reader's language (also when a download link renders it in a web request)."""
+    with translation.override(subscriber_language(delivery.subscriber)):
+        return report_pdf(
+            report=delivery.report,
+            reader_name=delivery.subscriber.name,
+            prepared_on=delivery_prepared_on(delivery),
+        )
 
 
 def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
@@ -322,7 +331,13 @@ def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
 
 
 def _build_message(delivery: Delivery, message_id: str) -> Any | None:
-    """The email for ``delivery``; None when it stopped while its PDF was stored for a link."""
+    """The email for ``delivery`` in the reader's language; None when it stopped while its PDF
+    was stored for a link."""
+    with translation.override(subscriber_language(delivery.subscriber)):
+        return _build_message_now(delivery, message_id)
+
+
+def _build_message_now(delivery: Delivery, message_id: str) -> Any | None:
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
     mode = app_settings.DELIVERY

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import get_language
 
 from . import seed, selectors, signals
 from .addresses import canonical_email
@@ -44,13 +45,20 @@ def consent_ip(ip: str | None) -> str:
 
 def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict:
     return {
-        "consent_text": app_settings.CONSENT_TEXT,
+        "consent_text": str(app_settings.CONSENT_TEXT),  # as shown: in the reader's language
         "consent_version": str(app_settings.CONSENT_VERSION),
         "consented_at": timezone.now(),
         "consent_ip": consent_ip(ip),
         "consent_user_agent": user_agent[:500],
         "source_url": source_url[:500],
+        "language": signup_language(),
     }
+
+
+def signup_language() -> str:
+    """The language the reader signs up in (the request's active language): their emails
+    and report are written in it."""
+    return (get_language() or settings.LANGUAGE_CODE)[:16]
 
 
 def signup_submit(
@@ -108,6 +116,7 @@ def signup_process(*, signup_id: int) -> SignupResult | None:
                 "consent_ip": pending.consent_ip,
                 "consent_user_agent": pending.consent_user_agent,
                 "source_url": pending.source_url,
+                "language": pending.language,
             },
             publish=False,
         )
@@ -233,6 +242,10 @@ def subscriber_signup(
         )
         if not created:  # one sign-up of an address at a time decides what it means
             subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+            language = consent.get("language")
+            if language and subscriber.language != language:  # the latest sign-up's language
+                Subscriber.objects.filter(pk=subscriber.pk).update(language=language)
+                subscriber.language = language
         resubscribed = False
         if not created and subscriber.unsubscribed_at is not None:
             fresh = {"unsubscribed_at": None, **consent}

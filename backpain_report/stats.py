@@ -29,6 +29,7 @@ from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
@@ -341,6 +342,6 @@ def funnel(*, start: datetime.date, end: datetime.date, article_id: int | None =
     known = [key for key in articles if key]
     titles = dict(Article.objects.filter(pk__in=known).values_list("pk", "title"))
     for key, row in articles.items():
-        row.label = titles.get(key, "(no article)") if key else "(no article)"
+        row.label = titles.get(key, _("(no article)")) if key else _("(no article)")
     ordered = sorted(articles.values(), key=lambda r: (-r.counts["signups"], r.label))
     return Funnel(start=start, end=end, days=list(days.values()), articles=ordered, total=total)

@@ -21,6 +21,7 @@ from django.utils.cache import get_conditional_response
 from django.utils.decorators import method_decorator
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import http_date
+from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
@@ -216,7 +217,7 @@ class ReportCoverView(View):
         except Exception:  # a report the renderer cannot lay out: no picture, no 500
             logger.exception("Could not render the cover of report %s.", report.pk)
             response = HttpResponse(
-                "The cover is not available right now.", content_type="text/plain", status=503
+                _("The cover is not available right now."), content_type="text/plain", status=503
             )
             response["Cache-Control"] = "no-store"
             response["Retry-After"] = "300"
@@ -417,6 +418,6 @@ class OneClickUnsubscribeView(View):
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         subscriber_id = read_unsubscribe_token(token)
         if subscriber_id is None:
-            return HttpResponseBadRequest("Invalid unsubscribe link.", content_type="text/plain")
+            return HttpResponseBadRequest(_("Invalid unsubscribe link."), content_type="text/plain")
         subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
-        return HttpResponse("You are unsubscribed.", content_type="text/plain")
+        return HttpResponse(_("You are unsubscribed."), content_type="text/plain")

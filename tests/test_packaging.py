@@ -49,6 +49,14 @@ def test_wheel_ships_everything_the_app_needs(dist):
         "backpain_report/fonts/Vollkorn-Regular.ttf",
         "backpain_report/fonts/Inter-OFL.txt",
         "backpain_report/pdfjoin.py",
+        "backpain_report/locale/de/LC_MESSAGES/django.po",
+        "backpain_report/locale/de/LC_MESSAGES/django.mo",
+        *(
+            f"backpain_report/migrations/{path.name}"
+            for path in (Path(__file__).parent.parent / "backpain_report" / "migrations").glob(
+                "0*.py"
+            )
+        ),
     ]:
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "example_project/")) for name in names)

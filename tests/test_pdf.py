@@ -131,7 +131,7 @@ def test_metadata(sample: PdfReader) -> None:
     assert meta.author == "The Back Pain Report team"
     assert meta.subject.startswith("A practical guide")
     assert "erector spinae" in sample.metadata["/Keywords"]
-    assert sample.trailer["/Root"]["/Lang"] == "en"
+    assert sample.trailer["/Root"]["/Lang"] == "en-us"  # LANGUAGE_CODE: the language of its texts
 
 
 def test_bookmarks_follow_the_sections(sample: PdfReader) -> None:

@@ -166,7 +166,7 @@ def test_tags_and_metadata_match_a_full_render(pair: tuple[bytes, bytes]) -> Non
     assert structure(joined)[1][1] == 0  # the cover's elements point at page 1
     root = joined.trailer["/Root"]
     assert root["/MarkInfo"]["/Marked"].value is True
-    assert root["/Lang"] == "en"
+    assert root["/Lang"] == "en-us"  # LANGUAGE_CODE: the language of its texts
     assert joined.metadata.title == full.metadata.title
     assert joined.metadata.author == full.metadata.author
     assert joined.metadata["/CreationDate"] == full.metadata["/CreationDate"]

@@ -38,7 +38,7 @@ from .timeline import timeline_events
 STATUS_LABELS = dict(Delivery.Status.choices)
 CONSENT_FIELDS = [
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
-    "created_at", "confirmed_at", "unsubscribed_at",
+    "created_at", "confirmed_at", "unsubscribed_at", "language",
 ]  # fmt: skip
 SUPPRESSION_FIELDS = ["suppressed_at", "suppressed_reason", "suppression_lifted_at"]
 
@@ -97,7 +97,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     readonly_fields = [
         "email", "email_canonical", "source_article", "source_url", "consent_text",
         "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
-        "confirmed_at", "unsubscribed_at", "delivery_timeline", *SUPPRESSION_FIELDS,
+        "confirmed_at", "unsubscribed_at", "delivery_timeline", *SUPPRESSION_FIELDS, "language",
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "email", "email_canonical", "source_article", "source_url"]}),

@@ -7,6 +7,9 @@
  * focused. Anything else (a network error, an expired CSRF token, a server error) submits the
  * form the ordinary way, so the reader always gets an answer. Links marked `data-bpr-to-form`
  * bring the reader to the form and put the cursor in its first field.
+ *
+ * The script has no text of its own: the block's `data-bpr-*` attributes, rendered by the
+ * template in the page's language, carry every message it shows.
  */
 (function () {
   "use strict";
@@ -60,11 +63,15 @@
     return { id: input.id, message: messages[0] };
   }
 
-  function errorSummary(marked, others) {
+  function text(block, name) {
+    return block.getAttribute("data-bpr-" + name) || "";
+  }
+
+  function errorSummary(block, marked, others) {
     var box = document.createElement("div");
     box.className = "bpr-alert";
     var intro = document.createElement("p");
-    intro.textContent = "Please correct " + (marked.length + others.length > 1 ? "these" : "this") + " to get the report:";
+    intro.textContent = text(block, marked.length + others.length > 1 ? "correct-many" : "correct-one");
     box.appendChild(intro);
     var list = document.createElement("ul");
     marked.forEach(function (item) {
@@ -96,7 +103,7 @@
       return document.importNode(template.content, true);
     }
     var fallback = document.createElement("p");
-    fallback.textContent = name === "success" ? "Thank you: please check your inbox." : "Please try again later.";
+    fallback.textContent = text(block, name === "success" ? "thanks" : "later");
     return fallback;
   }
 
@@ -158,7 +165,7 @@
                 others.push(data.errors[name][0]);
               }
             });
-            show(block, message, errorSummary(marked, others));
+            show(block, message, errorSummary(block, marked, others));
           });
         })
         .catch(function () {
