@@ -82,6 +82,7 @@ def funnel_context(funnel: stats.Funnel) -> dict[str, Any]:
         "rate_labels": list(RATE_LABELS.values()),
         "total": _cells(funnel.total),
         "articles": [_cells(row) for row in funnel.articles],
+        "sources": [_cells(row) for row in funnel.sources],
         "days": [_cells(row) for row in reversed(funnel.days)],
         "chart_top": line_chart_svg(
             labels=labels,
