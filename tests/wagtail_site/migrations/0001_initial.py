@@ -2,7 +2,6 @@
 
 import django.db.models.deletion
 import wagtail.fields
-from django.conf import settings
 from django.db import migrations, models
 
 
@@ -10,7 +9,9 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ("wagtailcore", "0098_apitoken"),
+        # Written by hand to work on Wagtail 7 and 8 alike: any wagtailcore migration with the
+        # page table, and the page model by name (Wagtail 8's migrations name a setting).
+        ("wagtailcore", "0094_alter_page_locale"),
     ]
 
     operations = [
@@ -25,7 +26,7 @@ class Migration(migrations.Migration):
                         parent_link=True,
                         primary_key=True,
                         serialize=False,
-                        to=settings.WAGTAIL_PAGE_MODEL,
+                        to="wagtailcore.page",
                     ),
                 ),
                 (
