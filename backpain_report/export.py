@@ -28,6 +28,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("confirmed_at", "confirmed_at"),
     ("unsubscribed_at", "unsubscribed_at"),
     ("consent_version", "consent_version"),
+    # Where the reader came from (sources.py): a spreadsheet splits sign-ups by these.
+    ("utm_source", "utm_source"),
+    ("utm_medium", "utm_medium"),
+    ("utm_campaign", "utm_campaign"),
+    ("referrer_host", "referrer_host"),
     ("last_delivery_status", "last_delivery_status"),
 )
 

@@ -4,9 +4,11 @@ Rendering the crispy-forms layout costs more than the rest of the article page t
 an unbound form is the same for every reader but for its CSRF token. So the HTML is rendered
 once per (article slug, language, script prefix, URLconf) with a placeholder token and kept per
 process; each request gets a copy with its own masked token (``get_token``, which also makes
-the CSRF cookie go out). A bound form (with the reader's input or errors) is always rendered
-in full, and so is a site's own ``signup_form.html`` (it may use the page's context). The
-remembered HTML is dropped whenever a setting it depends on changes.
+the CSRF cookie go out) and its own source fields (``utm_*`` and the referring host, see
+:mod:`sources`), which are per request too and so are never part of the remembered HTML.
+A bound form (with the reader's input or errors) is always rendered in full, and so is a
+site's own ``signup_form.html`` (it may use the page's context). The remembered HTML is
+dropped whenever a setting it depends on changes.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from django.http import HttpRequest
 from django.middleware.csrf import get_token
 from django.template.loader import get_template, render_to_string
 from django.urls import get_script_prefix, get_urlconf
+from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
+
+from .sources import SOURCE_FIELDS, Source, source_from_request
 
 FORM_TEMPLATE = "backpain_report/signup_form.html"
 _APP_TEMPLATES = Path(__file__).resolve().parent / "templates"
 # Stands in for the token; made of characters no escaping changes, found nowhere else.
 _TOKEN_PLACEHOLDER = "bprCsrfTokenPlaceholder7f3a9c"
+# The same for each source field's value.
+_SOURCE_PLACEHOLDERS = {
+    name: f"bprSourcePlaceholder{n}x7f3a9c" for n, name in enumerate(SOURCE_FIELDS)
+}
 # Settings that change what the form's HTML looks like.
 _DEPENDS_ON = frozenset(
     {
@@ -49,7 +58,10 @@ def _unbound_html(slug: str, language: str | None, prefix: str, urlconf: str | N
 
     return render_to_string(
         FORM_TEMPLATE,
-        {"form": SignupForm(article_slug=slug), "csrf_token": _TOKEN_PLACEHOLDER},
+        {
+            "form": SignupForm(article_slug=slug, source=_SOURCE_PLACEHOLDERS),
+            "csrf_token": _TOKEN_PLACEHOLDER,
+        },
     )
 
 
@@ -61,14 +73,21 @@ def is_cacheable() -> bool:
     return Path(origin).resolve().is_relative_to(_APP_TEMPLATES)
 
 
-def signup_form_html(request: HttpRequest | None, *, slug: str) -> SafeString:
-    """The unbound sign-up form for ``slug``'s article, with ``request``'s own CSRF token.
+def signup_form_html(
+    request: HttpRequest | None, *, slug: str, source: Source | None = None
+) -> SafeString:
+    """The unbound sign-up form for ``slug``'s article, with ``request``'s own CSRF token and
+    source (``source``, else read from ``request``).
 
     Only for the app's own form template (see :func:`is_cacheable`)."""
     urlconf = get_urlconf()
     html = _unbound_html(slug, get_language(), get_script_prefix(), str(urlconf or ""))
     token = get_token(request) if request is not None else ""
-    return mark_safe(html.replace(_TOKEN_PLACEHOLDER, token))
+    html = html.replace(_TOKEN_PLACEHOLDER, token)
+    source = source if source is not None else source_from_request(request)
+    for name, placeholder in _SOURCE_PLACEHOLDERS.items():
+        html = html.replace(placeholder, escape(source.get(name, "")))
+    return mark_safe(html)
 
 
 @receiver(setting_changed)

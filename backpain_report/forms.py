@@ -12,8 +12,22 @@ from django.utils.translation import gettext_lazy as _
 from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
 from .conf import app_settings
 from .links import privacy_href
+from .sources import SOURCE_FIELDS, Source, source_clean
 
 HONEYPOT_FIELD = "website"
+
+
+class SourceField(forms.CharField):
+    """A hidden source field: any text is accepted (cleaned by :func:`source_clean`), never an
+    error, because the reader cannot see or correct it."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(required=False, **kwargs)
+
+    def clean(self, value: object) -> str:
+        return value if isinstance(value, str) else ""
 
 
 class SignupForm(forms.Form):
@@ -38,13 +52,21 @@ class SignupForm(forms.Form):
     # The source article's slug; an unknown one falls back to the default article (it is a
     # hidden field: the reader could not correct it).
     article = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    # Where the reader came from (see sources.py): filled in from the article page's request,
+    # posted back, cleaned and cut to length, never an error (the reader could not correct it).
+    utm_source = SourceField()
+    utm_medium = SourceField()
+    utm_campaign = SourceField()
+    referrer_host = SourceField()
     website = forms.CharField(
         required=False,
         label=_("Leave this field empty"),
         widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}),
     )
 
-    def __init__(self, *args, article_slug: str = "", **kwargs) -> None:
+    def __init__(
+        self, *args, article_slug: str = "", source: Source | None = None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = app_settings.CONSENT_TEXT
         privacy = privacy_href()
@@ -57,6 +79,8 @@ class SignupForm(forms.Form):
             )
         if article_slug:
             self.fields["article"].initial = article_slug
+        for name, value in (source or {}).items():
+            self.fields[name].initial = value
         self.helper = FormHelper(self)
         self.helper.form_action = reverse("backpain_report:signup")
         self.helper.form_id = "backpain-report-signup"
@@ -66,6 +90,7 @@ class SignupForm(forms.Form):
             Field("email"),
             Field("consent"),
             Field("article"),
+            *(Field(name) for name in SOURCE_FIELDS),
             Div(Field(HONEYPOT_FIELD), css_class="backpain-report-hp", aria_hidden="true"),
             Submit("submit", _("Send me the free report"), css_class="btn-lg"),
         )
@@ -88,6 +113,11 @@ class SignupForm(forms.Form):
 
     def clean_email(self) -> str:
         return clean_email(self.cleaned_data.get("email", ""))
+
+    @property
+    def source(self) -> Source:
+        """The sign-up's source, cleaned (call after ``is_valid()``)."""
+        return source_clean(self.cleaned_data)
 
     @property
     def is_bot(self) -> bool:

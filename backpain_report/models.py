@@ -84,7 +84,25 @@ class Article(models.Model):
         return reverse("backpain_report:article_detail", kwargs={"slug": self.slug})
 
 
-class Subscriber(models.Model):
+# Blank in the database too: rows written without these columns (bulk loads, code of the
+# previous release during a rolling deploy) get "".
+_EMPTY = {"default": "", "db_default": ""}
+
+
+class SignupSource(models.Model):
+    """Where a sign-up came from (see :mod:`backpain_report.sources`): the article page's
+    ``utm_*`` parameters and the referring host, kept with the consent record."""
+
+    utm_source = models.CharField(_("utm_source"), max_length=100, blank=True, **_EMPTY)
+    utm_medium = models.CharField(_("utm_medium"), max_length=100, blank=True, **_EMPTY)
+    utm_campaign = models.CharField(_("utm_campaign"), max_length=100, blank=True, **_EMPTY)
+    referrer_host = models.CharField(_("referring host"), max_length=253, blank=True, **_EMPTY)
+
+    class Meta:
+        abstract = True
+
+
+class Subscriber(SignupSource):
     """A reader who asked for a report, with the record of their consent."""
 
     email = models.EmailField(_("email as entered"), max_length=320)
@@ -237,7 +255,7 @@ class Delivery(models.Model):
         return f"Delivery #{self.pk} ({self.get_status_display()})"
 
 
-class PendingSignup(models.Model):
+class PendingSignup(SignupSource):
     """A submitted sign-up waiting for a worker: the sign-up's inbox row.
 
     The web request only validates the form, inserts one of these and publishes one message, the

@@ -14,6 +14,7 @@ from django.utils import timezone
 from . import pdfstore
 from .conf import app_settings
 from .models import Delivery, MailEvent, PendingSignup, Subscriber
+from .sources import SOURCE_FIELDS
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -30,6 +31,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
         "name": subscriber.name,
         "source_article": subscriber.source_article.title if subscriber.source_article else None,
         "source_url": subscriber.source_url,
+        "source": {name: getattr(subscriber, name) for name in SOURCE_FIELDS},
         "signed_up_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
         "unsubscribed_at": _iso(subscriber.unsubscribed_at),
@@ -78,6 +80,7 @@ def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
             "email": signup.email,
             "name": signup.name,
             "source_url": signup.source_url,
+            "source": {name: getattr(signup, name) for name in SOURCE_FIELDS},
             "submitted_at": _iso(signup.created_at),
             "language": signup.language,
             "consent": {

@@ -21,6 +21,7 @@ from .conf import app_settings
 from .models import Article, Delivery, PendingSignup, Report, Subscriber
 from .publishing import publish_on_commit, publish_signup_on_commit
 from .signals import send_after_commit
+from .sources import SOURCE_FIELDS, Source, source_clean
 from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
@@ -43,8 +44,12 @@ def consent_ip(ip: str | None) -> str:
     return "sha256:" + hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _consent_fields(*, ip: str | None, user_agent: str, source_url: str) -> dict:
+def _consent_fields(
+    *, ip: str | None, user_agent: str, source_url: str, source: Source | None = None
+) -> dict:
+    """The consent record of a sign-up, with where the reader came from (cleaned)."""
     return {
+        **source_clean(source or {}),
         "consent_text": str(app_settings.CONSENT_TEXT),  # as shown: in the reader's language
         "consent_version": str(app_settings.CONSENT_VERSION),
         "consented_at": timezone.now(),
@@ -69,12 +74,14 @@ def signup_submit(
     ip: str | None = None,
     user_agent: str = "",
     source_url: str = "",
+    source: Source | None = None,
 ) -> PendingSignup:
     """Accept a sign-up in the web request: one INSERT and, after commit, one message.
 
     The same work whatever the address (new, known, confirmed, unsubscribed or throttled), so
     neither the answer nor its timing tells whether an address is on the list; the worker
-    decides what the sign-up means (:func:`signup_process`).
+    decides what the sign-up means (:func:`signup_process`). ``source`` is where the reader
+    came from (``utm_*``, the referring host: see :mod:`sources`), kept with the consent.
     """
     signup = PendingSignup.objects.create(
         email=email,
@@ -82,7 +89,7 @@ def signup_submit(
         name=name,
         article=article,
         enqueued_at=timezone.now(),  # about to be published; a failed publish is recorded
-        **_consent_fields(ip=ip, user_agent=user_agent, source_url=source_url),
+        **_consent_fields(ip=ip, user_agent=user_agent, source_url=source_url, source=source),
     )
     publish_signup_on_commit(signup.pk)  # at once in autocommit, else after the commit
     return signup
@@ -117,6 +124,7 @@ def signup_process(*, signup_id: int) -> SignupResult | None:
                 "consent_user_agent": pending.consent_user_agent,
                 "source_url": pending.source_url,
                 "language": pending.language,
+                **{name: getattr(pending, name) for name in SOURCE_FIELDS},
             },
             publish=False,
         )

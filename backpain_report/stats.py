@@ -13,7 +13,9 @@ the day (in the current time zone).
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
+import operator
 import re
 import uuid
 from collections import defaultdict
@@ -25,7 +27,7 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.utils import timezone
@@ -33,6 +35,7 @@ from django.utils.translation import gettext as _
 
 from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
+from .sources import SOURCE_FIELDS, source_label
 from .throttling import counts_atomically, is_plain_redis, redis_count
 
 logger = logging.getLogger(__name__)
@@ -260,6 +263,9 @@ class Funnel:
     days: list[FunnelRow]
     articles: list[FunnelRow]
     total: FunnelRow
+    #: One row per source (``utm_*`` or referring host, see :mod:`sources`) of the sign-ups;
+    #: page views are not split (nothing about a visitor who did not sign up is kept).
+    sources: list[FunnelRow] = field(default_factory=list)
 
 
 def default_range(today: datetime.date | None = None) -> tuple[datetime.date, datetime.date]:
@@ -344,4 +350,70 @@ def funnel(*, start: datetime.date, end: datetime.date, article_id: int | None =
     for key, row in articles.items():
         row.label = titles.get(key, _("(no article)")) if key else _("(no article)")
     ordered = sorted(articles.values(), key=lambda r: (-r.counts["signups"], r.label))
-    return Funnel(start=start, end=end, days=list(days.values()), articles=ordered, total=total)
+    return Funnel(
+        start=start,
+        end=end,
+        days=list(days.values()),
+        articles=ordered,
+        total=total,
+        sources=funnel_sources(start=start, end=end, article_id=article_id),
+    )
+
+
+def _in_range(when: str, start: datetime.date, end: datetime.date) -> Q:
+    first, after = _bounds(start, end)
+    return Q(**{f"{when}__gte": first, f"{when}__lt": after})
+
+
+def _by_source(queryset: QuerySet, prefix: str, steps: dict[str, Q]) -> Iterable[tuple]:
+    """``(*source fields, count per step...)`` of ``queryset``: one query, each step counting
+    the rows that match its condition."""
+    any_step = functools.reduce(operator.or_, steps.values())
+    return (
+        queryset.filter(any_step)
+        .values_list(*(prefix + name for name in SOURCE_FIELDS))
+        .annotate(**{f"n_{step}": Count("pk", filter=q) for step, q in steps.items()})
+        .order_by()
+    )
+
+
+def funnel_sources(
+    *, start: datetime.date, end: datetime.date, article_id: int | None = None
+) -> list[FunnelRow]:
+    """The funnel's steps after the page view, one row per source of the sign-ups (the same
+    label, e.g. ``"(direct)"``, is one row), most sign-ups first; optionally for one article.
+    Two queries (subscribers, deliveries)."""
+    subscribers = Subscriber.objects.all()
+    reports = Delivery.objects.filter(kind=Delivery.Kind.REPORT)
+    if article_id is not None:
+        subscribers = subscribers.filter(source_article_id=article_id)
+        reports = reports.filter(subscriber__source_article_id=article_id)
+    sent = Q(status=Delivery.Status.SENT)
+    queries = (
+        (
+            subscribers,
+            "",
+            {
+                "signups": _in_range("created_at", start, end),
+                "confirmations": _in_range("confirmed_at", start, end),
+                "unsubscribes": _in_range("unsubscribed_at", start, end),
+            },
+        ),
+        (
+            reports,
+            "subscriber__",
+            {
+                "delivered": sent & _in_range("sent_at", start, end),
+                "downloads": _in_range("downloaded_at", start, end),
+            },
+        ),
+    )
+    rows: dict[str, FunnelRow] = {}
+    for queryset, prefix, steps in queries:
+        for found in _by_source(queryset, prefix, steps):
+            values, counts = found[: len(SOURCE_FIELDS)], found[len(SOURCE_FIELDS) :]
+            label = source_label(dict(zip(SOURCE_FIELDS, values, strict=True)))
+            row = rows.setdefault(label, FunnelRow(label=label, key=label))
+            for step, n in zip(steps, counts, strict=True):
+                row.add(step, n)
+    return sorted(rows.values(), key=lambda r: (-r.counts["signups"], r.label))

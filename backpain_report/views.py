@@ -35,6 +35,7 @@ from . import (
     selectors,
     seo,
     services,
+    sources,
     stats,
     subscriptions,
     throttling,
@@ -76,10 +77,14 @@ def article_page_context(
     app's own form template is in use."""
     context: dict[str, Any] = {"article": article}
     if form is None:
+        # Where the reader came from: read from this request, into the form's hidden fields.
+        source = sources.source_from_request(request)
         # Built only if a (site's) template uses it: the page includes the cached HTML.
-        form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
+        form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug, source=source))
         if formcache.is_cacheable():  # the same for every reader: rendered once, copied
-            context["signup_form_html"] = formcache.signup_form_html(request, slug=article.slug)
+            context["signup_form_html"] = formcache.signup_form_html(
+                request, slug=article.slug, source=source
+            )
     context["form"] = form
     page_url = seo.absolute_url(request, article.get_absolute_url())
     image_url = ""
@@ -129,7 +134,10 @@ class SignupView(View):
 
     def get(self, request: HttpRequest) -> HttpResponse:
         article = selectors.article_for_signup(slug=request.GET.get("article"))
-        form = SignupForm(article_slug=article.slug if article else "")
+        form = SignupForm(
+            article_slug=article.slug if article else "",
+            source=sources.source_from_request(request),
+        )
         return render(request, self.template_name, self.card_context(form, article))
 
     @staticmethod
@@ -196,6 +204,7 @@ class SignupView(View):
             ip=throttling.client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
+            source=form.source,
         )
         return self.done(request)
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import django
 import pytest
 from celery.contrib.testing.worker import start_worker
@@ -8,6 +10,13 @@ from django.test import override_settings
 from backpain_report.models import Article, Delivery, Report, Subscriber
 from backpain_report.services import content_seed
 from tests import mail_backends
+
+# The Wagtail test site has settings of its own: tests/test_wagtail.py runs it in a subprocess.
+collect_ignore = (
+    []
+    if os.environ.get("DJANGO_SETTINGS_MODULE", "").startswith("tests.wagtail_site")
+    else ["wagtail_site"]
+)
 
 
 @pytest.fixture

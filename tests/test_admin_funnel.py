@@ -120,7 +120,7 @@ def test_single_opt_in_hides_the_confirmation_rate_with_a_note(admin_client, art
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
     main = admin_client.get(reverse(URL)).content.decode().split('<div id="content-main"')[1]
     assert "funnel-hidden-note" not in main
-    assert main.count('class="num">Confirmations<') == 2  # both tables
+    assert main.count('class="num">Confirmations<') == 3  # the article, source and day tables
     assert main.count("Confirmations</text>") == 1  # the chart after the sign-up
 
 

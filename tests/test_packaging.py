@@ -57,6 +57,8 @@ def test_wheel_ships_everything_the_app_needs(dist):
                 "0*.py"
             )
         ),
+        "backpain_report/contrib/wagtail/wagtail_hooks.py",
+        "backpain_report/contrib/wagtail/templates/backpain_report/wagtail/signup_block.html",
     ]:
         assert needed in names, needed
     assert not any(name.startswith(("tests/", "example_project/")) for name in names)

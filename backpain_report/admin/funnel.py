@@ -126,6 +126,7 @@ def funnel_context(
         ),
         "total": row(funnel.total),
         "articles": [row(r) for r in funnel.articles],
+        "sources": [row(r) for r in funnel.sources],
         "days": [row(r) for r in reversed(funnel.days)],
         "chart_top": chart(str(_("Page views and sign-ups per day")), "views", "signups"),
         "chart_after": chart(

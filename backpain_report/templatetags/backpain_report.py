@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from ..formcache import FORM_TEMPLATE, is_cacheable, signup_form_html
 from ..forms import SignupForm
 from ..models import Article
+from ..sources import source_from_request
 
 register = template.Library()
 
@@ -17,11 +18,12 @@ def report_signup_form(context: template.Context, article: Article | str | None 
     """Render the free-report form; ``article`` (an Article or its slug) records the source."""
     slug = article.slug if isinstance(article, Article) else (article or "")
     request = context.get("request")
+    source = source_from_request(request)  # this page's utm_* and referrer: per request
     if request is not None and is_cacheable():
-        return signup_form_html(request, slug=slug)
+        return signup_form_html(request, slug=slug, source=source)
     # A site's own form template, or no request: the form in full, with the page's context.
     values = context.flatten()
-    values["form"] = SignupForm(article_slug=slug)
+    values["form"] = SignupForm(article_slug=slug, source=source)
     return render_to_string(FORM_TEMPLATE, values)
 
 

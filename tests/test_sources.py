@@ -1,0 +1,264 @@
+"""Where readers come from: utm_* and the referring host, from the article page to the export."""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import re
+from pathlib import Path
+
+import pytest
+from django.template import Context, Template
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+
+from backpain_report import stats
+from backpain_report.export import subscriber_csv_lines
+from backpain_report.models import Delivery, PageView, PendingSignup, Subscriber
+from backpain_report.sources import (
+    MAX_UTM_LENGTH,
+    host_clean,
+    referrer_host,
+    source_label,
+    utm_clean,
+)
+
+UTM = "?utm_source=newsletter&utm_medium=email&utm_campaign=spring-2026"
+REFERER = "https://www.example.org/some/path?reader=ann@example.com#frag"
+
+
+def hidden(html: str, name: str) -> str | None:
+    """The value of the hidden input ``name`` in ``html`` (None if absent)."""
+    match = re.search(rf'<input type="hidden" name="{name}"([^>]*)>', html)
+    if match is None:
+        return None
+    value = re.search(r'value="([^"]*)"', match.group(1))
+    return value.group(1) if value else ""
+
+
+def signup_data(**extra: str) -> dict[str, str]:
+    return {"name": "Ann", "email": "ann@example.com", "consent": "on", **extra}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("newsletter", "newsletter"),
+        ("  spaced   out  ", "spaced out"),
+        ('<script>alert("x")</script>', "scriptalert(x)/script"),
+        ("=HYPERLINK(1)", "HYPERLINK(1)"),
+        ("nul\x00and\r\nnewline", "nulandnewline"),
+        ("x" * 10_000, "x" * MAX_UTM_LENGTH),
+        ("Frühling-2026", "Frühling-2026"),
+        (["a", "list"], ""),
+        (None, ""),
+    ],
+)
+def test_utm_values_are_cleaned_and_cut_never_refused(value, expected):
+    assert utm_clean(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("referer", "expected"),
+    [
+        (REFERER, "www.example.org"),
+        ("http://News.Example.COM:8080/x", "news.example.com"),
+        ("https://reports.example.com/back-pain/", ""),  # the site's own pages
+        ("android-app://com.google.android.gm/", ""),
+        ("javascript:alert(1)", ""),
+        ("http://[::1", ""),
+        ("https://user:secret@evil.example/", "evil.example"),
+        ("https://" + "a" * 300 + ".com/", ""),
+        ("https://exa mple.com/", ""),
+        ("", ""),
+    ],
+)
+def test_referrer_is_reduced_to_a_foreign_host(referer, expected):
+    assert referrer_host(referer, own_host="reports.example.com") == expected
+
+
+def test_host_clean_refuses_what_is_not_a_host_name():
+    assert host_clean("Example.COM.") == "example.com"
+    assert host_clean("<b>x</b>") == host_clean("a..b") == host_clean(3) == ""
+
+
+def test_source_label_prefers_utm_then_host_then_direct():
+    assert source_label({"utm_source": "news", "utm_campaign": "spring"}) == "news / spring"
+    assert source_label({"utm_medium": "email", "referrer_host": "x.org"}) == "x.org"
+    assert source_label({}) == "(direct)"
+
+
+@pytest.mark.django_db
+def test_article_page_fills_the_hidden_fields_per_request(client, article):
+    url = article.get_absolute_url()
+    first = client.get(url + UTM, HTTP_REFERER=REFERER).content.decode()
+    assert hidden(first, "utm_source") == "newsletter"
+    assert hidden(first, "utm_medium") == "email"
+    assert hidden(first, "utm_campaign") == "spring-2026"
+    assert hidden(first, "referrer_host") == "www.example.org"
+    assert "ann@example.com" not in first and "/some/path" not in first
+    # The form's HTML is cached: the next reader's values are their own, never the last one's.
+    second = client.get(url + "?utm_source=other").content.decode()
+    assert hidden(second, "utm_source") == "other"
+    assert hidden(second, "utm_medium") == hidden(second, "referrer_host") == ""
+    assert "newsletter" not in second and "www.example.org" not in second
+    # The hidden fields are inside the form: the inline script posts FormData(form), so the
+    # JavaScript submit carries them as the plain one does.
+    form = re.search(r'<form[^>]*id="backpain-report-signup".*?</form>', first, re.S).group(0)
+    assert all(hidden(form, name) is not None for name in ("utm_source", "referrer_host"))
+    script = Path(__file__).resolve().parent.parent / "backpain_report/static/backpain_report/js"
+    assert "new URLSearchParams(new FormData(form))" in (script / "signup.js").read_text()
+
+
+@pytest.mark.django_db
+def test_hostile_query_strings_never_break_the_page(client, article):
+    url = article.get_absolute_url()
+    query = "?utm_source=%22%3E%3Cscript%3Ealert(1)%3C/script%3E&utm_medium=%00&utm_campaign=" + (
+        "x" * 5000
+    )
+    response = client.get(url + query, HTTP_REFERER="https://[::1/\x7f")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<script>alert(1)" not in html
+    assert hidden(html, "utm_source") == "scriptalert(1)/script"
+    assert hidden(html, "utm_campaign") == "x" * MAX_UTM_LENGTH
+    assert hidden(html, "referrer_host") == ""
+
+
+@pytest.mark.django_db
+def test_a_page_view_stores_nothing_about_the_visitor(client, article):
+    """No cookie but the CSRF one a plain visit gets too, no row but the day's view counter."""
+    url = article.get_absolute_url()
+    plain = client.get(url)
+    client.cookies.clear()
+    tagged = client.get(url + UTM, HTTP_REFERER=REFERER, HTTP_USER_AGENT="Mozilla/5.0")
+    assert sorted(tagged.cookies) == sorted(plain.cookies)
+    assert not Subscriber.objects.exists() and not PendingSignup.objects.exists()
+    assert list(PageView.objects.values_list("views", flat=True)) in ([], [1])
+
+
+@pytest.mark.django_db
+def test_signup_keeps_the_source_with_the_consent_record(
+    client, article, no_broker, django_capture_on_commit_callbacks
+):
+    html = client.get(article.get_absolute_url() + UTM, HTTP_REFERER=REFERER).content.decode()
+    fields = {n: hidden(html, n) for n in ("utm_source", "utm_medium", "utm_campaign")}
+    fields["referrer_host"] = hidden(html, "referrer_host")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("backpain_report:signup"), signup_data(article=article.slug, **fields)
+        )
+    assert response.status_code == 303
+    subscriber = Subscriber.objects.get()
+    assert (
+        subscriber.utm_source,
+        subscriber.utm_medium,
+        subscriber.utm_campaign,
+        subscriber.referrer_host,
+    ) == ("newsletter", "email", "spring-2026", "www.example.org")
+    assert subscriber.consent_text  # the same record
+
+
+@pytest.mark.django_db
+def test_the_pending_signup_holds_the_source_until_the_worker_runs(client, article, monkeypatch):
+    from backpain_report import services
+
+    monkeypatch.setattr(services, "publish_signup_on_commit", lambda pk: None)
+    client.post(reverse("backpain_report:signup"), signup_data(utm_source="ads", utm_medium="cpc"))
+    pending = PendingSignup.objects.get()
+    assert (pending.utm_source, pending.utm_medium, pending.referrer_host) == ("ads", "cpc", "")
+    result = services.signup_process(signup_id=pending.pk)
+    assert result.subscriber.utm_source == "ads" and result.subscriber.utm_medium == "cpc"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"utm_source": "x" * 100_000},
+        {"utm_source": "\x00\x01<>\"'", "referrer_host": "\x00"},
+        {"referrer_host": "not a host/at all"},
+        {"utm_campaign": "=cmd|' /C calc'!A0"},
+    ],
+)
+def test_hostile_source_fields_are_cleaned_not_refused(
+    client, article, no_broker, django_capture_on_commit_callbacks, extra
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("backpain_report:signup"), signup_data(**extra))
+    assert response.status_code == 303
+    subscriber = Subscriber.objects.get()
+    assert len(subscriber.utm_source) <= MAX_UTM_LENGTH
+    assert subscriber.referrer_host == ""
+    for name in ("utm_source", "utm_medium", "utm_campaign"):
+        assert not re.search(r"[\x00-\x1f<>\"'=|!]", getattr(subscriber, name))
+
+
+@pytest.mark.django_db
+def test_a_form_with_errors_keeps_its_source(client, article):
+    response = client.post(
+        reverse("backpain_report:signup"),
+        signup_data(email="nope", article=article.slug, utm_source="news", referrer_host="x.org"),
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert hidden(html, "utm_source") == "news" and hidden(html, "referrer_host") == "x.org"
+
+
+@pytest.mark.django_db
+def test_the_template_tag_on_any_page_carries_the_pages_source(article):
+    request = RequestFactory().get("/any/page/" + UTM, HTTP_REFERER=REFERER)
+    template = Template('{% load backpain_report %}{% report_signup_form "' + article.slug + '" %}')
+    html = template.render(Context({"request": request}))
+    assert hidden(html, "utm_campaign") == "spring-2026"
+    assert hidden(html, "referrer_host") == "www.example.org"
+    assert hidden(html, "article") == article.slug
+
+
+@pytest.mark.django_db
+def test_funnel_and_export_split_by_source(make_subscriber, make_delivery):
+    now = timezone.now()
+    news = [make_subscriber(utm_source="news", utm_medium="email") for _ in range(3)]
+    make_subscriber(referrer_host="forum.example.net")
+    make_subscriber()
+    for subscriber in news[:2]:
+        make_delivery(subscriber, status=Delivery.Status.SENT, sent_at=now, downloaded_at=now)
+    Subscriber.objects.filter(pk=news[0].pk).update(unsubscribed_at=now)
+    today = timezone.localdate()
+    funnel = stats.funnel(start=today - datetime.timedelta(days=6), end=today)
+    rows = {row.label: row.counts for row in funnel.sources}
+    assert list(rows) == ["news / email", "(direct)", "forum.example.net"]
+    assert rows["news / email"] | {} == {
+        "views": 0,
+        "signups": 3,
+        "confirmations": 0,
+        "delivered": 2,
+        "downloads": 2,
+        "unsubscribes": 1,
+        "suppressed": 0,
+    }
+    assert rows["(direct)"]["signups"] == rows["forum.example.net"]["signups"] == 1
+    assert sum(row["signups"] for row in rows.values()) == funnel.total.counts["signups"]
+
+    lines = list(csv.reader(io.StringIO("".join(subscriber_csv_lines(Subscriber.objects.all())))))
+    header = lines[0]
+    assert header[-5:-1] == ["utm_source", "utm_medium", "utm_campaign", "referrer_host"]
+    by_source = {
+        (row[header.index("utm_source")], row[header.index("referrer_host")]) for row in lines[1:]
+    }
+    assert by_source == {("news", ""), ("", "forum.example.net"), ("", "")}
+
+
+@pytest.mark.django_db
+def test_the_admin_funnel_shows_sign_ups_per_source(admin_client, make_subscriber):
+    make_subscriber(utm_source="news", utm_medium="email")
+    make_subscriber(referrer_host="forum.example.net")
+    html = admin_client.get(reverse("admin:backpain_report_pageview_changelist")).content.decode()
+    table = re.search(r'<table id="funnel-sources">.*?</table>', html, re.S).group(0)
+    cells = re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", table)
+    assert cells[0] == "Source" and "Page views" not in cells  # views are not split
+    assert "news / email" in cells and "forum.example.net" in cells
+    row = cells[cells.index("news / email") : cells.index("news / email") + 6]
+    assert row[1] == "1"
