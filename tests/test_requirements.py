@@ -100,8 +100,11 @@ def test_installed_version_is_within_the_declared_bounds(name):
 
 def test_constraints_pin_every_lower_bound(tmp_path):
     pins = lowest_requirements.constraints(ROOT / "setup.cfg").splitlines()
-    assert pins == [f"{name}=={_bound(req, '>=')}" for name, req in DECLARED.items()]
+    integrations = map(Requirement, lowest_requirements.integration_requires(ROOT / "setup.cfg"))
+    expected = [f"{name}=={_bound(req, '>=')}" for name, req in DECLARED.items()]
+    assert pins == expected + [f"{req.name}=={_bound(req, '>=')}" for req in integrations]
     assert "weasyprint==68" in pins
+    assert "wagtail==7.0" in pins and "django-anymail==13.0" in pins
 
     setup_cfg = tmp_path / "setup.cfg"
     setup_cfg.write_text("[options]\ninstall_requires =\n    Django>=5.2\n    pypdf<8\n")

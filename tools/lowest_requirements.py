@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Print a pip constraints file pinning every ``install_requires`` entry to its lower bound.
+"""Print a pip constraints file pinning every ``install_requires`` entry, and every entry of the
+integration extras (``anymail``, ``wagtail``), to its lower bound.
 
     python tools/lowest_requirements.py [setup.cfg] > constraints.txt
     pip install -c constraints.txt -e .
@@ -18,6 +19,9 @@ import sys
 from pathlib import Path
 
 SETUP_CFG = Path(__file__).resolve().parent.parent / "setup.cfg"
+#: Extras that integrate with another framework: tested at their lower bounds too (the test
+#: extra installs them).
+INTEGRATION_EXTRAS = ("anymail", "wagtail")
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*)$")
 
 
@@ -26,6 +30,16 @@ def install_requires(setup_cfg: Path = SETUP_CFG) -> list[str]:
     parser = configparser.ConfigParser()
     parser.read(setup_cfg, encoding="utf-8")
     lines = parser.get("options", "install_requires", fallback="").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+
+
+def integration_requires(setup_cfg: Path = SETUP_CFG) -> list[str]:
+    """The lines of the :data:`INTEGRATION_EXTRAS` in ``setup_cfg``'s ``extras_require``."""
+    parser = configparser.ConfigParser()
+    parser.read(setup_cfg, encoding="utf-8")
+    lines: list[str] = []
+    for extra in INTEGRATION_EXTRAS:
+        lines += parser.get("options.extras_require", extra, fallback="").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
@@ -42,8 +56,10 @@ def lower_bound(requirement: str) -> tuple[str, str]:
 
 
 def constraints(setup_cfg: Path = SETUP_CFG) -> str:
-    """The constraints file: one ``name==lowest`` line per ``install_requires`` entry."""
-    pins = [lower_bound(requirement) for requirement in install_requires(setup_cfg)]
+    """The constraints file: one ``name==lowest`` line per ``install_requires`` entry and per
+    integration extra's entry."""
+    requirements = install_requires(setup_cfg) + integration_requires(setup_cfg)
+    pins = [lower_bound(requirement) for requirement in requirements]
     return "".join(f"{name}=={version}\n" for name, version in pins)
 
 
