@@ -215,3 +215,20 @@ def test_list_shows_what_an_owner_scans_first(admin_client, make_subscriber, set
     plain = make_subscriber()
     assert subscriber_state(plain, double_opt_in=False) == "Subscribed"
     assert subscriber_state(plain, double_opt_in=True) == "Not confirmed"
+
+
+@pytest.mark.django_db
+def test_the_consent_record_shows_where_the_reader_came_from(admin_client, make_subscriber):
+    subscriber = make_subscriber(email="utm@example.com")
+    Subscriber.objects.filter(pk=subscriber.pk).update(
+        utm_source="newsletter",
+        utm_medium="email",
+        utm_campaign="spring",
+        referrer_host="forum.example.net",
+    )
+    page = admin_client.get(
+        reverse("admin:backpain_report_subscriber_change", args=[subscriber.pk])
+    )
+    html = page.content.decode()
+    for value in ("newsletter", "spring", "forum.example.net"):
+        assert value in html

@@ -24,6 +24,7 @@ from ..addresses import canonical_email
 from ..conf import app_settings
 from ..export import with_last_status
 from ..models import Delivery, Subscriber
+from ..sources import SOURCE_FIELDS
 from .common import csv_response, date_cell, report_resend
 from .filters import (
     ConfirmedFilter,
@@ -38,7 +39,7 @@ from .timeline import timeline_events
 STATUS_LABELS = dict(Delivery.Status.choices)
 CONSENT_FIELDS = [
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
-    "created_at", "confirmed_at", "unsubscribed_at", "language",
+    *SOURCE_FIELDS, "created_at", "confirmed_at", "unsubscribed_at", "language",
 ]  # fmt: skip
 SUPPRESSION_FIELDS = ["suppressed_at", "suppressed_reason", "suppression_lifted_at"]
 
@@ -98,6 +99,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "email", "email_canonical", "source_article", "source_url", "consent_text",
         "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
         "confirmed_at", "unsubscribed_at", "delivery_timeline", *SUPPRESSION_FIELDS, "language",
+        *SOURCE_FIELDS,
     ]  # fmt: skip
     fieldsets = [
         (None, {"fields": ["name", "email", "email_canonical", "source_article", "source_url"]}),
