@@ -14,6 +14,7 @@ them); this module knows nothing about anymail. Each event is stored once per
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import logging
 from dataclasses import dataclass
@@ -109,21 +110,28 @@ def _subscriber_for(
 
 
 def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.datetime) -> int:
-    """How many soft bounces count now, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
+    """How many soft bounces lie within one window, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
 
-    Counted within the window before ``occurred_at``, and only those received since staff last
-    lifted a suppression. A misshapen setting (check E002) falls back to the default.
+    Every window of the setting's length around ``occurred_at`` is tried (webhooks arrive out of
+    order: the one received last may lie between the others), counting only the soft bounces
+    received since staff last lifted a suppression. A misshapen setting (check E002) falls back
+    to the default.
     """
     count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]
+    window = datetime.timedelta(seconds=seconds)
     events = MailEvent.objects.filter(
         subscriber=subscriber,
         kind=MailEvent.Kind.SOFT_BOUNCE,
-        occurred_at__gte=occurred_at - datetime.timedelta(seconds=seconds),
-        occurred_at__lte=occurred_at,
+        occurred_at__gte=occurred_at - window,
+        occurred_at__lte=occurred_at + window,
     )
     if subscriber.suppression_lifted_at:
         events = events.filter(received_at__gt=subscriber.suppression_lifted_at)
-    counted = events.count()
+    times = sorted(events.values_list("occurred_at", flat=True))
+    counted = max(
+        (bisect.bisect_right(times, start + window) - i for i, start in enumerate(times)),
+        default=0,
+    )
     return counted if counted >= count else 0
 
 

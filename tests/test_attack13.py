@@ -1,0 +1,49 @@
+"""Attacks on issue 13's promises (bounces, languages, sources) that once broke them."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from backpain_report.models import MailEvent, Subscriber
+from backpain_report.suppression import mail_event_record
+
+SOFT = MailEvent.Kind.SOFT_BOUNCE
+
+
+def _soft(reader: Subscriber, event_id: str, hours_ago: float):
+    return mail_event_record(
+        esp="Mailgun",
+        event_id=event_id,
+        kind=SOFT,
+        recipient=reader.email,
+        occurred_at=timezone.now() - datetime.timedelta(hours=hours_ago),
+    )
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_arriving_out_of_order_still_reach_the_limit(make_subscriber):
+    """Webhooks are retried and arrive out of order: three soft bounces within one day
+    suppress, whichever arrives last (the last to arrive here is the middle one)."""
+    reader = make_subscriber(email="ann@example.com")
+    _soft(reader, "a", hours_ago=10)
+    _soft(reader, "c", hours_ago=0)
+    result = _soft(reader, "b", hours_ago=5)
+    reader.refresh_from_db()
+    assert result.suppressed and reader.suppressed_at is not None
+    assert reader.suppressed_reason.startswith("3 soft bounces (Mailgun)")
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_spread_wider_than_the_window_do_not_suppress(make_subscriber):
+    reader = make_subscriber(email="ann@example.com")
+    _soft(reader, "a", hours_ago=30)
+    _soft(reader, "c", hours_ago=0)
+    _soft(reader, "b", hours_ago=15)  # a-b and b-c within a day, a-c not: never 3 in a day
+    reader.refresh_from_db()
+    assert reader.suppressed_at is None
