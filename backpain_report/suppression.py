@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import logging
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -30,6 +31,8 @@ from .models import Delivery, MailEvent, Subscriber
 from .throttling import limit_parse
 
 logger = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 #: The first words of a delivery's ``last_error`` when it was not sent because of a suppression.
 SUPPRESSED_PREFIX = "Not sent: the address is suppressed"
@@ -135,6 +138,12 @@ def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.date
     return counted if counted >= count else 0
 
 
+def _plain(text: str) -> str:
+    """``text`` without control characters: the services' texts quote remote mail servers, and
+    a NUL would make PostgreSQL refuse the row (a 500 the service retries for days)."""
+    return _CONTROL.sub("", text)
+
+
 def _reason(kind: str, esp: str, description: str, soft_count: int = 0) -> str:
     label = MailEvent.Kind(kind).label
     if soft_count:
@@ -159,12 +168,14 @@ def mail_event_record(
     ``SOFT_BOUNCE_LIMIT``. An address that is no subscriber's is ignored (logged without the
     address); an event already recorded (same ``esp`` and ``event_id``) changes nothing.
     """
-    subscriber, delivery = _subscriber_for(recipient, list(message_ids or []))
+    esp, event_id, recipient = _plain(esp), _plain(event_id), _plain(recipient)
+    message_ids = [_plain(i) for i in message_ids or []]
+    subscriber, delivery = _subscriber_for(recipient, message_ids)
     if subscriber is None:
         logger.info("%s %s event for an address that is no subscriber's: ignored", esp, kind)
         return MailEventResult(recorded=False)
     occurred_at = occurred_at or timezone.now()
-    description = " ".join(description.split())[:300]
+    description = " ".join(_plain(description).split())[:300]
     event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
     with transaction.atomic():
         try:

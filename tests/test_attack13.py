@@ -47,3 +47,36 @@ def test_soft_bounces_spread_wider_than_the_window_do_not_suppress(make_subscrib
     _soft(reader, "b", hours_ago=15)  # a-b and b-c within a day, a-c not: never 3 in a day
     reader.refresh_from_db()
     assert reader.suppressed_at is None
+
+
+@pytest.mark.django_db
+def test_an_event_with_control_characters_is_stored_without_them(make_subscriber):
+    """The bounce text is the remote mail server's: a NUL in it must not reach the database
+    (PostgreSQL refuses NUL in text, which would make the webhook a 500 the service retries)."""
+    reader = make_subscriber(email="ann@example.com")
+    result = mail_event_record(
+        esp="Mail\x00gun",
+        event_id="id\x00-1",
+        kind=MailEvent.Kind.HARD_BOUNCE,
+        recipient="ann@example.com\x00",
+        description="550 user\x00 unknown\x07",
+    )
+    assert result.suppressed
+    event = MailEvent.objects.get()
+    reader.refresh_from_db()
+    for text in (event.esp, event.event_id, event.description, reader.suppressed_reason):
+        assert "\x00" not in text and "\x07" not in text
+    assert event.description == "550 user unknown"
+
+
+@pytest.mark.django_db
+def test_a_mailgun_bounce_quoting_a_nul_is_answered_and_stored_clean(client, make_subscriber):
+    pytest.importorskip("anymail")
+    from .test_bounces import mailgun_failed, post_mailgun
+
+    reader = make_subscriber(email="ann@example.com")
+    body = mailgun_failed("ann@example.com")
+    body["event-data"]["delivery-status"]["message"] = "550 5.1.1 \x00 no such user"
+    assert post_mailgun(client, body).status_code == 200
+    reader.refresh_from_db()
+    assert reader.suppressed_reason == "Hard bounce (Mailgun): 550 5.1.1 no such user"
