@@ -8,6 +8,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+from backpain_report import sending
 from backpain_report.models import MailEvent, Subscriber
 from backpain_report.suppression import mail_event_record
 
@@ -96,3 +97,19 @@ def test_a_utm_value_naming_another_placeholder_is_kept_as_typed(client, article
     ).content.decode()
     assert hidden(html, "utm_source") == medium
     assert hidden(html, "utm_medium") == "evil"
+
+
+@pytest.mark.django_db
+@override_settings(LANGUAGE_CODE="en", LANGUAGES=[("en", "English"), ("de", "German")])
+def test_a_language_removed_from_languages_falls_back_to_language_code(make_subscriber):
+    """A reader who signed up in a language the site no longer lists gets LANGUAGE_CODE, not
+    a mix (Django's own French dates in an English email, a PDF tagged French)."""
+    reader = make_subscriber(email="ann@example.com")
+    reader.language = "fr"
+    assert sending.subscriber_language(reader) == "en"
+    reader.language = "de-ch"  # a variant of a listed language: that language
+    assert sending.subscriber_language(reader) == "de"
+    reader.language = "x" * 16
+    assert sending.subscriber_language(reader) == "en"
+    reader.language = "de"
+    assert sending.subscriber_language(reader) == "de"
