@@ -178,6 +178,11 @@ def mail_event_record(
     description = " ".join(_plain(description).split())[:300]
     event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
     with transaction.atomic():
+        # One event of an address at a time: a soft bounce reported at the same moment is
+        # committed, and so counted, before this one counts (else neither sees the other).
+        subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        if subscriber is None:  # deleted meanwhile
+            return MailEventResult(recorded=False)
         try:
             with transaction.atomic():
                 MailEvent.objects.create(
