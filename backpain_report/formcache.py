@@ -14,6 +14,7 @@ dropped whenever a setting it depends on changes.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 from django.core.signals import setting_changed
@@ -36,6 +37,9 @@ _TOKEN_PLACEHOLDER = "bprCsrfTokenPlaceholder7f3a9c"
 _SOURCE_PLACEHOLDERS = {
     name: f"bprSourcePlaceholder{n}x7f3a9c" for n, name in enumerate(SOURCE_FIELDS)
 }
+_PLACEHOLDER_RE = re.compile(
+    "|".join(re.escape(p) for p in (_TOKEN_PLACEHOLDER, *_SOURCE_PLACEHOLDERS.values()))
+)
 # Settings that change what the form's HTML looks like.
 _DEPENDS_ON = frozenset(
     {
@@ -82,12 +86,12 @@ def signup_form_html(
     Only for the app's own form template (see :func:`is_cacheable`)."""
     urlconf = get_urlconf()
     html = _unbound_html(slug, get_language(), get_script_prefix(), str(urlconf or ""))
-    token = get_token(request) if request is not None else ""
-    html = html.replace(_TOKEN_PLACEHOLDER, token)
     source = source if source is not None else source_from_request(request)
+    values = {_TOKEN_PLACEHOLDER: get_token(request) if request is not None else ""}
     for name, placeholder in _SOURCE_PLACEHOLDERS.items():
-        html = html.replace(placeholder, escape(source.get(name, "")))
-    return mark_safe(html)
+        values[placeholder] = escape(source.get(name, ""))
+    # One pass: a value that spells a placeholder (a utm_* value may) is never replaced again.
+    return mark_safe(_PLACEHOLDER_RE.sub(lambda match: values[match.group(0)], html))
 
 
 @receiver(setting_changed)

@@ -289,8 +289,12 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
 
 def subscriber_language(subscriber: Subscriber) -> str:
     """The language a subscriber's emails and report are written in: the one they signed up
-    in, else the site's ``LANGUAGE_CODE``."""
-    return subscriber.language or settings.LANGUAGE_CODE
+    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
+    no longer lists the stored one."""
+    try:
+        return translation.get_supported_language_variant(subscriber.language or "")
+    except LookupError:
+        return settings.LANGUAGE_CODE
 
 
 def delivery_pdf(delivery: Delivery) -> bytes:

@@ -14,8 +14,10 @@ them); this module knows nothing about anymail. Each event is stored once per
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import logging
+import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -29,6 +31,8 @@ from .models import Delivery, MailEvent, Subscriber
 from .throttling import limit_parse
 
 logger = logging.getLogger(__name__)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 #: The first words of a delivery's ``last_error`` when it was not sent because of a suppression.
 SUPPRESSED_PREFIX = "Not sent: the address is suppressed"
@@ -109,22 +113,35 @@ def _subscriber_for(
 
 
 def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.datetime) -> int:
-    """How many soft bounces count now, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
+    """How many soft bounces lie within one window, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
 
-    Counted within the window before ``occurred_at``, and only those received since staff last
-    lifted a suppression. A misshapen setting (check E002) falls back to the default.
+    Every window of the setting's length around ``occurred_at`` is tried (webhooks arrive out of
+    order: the one received last may lie between the others), counting only the soft bounces
+    received since staff last lifted a suppression. A misshapen setting (check E002) falls back
+    to the default.
     """
     count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]
+    window = datetime.timedelta(seconds=seconds)
     events = MailEvent.objects.filter(
         subscriber=subscriber,
         kind=MailEvent.Kind.SOFT_BOUNCE,
-        occurred_at__gte=occurred_at - datetime.timedelta(seconds=seconds),
-        occurred_at__lte=occurred_at,
+        occurred_at__gte=occurred_at - window,
+        occurred_at__lte=occurred_at + window,
     )
     if subscriber.suppression_lifted_at:
         events = events.filter(received_at__gt=subscriber.suppression_lifted_at)
-    counted = events.count()
+    times = sorted(events.values_list("occurred_at", flat=True))
+    counted = max(
+        (bisect.bisect_right(times, start + window) - i for i, start in enumerate(times)),
+        default=0,
+    )
     return counted if counted >= count else 0
+
+
+def _plain(text: str) -> str:
+    """``text`` without control characters: the services' texts quote remote mail servers, and
+    a NUL would make PostgreSQL refuse the row (a 500 the service retries for days)."""
+    return _CONTROL.sub("", text)
 
 
 def _reason(kind: str, esp: str, description: str, soft_count: int = 0) -> str:
@@ -151,14 +168,21 @@ def mail_event_record(
     ``SOFT_BOUNCE_LIMIT``. An address that is no subscriber's is ignored (logged without the
     address); an event already recorded (same ``esp`` and ``event_id``) changes nothing.
     """
-    subscriber, delivery = _subscriber_for(recipient, list(message_ids or []))
+    esp, event_id, recipient = _plain(esp), _plain(event_id), _plain(recipient)
+    message_ids = [_plain(i) for i in message_ids or []]
+    subscriber, delivery = _subscriber_for(recipient, message_ids)
     if subscriber is None:
         logger.info("%s %s event for an address that is no subscriber's: ignored", esp, kind)
         return MailEventResult(recorded=False)
     occurred_at = occurred_at or timezone.now()
-    description = " ".join(description.split())[:300]
+    description = " ".join(_plain(description).split())[:300]
     event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
     with transaction.atomic():
+        # One event of an address at a time: a soft bounce reported at the same moment is
+        # committed, and so counted, before this one counts (else neither sees the other).
+        subscriber = Subscriber.objects.select_for_update().filter(pk=subscriber.pk).first()
+        if subscriber is None:  # deleted meanwhile
+            return MailEventResult(recorded=False)
         try:
             with transaction.atomic():
                 MailEvent.objects.create(

@@ -1,0 +1,115 @@
+"""Attacks on issue 13's promises (bounces, languages, sources) that once broke them."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from backpain_report import sending
+from backpain_report.models import MailEvent, Subscriber
+from backpain_report.suppression import mail_event_record
+
+from .test_sources import hidden
+
+SOFT = MailEvent.Kind.SOFT_BOUNCE
+
+
+def _soft(reader: Subscriber, event_id: str, hours_ago: float):
+    return mail_event_record(
+        esp="Mailgun",
+        event_id=event_id,
+        kind=SOFT,
+        recipient=reader.email,
+        occurred_at=timezone.now() - datetime.timedelta(hours=hours_ago),
+    )
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_arriving_out_of_order_still_reach_the_limit(make_subscriber):
+    """Webhooks are retried and arrive out of order: three soft bounces within one day
+    suppress, whichever arrives last (the last to arrive here is the middle one)."""
+    reader = make_subscriber(email="ann@example.com")
+    _soft(reader, "a", hours_ago=10)
+    _soft(reader, "c", hours_ago=0)
+    result = _soft(reader, "b", hours_ago=5)
+    reader.refresh_from_db()
+    assert result.suppressed and reader.suppressed_at is not None
+    assert reader.suppressed_reason.startswith("3 soft bounces (Mailgun)")
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_spread_wider_than_the_window_do_not_suppress(make_subscriber):
+    reader = make_subscriber(email="ann@example.com")
+    _soft(reader, "a", hours_ago=30)
+    _soft(reader, "c", hours_ago=0)
+    _soft(reader, "b", hours_ago=15)  # a-b and b-c within a day, a-c not: never 3 in a day
+    reader.refresh_from_db()
+    assert reader.suppressed_at is None
+
+
+@pytest.mark.django_db
+def test_an_event_with_control_characters_is_stored_without_them(make_subscriber):
+    """The bounce text is the remote mail server's: a NUL in it must not reach the database
+    (PostgreSQL refuses NUL in text, which would make the webhook a 500 the service retries)."""
+    reader = make_subscriber(email="ann@example.com")
+    result = mail_event_record(
+        esp="Mail\x00gun",
+        event_id="id\x00-1",
+        kind=MailEvent.Kind.HARD_BOUNCE,
+        recipient="ann@example.com\x00",
+        description="550 user\x00 unknown\x07",
+    )
+    assert result.suppressed
+    event = MailEvent.objects.get()
+    reader.refresh_from_db()
+    for text in (event.esp, event.event_id, event.description, reader.suppressed_reason):
+        assert "\x00" not in text and "\x07" not in text
+    assert event.description == "550 user unknown"
+
+
+@pytest.mark.django_db
+def test_a_mailgun_bounce_quoting_a_nul_is_answered_and_stored_clean(client, make_subscriber):
+    pytest.importorskip("anymail")
+    from .test_bounces import mailgun_failed, post_mailgun
+
+    reader = make_subscriber(email="ann@example.com")
+    body = mailgun_failed("ann@example.com")
+    body["event-data"]["delivery-status"]["message"] = "550 5.1.1 \x00 no such user"
+    assert post_mailgun(client, body).status_code == 200
+    reader.refresh_from_db()
+    assert reader.suppressed_reason == "Hard bounce (Mailgun): 550 5.1.1 no such user"
+
+
+@pytest.mark.django_db
+def test_a_utm_value_naming_another_placeholder_is_kept_as_typed(client, article):
+    """The cached form's placeholders are replaced in one pass: a utm value spelling another
+    field's placeholder is not itself replaced by that field's value."""
+    from backpain_report.formcache import _SOURCE_PLACEHOLDERS
+
+    medium = _SOURCE_PLACEHOLDERS["utm_medium"]
+    html = client.get(
+        article.get_absolute_url() + f"?utm_source={medium}&utm_medium=evil"
+    ).content.decode()
+    assert hidden(html, "utm_source") == medium
+    assert hidden(html, "utm_medium") == "evil"
+
+
+@pytest.mark.django_db
+@override_settings(LANGUAGE_CODE="en", LANGUAGES=[("en", "English"), ("de", "German")])
+def test_a_language_removed_from_languages_falls_back_to_language_code(make_subscriber):
+    """A reader who signed up in a language the site no longer lists gets LANGUAGE_CODE, not
+    a mix (Django's own French dates in an English email, a PDF tagged French)."""
+    reader = make_subscriber(email="ann@example.com")
+    reader.language = "fr"
+    assert sending.subscriber_language(reader) == "en"
+    reader.language = "de-ch"  # a variant of a listed language: that language
+    assert sending.subscriber_language(reader) == "de"
+    reader.language = "x" * 16
+    assert sending.subscriber_language(reader) == "en"
+    reader.language = "de"
+    assert sending.subscriber_language(reader) == "de"
