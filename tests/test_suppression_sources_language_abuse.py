@@ -1,4 +1,4 @@
-"""Attacks on issue 13's promises (bounces, languages, sources) that once broke them."""
+"""Hostile and racing input against suppression, the reader's language and sign-up sources."""
 
 from __future__ import annotations
 
