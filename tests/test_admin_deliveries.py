@@ -97,5 +97,6 @@ def test_list_shows_who_status_error_and_when(admin_client, make_delivery):
     html = html.decode()
     assert len(DeliveryAdmin.list_display) == 5
     assert "Failed<span" in html and "5 attempts" in html
+    assert 'Report<span class="backpain-quiet">Sign-up</span>' in html  # what, and why
     assert f'title="{error}"' in html and error[:80] + "…" in html
     assert 'class="backpain-date"' in html

@@ -82,8 +82,13 @@ class DeliveryAdmin(admin.ModelAdmin):
         return obj.subscriber.email
 
     @admin.display(description=_("what"))
-    def what(self, obj: Delivery) -> str:
-        return obj.get_kind_display()
+    def what(self, obj: Delivery) -> SafeString:
+        """The kind, and why it was sent (sign-up, resend, signed up again) under it."""
+        return format_html(
+            '{}<span class="backpain-quiet">{}</span>',
+            obj.get_kind_display(),
+            obj.get_reason_display(),
+        )
 
     @admin.display(description=_("status"))
     def status_cell(self, obj: Delivery) -> SafeString | str:
