@@ -42,7 +42,6 @@ from .conf import app_settings
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
-from .pdfcache import report_pdf
 from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
 from .suppression import suppressed_error
 
@@ -296,6 +295,8 @@ def subscriber_language(subscriber: Subscriber) -> str:
 def delivery_pdf(delivery: Delivery) -> bytes:
     """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
     reader's language (also when a download link renders it in a web request)."""
+    from .pdfcache import report_pdf  # WeasyPrint: imported where the PDF is rendered
+
     with translation.override(subscriber_language(delivery.subscriber)):
         return report_pdf(
             report=delivery.report,
