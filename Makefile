@@ -1,11 +1,13 @@
 # backpain_report — developer tasks.
 #
 #   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
+#                       (another address: make example PORT=8001 HOST=0.0.0.0)
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
 #   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
 #                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
 #   make lint / format  ruff
-#   make check-system   verify the OS libraries WeasyPrint needs
+#   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
+#                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
 #                       (needs wrk, redis-server, PostgreSQL; BENCH_ARGS="--quick" or "--full")
 #   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
@@ -42,10 +44,17 @@ LOWEST_CONSTRAINTS := $(VENV)/constraints-lowest.txt
 PYTEST_ARGS ?=
 MANAGE := $(VENV_PY) example_project/manage.py
 
-WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
-WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
+# The example's address: make example PORT=8001 HOST=0.0.0.0 (every interface).
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-.PHONY: help venv check-system check-bench example test test-compat lint format clean bench profile node-tools
+# OS packages (one list, shared with .ci/run): checked before the Python install, installed with
+# apt-get when root or `sudo -n` works; APT=0 only checks and prints the command.
+APT ?= 1
+SYSTEM_PACKAGES = tools/system_packages.sh $(if $(filter 0,$(APT)),--check)
+
+.PHONY: help venv check-system check-system-test check-bench example test test-compat lint format \
+	clean bench profile node-tools
 
 # The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
 COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
@@ -54,7 +63,7 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.
 DJANGO_SPEC ?=
 
 help:
-	@sed -n '2,17s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,20s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -79,26 +88,18 @@ venv:
 	fi
 	@$(MAKE) --no-print-directory $(STAMP) PYTHON="$(PYTHON)"
 
-# WeasyPrint loads Pango and HarfBuzz at import time; say how to install them, not a traceback.
+# WeasyPrint loads Pango and HarfBuzz at import time: install them (or say how), not a traceback.
+# These come before `venv` in the targets below, so a missing package stops make before pip runs.
 check-system:
-	@missing=""; \
-	for lib in $(WEASYPRINT_LIBS); do \
-		if ! "$$(command -v ldconfig || echo /sbin/ldconfig)" -p 2>/dev/null | grep -qF "$$lib" && \
-		   ! "$(or $(PYTHON),python3)" -c "import ctypes, sys; ctypes.CDLL(sys.argv[1])" "$$lib" 2>/dev/null; then \
-			missing="$$missing $$lib"; \
-		fi; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "WeasyPrint needs system libraries that are missing:$$missing" >&2; \
-		echo "Install them with:" >&2; \
-		echo "    $(WEASYPRINT_APT)" >&2; \
-		exit 1; \
-	fi; \
-	echo "System libraries for WeasyPrint: OK"
+	@PYTHON="$(PYTHON)" $(SYSTEM_PACKAGES) example
 
-example: venv check-system
+# And what the test tiers use (the PDF and browser tools, fonts, a cache server).
+check-system-test:
+	@PYTHON="$(PYTHON)" $(SYSTEM_PACKAGES) test
+
+example: check-system venv
 	$(VENV_PY) example_project/run.py setup
-	$(VENV_PY) example_project/run.py serve
+	$(VENV_PY) example_project/run.py serve --addr $(HOST):$(PORT)
 
 # axe-core (npm) for the browser tier's accessibility checks, from package-lock.json into
 # ./node_modules; the tests load it from there, with no network. Without npm the browser
@@ -112,7 +113,7 @@ $(AXE): package.json package-lock.json
 node-tools: $(AXE)
 
 # pytest exits 5 when it collected no test: that is a failure here, never a success.
-test: venv check-system node-tools
+test: check-system-test venv node-tools
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
@@ -140,7 +141,7 @@ check-bench:
 		exit 1; \
 	fi
 
-bench: venv check-system check-bench
+bench: check-system venv check-bench
 	$(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
 
 profile: venv check-bench

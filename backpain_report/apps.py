@@ -8,6 +8,10 @@ class BackpainReportConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.conf import settings
+
         from . import bounces, checks  # noqa: F401  (checks registers the system checks)
+        from .logs import loggers_quiet
 
         bounces.connect()  # bounces and complaints, when django-anymail is installed
+        loggers_quiet(getattr(settings, "LOGGING", {}))  # WeasyPrint's "Step 1...7" lines off

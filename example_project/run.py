@@ -116,11 +116,31 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
         os.killpg(proc.pid, sig)
 
 
+EVERY_INTERFACE = ("", "0.0.0.0", "::", "[::]")
+LOOPBACK_HOSTS = "127.0.0.1,localhost,[::1]"  # the example settings' default ALLOWED_HOSTS
+
+
 def site_url_for(host: str, port: str) -> str:
     """The origin links in emails point at when the server listens on ``host:port``."""
-    if host in ("", "0.0.0.0", "::", "[::]"):  # every interface: this machine's loopback
+    if host in EVERY_INTERFACE:  # every interface: this machine's loopback
         host = "127.0.0.1"
     return f"http://{host}:{port}"
+
+
+def allowed_hosts_for(host: str, given: str | None) -> str | None:
+    """The ``ALLOWED_HOSTS`` the site needs to answer on ``host``; None to leave it as it is.
+
+    Unset, the example allows only the loopback names: listening on every interface
+    (``HOST=0.0.0.0``) then allows any name this machine is reached by, and another address
+    is added to the loopback names. An ``ALLOWED_HOSTS`` given in the environment always wins.
+    """
+    if given:
+        return None
+    if host in EVERY_INTERFACE:
+        return "*"
+    if host in LOOPBACK_HOSTS.split(","):
+        return None
+    return f"{LOOPBACK_HOSTS},{host}"
 
 
 def serve(addr: str, *, beat: bool) -> int:
@@ -130,6 +150,9 @@ def serve(addr: str, *, beat: bool) -> int:
     # server and the worker inherit it).
     if not os.environ.get("SITE_URL"):
         os.environ["SITE_URL"] = site_url_for(host, port)
+    allowed = allowed_hosts_for(host, os.environ.get("ALLOWED_HOSTS"))
+    if allowed is not None:
+        os.environ["ALLOWED_HOSTS"] = allowed
     _django()
     from django.conf import settings
 
@@ -171,7 +194,12 @@ def serve(addr: str, *, beat: bool) -> int:
         print(f"[run] started {name} (pid {procs[name].pid}): {' '.join(command[1:])}")
 
     if _wait_for_port(host, int(port), procs["web"], 30, received):
-        base = f"http://{host}:{port}"
+        base = site_url_for(host, port)
+        if host in EVERY_INTERFACE:
+            print(
+                f"\n[run] Listening on every interface, port {port}: other machines reach the "
+                "site (with DEBUG on) at this machine's address."
+            )
         width = max(len(label) for label, _ in _urls(base))
         print("\n[run] The example site is up:")
         for label, url in _urls(base):

@@ -19,7 +19,6 @@ from django.utils.translation import ngettext
 from .. import operations, services
 from ..markup import render_markdown
 from ..models import Article, Report
-from ..pdf import render_report_pdf
 from .common import date_cell
 
 #: The reader's name on a PDF previewed from the admin.
@@ -80,6 +79,8 @@ class ReportAdmin(admin.ModelAdmin):
         report = get_object_or_404(Report, pk=object_id)
         if not self.has_change_permission(request, report):
             raise PermissionDenied
+        from ..pdf import render_report_pdf  # WeasyPrint: imported where the PDF is rendered
+
         pdf = render_report_pdf(
             report=report, reader_name=SAMPLE_READER, prepared_on=timezone.localdate()
         )
