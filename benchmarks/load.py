@@ -12,7 +12,7 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.realservices.web import Client, form_inputs
+from tests.realservices.support.web import Client, form_inputs
 
 from .harness import WrkResult, parse_wrk
 

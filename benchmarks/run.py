@@ -348,7 +348,7 @@ def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
 
 
 def measure_pdf(stack: BenchStack, rows: dict[str, Row], args) -> None:
-    from tests.realservices.stack import manage
+    from tests.realservices.support.stack import manage
 
     out = manage(
         stack.site_env(),

@@ -25,11 +25,11 @@ from pathlib import Path
 import psycopg
 from aiosmtpd.controller import Controller
 
-from tests.realservices.database import Database, with_database
-from tests.realservices.faults import PrivatePostgres, PrivateRedis
-from tests.realservices.processes import Process, free_port, log_contains
-from tests.realservices.smtp import MailSink, SmtpServer
-from tests.realservices.stack import (
+from tests.realservices.support.database import Database, with_database
+from tests.realservices.support.faults import PrivatePostgres, PrivateRedis
+from tests.realservices.support.processes import Process, free_port, log_contains
+from tests.realservices.support.smtp import MailSink, SmtpServer
+from tests.realservices.support.stack import (
     QUEUE_VAR,
     ROOT,
     _gunicorn_extra_args,

@@ -136,7 +136,7 @@ def test_a_frozen_amqp_broker_behind_a_pooled_connection_is_a_failed_publish(set
     import time
     from urllib.parse import urlsplit
 
-    from tests.realservices.gating import require_service
+    from tests.realservices.support.gating import require_service
 
     url = urlsplit(require_service("amqp"))
     proxy = PausableProxy((url.hostname or "127.0.0.1", url.port or 5672))

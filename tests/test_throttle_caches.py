@@ -26,8 +26,8 @@ from django.core.management import call_command
 from django.db import connections
 
 from backpain_report import throttling
-from tests.realservices.gating import require_service, unavailable
-from tests.realservices.processes import Process, free_port
+from tests.realservices.support.gating import require_service, unavailable
+from tests.realservices.support.processes import Process, free_port
 
 ALIAS = "throttle"
 CONCURRENT = 50

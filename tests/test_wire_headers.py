@@ -21,7 +21,7 @@ from backpain_report.models import Delivery, Report
 from backpain_report.sending import Outcome, delivery_send
 from backpain_report.tokens import read_unsubscribe_token
 from tests.mail_backends import smtp_configure
-from tests.realservices.smtp import SmtpServer
+from tests.realservices.support.smtp import SmtpServer
 
 LONG_SITE_URL = "https://reports.back-pain-relief-guides-for-everyone.example"
 TITLE = "Zoë's Guide to Back Pain Muscle Spasms: Your Practical Relief Guide"

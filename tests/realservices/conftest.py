@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from .database import Database
-from .gating import CHROMIUM, browser_problem, require_service, unavailable
-from .processes import free_port
-from .smtp import SmtpServer
-from .stack import ROOT, Stack, manage, site_env, start_stack
-from .web import reader_ip
+from .support.database import Database
+from .support.gating import CHROMIUM, browser_problem, require_service, unavailable
+from .support.processes import free_port
+from .support.smtp import SmtpServer
+from .support.stack import ROOT, Stack, manage, site_env, start_stack
+from .support.web import reader_ip
 
 ARTEFACTS = ROOT / "test-artefacts"
 
@@ -162,7 +162,7 @@ def page(chromium):
 @pytest.fixture
 def site(request, tmp_path_factory):
     """The fault tier's private stack (``faults_site.FaultSite``), made ready for this test."""
-    from .faults_site import shared_site
+    from .support.faults_site import shared_site
 
     site = shared_site(request, tmp_path_factory)
     site.prepare(request.node.name)

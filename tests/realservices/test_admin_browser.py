@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from .database import Database
-from .processes import free_port
-from .stack import _start_web, http_ok, manage, site_env
+from .support.database import Database
+from .support.processes import free_port
+from .support.stack import _start_web, http_ok, manage, site_env
 from .test_browser import Shots
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]

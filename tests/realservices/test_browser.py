@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from .checks import check_report_pdf, pdf_attachment
-from .gating import unavailable
-from .processes import wait_until
-from .stack import ROOT, manage
-from .web import reader_ip
+from .support.checks import check_report_pdf, pdf_attachment
+from .support.gating import unavailable
+from .support.processes import wait_until
+from .support.stack import ROOT, manage
+from .support.web import reader_ip
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from .checks import check_report_pdf, pdf_attachment
-from .web import SIGNUP_DONE_PATH, sign_up
+from .support.checks import check_report_pdf, pdf_attachment
+from .support.web import SIGNUP_DONE_PATH, sign_up
 
 pytestmark = pytest.mark.services
 

@@ -14,8 +14,8 @@ import pytest
 
 from tests.samples import reader_name
 
-from .faults_site import QUEUE, Reader, address, fault_result
-from .web import SIGNUP_DONE_PATH
+from .support.faults_site import QUEUE, Reader, address, fault_result
+from .support.web import SIGNUP_DONE_PATH
 
 pytestmark = pytest.mark.services
 

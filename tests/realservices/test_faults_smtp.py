@@ -2,7 +2,7 @@
 mid-batch.
 
 Each test runs on the real stack (private PostgreSQL and Redis, a Celery worker subprocess with
-2 pool processes) against :class:`~tests.realservices.faults.ScriptedSmtp`, and prints a
+2 pool processes) against :class:`~tests.realservices.support.faults.ScriptedSmtp`, and prints a
 ``FAULT-RESULT`` line (reports expected, delivered, lost, doubled).
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 from tests.samples import reader_name
 
-from .faults_site import address, fault_result
+from .support.faults_site import address, fault_result
 
 pytestmark = pytest.mark.services
 

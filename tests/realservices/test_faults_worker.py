@@ -12,9 +12,9 @@ import time
 import psycopg
 import pytest
 
-from .faults import wait_for
-from .faults_site import Reader, address, fault_result
-from .web import SIGNUP_DONE_PATH
+from .support.faults import wait_for
+from .support.faults_site import Reader, address, fault_result
+from .support.web import SIGNUP_DONE_PATH
 
 pytestmark = pytest.mark.services
 

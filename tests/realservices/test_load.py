@@ -11,7 +11,7 @@ import pytest
 
 from tests.samples import reader_name
 
-from .web import sign_up
+from .support.web import sign_up
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ import pytest
 
 from tests.samples import reader_name
 
-from .stack import snippet_json
-from .web import sign_up
+from .support.stack import snippet_json
+from .support.web import sign_up
 
 pytestmark = pytest.mark.services
 

@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from .database import Database
-from .stack import ROOT, manage, site_env
+from .support.database import Database
+from .support.stack import ROOT, manage, site_env
 
 pytestmark = [pytest.mark.services, pytest.mark.slow, pytest.mark.timeout(7200)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from .stack import snippet_json
+from .support.stack import snippet_json
 
 pytestmark = pytest.mark.services
 

@@ -19,7 +19,7 @@ from tests.example_env import EXAMPLE_SITE_ENV
 
 from .processes import Process, free_port, log_contains
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MANAGE = ROOT / "example_project" / "manage.py"
 SHARED_QUEUE = "celery"  # Celery's default, used when the site cannot be given a queue name
 QUEUE_VAR = "CELERY_TASK_DEFAULT_QUEUE"
@@ -221,7 +221,7 @@ def _start_web(broker: str, port: int, env: dict[str, str], log_dir: Path) -> Pr
     return Process(
         f"gunicorn ({broker})",
         [
-            sys.executable, "-m", "gunicorn", "tests.realservices.wsgi:application",
+            sys.executable, "-m", "gunicorn", "tests.realservices.support.wsgi:application",
             "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "60",
             "--access-logfile", "-", "--error-logfile", "-", *_gunicorn_extra_args(),
         ],

@@ -1,0 +1,14 @@
+"""The real-services tier's harness (no tests here): the services and the site it drives.
+
+- ``gating``: which services are configured and reachable (skip, or fail under
+  ``BACKPAIN_REQUIRE_SERVICES=1``), and Chromium;
+- ``processes``: subprocesses with logs, free ports, waiting;
+- ``database``: a private PostgreSQL database per test module;
+- ``smtp``: an aiosmtpd sink collecting the site's mail;
+- ``stack``: the example site on real services (migrate, gunicorn, a Celery worker);
+- ``wsgi``: the site behind a stand-in for the production front end (static files, CSP, real IP);
+- ``web``: a reader's HTTP client (CSRF, forms, the sign-up);
+- ``checks``: what a delivered report must look like (the PDF attachment);
+- ``faults`` and ``faults_site``: private PostgreSQL/Redis and a scripted SMTP server that can be
+  broken on purpose, and the site the fault tests run against.
+"""
