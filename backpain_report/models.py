@@ -133,7 +133,8 @@ class Subscriber(SignupSource):
     # Set by a hard bounce, a complaint or a reject (or enough soft bounces) reported by the
     # site's email service: nothing is sent to the address until staff lift it (suppression.py).
     suppressed_at = models.DateTimeField(_("suppressed"), null=True, blank=True)
-    # A database default too, so rows written by raw INSERT or COPY (populate.py) need no value.
+    # A database default too, so rows written by raw INSERT or COPY (the dev tool
+    # benchmarks/devtools/populate.py) need no value.
     suppressed_reason = models.CharField(
         _("why suppressed"), max_length=300, blank=True, default="", db_default=""
     )

@@ -9,6 +9,8 @@ root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real
 - ``EMAIL_HOST`` / ``EMAIL_PORT`` (``EMAIL_TIMEOUT``, default 10 s; optional
   ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``, ``EMAIL_USE_TLS``) — send through SMTP.
 - ``SITE_URL``, ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``ALLOWED_HOSTS`` (comma-separated).
+- ``EXAMPLE_DEVTOOLS`` — install the dev-only ``benchmarks.devtools`` app (``backpain_populate``,
+  ``backpain_bench``); default: on with ``DEBUG`` when the checkout's ``benchmarks/`` is there.
 
 ``SITE_URL`` (the origin of links in emails) defaults to ``http://127.0.0.1:8000`` with
 ``DEBUG`` on; ``run.py`` sets it from its ``--addr`` when it is unset. With ``DEBUG`` off and no
@@ -73,6 +75,13 @@ INSTALLED_APPS = [
     "backpain_report",
     "example_project",  # the outbox page's templates
 ]
+# The scale and benchmark commands live in the checkout (benchmarks/devtools/), not in the
+# package: a development site gets them; the real-services tier, with DEBUG off, asks for them.
+EXAMPLE_DEVTOOLS = _env_bool(
+    "EXAMPLE_DEVTOOLS", DEBUG and (BASE_DIR / "benchmarks" / "devtools").is_dir()
+)
+if EXAMPLE_DEVTOOLS:
+    INSTALLED_APPS.append("benchmarks.devtools")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

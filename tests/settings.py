@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "crispy_forms",
     "crispy_bootstrap5",
     "backpain_report",
+    "benchmarks.devtools",  # backpain_populate and backpain_bench: dev-only, not in the wheel
 ]
 # Bounces and complaints (the [anymail] extra, in the test extra): anymail's real webhook views
 # at /anymail/ (tests/urls.py), with basic auth and Mailgun's signing key.

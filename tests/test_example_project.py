@@ -168,7 +168,9 @@ def test_embedded_defaults_need_no_servers(tmp_path):
         "TRUSTED_PROXIES": 0,
         "DOUBLE_OPT_IN": False,
     }
-    assert got["installed_apps"][-3:] == ["crispy_bootstrap5", "backpain_report", "example_project"]
+    assert got["installed_apps"][-4:] == [
+        "crispy_bootstrap5", "backpain_report", "example_project", "benchmarks.devtools",
+    ]  # fmt: skip
 
 
 def test_favicon_privacy_notice_and_sitemap_are_served(tmp_path):
@@ -188,6 +190,38 @@ def test_favicon_privacy_notice_and_sitemap_are_served(tmp_path):
     icon, privacy, sitemap = result.stdout.split("\n")[:3]
     assert icon.split() == ["302", "/static/backpain_report/favicon.svg"]
     assert privacy == "200" and sitemap == "sitemap"
+
+
+# Which app provides each dev command (None: unknown), then what populating says.
+LIST_DEV_COMMANDS = (
+    CHECK + "from django.core.management import get_commands, call_command, CommandError\n"
+    "print(get_commands().get('backpain_populate'), get_commands().get('backpain_bench'))\n"
+)
+POPULATE = (
+    LIST_DEV_COMMANDS + "try:\n"
+    "    call_command('backpain_populate', '--subscribers', '1')\n"
+    "except CommandError as exc:\n"
+    "    print(exc)\n"
+)
+
+
+def test_dev_tools_are_installed_only_in_development(tmp_path):
+    """README: backpain_populate and backpain_bench come from benchmarks/devtools/, a dev-only app
+    the example installs with DEBUG on or EXAMPLE_DEVTOOLS=1, never from the package."""
+    result = run_example(LIST_DEV_COMMANDS, tmp_path / "dev")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["benchmarks.devtools", "benchmarks.devtools"]
+
+    production = {"DJANGO_DEBUG": "0", "SITE_URL": "https://reports.example.org"}
+    result = run_example(POPULATE, tmp_path / "prod", **production)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[:2] == ["None None", "Unknown command: 'backpain_populate'"]
+
+    result = run_example(POPULATE, tmp_path / "asked", EXAMPLE_DEVTOOLS="1", **production)
+    assert result.returncode == 0, result.stderr
+    first, refusal = result.stdout.split("\n")[:2]
+    assert first.split() == ["benchmarks.devtools", "benchmarks.devtools"]
+    assert "DEBUG is off" in refusal and "--i-know-this-is-not-production" in refusal
 
 
 def test_double_opt_in_is_one_switch_away(tmp_path):
@@ -243,6 +277,7 @@ def test_environment_switches_to_real_services(tmp_path):
     assert got["app_settings"]["SITE_URL"] == "https://reports.example.org"
     assert got["captured"] is False
     assert "outbox/" not in got["routes"]  # neither DEBUG nor captured mail
+    assert "benchmarks.devtools" not in got["installed_apps"]  # the dev tools: DEBUG only
 
 
 def test_amqp_broker_and_smtp_timeout(tmp_path):

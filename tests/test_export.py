@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from backpain_report.export import subscriber_csv_lines
 from backpain_report.models import Subscriber
-from backpain_report.populate import populate
+from benchmarks.devtools.populate import populate
 
 
 def test_csv_lines_quote_and_neutralise_formulas(make_subscriber, make_delivery):

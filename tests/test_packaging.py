@@ -64,6 +64,19 @@ def test_wheel_ships_everything_the_app_needs(dist):
     assert not any(name.startswith(("tests/", "example_project/")) for name in names)
 
 
+def test_wheel_leaves_the_dev_tools_out(dist):
+    """The scale and benchmark tools (benchmarks/devtools/) are for a checkout, not for sites."""
+    [wheel] = dist.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    commands = "backpain_report/management/commands/"
+    assert f"{commands}backpain_seed.py" in names  # the site's own commands are there
+    for absent in ("backpain_report/populate.py", f"{commands}backpain_populate.py",
+                   f"{commands}backpain_bench.py"):  # fmt: skip
+        assert absent not in names, absent
+    assert not any(name.startswith("benchmarks/") for name in names)
+    assert not any("populate" in name or "bench" in name for name in names), sorted(names)
+
+
 def test_installed_wheel_migrates_and_renders(dist, tmp_path):
     [wheel] = dist.glob("*.whl")
     target = tmp_path / "site"

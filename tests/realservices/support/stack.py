@@ -46,6 +46,7 @@ def site_env(
             "SITE_URL": site_url,
             "EXAMPLE_VAR_DIR": str(var_dir),
             "DJANGO_DEBUG": "0",
+            "EXAMPLE_DEVTOOLS": "1",  # backpain_populate, backpain_bench (benchmarks/devtools/)
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "DJANGO_SECRET_KEY": "realservices-" + secrets.token_urlsafe(32),
         }

@@ -23,10 +23,10 @@ from django.db import connections, transaction
 from django.db.models import Max, Model
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import Article, Delivery, PageView, Subscriber
-from .operations import CANCELLED_BY_STAFF
-from .services import content_seed
+from backpain_report.conf import app_settings
+from backpain_report.models import Article, Delivery, PageView, Subscriber
+from backpain_report.operations import CANCELLED_BY_STAFF
+from backpain_report.services import content_seed
 
 BATCH_SIZE = 10_000
 FIRST = "Ann Ben Chloe Dan Eva Finn Grace Hugo Isla Jack Kate Liam Mia Noah Olga Paul Rosa Sam"

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from backpain_report.populate import BATCH_SIZE, populate
+from benchmarks.devtools.populate import BATCH_SIZE, populate
 
 
 class Command(BaseCommand):
