@@ -5,7 +5,7 @@
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
 #   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
 #                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
-#   make lint / format  ruff
+#   make lint           ruff, and mypy on backpain_report/ (make format: ruff's fixes)
 #   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
@@ -153,11 +153,12 @@ profile: venv check-bench
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV_PY) -m mypy backpain_report
 
 format: venv
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat node_modules
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artefacts var .venv-compat node_modules
 	find . \( -path ./$(VENV) -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

@@ -73,7 +73,8 @@ def _unbound_html(slug: str, language: str | None, prefix: str, urlconf: str | N
 def is_cacheable() -> bool:
     """Whether the form template in use is the app's own: a site's override may use the page's
     context (the article, the request, the user), so it is rendered with the page every time."""
-    origin = get_template(FORM_TEMPLATE).origin.name
+    # Every Django template backend's templates have an origin; django-stubs' protocol omits it.
+    origin = get_template(FORM_TEMPLATE).origin.name  # type: ignore[attr-defined]
     return Path(origin).resolve().is_relative_to(_APP_TEMPLATES)
 
 

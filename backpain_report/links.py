@@ -148,7 +148,7 @@ def report_site() -> dict[str, str] | None:
     return {"url": site_url() + path, "host": site_host()}
 
 
-def report_cta() -> dict[str, str] | None:
+def report_cta() -> dict[str, str | Promise] | None:
     """The closing page's next step, ``{"text", "url"}``: ``REPORT_CTA``, else back to the site
     (None when neither is known)."""
     configured = app_settings.REPORT_CTA

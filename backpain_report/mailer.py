@@ -14,6 +14,7 @@ a whole SMTP step, so a server that answers a few bytes at a time is not bounded
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
@@ -35,18 +36,22 @@ RENDER_BUDGET = 60.0
 SMTP_WAITS_PER_MESSAGE = 6
 
 
-def mail_timeout() -> Real | None:
+def mail_timeout() -> float | None:
     """The timeout configured for the mailer the app sends through (seconds), or None.
 
     Django 6.1+ with ``MAILERS``: the chosen mailer's ``OPTIONS["timeout"]``; otherwise
     ``EMAIL_TIMEOUT``.
     """
     if getattr(mail, "mailers", None) is not None and hasattr(settings, "MAILERS"):
-        config = settings.MAILERS.get(app_settings.MAILER or "default") or {}
-        timeout = (config.get("OPTIONS") or {}).get("timeout")
+        mailers: Mapping[str, Mapping[str, Any]] = settings.MAILERS
+        config = mailers.get(app_settings.MAILER or "default") or {}
+        options: Mapping[str, Any] = config.get("OPTIONS") or {}
+        timeout = options.get("timeout")
     else:
         timeout = getattr(settings, "EMAIL_TIMEOUT", None)
-    return timeout if isinstance(timeout, Real) and not isinstance(timeout, bool) else None
+    if isinstance(timeout, Real) and not isinstance(timeout, bool):
+        return float(timeout)
+    return None
 
 
 def lease_mail_timeout(lease: float) -> float:

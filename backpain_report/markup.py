@@ -57,9 +57,10 @@ class _ChecklistProcessor(Treeprocessor):
             checks = 0
             for li in ul.findall("li"):
                 holder = li[0] if len(li) and li[0].tag == "p" and not li.text else li
-                match = _TASK_RE.match(holder.text or "")
+                text = holder.text or ""
+                match = _TASK_RE.match(text)
                 if match:
-                    holder.text = holder.text[match.end() :]
+                    holder.text = text[match.end() :]
                     done = match.group(1) != " "
                     li.set("class", "check checked" if done else "check")
                     checks += 1

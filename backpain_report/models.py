@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -84,9 +86,14 @@ class Article(models.Model):
         return reverse("backpain_report:article_detail", kwargs={"slug": self.slug})
 
 
+class _Empty(TypedDict):
+    default: str
+    db_default: str
+
+
 # Blank in the database too: rows written without these columns (bulk loads, code of the
 # previous release during a rolling deploy) get "".
-_EMPTY = {"default": "", "db_default": ""}
+_EMPTY: _Empty = {"default": "", "db_default": ""}
 
 
 class SignupSource(models.Model):

@@ -46,6 +46,14 @@ def _raw(value: Any) -> Any:
     return value.get_object() if isinstance(value, IndirectObject) else value
 
 
+def _dict(value: Any) -> DictionaryObject:
+    """``value`` (resolved if indirect) as a dictionary."""
+    value = _raw(value)
+    if not isinstance(value, DictionaryObject):
+        raise JoinError(f"expected a dictionary, not {type(value).__name__}")
+    return value
+
+
 def _number(value: Any) -> int:
     if not isinstance(value, IndirectObject):
         raise JoinError("expected an indirect object")
@@ -70,10 +78,10 @@ def _dump(obj: Any, ref: Ref) -> bytes:
 
 def _struct_tree(reader: PdfReader) -> tuple[int, DictionaryObject, int, DictionaryObject] | None:
     """(document element number and dict, parent tree number and dict), or None if untagged."""
-    root = reader.trailer["/Root"]
+    root = _dict(reader.trailer["/Root"])
     if "/StructTreeRoot" not in root:
         return None
-    tree = root["/StructTreeRoot"]
+    tree = _dict(root["/StructTreeRoot"])
     kids = _raw(tree.raw_get("/K"))
     if not isinstance(kids, ArrayObject) or len(kids) != 1:
         raise JoinError("the tag tree has no single document element")
@@ -87,13 +95,13 @@ def _page_elements(document: DictionaryObject, page: IndirectObject) -> list[Ind
     """The document element's leading children that sit on ``page``."""
     found = []
     for kid in list(_raw(document.raw_get("/K"))):
-        if not isinstance(kid, IndirectObject) or dict.get(kid.get_object(), "/Pg") != page:
+        if not isinstance(kid, IndirectObject) or dict.get(_dict(kid), "/Pg") != page:
             break
         found.append(kid)
     return found
 
 
-def _parents_of(parent_tree: DictionaryObject, key: int) -> tuple[int, Any]:
+def _parents_of(parent_tree: DictionaryObject, key: object) -> tuple[int, Any]:
     nums = _raw(parent_tree.raw_get("/Nums"))
     for index in range(0, len(nums), 2):
         if nums[index] == key:
@@ -228,6 +236,8 @@ class BasePdf:
         try:
             reader = PdfReader(io.BytesIO(data), strict=False)
             page = reader.pages[0]
+            if page.indirect_reference is None:
+                raise JoinError("page 1 is not an indirect object")
             tags = _struct_tree(reader)
             base = cls(data, reader, page.indirect_reference, page.raw_get("/Parent"), tags)
         except JoinError:
@@ -247,7 +257,10 @@ class _Update:
         self.offsets: dict[int, int] = {}
         self.numbers: dict[int, int] = {}  # cover object number -> number in the result
         self.todo: list[int] = []  # cover objects to copy
-        self.next = int(base.reader.trailer["/Size"])
+        size = base.reader.trailer["/Size"]
+        if not isinstance(size, int):
+            raise JoinError("the trailer's /Size is not a number")
+        self.next = int(size)
 
     def ref(self, obj: IndirectObject) -> int:
         """The result's number for ``obj``: the base's objects keep theirs, the cover's are
@@ -320,14 +333,14 @@ def _swap_tags(update: _Update, base: BasePdf, cover: BasePdf, page: DictionaryO
     update.numbers[cover_doc_number] = doc_number
     if "/NS" in document and "/NS" in cover_document:  # share the base's namespace object
         update.numbers[_number(cover_document.raw_get("/NS"))] = _number(document.raw_get("/NS"))
-    base_page = base.page.get_object()
+    base_page = _dict(base.page)
     page[NameObject("/StructParents")] = base_page.raw_get("/StructParents")
     old = _page_elements(document, base.page)
     new = _page_elements(cover_document, cover.page)
     kids = ArrayObject([*new, *list(_raw(document.raw_get("/K")))[len(old) :]])
     document = DictionaryObject({**dict(dict.items(document)), NameObject("/K"): kids})
     index, _ = _parents_of(tree, base_page["/StructParents"])
-    _, cover_parents = _parents_of(cover_tree, cover.page.get_object()["/StructParents"])
+    _, cover_parents = _parents_of(cover_tree, _dict(cover.page)["/StructParents"])
     nums = ArrayObject(list(_raw(tree.raw_get("/Nums"))))
     nums[index] = cover_parents
     tree = DictionaryObject({**dict(dict.items(tree)), NameObject("/Nums"): nums})
@@ -356,17 +369,17 @@ def swap_cover(base: BasePdf, cover_pdf: bytes) -> bytes:
 def _swap(base: BasePdf, cover: BasePdf, raw: RawObjects) -> bytes:
     if (base.tags is None) != (cover.tags is None):
         raise JoinError("one PDF is tagged and the other is not")
-    if "/Annots" in base.page.get_object() or "/Annots" in cover.page.get_object():
+    if "/Annots" in _dict(base.page) or "/Annots" in _dict(cover.page):
         raise JoinError("the cover page has links")
     update = _Update(base, cover, raw)
     update.numbers[cover.page.idnum] = base.page.idnum
     update.numbers[cover.pages.idnum] = base.pages.idnum
-    page = DictionaryObject(dict.items(cover.page.get_object()))
+    page = DictionaryObject(dict.items(_dict(cover.page)))
     page[NameObject("/Parent")] = base.pages
     if base.tags:
         _swap_tags(update, base, cover, page)
     update.emit(base.page.idnum, _dump(page, update.ref))
-    cover_root = cover.reader.trailer["/Root"]
+    cover_root = _dict(cover.reader.trailer["/Root"])
     if "/Metadata" in cover_root:  # XMP (PDF/A, PDF/UA variants) holds dates too
         root_ref = base.reader.trailer.raw_get("/Root")
         root = DictionaryObject(dict.items(root_ref.get_object()))

@@ -18,7 +18,7 @@ CONFIRM_SALT = "backpain_report.confirm"
 DOWNLOAD_SALT = "backpain_report.download"
 
 
-def _load(token: str, salt: str, max_age: float | None = None) -> tuple[dict | None, bool]:
+def _load(token: str, salt: str, max_age: int | None = None) -> tuple[dict | None, bool]:
     """The token's payload dict and whether it expired; ``(None, False)`` if it is not genuine.
 
     An expired token's payload is still returned (its signature is valid): callers decide.

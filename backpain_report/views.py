@@ -80,12 +80,15 @@ def article_page_context(
         # Where the reader came from: read from this request, into the form's hidden fields.
         source = sources.source_from_request(request)
         # Built only if a (site's) template uses it: the page includes the cached HTML.
-        form = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug, source=source))
+        context["form"] = SimpleLazyObject(
+            lambda: SignupForm(article_slug=article.slug, source=source)
+        )
         if formcache.is_cacheable():  # the same for every reader: rendered once, copied
             context["signup_form_html"] = formcache.signup_form_html(
                 request, slug=article.slug, source=source
             )
-    context["form"] = form
+    else:
+        context["form"] = form
     page_url = seo.absolute_url(request, article.get_absolute_url())
     image_url = ""
     if article.report is not None:
@@ -232,9 +235,11 @@ class ReportCoverView(View):
             response["Retry-After"] = "300"
             return response
         modified = _seconds(image.modified)
-        response = get_conditional_response(request, etag=image.etag, last_modified=modified)
-        if response is None:
+        conditional = get_conditional_response(request, etag=image.etag, last_modified=modified)
+        if conditional is None:
             response = HttpResponse(image.data, content_type="image/png")
+        else:
+            response = conditional
         response["ETag"] = image.etag
         if modified is not None:
             response["Last-Modified"] = http_date(modified)
@@ -259,14 +264,15 @@ class ConfirmView(View):
 
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         checked = read_confirm_token(token)
-        if checked.state is ConfirmState.VALID:
-            if services.subscriber_confirm(subscriber=checked.subscriber):
+        subscriber = checked.subscriber  # set for every state but INVALID and REVOKED
+        if checked.state is ConfirmState.VALID and subscriber is not None:
+            if services.subscriber_confirm(subscriber=subscriber):
                 return self.page(request, token, "confirmed")
             # Confirmed or unsubscribed meanwhile (another tab, a second click): say which.
             return self.page(request, token, read_confirm_token(token).state)
-        if checked.state is ConfirmState.EXPIRED and request.POST.get("resend"):
-            if throttling.address_allowed(checked.subscriber.email_canonical):
-                services.confirmation_resend(subscriber=checked.subscriber)
+        if checked.state is ConfirmState.EXPIRED and subscriber and request.POST.get("resend"):
+            if throttling.address_allowed(subscriber.email_canonical):
+                services.confirmation_resend(subscriber=subscriber)
             return self.page(request, token, "resent")
         return self.page(request, token, checked.state)
 
@@ -370,7 +376,7 @@ class DownloadView(View):
         if not throttling.download_ip_allowed(throttling.client_ip(request)):
             return self.throttled(request)
         checked = read_download_token(token)
-        if checked.state is not DownloadState.VALID:
+        if checked.state is not DownloadState.VALID or checked.delivery is None:
             return self.unavailable(request, checked.state)
         return checked.delivery
 

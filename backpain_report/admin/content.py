@@ -41,7 +41,9 @@ class ReportAdmin(admin.ModelAdmin):
         "body", "body_preview", "created_at", "updated_at",
     ]  # fmt: skip
 
-    def get_fields(self, request: HttpRequest, obj: Report | None = None) -> list[str]:
+    def get_fields(
+        self, request: HttpRequest, obj: Report | None = None
+    ) -> list[str | list[str] | tuple[str, ...]]:
         fields = list(super().get_fields(request, obj))
         if not self.has_change_permission(request, obj):  # the preview URL would answer 403
             fields.remove("pdf_preview")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin
@@ -11,6 +12,7 @@ from django.contrib.admin.views.main import PAGE_VAR
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Delivery
@@ -102,7 +104,7 @@ class DateRangeFilter(admin.ListFilter):
     def has_output(self) -> bool:
         return True
 
-    def expected_parameters(self) -> list[str]:
+    def expected_parameters(self) -> list[str | None]:
         return list(self.names)
 
     def _date(self, name: str) -> datetime.date | None:
@@ -126,22 +128,20 @@ class DateRangeFilter(admin.ListFilter):
             queryset = queryset.filter(**{f"{self.field}__lt": last})
         return queryset
 
-    def choices(self, changelist: Any) -> list[dict[str, Any]]:
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
         others = changelist.get_query_string({PAGE_VAR: None}, remove=list(self.names))
         keep = QueryDict(others[1:])
-        return [
-            {
-                "from_name": self.names[0],
-                "to_name": self.names[1],
-                "from_value": self.values.get(self.names[0], ""),
-                "to_value": self.values.get(self.names[1], ""),
-                "hidden": [(key, value) for key, values in keep.lists() for value in values],
-                "clear_url": others,
-                "selected": bool(self.values),
-            }
-        ]
+        yield {
+            "from_name": self.names[0],
+            "to_name": self.names[1],
+            "from_value": self.values.get(self.names[0], ""),
+            "to_value": self.values.get(self.names[1], ""),
+            "hidden": [(key, value) for key, values in keep.lists() for value in values],
+            "clear_url": others,
+            "selected": bool(self.values),
+        }
 
 
-def date_range_filter(field: str, title: str) -> type[DateRangeFilter]:
+def date_range_filter(field: str, title: str | Promise) -> type[DateRangeFilter]:
     """A :class:`DateRangeFilter` on ``field``, headed ``title``."""
     return type(f"DateRangeFilter_{field}", (DateRangeFilter,), {"field": field, "title": title})

@@ -6,6 +6,7 @@ admin index), so the ordinary ``view_pageview`` permission decides who sees it.
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django import forms
@@ -53,7 +54,8 @@ class FunnelForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("start"), data.get("end")
         if start and end:
             if end < start:
@@ -94,7 +96,10 @@ def funnel_context(
         double_opt_in = app_settings.DOUBLE_OPT_IN
     steps = stats.funnel_steps(double_opt_in=double_opt_in)
     rate_of = {num: name for name, num, _den in stats.funnel_rates(double_opt_in=double_opt_in)}
-    labels = [day.key.strftime("%d %b") for day in funnel.days]
+    labels = [
+        day.key.strftime("%d %b") if isinstance(day.key, datetime.date) else day.label
+        for day in funnel.days
+    ]
 
     def chart(title: str, *wanted: str) -> SafeString:
         shown = [s for s in wanted if s in steps]
@@ -171,7 +176,9 @@ class FunnelAdmin(admin.ModelAdmin):
             "start": start,
             "end": end,
             "span": (end - start).days + 1,
-            **funnel_context(funnel, link=urlencode({"start": start, "end": end})),
+            **funnel_context(
+                funnel, link=urlencode({"start": start.isoformat(), "end": end.isoformat()})
+            ),
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

@@ -10,6 +10,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -32,7 +33,7 @@ class PendingSignupAdmin(admin.ModelAdmin):
         return date_cell(obj.created_at, "j M H:i:s")  # rows normally live under a second
 
     @admin.display(description=_("queue"))
-    def queue(self, obj: PendingSignup) -> SafeString | str:
+    def queue(self, obj: PendingSignup) -> SafeString | str | Promise:
         """Where the sign-up stands on its way to a worker."""
         if obj.publish_failed_at:
             return format_html(

@@ -7,13 +7,15 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.functional import Promise
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -37,14 +39,14 @@ from .paginator import LargeTablePaginator
 from .timeline import timeline_events
 
 STATUS_LABELS = dict(Delivery.Status.choices)
-CONSENT_FIELDS = [
+CONSENT_FIELDS = (
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
     *SOURCE_FIELDS, "created_at", "confirmed_at", "unsubscribed_at", "language",
-]  # fmt: skip
-SUPPRESSION_FIELDS = ["suppressed_at", "suppressed_reason", "suppression_lifted_at"]
+)  # fmt: skip
+SUPPRESSION_FIELDS = ("suppressed_at", "suppressed_reason", "suppression_lifted_at")
 
 
-def subscriber_state(subscriber: Subscriber, *, double_opt_in: bool) -> str:
+def subscriber_state(subscriber: Subscriber, *, double_opt_in: bool) -> str | Promise:
     """One word on where the reader stands: unsubscribed, confirmed, waiting to confirm, or
     (single opt-in, where nobody confirms) simply subscribed."""
     if subscriber.unsubscribed_at:
@@ -61,8 +63,9 @@ class DeliveryInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["report", "edition", "reason", "status", "attempts", "sent_at", "last_error"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "report", "edition", "reason", "status", "attempts", "sent_at", "last_error",
+    )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -172,7 +175,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         )
         return [export, *super().get_urls()]
 
-    def export_view(self, request: HttpRequest) -> HttpResponse:
+    def export_view(self, request: HttpRequest) -> HttpResponseBase:
         """The changelist's filtered, searched list as a streamed CSV; 403 without permission."""
         if not (self.has_view_permission(request) and self.has_export_permission(request)):
             raise PermissionDenied
@@ -198,7 +201,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     # --- actions --------------------------------------------------------------------------
 
     @admin.action(description=_("Export the selected subscribers (CSV)"), permissions=["export"])
-    def export_csv(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> HttpResponse:
+    def export_csv(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> HttpResponseBase:
         return csv_response(queryset)
 
     @admin.action(
@@ -252,7 +255,7 @@ class SubscriberAdmin(admin.ModelAdmin):
                 "title": _("Purge sign-ups that never confirmed"),
                 "stale": stale.order_by("confirmation_requested_at")[:500],
                 "count": stale.count(),
-                "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
                 "select_across": request.POST.get("select_across", "0"),
                 "days": days,
                 "action": "purge_unconfirmed",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import template
 from django.template.loader import render_to_string
 
@@ -22,7 +24,7 @@ def report_signup_form(context: template.Context, article: Article | str | None 
     if request is not None and is_cacheable():
         return signup_form_html(request, slug=slug, source=source)
     # A site's own form template, or no request: the form in full, with the page's context.
-    values = context.flatten()
+    values: dict[Any, Any] = context.flatten()
     values["form"] = SignupForm(article_slug=slug, source=source)
     return render_to_string(FORM_TEMPLATE, values)
 

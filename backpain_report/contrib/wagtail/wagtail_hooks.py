@@ -6,6 +6,7 @@ Django admin: a change of content makes a new edition.
 
 from __future__ import annotations
 
+from django.forms import ModelForm
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel
 from wagtail.snippets.models import register_snippet
@@ -25,6 +26,8 @@ class ArticleViewSet(SnippetViewSet):
 
 class _ReportSaveMixin:
     """Save through ``report_save`` (the edition is bumped when the content changes)."""
+
+    form: ModelForm[Report]  # set by Wagtail's CreateView / EditView
 
     def save_instance(self) -> Report:
         report = self.form.save(commit=False)
