@@ -2,8 +2,10 @@
 #
 #   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
+#   make test-fast      the inner loop: the unit tier without the tests marked `heavy` (~40 s)
 #   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
-#                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
+#                       WeasyPrint 68, ...) with Python 3.10: nox's oldest session
+#   make test-matrix    the unit tests on every Django x Python pair of noxfile.py (nox)
 #   make lint / format  ruff
 #   make check-system   verify the OS libraries WeasyPrint needs
 #   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
@@ -45,16 +47,10 @@ MANAGE := $(VENV_PY) example_project/manage.py
 WEASYPRINT_LIBS := libpango-1.0.so.0 libpangoft2-1.0.so.0 libharfbuzz-subset.so.0
 WEASYPRINT_APT := sudo apt-get install -y libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0
 
-.PHONY: help venv check-system check-bench example test test-compat lint format clean bench profile node-tools
-
-# The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
-COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
-	python3.11 $(wildcard /root/.pyenv/versions/3.11*/bin/python3); do \
-	"$$p" -c 'import sys' 2>/dev/null && { command -v "$$p"; break; }; done)
-DJANGO_SPEC ?=
+.PHONY: help venv check-system check-bench example test test-fast test-compat test-matrix lint format clean bench profile node-tools
 
 help:
-	@sed -n '2,17s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,19s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -117,12 +113,25 @@ test: venv check-system node-tools
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-# The unit tests on the oldest supported stack: an older Python and every install_requires entry
-# at its declared lower bound, Django 5.2 LTS included (the real-services tiers run in `test`).
-test-compat:
-	@test -n "$(COMPAT_PYTHON)" || { echo "No python3.10/3.11 found; pass COMPAT_PYTHON=..." >&2; exit 1; }
-	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat LOWEST=1 \
-		PYTEST_ARGS='-m "not slow and not services and not browser" -p no:cacheprovider'
+# The inner loop: the unit tier less the tests marked `heavy` (subprocesses, whole PDF renders);
+# every other tier runs them.
+UNIT_TIER := not slow and not services and not browser
+test-fast: venv check-system
+	@$(VENV_PY) -m pytest -m "$(UNIT_TIER) and not heavy" -p no:cacheprovider -q $(PYTEST_ARGS); \
+	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+# The compatibility matrix (noxfile.py): the unit tier on each Django x Python pair, in venvs of
+# its own under .nox/ (reused by the next run). test-compat is its oldest session: Python 3.10
+# and every install_requires entry (and the anymail/wagtail extras) at its declared lower bound
+# (tools/lowest_requirements.py), Django 5.2 LTS included; the real-services tiers run in `test`.
+NOX := $(VENV)/bin/nox
+NOX_ARGS ?=
+test-compat: venv check-system
+	$(NOX) $(NOX_ARGS) -t compat $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+test-matrix: venv check-system
+	$(NOX) $(NOX_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # Not part of `make test`: minutes of load on the real stack (see benchmarks/README.md).
 BENCH_ARGS ?=
@@ -158,5 +167,5 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat node_modules
-	find . \( -path ./$(VENV) -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis test-artefacts var .venv-compat .nox node_modules
+	find . \( -path ./$(VENV) -o -path ./.venv-compat -o -path ./.nox \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
