@@ -3,8 +3,10 @@
 #   make example        run the example site (dev server + Celery worker) on 127.0.0.1:8000
 #                       (another address: make example PORT=8001 HOST=0.0.0.0)
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
+#   make test-fast      the inner loop: the unit tier without the tests marked `heavy` (~40 s)
 #   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
-#                       WeasyPrint 68, ...) with Python 3.10 or 3.11 (.venv-compat)
+#                       WeasyPrint 68, ...) with Python 3.10: nox's oldest session
+#   make test-matrix    the unit tests on every Django x Python pair of noxfile.py (nox)
 #   make lint           ruff, and mypy on backpain_report/ (make format: ruff's fixes)
 #   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
@@ -53,17 +55,11 @@ PORT ?= 8000
 APT ?= 1
 SYSTEM_PACKAGES = tools/system_packages.sh $(if $(filter 0,$(APT)),--check)
 
-.PHONY: help venv check-system check-system-test check-bench example test test-compat lint format \
-	clean bench profile node-tools
-
-# The oldest supported pair: Django 5.2 LTS on Python 3.10 (else 3.11), in a venv of its own.
-COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard /root/.pyenv/versions/3.10*/bin/python3) \
-	python3.11 $(wildcard /root/.pyenv/versions/3.11*/bin/python3); do \
-	"$$p" -c 'import sys' 2>/dev/null && { command -v "$$p"; break; }; done)
-DJANGO_SPEC ?=
+.PHONY: help venv check-system check-system-test check-bench example test test-fast test-compat \
+	test-matrix lint format clean bench profile node-tools
 
 help:
-	@sed -n '2,20s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,21s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -118,12 +114,25 @@ test: check-system-test venv node-tools
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
-# The unit tests on the oldest supported stack: an older Python and every install_requires entry
-# at its declared lower bound, Django 5.2 LTS included (the real-services tiers run in `test`).
-test-compat:
-	@test -n "$(COMPAT_PYTHON)" || { echo "No python3.10/3.11 found; pass COMPAT_PYTHON=..." >&2; exit 1; }
-	$(MAKE) --no-print-directory test PYTHON="$(COMPAT_PYTHON)" VENV=.venv-compat LOWEST=1 \
-		PYTEST_ARGS='-m "not slow and not services and not browser" -p no:cacheprovider'
+# The inner loop: the unit tier less the tests marked `heavy` (subprocesses, whole PDF renders);
+# every other tier runs them.
+UNIT_TIER := not slow and not services and not browser
+test-fast: check-system venv
+	@$(VENV_PY) -m pytest -m "$(UNIT_TIER) and not heavy" -p no:cacheprovider -q $(PYTEST_ARGS); \
+	status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
+	exit $$status
+
+# The compatibility matrix (noxfile.py): the unit tier on each Django x Python pair, in venvs of
+# its own under .nox/ (reused by the next run). test-compat is its oldest session: Python 3.10
+# and every install_requires entry (and the anymail/wagtail extras) at its declared lower bound
+# (tools/lowest_requirements.py), Django 5.2 LTS included; the real-services tiers run in `test`.
+NOX := $(VENV)/bin/nox
+NOX_ARGS ?=
+test-compat: check-system venv
+	$(NOX) $(NOX_ARGS) -t compat $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
+
+test-matrix: check-system venv
+	$(NOX) $(NOX_ARGS) $(if $(PYTEST_ARGS),-- $(PYTEST_ARGS))
 
 # Not part of `make test`: minutes of load on the real stack (see benchmarks/README.md).
 BENCH_ARGS ?=
@@ -160,5 +169,5 @@ format: venv
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artefacts var .venv-compat node_modules
-	find . \( -path ./$(VENV) -o -path ./.venv-compat \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis test-artefacts var .venv-compat .nox node_modules
+	find . \( -path ./$(VENV) -o -path ./.venv-compat -o -path ./.nox \) -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

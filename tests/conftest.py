@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import django
 import pytest
@@ -87,15 +88,45 @@ def celery_app():
     return app
 
 
-@pytest.fixture
-def celery_worker(celery_app, transactional_db):
-    """A real Celery worker (solo pool, in a thread) consuming the in-memory broker."""
-    with celery_app.connection_for_write() as connection:
+def _queue_purge(app) -> None:
+    with app.connection_for_write() as connection:
         connection.default_channel.queue_purge("celery")
+
+
+def _worker_wait_idle(timeout: float = 30.0) -> bool:
+    """Wait until the worker runs no task and holds none (a retry's countdown included)."""
+    from celery.worker import state
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not state.active_requests and not state.reserved_requests:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture(scope="module")
+def _module_celery_worker(celery_app):
+    """One in-process worker per test module: stopping one takes ~4 s (its consumer's poll)."""
     with start_worker(
         celery_app, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
     ) as worker:
         yield worker
+
+
+@pytest.fixture
+def celery_worker(_module_celery_worker, celery_app, transactional_db):
+    """A real Celery worker (solo pool, in a thread) consuming the in-memory broker.
+
+    The worker is the module's; each test starts with an empty queue and, before its database
+    is flushed, waits for the worker to finish what the test gave it (then the queue is purged
+    again), so no task of one test runs in the next.
+    """
+    _queue_purge(celery_app)
+    yield _module_celery_worker
+    idle = _worker_wait_idle()
+    _queue_purge(celery_app)
+    assert idle, "the Celery worker was still busy 30 s after the test"
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,9 @@ from django.core.management import CommandError, call_command
 
 from backpain_report import pdfcache
 
+# Seconds a test: the bench command over hundreds of requests; `make test-fast` skips it.
+pytestmark = pytest.mark.heavy
+
 
 def test_bench_prints_each_path_and_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
     call_command(

@@ -27,6 +27,9 @@ from tests.example_env import EXAMPLE_SITE_ENV
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_ENV = EXAMPLE_SITE_ENV
 
+# Seconds a test: the example site's manage.py in subprocesses; `make test-fast` skips it.
+pytestmark = pytest.mark.heavy
+
 # Prints what the example settings resolved to (run with example_project.settings).
 DUMP_SETTINGS = """
 import json, django

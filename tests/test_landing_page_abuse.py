@@ -77,6 +77,7 @@ def test_an_unusable_privacy_url_is_never_linked_even_with_the_checks_silenced(
 # --- REPORT_CTA at run time -----------------------------------------------------------------
 
 
+@pytest.mark.heavy  # a PDF render per value
 @pytest.mark.parametrize(
     "value",
     [
@@ -99,6 +100,7 @@ def test_an_unusable_report_cta_never_reaches_the_pdf(value, caplog):
     assert "https://reports.example.com/back-pain/" in links  # the default next step instead
 
 
+@pytest.mark.heavy  # a PDF render
 def test_a_report_cta_on_a_non_ascii_host_is_an_ascii_uri_in_the_pdf():
     from backpain_report.pdf import render_report_pdf
     from tests.samples import make_report
@@ -287,6 +289,7 @@ def test_the_article_page_stays_at_one_query_and_uses_the_form_cache(
 # --- More hostile content -------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # a PDF render
 def test_script_links_in_the_report_body_never_become_pdf_links():
     from backpain_report.pdf import render_report_pdf
     from tests.samples import make_report

@@ -18,7 +18,8 @@ from django.utils import timezone
 from backpain_report import stats
 from backpain_report.models import Article, Delivery, Report
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds a test: an editor's journey through a Celery worker and PDFs; `make test-fast` skips it.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.heavy]
 
 SECOND_REPORT_MD = """\
 ## Why your desk hurts

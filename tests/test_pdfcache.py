@@ -25,6 +25,9 @@ from backpain_report.pdfjoin import BasePdf, JoinError, swap_cover
 from backpain_report.privatestorage import file_write
 from tests.samples import make_report
 
+# Seconds a test: a dozen full PDF renders; `make test-fast` skips it.
+pytestmark = pytest.mark.heavy
+
 PREPARED_ON = datetime.date(2025, 3, 14)
 READER = "Zoë Łukasiewicz-Øvergaard"
 

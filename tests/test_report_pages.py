@@ -38,6 +38,9 @@ from tests.samples import make_report
 PREPARED_ON = datetime.date(2025, 3, 14)
 READER = "Margaret Oyelaran-Whitfield"
 SITE = "https://reports.example.com"  # tests/settings.py
+
+# Seconds a test: whole reports rendered and read back; `make test-fast` skips it.
+pytestmark = pytest.mark.heavy
 CTA = {
     "text": "Book a free call with our physiotherapist",
     "url": "https://physio.example.org/book/",

@@ -9,7 +9,9 @@ from django.urls import reverse
 from backpain_report.models import Delivery
 from backpain_report.tasks import deliver_report, sweep_deliveries
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Seconds a test: round trips through a worker and a broker polled once a second, and ~4 s to
+# stop the module's worker; `make test-fast` skips it.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.heavy]
 
 
 def wait_for(predicate, timeout=30.0):

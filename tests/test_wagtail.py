@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# Seconds a test: the Wagtail test site in a pytest subprocess; `make test-fast` skips it.
+pytestmark = pytest.mark.heavy
+
 pytest.importorskip("wagtail", reason="Wagtail is not installed: pip install -e '.[test]'")
 
 ROOT = Path(__file__).resolve().parent.parent
