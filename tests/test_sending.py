@@ -6,7 +6,8 @@ import pytest
 from django.core import mail
 
 from backpain_report.models import Delivery
-from backpain_report.sending import Outcome, delivery_send, retry_delay
+from backpain_report.retry import retry_delay
+from backpain_report.sending import Outcome, delivery_send
 from tests.mail_backends import smtp_configure
 
 
