@@ -1,12 +1,17 @@
-"""Reads used by views and the template tag."""
+"""Reads: the article a page or a sign-up is about, the report offered, a reader's language.
+
+Plain functions that change nothing; the writes are in :mod:`backpain_report.services`.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.http import Http404
+from django.utils import translation
 
 from .conf import app_settings
-from .models import Article, Report
+from .models import Article, Report, Subscriber
 
 
 def _with_report():
@@ -79,3 +84,13 @@ def report_offered_get(*, slug: str) -> Report:
     if report is None:
         raise Http404("No such report.")
     return report
+
+
+def subscriber_language(subscriber: Subscriber) -> str:
+    """The language a subscriber's emails and report are written in: the one they signed up
+    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
+    no longer lists the stored one."""
+    try:
+        return translation.get_supported_language_variant(subscriber.language or "")
+    except LookupError:
+        return settings.LANGUAGE_CODE

@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 
@@ -43,7 +42,7 @@ from .conf import app_settings
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
-from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
+from .pdfstore import PdfNoLongerWanted, delivery_pdf, delivery_pdf_save, delivery_prepared_on
 from .retry import (
     EARLY_ARRIVAL_SLACK,
     attempt_due,
@@ -52,6 +51,7 @@ from .retry import (
     stale_claim_reclaimable,
     worker_lost_error,
 )
+from .selectors import subscriber_language
 from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
@@ -221,29 +221,6 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     finally:
         _close_quietly(mailer)
     return results
-
-
-def subscriber_language(subscriber: Subscriber) -> str:
-    """The language a subscriber's emails and report are written in: the one they signed up
-    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
-    no longer lists the stored one."""
-    try:
-        return translation.get_supported_language_variant(subscriber.language or "")
-    except LookupError:
-        return settings.LANGUAGE_CODE
-
-
-def delivery_pdf(delivery: Delivery) -> bytes:
-    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
-    reader's language (also when a download link renders it in a web request)."""
-    from .pdfcache import report_pdf  # WeasyPrint: imported where the PDF is rendered
-
-    with translation.override(subscriber_language(delivery.subscriber)):
-        return report_pdf(
-            report=delivery.report,
-            reader_name=delivery.subscriber.name,
-            prepared_on=delivery_prepared_on(delivery),
-        )
 
 
 def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:

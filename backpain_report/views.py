@@ -44,7 +44,6 @@ from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
 from .models import Article, Delivery
-from .sending import delivery_pdf
 from .tokens import (
     ConfirmState,
     DownloadState,
@@ -330,7 +329,6 @@ class DownloadView(View):
         try:
             stored = pdfstore.delivery_pdf_get(
                 delivery=delivery,
-                render=delivery_pdf,
                 still_wanted=lambda: download_link_stands(delivery),
             )
         except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept

@@ -26,7 +26,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import translation
 
-from backpain_report import seed, sending, services
+from backpain_report import seed, selectors, sending, services
 from backpain_report.models import Delivery, PendingSignup, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -294,7 +294,7 @@ def test_a_reader_without_a_language_gets_the_sites(make_subscriber, report) -> 
     subscriber = make_subscriber()  # e.g. signed up before languages were stored
     assert subscriber.language == ""
     with override_settings(LANGUAGE_CODE="de"):
-        assert sending.subscriber_language(subscriber) == "de"
+        assert selectors.subscriber_language(subscriber) == "de"
         delivery = services.delivery_resend(subscriber=subscriber, publish=False)
         sending.delivery_send(delivery_id=delivery.pk)
     assert mail.outbox[0].subject.startswith("Ihr kostenloser Ratgeber")

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date
 
-from backpain_report import pdfstore, views
+from backpain_report import pdfstore
 from backpain_report.models import Delivery
 from backpain_report.privacy import subscriber_erase
 from backpain_report.sending import delivery_send
@@ -44,7 +44,7 @@ def renders(monkeypatch) -> list[int]:
         rendered.append(delivery.pk)
         return FAKE_PDF + str(delivery.pk).encode()
 
-    monkeypatch.setattr(views, "delivery_pdf", render)
+    monkeypatch.setattr(pdfstore, "delivery_pdf", render)
     return rendered
 
 
@@ -369,7 +369,7 @@ def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
             download_links_revoke(Delivery.objects.filter(pk=requested.pk))
         return FAKE_PDF
 
-    monkeypatch.setattr(views, "delivery_pdf", render_while_changed)
+    monkeypatch.setattr(pdfstore, "delivery_pdf", render_while_changed)
     response = download(client, delivery)
     assert response.status_code == 410 and b"%PDF" not in response.content
     assert response["X-Robots-Tag"] == "noindex"
