@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import Article, Delivery, PageView, Subscriber
-from .operations import CANCELLED_BY_STAFF
-from .services import content_seed
+from .services.content import content_seed
+from .services.deliveries import CANCELLED_BY_STAFF
 
 BATCH_SIZE = 10_000
 FIRST = "Ann Ben Chloe Dan Eva Finn Grace Hugo Isla Jack Kate Liam Mia Noah Olga Paul Rosa Sam"

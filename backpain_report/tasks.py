@@ -17,7 +17,7 @@ from .publishing import (
 )
 from .retry import TASK_OPTIONS
 from .sending import Outcome, deliveries_send, delivery_send
-from .services import signup_process
+from .services.subscribers import signup_process
 from .stats import page_views_flush
 from .sweep import deliveries_sweep, signups_sweep
 

@@ -30,20 +30,18 @@ from . import (
     covers,
     formcache,
     offer,
-    operations,
     pdfstore,
     selectors,
     seo,
-    services,
     sources,
     stats,
-    subscriptions,
     throttling,
 )
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
 from .models import Article, Delivery
+from .services import deliveries, subscribers
 from .tokens import (
     ConfirmState,
     DownloadState,
@@ -196,7 +194,7 @@ class SignupView(View):
                 status=503,
             )
         # The same work for every address; the worker decides what this sign-up means.
-        services.signup_submit(
+        subscribers.signup_submit(
             name=form.cleaned_data["name"],
             email=form.cleaned_data["email"],
             article=article,
@@ -259,13 +257,13 @@ class ConfirmView(View):
     def post(self, request: HttpRequest, token: str) -> HttpResponse:
         checked = read_confirm_token(token)
         if checked.state is ConfirmState.VALID:
-            if services.subscriber_confirm(subscriber=checked.subscriber):
+            if subscribers.subscriber_confirm(subscriber=checked.subscriber):
                 return self.page(request, token, "confirmed")
             # Confirmed or unsubscribed meanwhile (another tab, a second click): say which.
             return self.page(request, token, read_confirm_token(token).state)
         if checked.state is ConfirmState.EXPIRED and request.POST.get("resend"):
             if throttling.address_allowed(checked.subscriber.email_canonical):
-                services.confirmation_resend(subscriber=checked.subscriber)
+                subscribers.confirmation_resend(subscriber=checked.subscriber)
             return self.page(request, token, "resent")
         return self.page(request, token, checked.state)
 
@@ -295,7 +293,7 @@ class UnsubscribeView(View):
         subscriber_id = read_unsubscribe_token(token)
         if subscriber_id is None:
             return render(request, self.template_name, {"invalid": True}, status=400)
-        subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
+        subscribers.subscriber_unsubscribe(subscriber_id=subscriber_id)
         return render(request, self.done_template_name)
 
 
@@ -338,7 +336,7 @@ class DownloadView(View):
             body = stored.read()
             response = HttpResponse(body, content_type="application/pdf")
             self.describe(response, delivery, len(body))
-            operations.delivery_downloaded(delivery=delivery)
+            deliveries.delivery_downloaded(delivery=delivery)
         return self.finish(response, stored)
 
     def head(self, request: HttpRequest, token: str) -> HttpResponseBase:
@@ -426,5 +424,5 @@ class OneClickUnsubscribeView(View):
         subscriber_id = read_unsubscribe_token(token)
         if subscriber_id is None:
             return HttpResponseBadRequest(_("Invalid unsubscribe link."), content_type="text/plain")
-        subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
+        subscribers.subscriber_unsubscribe(subscriber_id=subscriber_id)
         return HttpResponse(_("You are unsubscribed."), content_type="text/plain")

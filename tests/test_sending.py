@@ -439,7 +439,7 @@ def test_a_reader_who_unsubscribes_during_the_render_is_not_sent_the_report(
     make_delivery, monkeypatch
 ):
     from backpain_report import sending
-    from backpain_report.subscriptions import subscriber_unsubscribe
+    from backpain_report.services.subscribers import subscriber_unsubscribe
 
     delivery = make_delivery()
     real_render = sending.delivery_pdf
