@@ -1,3 +1,5 @@
+"""The app's configuration: at start-up it registers the checks, the bounce receiver, log levels."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 

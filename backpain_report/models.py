@@ -268,8 +268,9 @@ class PendingSignup(SignupSource):
 
     The web request only validates the form, inserts one of these and publishes one message, the
     same work whatever the address: whether it is new, known, confirmed, unsubscribed or
-    throttled is decided by the worker (:func:`backpain_report.services.signup_process`), which
-    then deletes the row. The sweep re-publishes rows whose message was lost.
+    throttled is decided by the worker
+    (:func:`backpain_report.services.subscribers.signup_process`), which then deletes the row.
+    The sweep re-publishes rows whose message was lost.
     """
 
     email = models.EmailField(_("email as entered"), max_length=320)

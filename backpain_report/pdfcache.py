@@ -1,12 +1,12 @@
 """The report PDF at volume: the body is rendered once per edition, only the cover per reader.
 
-:func:`report_pdf` is what sending calls. For each edition of a report the whole document is
-rendered once with a placeholder cover (so page numbers, "Page x of y", the contents, links,
-bookmarks and tags are exactly those of a full render) and kept in the app's private storage
-(:mod:`backpain_report.privatestorage`) under ``backpain_report/cache/``. For each reader only
-the cover is rendered, and :func:`backpain_report.pdfjoin.swap_cover` writes it over page 1 of
-the cached file as a PDF incremental update: the cached bytes are copied unchanged, so the join
-costs milliseconds.
+:func:`report_pdf` is what :func:`backpain_report.pdfstore.delivery_pdf` calls. For each edition of
+a report the whole document is rendered once with a placeholder cover (so page numbers, "Page x of
+y", the contents, links, bookmarks and tags are exactly those of a full render) and kept in the
+app's private storage (:mod:`backpain_report.privatestorage`) under ``backpain_report/cache/``. For
+each reader only the cover is rendered, and :func:`backpain_report.pdfjoin.swap_cover` writes it
+over page 1 of the cached file as a PDF incremental update: the cached bytes are copied unchanged,
+so the join costs milliseconds.
 
 Why file storage and not the cache framework: a cached body (~120 kB) outlives restarts and
 deploys, is shared by every worker on every host, has no item-size limit (memcached: 1 MB) and

@@ -1,4 +1,9 @@
-"""Readers' PDFs, stored privately, so a download link serves a file instead of re-rendering.
+"""The PDF for a delivery: :func:`delivery_pdf` renders it; stored privately for download links.
+
+:func:`delivery_pdf` is the one way to get a reader's PDF: the report's current edition with the
+reader's name on the cover, dated the day the delivery was (or is being) sent, in the reader's
+language. The sender attaches it; :func:`delivery_pdf_get` gives a download link the stored
+file, rendering and storing it when it is missing.
 
 A reader's PDF is stored the first time it is rendered: by the worker when the email carries a
 download link, else by the download view on the first GET. It lives in the app's private storage
@@ -24,10 +29,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.core.files.storage import Storage
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from .models import Delivery
 from .privatestorage import file_write, keyed_digest, keyed_digests, private_storage
+from .selectors import subscriber_language
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +67,19 @@ class StoredPdf:
 def delivery_prepared_on(delivery: Delivery) -> datetime.date:
     """The date on the reader's cover: the day the delivery was (or is being) sent."""
     return timezone.localdate(delivery.sent_at or timezone.now())
+
+
+def delivery_pdf(delivery: Delivery) -> bytes:
+    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
+    reader's language (also when a download link renders it in a web request)."""
+    from .pdfcache import report_pdf  # WeasyPrint: imported where the PDF is rendered
+
+    with translation.override(subscriber_language(delivery.subscriber)):
+        return report_pdf(
+            report=delivery.report,
+            reader_name=delivery.subscriber.name,
+            prepared_on=delivery_prepared_on(delivery),
+        )
 
 
 def _delivery_dirs(delivery_id: int) -> list[str]:
@@ -162,10 +181,9 @@ def delivery_pdf_save(
 def delivery_pdf_get(
     *,
     delivery: Delivery,
-    render: Callable[[Delivery], bytes],
     still_wanted: Callable[[], bool] | None = None,
 ) -> StoredPdf:
-    """The stored PDF of ``delivery``; rendered with ``render`` and stored if missing.
+    """The stored PDF of ``delivery``; rendered with :func:`delivery_pdf` and stored if missing.
 
     ``still_wanted`` is as in :func:`delivery_pdf_save`: after a render, a delivery that is no
     longer wanted keeps no file and :class:`PdfNoLongerWanted` is raised. A storage that fails
@@ -180,7 +198,7 @@ def delivery_pdf_get(
     if stored is not None:
         return stored
     prepared_on = delivery_prepared_on(delivery)
-    data = render(delivery)
+    data = delivery_pdf(delivery)
     try:
         return delivery_pdf_save(delivery, data, prepared_on, still_wanted=still_wanted)
     except PdfNoLongerWanted:

@@ -1,12 +1,21 @@
-"""Reads used by views and the template tag."""
+"""Reads: the article a page or sign-up is about, the report offered, what is held about a reader.
+
+Plain functions that change nothing; the writes are in :mod:`backpain_report.services`.
+"""
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
+from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.http import Http404
+from django.utils import translation
 
 from .conf import app_settings
-from .models import Article, Report
+from .models import Article, PendingSignup, Report, Subscriber
+from .sources import SOURCE_FIELDS
 
 
 def _with_report():
@@ -79,3 +88,99 @@ def report_offered_get(*, slug: str) -> Report:
     if report is None:
         raise Http404("No such report.")
     return report
+
+
+def subscriber_language(subscriber: Subscriber) -> str:
+    """The language a subscriber's emails and report are written in: the one they signed up
+    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
+    no longer lists the stored one."""
+    try:
+        return translation.get_supported_language_variant(subscriber.language or "")
+    except LookupError:
+        return settings.LANGUAGE_CODE
+
+
+def report_for_subscriber(*, subscriber: Subscriber) -> Report | None:
+    """The report a subscriber asked for: their source article's, else their last one's."""
+    if subscriber.source_article_id and subscriber.source_article.report_id:
+        return subscriber.source_article.report
+    last = subscriber.deliveries.select_related("report").order_by("-created_at").first()
+    if last is not None:
+        return last.report
+    return Report.objects.order_by("pk").first()
+
+
+def _iso(value: datetime.datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything the app holds about one subscriber, ready for ``json.dumps``."""
+    return {
+        "email": subscriber.email,
+        "email_canonical": subscriber.email_canonical,
+        "name": subscriber.name,
+        "source_article": subscriber.source_article.title if subscriber.source_article else None,
+        "source_url": subscriber.source_url,
+        "source": {name: getattr(subscriber, name) for name in SOURCE_FIELDS},
+        "signed_up_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "suppressed_at": _iso(subscriber.suppressed_at),
+        "suppressed_reason": subscriber.suppressed_reason,
+        "language": subscriber.language,
+        "consent": {
+            "text": subscriber.consent_text,
+            "version": subscriber.consent_version,
+            "given_at": _iso(subscriber.consented_at),
+            "ip": subscriber.consent_ip,
+            "user_agent": subscriber.consent_user_agent,
+        },
+        "deliveries": [
+            {
+                "report": delivery.report.title,
+                "edition": delivery.edition,
+                "kind": delivery.kind,
+                "reason": delivery.reason,
+                "status": delivery.status,
+                "attempts": delivery.attempts,
+                "created_at": _iso(delivery.created_at),
+                "sent_at": _iso(delivery.sent_at),
+                "message_id": delivery.message_id,
+                "last_error": delivery.last_error,
+            }
+            for delivery in subscriber.deliveries.select_related("report").order_by("created_at")
+        ],
+        "bounces_and_complaints": [
+            {
+                "kind": event.kind,
+                "email_service": event.esp,
+                "occurred_at": _iso(event.occurred_at),
+                "description": event.description,
+            }
+            for event in subscriber.mail_events.order_by("occurred_at")
+        ],
+        "pending_signups": pending_signups_export(email_canonical=subscriber.email_canonical),
+    }
+
+
+def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
+    """The sign-ups of an address that no worker has processed yet (normally none)."""
+    return [
+        {
+            "email": signup.email,
+            "name": signup.name,
+            "source_url": signup.source_url,
+            "source": {name: getattr(signup, name) for name in SOURCE_FIELDS},
+            "submitted_at": _iso(signup.created_at),
+            "language": signup.language,
+            "consent": {
+                "text": signup.consent_text,
+                "version": signup.consent_version,
+                "given_at": _iso(signup.consented_at),
+                "ip": signup.consent_ip,
+                "user_agent": signup.consent_user_agent,
+            },
+        }
+        for signup in PendingSignup.objects.filter(email_canonical=email_canonical).order_by("pk")
+    ]

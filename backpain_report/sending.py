@@ -7,8 +7,9 @@ reader to be still subscribed and not suppressed): a worker whose claim was take
 sends nothing, and a reader who unsubscribed (or whose address was suppressed) during the render
 is sent nothing (their row ends cancelled, the reason in ``last_error``). Temporary
 failures put the row back to pending with ``next_attempt_at`` set by exponential backoff with
-jitter; permanent ones (SMTP 5xx) and exhausted attempts mark it failed. Every failure is
-written to ``last_error``.
+jitter; permanent ones (SMTP 5xx) and exhausted attempts mark it failed: the policy is
+:mod:`backpain_report.retry`'s, this module records it. Every failure is written to
+``last_error``.
 
 A reclaim counts as an attempt; a stale claim that already used ``MAX_ATTEMPTS`` is failed
 ("Worker lost while sending ...") instead of reclaimed, so a message that kills its worker is
@@ -27,15 +28,12 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
-import random
 import smtplib
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.db.models import CharField, Exists, F, OuterRef, Q, QuerySet, Value
-from django.db.models.functions import Cast, Concat
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 
 from . import signals
@@ -44,13 +42,19 @@ from .conf import app_settings
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
-from .pdfstore import PdfNoLongerWanted, delivery_pdf_save, delivery_prepared_on
+from .pdfstore import PdfNoLongerWanted, delivery_pdf, delivery_pdf_save, delivery_prepared_on
+from .retry import (
+    EARLY_ARRIVAL_SLACK,
+    attempt_due,
+    failure_decide,
+    stale_claim_exhausted,
+    stale_claim_reclaimable,
+    worker_lost_error,
+)
+from .selectors import subscriber_language
 from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
-
-# A retry message may arrive a little before next_attempt_at: accept it within this slack.
-EARLY_ARRIVAL_SLACK = datetime.timedelta(seconds=2)
 
 
 class Outcome(enum.Enum):
@@ -70,79 +74,14 @@ class SendResult:
     connection_lost: bool = False
 
 
-class PermanentDeliveryError(Exception):
-    """The message can never be delivered as it is (e.g. SMTP 5xx)."""
-
-
-def retry_delay(attempts: int) -> float:
-    """Exponential backoff with full jitter for the attempt that just failed (1-based)."""
-    base = float(app_settings.RETRY_BACKOFF)
-    cap = float(app_settings.RETRY_BACKOFF_MAX)
-    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter, not cryptography
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """SMTP 5xx answers are permanent; 4xx, timeouts and connection errors are not."""
-    if isinstance(exc, PermanentDeliveryError):
-        return True
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _msg in exc.recipients.values()]
-        return bool(codes) and all(500 <= code < 600 for code in codes)
-    if isinstance(exc, smtplib.SMTPResponseException):
-        return 500 <= exc.smtp_code < 600
-    return False
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, smtplib.SMTPResponseException):
-        text = exc.smtp_error
-        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-        return f"SMTP {exc.smtp_code}: {text}"[:2000]
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        return (
-            "SMTP recipient refused: "
-            + "; ".join(
-                f"{code} {msg.decode('utf-8', 'replace') if isinstance(msg, bytes) else msg}"
-                for code, msg in exc.recipients.values()
-            )[:2000]
-        )
-    return f"{type(exc).__name__}: {exc}"[:2000]
-
-
-WORKER_LOST_ERROR = "Worker lost while sending (claim expired); giving up after "
-
-
-def _stale(now: datetime.datetime) -> Q:
-    """A ``sending`` claim older than the lease: its worker died or hung."""
-    lease = datetime.timedelta(seconds=float(app_settings.CLAIM_LEASE))
-    return Q(status=Delivery.Status.SENDING, claimed_at__lt=now - lease)
-
-
-def stale_claim_reclaimable(now: datetime.datetime) -> Q:
-    """A stale claim with attempts left: it may be claimed again (and the sweep re-publishes it)."""
-    return _stale(now) & Q(attempts__lt=int(app_settings.MAX_ATTEMPTS))
-
-
-def stale_claim_exhausted(now: datetime.datetime) -> Q:
-    """A stale claim that used the last attempt: it is failed, never reclaimed."""
-    return _stale(now) & Q(attempts__gte=int(app_settings.MAX_ATTEMPTS))
-
-
 def stale_claims_fail(queryset: QuerySet[Delivery], *, now: datetime.datetime) -> int:
     """Fail the exhausted stale claims among ``queryset``; return how many.
 
     ``last_error`` reads e.g. "Worker lost while sending (claim expired); giving up after 5
     attempts."
     """
-    error = Concat(
-        Value(WORKER_LOST_ERROR),
-        Cast("attempts", output_field=CharField()),
-        Value(" attempts."),
-        output_field=CharField(),
-    )
     failed = queryset.filter(stale_claim_exhausted(now)).update(
-        status=Delivery.Status.FAILED, last_error=error
+        status=Delivery.Status.FAILED, last_error=worker_lost_error()
     )
     if failed:
         logger.warning("%s deliveries failed: their worker was lost on the last attempt", failed)
@@ -155,7 +94,7 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     A stale claim whose attempts are used up is failed here instead of being taken.
     """
     now = timezone.now()
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now + EARLY_ARRIVAL_SLACK)
+    due = attempt_due(now, slack=EARLY_ARRIVAL_SLACK)
     claimable = (Q(status=Delivery.Status.PENDING) & due) | stale_claim_reclaimable(now)
     claimed = Delivery.objects.filter(claimable, pk=delivery_id).update(
         status=Delivery.Status.SENDING,
@@ -244,15 +183,15 @@ def _stop_before_sending(delivery: Delivery) -> SendResult:
 
 
 def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
-    error = describe_error(exc)
-    permanent = is_permanent(exc)
-    lost = isinstance(exc, CONNECTION_ERRORS)
-    if permanent or delivery.attempts >= int(app_settings.MAX_ATTEMPTS):
+    """Record a failed attempt as :func:`~backpain_report.retry.failure_decide` decides."""
+    decision = failure_decide(attempts=delivery.attempts, exc=exc)
+    error, lost = decision.error, decision.connection_lost
+    if decision.give_up:
         if not _record(delivery, status=Delivery.Status.FAILED, last_error=error):
             return _claim_lost(delivery, sent=False, error=error, connection_lost=lost)
         logger.warning("Delivery %s failed: %s", delivery.pk, type(exc).__name__)
         return SendResult(delivery.pk, Outcome.FAILED, error=error, connection_lost=lost)
-    delay = retry_delay(delivery.attempts)
+    delay = float(decision.retry_in or 0)
     recorded = _record(
         delivery,
         status=Delivery.Status.PENDING,
@@ -263,10 +202,6 @@ def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
         return _claim_lost(delivery, sent=False, error=error, connection_lost=lost)
     logger.info("Delivery %s will retry in %.0f s: %s", delivery.pk, delay, type(exc).__name__)
     return SendResult(delivery.pk, Outcome.RETRY, retry_in=delay, error=error, connection_lost=lost)
-
-
-# Errors after which an SMTP connection cannot be trusted for the next message.
-CONNECTION_ERRORS = (smtplib.SMTPServerDisconnected, OSError)
 
 
 def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
@@ -286,29 +221,6 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     finally:
         _close_quietly(mailer)
     return results
-
-
-def subscriber_language(subscriber: Subscriber) -> str:
-    """The language a subscriber's emails and report are written in: the one they signed up
-    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
-    no longer lists the stored one."""
-    try:
-        return translation.get_supported_language_variant(subscriber.language or "")
-    except LookupError:
-        return settings.LANGUAGE_CODE
-
-
-def delivery_pdf(delivery: Delivery) -> bytes:
-    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
-    reader's language (also when a download link renders it in a web request)."""
-    from .pdfcache import report_pdf  # WeasyPrint: imported where the PDF is rendered
-
-    with translation.override(subscriber_language(delivery.subscriber)):
-        return report_pdf(
-            report=delivery.report,
-            reader_name=delivery.subscriber.name,
-            prepared_on=delivery_prepared_on(delivery),
-        )
 
 
 def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:

@@ -4,7 +4,7 @@ A hard bounce, a complaint (the reader marked the email as spam) or a reject sup
 subscriber's address at once; soft bounces (temporary failures) only once ``SOFT_BOUNCE_LIMIT``
 of them arrived within its window. Nothing is sent to a suppressed address again: pending
 deliveries are cancelled here, the worker refuses to send (:mod:`backpain_report.sending`), and
-sign-ups and resends create nothing to send (:mod:`backpain_report.services`), each with
+sign-ups and resends create nothing to send (:mod:`backpain_report.services.subscribers`), each with
 :func:`suppressed_error` as the reason, until staff lift the suppression.
 
 Events arrive through anymail's tracking webhooks (:mod:`backpain_report.bounces` translates

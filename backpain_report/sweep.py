@@ -7,7 +7,8 @@ Three kinds are picked up: pending deliveries whose publish failed (at once), ot
 deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
 enqueued, and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died) with attempts
 left. A stale claim that used the last of ``MAX_ATTEMPTS`` is not re-published: the sweep marks
-it failed ("Worker lost while sending ..."), as a claim would. Several hosts may sweep at once:
+it failed ("Worker lost while sending ..."), as a claim would (the lease, the attempt limit and
+"due" are :mod:`backpain_report.retry`'s). Several hosts may sweep at once:
 rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped ``enqueued_at`` before
 publishing, so each is re-published by one sweeper; a duplicate message would be harmless
 anyway, because sending claims the row.
@@ -26,7 +27,8 @@ from django.utils import timezone
 from .conf import app_settings
 from .models import Delivery, PendingSignup
 from .publishing import publish_batches, publish_signups
-from .sending import stale_claim_reclaimable, stale_claims_fail
+from .retry import attempt_due, stale_claim_reclaimable
+from .sending import stale_claims_fail
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class SweepResult:
 
 def _stranded(now: datetime.datetime) -> Q:
     grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
-    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    due = attempt_due(now)
     publish_failed = Q(publish_failed_at__isnull=False)
     waited = Q(last_seen__lt=grace)
     pending = Q(status=Delivery.Status.PENDING) & due & (publish_failed | waited)

@@ -15,15 +15,17 @@ from .publishing import (
     SWEEP_TASK,
     publish_delivery,
 )
+from .retry import TASK_OPTIONS
 from .sending import Outcome, deliveries_send, delivery_send
-from .services import signup_process
+from .services.subscribers import signup_process
 from .stats import page_views_flush
 from .sweep import deliveries_sweep, signups_sweep
 
 
-@shared_task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=DELIVER_TASK, **TASK_OPTIONS)
 def deliver_report(delivery_id: int) -> str:
-    """Send one delivery; a temporary failure schedules the next attempt with backoff."""
+    """Send one delivery; a temporary failure schedules the next attempt with the backoff
+    :mod:`backpain_report.retry` decided."""
     result = delivery_send(delivery_id=delivery_id)
     if result.outcome is Outcome.RETRY:
         # The row holds the schedule; if this publish fails the sweep picks the row up.
@@ -31,7 +33,7 @@ def deliver_report(delivery_id: int) -> str:
     return result.outcome.value
 
 
-@shared_task(name=SIGNUP_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+@shared_task(name=SIGNUP_TASK, **TASK_OPTIONS)
 def process_signup(signup_id: int) -> str:
     """Decide what a sign-up means (new, known, re-subscribed...) and send what it needs."""
     result = signup_process(signup_id=signup_id)
@@ -44,9 +46,7 @@ def process_signup(signup_id: int) -> str:
     return deliver_report(result.delivery.pk)
 
 
-@shared_task(
-    name=DELIVER_BATCH_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True
-)
+@shared_task(name=DELIVER_BATCH_TASK, **TASK_OPTIONS)
 def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
     """Send several deliveries over one SMTP connection (used by the sweep and resends)."""
     counts = {outcome.value: 0 for outcome in Outcome}

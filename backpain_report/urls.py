@@ -1,3 +1,5 @@
+"""The app's URLs: the articles, the sign-up, confirming, unsubscribing and downloads."""
+
 from django.urls import path
 
 from . import views

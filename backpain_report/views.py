@@ -30,21 +30,18 @@ from . import (
     covers,
     formcache,
     offer,
-    operations,
     pdfstore,
     selectors,
     seo,
-    services,
     sources,
     stats,
-    subscriptions,
     throttling,
 )
 from .conf import app_settings
 from .emails import pdf_filename
 from .forms import SignupForm
 from .models import Article, Delivery
-from .sending import delivery_pdf
+from .services import deliveries, subscribers
 from .tokens import (
     ConfirmState,
     DownloadState,
@@ -200,7 +197,7 @@ class SignupView(View):
                 status=503,
             )
         # The same work for every address; the worker decides what this sign-up means.
-        services.signup_submit(
+        subscribers.signup_submit(
             name=form.cleaned_data["name"],
             email=form.cleaned_data["email"],
             article=article,
@@ -266,13 +263,13 @@ class ConfirmView(View):
         checked = read_confirm_token(token)
         subscriber = checked.subscriber  # set for every state but INVALID and REVOKED
         if checked.state is ConfirmState.VALID and subscriber is not None:
-            if services.subscriber_confirm(subscriber=subscriber):
+            if subscribers.subscriber_confirm(subscriber=subscriber):
                 return self.page(request, token, "confirmed")
             # Confirmed or unsubscribed meanwhile (another tab, a second click): say which.
             return self.page(request, token, read_confirm_token(token).state)
         if checked.state is ConfirmState.EXPIRED and subscriber and request.POST.get("resend"):
             if throttling.address_allowed(subscriber.email_canonical):
-                services.confirmation_resend(subscriber=subscriber)
+                subscribers.confirmation_resend(subscriber=subscriber)
             return self.page(request, token, "resent")
         return self.page(request, token, checked.state)
 
@@ -302,7 +299,7 @@ class UnsubscribeView(View):
         subscriber_id = read_unsubscribe_token(token)
         if subscriber_id is None:
             return render(request, self.template_name, {"invalid": True}, status=400)
-        subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
+        subscribers.subscriber_unsubscribe(subscriber_id=subscriber_id)
         return render(request, self.done_template_name)
 
 
@@ -336,7 +333,6 @@ class DownloadView(View):
         try:
             stored = pdfstore.delivery_pdf_get(
                 delivery=delivery,
-                render=delivery_pdf,
                 still_wanted=lambda: download_link_stands(delivery),
             )
         except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept
@@ -346,7 +342,7 @@ class DownloadView(View):
             body = stored.read()
             response = HttpResponse(body, content_type="application/pdf")
             self.describe(response, delivery, len(body))
-            operations.delivery_downloaded(delivery=delivery)
+            deliveries.delivery_downloaded(delivery=delivery)
         return self.finish(response, stored)
 
     def head(self, request: HttpRequest, token: str) -> HttpResponseBase:
@@ -434,5 +430,5 @@ class OneClickUnsubscribeView(View):
         subscriber_id = read_unsubscribe_token(token)
         if subscriber_id is None:
             return HttpResponseBadRequest(_("Invalid unsubscribe link."), content_type="text/plain")
-        subscriptions.subscriber_unsubscribe(subscriber_id=subscriber_id)
+        subscribers.subscriber_unsubscribe(subscriber_id=subscriber_id)
         return HttpResponse(_("You are unsubscribed."), content_type="text/plain")

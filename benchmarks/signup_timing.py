@@ -46,7 +46,7 @@ def _addresses() -> dict[str, str]:
     from django.utils import timezone
 
     from backpain_report.models import Delivery, Subscriber
-    from backpain_report.services import content_seed
+    from backpain_report.services.content import content_seed
 
     _article, report = content_seed()
     now = timezone.now()

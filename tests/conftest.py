@@ -9,7 +9,7 @@ from celery.contrib.testing.worker import start_worker
 from django.test import override_settings
 
 from backpain_report.models import Article, Delivery, Report, Subscriber
-from backpain_report.services import content_seed
+from backpain_report.services.content import content_seed
 from tests import mail_backends
 
 # The Wagtail test site has settings of its own: tests/test_wagtail.py runs it in a subprocess.
@@ -150,12 +150,13 @@ def no_broker(monkeypatch):
     A sign-up's message is processed at once, as the worker would (``signup_process``), and the
     delivery the worker would then send is recorded; other publishes are recorded as they go.
     """
-    from backpain_report import publishing, services
+    from backpain_report import publishing
+    from backpain_report.services import subscribers
 
     published: list[int] = []
 
     def process_signup(signup_id: int) -> None:
-        result = services.signup_process(signup_id=signup_id)
+        result = subscribers.signup_process(signup_id=signup_id)
         delivery = result.delivery if result is not None else None
         if delivery is not None and delivery.status == Delivery.Status.PENDING:
             published.append(delivery.pk)
@@ -169,5 +170,5 @@ def no_broker(monkeypatch):
             published.append(args[0])
 
     monkeypatch.setattr(publishing.current_app, "send_task", record)
-    monkeypatch.setattr(services, "publish_signup_on_commit", process_signup)
+    monkeypatch.setattr(subscribers, "publish_signup_on_commit", process_signup)
     return published

@@ -2,7 +2,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from backpain_report.models import Article, Report
-from backpain_report.services import report_save
+from backpain_report.services.content import report_save
 
 PDF = "admin:backpain_report_report_pdf_preview"
 

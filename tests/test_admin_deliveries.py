@@ -2,7 +2,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from backpain_report.models import Delivery
-from backpain_report.operations import deliveries_cancel_pending
+from backpain_report.services.deliveries import deliveries_cancel_pending
 
 LIST = "admin:backpain_report_delivery_changelist"
 

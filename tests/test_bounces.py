@@ -25,9 +25,10 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import bounces, privacy, publishing, services, stats, tasks
+from backpain_report import bounces, publishing, selectors, stats, tasks
 from backpain_report.models import Delivery, MailEvent, Subscriber
 from backpain_report.sending import Outcome, delivery_send
+from backpain_report.services import deliveries, privacy, subscribers
 from backpain_report.suppression import SUPPRESSED_PREFIX
 from backpain_report.sweep import deliveries_sweep
 
@@ -399,7 +400,7 @@ def test_a_resend_sends_nothing_to_a_suppressed_address(admin_client, suppressed
 def test_a_new_signup_sends_nothing_to_a_suppressed_address(client, article, suppressed):
     Delivery.objects.all().delete()  # out of THROTTLE_ADDRESS_WINDOW
     with transaction.atomic():
-        signup = services.signup_submit(name="Ann", email="Ann@example.com", article=article)
+        signup = subscribers.signup_submit(name="Ann", email="Ann@example.com", article=article)
     assert tasks.process_signup(signup.pk) == "nothing"
     assert mail.outbox == []
     refused = Delivery.objects.get()
@@ -408,18 +409,17 @@ def test_a_new_signup_sends_nothing_to_a_suppressed_address(client, article, sup
     suppressed.refresh_from_db()
     assert suppressed.suppressed_at is not None  # a sign-up does not lift it
     with transaction.atomic():  # again, within THROTTLE_ADDRESS_WINDOW: no second row
-        signup = services.signup_submit(name="Ann", email="ann@example.com", article=article)
+        signup = subscribers.signup_submit(name="Ann", email="ann@example.com", article=article)
     assert tasks.process_signup(signup.pk) == "nothing"
     assert Delivery.objects.count() == 1 and mail.outbox == []
 
 
 def test_retrying_failed_deliveries_leaves_a_suppressed_readers_alone(suppressed, make_delivery):
-    from backpain_report import operations
 
     failed = make_delivery(
         subscriber=suppressed, reason=Delivery.Reason.RESEND, status=Delivery.Status.FAILED
     )
-    assert operations.retry_failed(Delivery.objects.filter(pk=failed.pk)) == 0
+    assert deliveries.deliveries_retry_failed(Delivery.objects.filter(pk=failed.pk)) == 0
     failed.refresh_from_db()
     assert failed.status == Delivery.Status.FAILED
 
@@ -486,7 +486,7 @@ def test_lifting_a_suppression_lets_a_resend_through(admin_client, suppressed):
         follow=True,
     )
     assert "None of the selected subscribers is suppressed." in again.content.decode()
-    delivery = services.delivery_resend(subscriber=suppressed, publish=False)
+    delivery = deliveries.delivery_resend(subscriber=suppressed, publish=False)
     assert delivery_send(delivery_id=delivery.pk).outcome is Outcome.SENT
     assert len(mail.outbox) == 1
 
@@ -531,7 +531,7 @@ def test_the_funnel_counts_suppressed_addresses(suppressed, admin_client):
 
 
 def test_export_holds_the_suppression_and_erasure_clears_its_texts(suppressed):
-    data = privacy.subscriber_export(subscriber=suppressed)
+    data = selectors.subscriber_export(subscriber=suppressed)
     assert data["suppressed_reason"].startswith("Hard bounce")
     assert data["bounces_and_complaints"][0]["kind"] == "hard_bounce"
     privacy.subscriber_erase(subscriber=suppressed)

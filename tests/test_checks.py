@@ -187,7 +187,7 @@ def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too()
 
 def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(settings):
     from backpain_report.models import PendingSignup, Subscriber
-    from backpain_report.services import _consent_fields
+    from backpain_report.services.subscribers import _consent_fields
 
     version = "2025-06-01-privacy-policy-v3"  # a plausible version label, 28 characters
     found = ids(

@@ -26,8 +26,9 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import translation
 
-from backpain_report import seed, sending, services
+from backpain_report import seed, selectors, sending
 from backpain_report.models import Delivery, PendingSignup, Subscriber
+from backpain_report.services import deliveries, subscribers
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "backpain_report"
@@ -261,7 +262,7 @@ def test_the_confirmation_email_follows_the_sign_up_language(
 
 def test_a_resend_is_written_in_the_readers_language(make_subscriber, report) -> None:
     subscriber = make_subscriber(language="de")
-    delivery = services.delivery_resend(subscriber=subscriber, publish=False)
+    delivery = deliveries.delivery_resend(subscriber=subscriber, publish=False)
     with translation.override("en"):  # a staff member's English admin session
         sending.delivery_send(delivery_id=delivery.pk)
     [message] = mail.outbox
@@ -272,11 +273,11 @@ def test_a_resend_is_written_in_the_readers_language(make_subscriber, report) ->
 def test_a_sign_up_left_for_the_sweep_keeps_its_language(article, monkeypatch) -> None:
     """The message was lost: the sweep's re-published sign-up is processed by a worker with no
     language active, and the reader still gets German."""
-    monkeypatch.setattr(services, "publish_signup_on_commit", lambda pk: None)
+    monkeypatch.setattr(subscribers, "publish_signup_on_commit", lambda pk: None)
     with translation.override("de"):
-        pending = services.signup_submit(name="Jana", email="jana@example.com", article=article)
+        pending = subscribers.signup_submit(name="Jana", email="jana@example.com", article=article)
     assert PendingSignup.objects.get(pk=pending.pk).language == "de"
-    result = services.signup_process(signup_id=pending.pk)
+    result = subscribers.signup_process(signup_id=pending.pk)
     assert result.subscriber.language == "de"
     sending.delivery_send(delivery_id=result.delivery.pk)
     assert mail.outbox[0].body.startswith("Guten Tag Jana,")
@@ -284,9 +285,9 @@ def test_a_sign_up_left_for_the_sweep_keeps_its_language(article, monkeypatch) -
 
 def test_signing_up_again_in_another_language_switches_the_reader(article) -> None:
     with translation.override("de"):
-        services.subscriber_signup(name="Jana", email="jana@example.com", article=article)
+        subscribers.subscriber_signup(name="Jana", email="jana@example.com", article=article)
     with translation.override("en"):
-        services.subscriber_signup(name="Jana", email="jana@example.com", article=article)
+        subscribers.subscriber_signup(name="Jana", email="jana@example.com", article=article)
     assert Subscriber.objects.get().language == "en"
 
 
@@ -294,8 +295,8 @@ def test_a_reader_without_a_language_gets_the_sites(make_subscriber, report) -> 
     subscriber = make_subscriber()  # e.g. signed up before languages were stored
     assert subscriber.language == ""
     with override_settings(LANGUAGE_CODE="de"):
-        assert sending.subscriber_language(subscriber) == "de"
-        delivery = services.delivery_resend(subscriber=subscriber, publish=False)
+        assert selectors.subscriber_language(subscriber) == "de"
+        delivery = deliveries.delivery_resend(subscriber=subscriber, publish=False)
         sending.delivery_send(delivery_id=delivery.pk)
     assert mail.outbox[0].subject.startswith("Ihr kostenloser Ratgeber")
 
@@ -333,7 +334,7 @@ def test_site_texts_may_be_lazy_translations(client, article, german_site) -> No
 def test_the_language_is_in_the_admin_and_the_personal_data_export(
     admin_client, make_subscriber
 ) -> None:
-    from backpain_report.privacy import subscriber_export
+    from backpain_report.selectors import subscriber_export
 
     subscriber = make_subscriber(language="de")
     assert subscriber_export(subscriber=subscriber)["language"] == "de"

@@ -13,10 +13,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date
 
-from backpain_report import pdfstore, views
+from backpain_report import pdfstore
 from backpain_report.models import Delivery
-from backpain_report.privacy import subscriber_erase
 from backpain_report.sending import delivery_send
+from backpain_report.services.privacy import subscriber_erase
 from backpain_report.tokens import make_download_token
 
 FAKE_PDF = b"%PDF-1.7\n% a stand-in for a rendered report\n%%EOF\n"
@@ -44,7 +44,7 @@ def renders(monkeypatch) -> list[int]:
         rendered.append(delivery.pk)
         return FAKE_PDF + str(delivery.pk).encode()
 
-    monkeypatch.setattr(views, "delivery_pdf", render)
+    monkeypatch.setattr(pdfstore, "delivery_pdf", render)
     return rendered
 
 
@@ -246,7 +246,7 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
 ):  # fmt: skip
     """The admin's delete (page and action) and the purge leave no reader's PDF behind."""
     from backpain_report.models import Subscriber
-    from backpain_report.privacy import unconfirmed_purge
+    from backpain_report.services.privacy import subscribers_purge_unconfirmed
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
     ann, bob, cat, dan = (
@@ -268,7 +268,7 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
         Subscriber.objects.filter(pk=cat.subscriber_id).update(
             confirmation_requested_at=timezone.now() - datetime.timedelta(days=30)
         )
-        assert unconfirmed_purge(older_than_days=10) == 1
+        assert subscribers_purge_unconfirmed(older_than_days=10) == 1
     assert not Subscriber.objects.filter(pk=ann.subscriber_id).exists()
     assert not Delivery.objects.filter(pk=bob.pk).exists()
     [left] = stored_files(private_dir)
@@ -320,7 +320,7 @@ def test_a_reader_who_unsubscribes_during_a_link_render_keeps_no_stored_pdf(
     make_delivery, settings, private_dir, monkeypatch
 ):
     from backpain_report import sending
-    from backpain_report.subscriptions import subscriber_unsubscribe
+    from backpain_report.services.subscribers import subscriber_unsubscribe
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
     delivery = make_delivery()
@@ -358,7 +358,7 @@ def test_a_pdf_no_longer_wanted_once_written_is_deleted_again(make_delivery, pri
 def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
     client, make_delivery, private_dir, monkeypatch, change
 ):
-    from backpain_report.operations import download_links_revoke
+    from backpain_report.services.deliveries import deliveries_links_revoke
 
     delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
 
@@ -366,10 +366,10 @@ def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
         if change == "erase":
             subscriber_erase(subscriber=requested.subscriber)
         else:
-            download_links_revoke(Delivery.objects.filter(pk=requested.pk))
+            deliveries_links_revoke(Delivery.objects.filter(pk=requested.pk))
         return FAKE_PDF
 
-    monkeypatch.setattr(views, "delivery_pdf", render_while_changed)
+    monkeypatch.setattr(pdfstore, "delivery_pdf", render_while_changed)
     response = download(client, delivery)
     assert response.status_code == 410 and b"%PDF" not in response.content
     assert response["X-Robots-Tag"] == "noindex"

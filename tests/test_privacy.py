@@ -7,7 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backpain_report.models import Delivery, Subscriber
-from backpain_report.privacy import subscriber_erase, subscriber_export
+from backpain_report.selectors import subscriber_export
+from backpain_report.services.privacy import subscriber_erase
 
 
 def test_export_holds_the_consent_record_and_deliveries(make_delivery):
@@ -145,7 +146,7 @@ def test_admin_purge_action_with_single_opt_in_deletes_nobody(admin_client, make
 
 def test_erase_drops_pending_signups_of_the_address(make_subscriber, article):
     from backpain_report.models import PendingSignup
-    from backpain_report.services import signup_submit
+    from backpain_report.services.subscribers import signup_submit
 
     subscriber = make_subscriber(email="ann@example.com")
     signup_submit(name="Ann", email="Ann@Example.com", article=article)
@@ -158,7 +159,7 @@ def test_erase_drops_pending_signups_of_the_address(make_subscriber, article):
 
 def test_erase_command_erases_an_address_whose_signup_waits_in_the_inbox(article):
     from backpain_report.models import PendingSignup
-    from backpain_report.services import signup_submit
+    from backpain_report.services.subscribers import signup_submit
 
     signup_submit(name="Ann", email="ann@example.com", article=article)  # worker not run yet
     # "No subscriber with the address": the erasure request is not carried out.
@@ -192,7 +193,7 @@ def test_erasure_during_a_render_leaves_no_pdf_with_the_name(make_delivery, sett
 def test_purge_keeps_a_reader_who_signs_up_afresh_while_it_runs(
     make_subscriber, double_opt_in, article, monkeypatch
 ):
-    from backpain_report import privacy, services
+    from backpain_report.services import privacy, subscribers
 
     reader = _asked(make_subscriber, 30, email="ann@example.com")
 
@@ -205,11 +206,13 @@ def test_purge_keeps_a_reader_who_signs_up_afresh_while_it_runs(
             @staticmethod
             def filter(*args, **lookup):
                 if "subscriber_id__in" in lookup:  # the purge has chosen its rows
-                    services.subscriber_signup(name="Ann", email="ann@example.com", article=article)
+                    subscribers.subscriber_signup(
+                        name="Ann", email="ann@example.com", article=article
+                    )
                 return Delivery.objects.filter(*args, **lookup)
 
     monkeypatch.setattr(privacy, "Delivery", RacingDelivery)
-    privacy.unconfirmed_purge(older_than_days=8)
+    privacy.subscribers_purge_unconfirmed(older_than_days=8)
     # README: "counted from the latest request, so a reader who signed up afresh is kept"
     assert Subscriber.objects.filter(pk=reader.pk).exists()
 
@@ -220,7 +223,10 @@ def test_purge_at_the_minimum_age_deletes_nobody_holding_a_working_link(
     from unittest import mock
 
     from backpain_report import links
-    from backpain_report.privacy import unconfirmed_min_days, unconfirmed_purge
+    from backpain_report.services.privacy import (
+        subscribers_purge_min_days,
+        subscribers_purge_unconfirmed,
+    )
     from backpain_report.tokens import ConfirmState, read_confirm_token
 
     reader = _asked(make_subscriber, 0)
@@ -232,12 +238,14 @@ def test_purge_at_the_minimum_age_deletes_nobody_holding_a_working_link(
     with mock.patch("django.core.signing.time.time", return_value=built):
         token = links.confirm_url(reader).rstrip("/").rpartition("/")[2]
     assert read_confirm_token(token).state is ConfirmState.VALID  # the reader's link works
-    unconfirmed_purge(older_than_days=unconfirmed_min_days())  # --days 7, the allowed minimum
+    subscribers_purge_unconfirmed(
+        older_than_days=subscribers_purge_min_days()
+    )  # --days 7, the allowed minimum
     assert Subscriber.objects.filter(pk=reader.pk).exists()
 
 
 def test_export_holds_the_signups_still_in_the_inbox(make_subscriber, article):
-    from backpain_report.services import signup_submit
+    from backpain_report.services.subscribers import signup_submit
 
     subscriber = make_subscriber(email="ann@example.com")
     signup_submit(

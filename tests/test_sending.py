@@ -6,7 +6,8 @@ import pytest
 from django.core import mail
 
 from backpain_report.models import Delivery
-from backpain_report.sending import Outcome, delivery_send, retry_delay
+from backpain_report.retry import retry_delay
+from backpain_report.sending import Outcome, delivery_send
 from tests.mail_backends import smtp_configure
 
 
@@ -438,7 +439,7 @@ def test_a_reader_who_unsubscribes_during_the_render_is_not_sent_the_report(
     make_delivery, monkeypatch
 ):
     from backpain_report import sending
-    from backpain_report.subscriptions import subscriber_unsubscribe
+    from backpain_report.services.subscribers import subscriber_unsubscribe
 
     delivery = make_delivery()
     real_render = sending.delivery_pdf

@@ -14,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import publishing, services
+from backpain_report import publishing
 from backpain_report.models import Delivery, PendingSignup, Subscriber
 from backpain_report.sending import delivery_send
+from backpain_report.services import subscribers
 from backpain_report.sweep import signups_sweep
 from backpain_report.tasks import process_signup
 
@@ -96,7 +97,7 @@ def test_json_answer_is_the_same_for_every_kind_of_address(
 
 def _submit(article, email="ann@example.com", name="Ann"):
     with transaction.atomic():
-        return services.signup_submit(name=name, email=email, article=article, ip="203.0.113.5")
+        return subscribers.signup_submit(name=name, email=email, article=article, ip="203.0.113.5")
 
 
 def test_the_worker_turns_a_new_signup_into_a_subscriber_and_a_sent_report(

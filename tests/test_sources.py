@@ -163,13 +163,13 @@ def test_signup_keeps_the_source_with_the_consent_record(
 
 @pytest.mark.django_db
 def test_the_pending_signup_holds_the_source_until_the_worker_runs(client, article, monkeypatch):
-    from backpain_report import services
+    from backpain_report.services import subscribers
 
-    monkeypatch.setattr(services, "publish_signup_on_commit", lambda pk: None)
+    monkeypatch.setattr(subscribers, "publish_signup_on_commit", lambda pk: None)
     client.post(reverse("backpain_report:signup"), signup_data(utm_source="ads", utm_medium="cpc"))
     pending = PendingSignup.objects.get()
     assert (pending.utm_source, pending.utm_medium, pending.referrer_host) == ("ads", "cpc", "")
-    result = services.signup_process(signup_id=pending.pk)
+    result = subscribers.signup_process(signup_id=pending.pk)
     assert result.subscriber.utm_source == "ads" and result.subscriber.utm_medium == "cpc"
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from backpain_report import sending
+from backpain_report import selectors
 from backpain_report.models import MailEvent, Subscriber
 from backpain_report.suppression import mail_event_record
 
@@ -106,10 +106,10 @@ def test_a_language_removed_from_languages_falls_back_to_language_code(make_subs
     a mix (Django's own French dates in an English email, a PDF tagged French)."""
     reader = make_subscriber(email="ann@example.com")
     reader.language = "fr"
-    assert sending.subscriber_language(reader) == "en"
+    assert selectors.subscriber_language(reader) == "en"
     reader.language = "de-ch"  # a variant of a listed language: that language
-    assert sending.subscriber_language(reader) == "de"
+    assert selectors.subscriber_language(reader) == "de"
     reader.language = "x" * 16
-    assert sending.subscriber_language(reader) == "en"
+    assert selectors.subscriber_language(reader) == "en"
     reader.language = "de"
-    assert sending.subscriber_language(reader) == "de"
+    assert selectors.subscriber_language(reader) == "de"

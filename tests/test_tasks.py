@@ -45,7 +45,7 @@ def test_signup_is_delivered_by_the_worker(client, article, celery_worker):
 def test_rolled_back_signup_publishes_nothing(article, celery_worker):
     from django.db import transaction
 
-    from backpain_report.services import subscriber_signup
+    from backpain_report.services.subscribers import subscriber_signup
 
     class Boom(Exception):
         pass

@@ -16,7 +16,7 @@ from django.utils.translation import ngettext
 
 from ..export import export_filename, subscriber_csv_lines
 from ..models import Subscriber
-from ..operations import ResendResult
+from ..services.deliveries import ResendResult
 
 
 def report_resend(

@@ -16,9 +16,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations, services
 from ..markup import render_markdown
 from ..models import Article, Report
+from ..services import content
 from .common import date_cell
 
 #: The reader's name on a PDF previewed from the admin.
@@ -93,7 +93,7 @@ class ReportAdmin(admin.ModelAdmin):
         return response
 
     def save_model(self, request: HttpRequest, obj: Report, form: ModelForm, change: bool) -> None:
-        bumped = services.report_save(
+        bumped = content.report_save(
             report=obj, changed_fields=form.changed_data, created=not change
         )
         if bumped:
@@ -127,7 +127,7 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Publish the selected articles"), permissions=["change"])
     def publish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
-        count = operations.articles_publish(queryset)
+        count = content.articles_publish(queryset)
         self.message_user(
             request,
             ngettext("Published %d article.", "Published %d articles.", count) % count,
@@ -136,7 +136,7 @@ class ArticleAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Unpublish the selected articles"), permissions=["change"])
     def unpublish(self, request: HttpRequest, queryset: QuerySet[Article]) -> None:
-        count = operations.articles_unpublish(queryset)
+        count = content.articles_unpublish(queryset)
         self.message_user(
             request,
             ngettext("Unpublished %d article.", "Unpublished %d articles.", count) % count,

@@ -11,9 +11,9 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations, privacy
 from ..addresses import canonical_email
 from ..models import Delivery, Subscriber
+from ..services import deliveries, privacy
 from .common import date_cell, report_resend
 from .filters import date_range_filter
 from .paginator import LargeTablePaginator
@@ -116,11 +116,11 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.action(description=_("Resend the report (a new delivery)"), permissions=["resend"])
     def resend_report(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         subscribers = Subscriber.objects.filter(deliveries__in=queryset).distinct()
-        report_resend(self, request, operations.resend_to_subscribers(subscribers))
+        report_resend(self, request, deliveries.deliveries_resend(subscribers))
 
     @admin.action(description=_("Retry the selected failed deliveries"), permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = operations.retry_failed(queryset)
+        count = deliveries.deliveries_retry_failed(queryset)
         self.message_user(
             request,
             ngettext(
@@ -132,7 +132,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Cancel the selected pending deliveries"), permissions=["change"])
     def cancel_pending(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = operations.deliveries_cancel_pending(queryset)
+        count = deliveries.deliveries_cancel_pending(queryset)
         self.message_user(
             request,
             ngettext("Cancelled %d pending delivery.", "Cancelled %d pending deliveries.", count)
@@ -142,7 +142,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Revoke the download links"), permissions=["change"])
     def revoke_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        count = operations.download_links_revoke(queryset)
+        count = deliveries.deliveries_links_revoke(queryset)
         self.message_user(
             request,
             ngettext(
@@ -159,7 +159,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         permissions=["change", "resend"],
     )
     def reissue_links(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        operations.download_links_revoke(queryset)
+        deliveries.deliveries_links_revoke(queryset)
         self.resend_report(request, queryset)
 
     def has_resend_permission(self, request: HttpRequest) -> bool:

@@ -21,11 +21,12 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import operations, privacy, suppression
+from .. import selectors, suppression
 from ..addresses import canonical_email
 from ..conf import app_settings
 from ..export import with_last_status
 from ..models import Delivery, Subscriber
+from ..services import deliveries, privacy
 from ..sources import SOURCE_FIELDS
 from .common import csv_response, date_cell, report_resend
 from .filters import (
@@ -209,7 +210,7 @@ class SubscriberAdmin(admin.ModelAdmin):
     )
     def export_data(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> HttpResponse:
         data = [
-            privacy.subscriber_export(subscriber=s)
+            selectors.subscriber_export(subscriber=s)
             for s in queryset.select_related("source_article")
         ]
         response = HttpResponse(
@@ -240,9 +241,9 @@ class SubscriberAdmin(admin.ModelAdmin):
     ) -> HttpResponse | None:
         """Among the selection, delete readers asked to confirm (double opt-in) whose link
         expired unanswered; a page lists them first (the dry run) and asks to go ahead."""
-        days = privacy.unconfirmed_min_days()
+        days = privacy.subscribers_purge_min_days()
         try:
-            stale = privacy.unconfirmed_stale(older_than_days=days).filter(
+            stale = privacy.subscribers_unconfirmed_stale(older_than_days=days).filter(
                 pk__in=queryset.values("pk")
             )
         except privacy.PurgeNotApplicable as exc:
@@ -263,7 +264,7 @@ class SubscriberAdmin(admin.ModelAdmin):
             return TemplateResponse(
                 request, "admin/backpain_report/subscriber/purge_unconfirmed.html", context
             )
-        count = privacy.unconfirmed_purge(older_than_days=days, subscribers=queryset)
+        count = privacy.subscribers_purge_unconfirmed(older_than_days=days, subscribers=queryset)
         self.message_user(
             request,
             ngettext(
@@ -280,7 +281,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         description=_("Resend the report to the selected subscribers"), permissions=["add_delivery"]
     )
     def resend_report(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
-        report_resend(self, request, operations.resend_to_subscribers(queryset))
+        report_resend(self, request, deliveries.deliveries_resend(queryset))
 
     @admin.action(
         description=_("Lift the suppression of the selected subscribers (send to them again)"),

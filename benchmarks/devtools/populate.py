@@ -25,8 +25,8 @@ from django.utils import timezone
 
 from backpain_report.conf import app_settings
 from backpain_report.models import Article, Delivery, PageView, Subscriber
-from backpain_report.operations import CANCELLED_BY_STAFF
-from backpain_report.services import content_seed
+from backpain_report.services.content import content_seed
+from backpain_report.services.deliveries import CANCELLED_BY_STAFF
 
 BATCH_SIZE = 10_000
 FIRST = "Ann Ben Chloe Dan Eva Finn Grace Hugo Isla Jack Kate Liam Mia Noah Olga Paul Rosa Sam"

@@ -19,7 +19,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 from backpain_report import sending, tokens
 from backpain_report.models import Delivery, Report, Subscriber
-from backpain_report.privacy import subscriber_erase
+from backpain_report.services.privacy import subscriber_erase
 
 HOLD = 1.5  # seconds the erasing transaction stays open after its UPDATEs
 

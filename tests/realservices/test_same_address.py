@@ -59,7 +59,8 @@ import json, sys, threading
 import django
 django.setup()
 from django.db import connection
-from backpain_report import publishing, services
+from backpain_report import publishing
+from backpain_report.services import subscribers
 from backpain_report.models import Article, Delivery, Subscriber
 
 publishing.publish_deliveries = lambda ids, countdown=None: 0  # no broker: count rows only
@@ -73,7 +74,7 @@ def sign_up(n):
         barrier.wait()
         email = "".join(c.upper() if c.isalpha() and (n >> (i % 12)) & 1 else c
                         for i, c in enumerate(address))
-        services.subscriber_signup(name=f"Reader {n}", email=email, article=article)
+        subscribers.subscriber_signup(name=f"Reader {n}", email=email, article=article)
     except Exception as exc:
         errors.append(repr(exc))
     finally:

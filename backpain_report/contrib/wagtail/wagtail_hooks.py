@@ -1,6 +1,6 @@
 """Articles and reports as Wagtail snippets: editors find and pick them in Wagtail's admin.
 
-A report edited here goes through :func:`backpain_report.services.report_save`, as in the
+A report edited here goes through :func:`backpain_report.services.content.report_save`, as in the
 Django admin: a change of content makes a new edition.
 """
 
@@ -12,8 +12,8 @@ from wagtail.admin.panels import FieldPanel
 from wagtail.snippets.models import register_snippet
 from wagtail.snippets.views.snippets import CreateView, EditView, SnippetViewSet
 
-from ... import services
 from ...models import Article, Report
+from ...services import content
 
 
 class ArticleViewSet(SnippetViewSet):
@@ -31,7 +31,7 @@ class _ReportSaveMixin:
 
     def save_instance(self) -> Report:
         report = self.form.save(commit=False)
-        services.report_save(
+        content.report_save(
             report=report, changed_fields=self.form.changed_data, created=report._state.adding
         )
         return report

@@ -5,13 +5,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backpain_report.addresses import canonical_email, email_masked
 from backpain_report.models import Subscriber
-from backpain_report.privacy import (
+from backpain_report.selectors import pending_signups_export, subscriber_export
+from backpain_report.services.privacy import (
     PurgeNotApplicable,
     address_erase,
-    pending_signups_export,
-    subscriber_export,
-    unconfirmed_purge,
-    unconfirmed_stale,
+    subscribers_purge_unconfirmed,
+    subscribers_unconfirmed_stale,
 )
 
 
@@ -63,7 +62,7 @@ class Command(BaseCommand):
 
     def _purge(self, *, days: int, dry_run: bool) -> None:
         try:
-            stale = unconfirmed_stale(older_than_days=days)
+            stale = subscribers_unconfirmed_stale(older_than_days=days)
             if dry_run:
                 rows = stale.order_by("confirmation_requested_at").values_list(
                     "pk", "email", "confirmation_requested_at"
@@ -76,7 +75,7 @@ class Command(BaseCommand):
                     )
                 self.stdout.write(f"Would delete {count} unconfirmed sign-ups (dry run).")
                 return
-            count = unconfirmed_purge(older_than_days=days)
+            count = subscribers_purge_unconfirmed(older_than_days=days)
         except PurgeNotApplicable as exc:
             self.stdout.write(f"Nothing to purge. {exc}")
             return

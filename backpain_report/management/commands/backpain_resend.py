@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backpain_report.addresses import canonical_email
 from backpain_report.models import Delivery, Subscriber
-from backpain_report.operations import resend_to_subscribers, retry_failed
+from backpain_report.services.deliveries import deliveries_resend, deliveries_retry_failed
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         if not emails and not status:
             raise CommandError("Give one or more email addresses, or --status failed.")
         if status:
-            count = retry_failed(Delivery.objects.filter(status=status))
+            count = deliveries_retry_failed(Delivery.objects.filter(status=status))
             self.stdout.write(f"Queued {count} failed deliveries again.")
         if emails:
             try:
@@ -33,7 +33,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Not an email address: {exc.messages[0]}") from exc
             subscribers = list(Subscriber.objects.filter(email_canonical__in=wanted))
             unknown = sorted(wanted - {s.email_canonical for s in subscribers})
-            result = resend_to_subscribers(subscribers)
+            result = deliveries_resend(subscribers)
             self.stdout.write(
                 f"Queued {result.queued} new deliveries; skipped {result.skipped} unsubscribed"
                 f" and {result.suppressed} suppressed."

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from backpain_report.services import content_seed
+from backpain_report.services.content import content_seed
 
 
 class Command(BaseCommand):

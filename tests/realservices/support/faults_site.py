@@ -62,7 +62,8 @@ SIGNUP = (
     _SNIPPET_HEAD
     + """
 from django.db import transaction
-from backpain_report import publishing, selectors, services
+from backpain_report import publishing, selectors
+from backpain_report.services import subscribers
 
 class Rollback(Exception):
     pass
@@ -75,7 +76,7 @@ done = {}
 for person in json.loads(sys.argv[1]):
     mode = person.get("mode", "commit")
     def signup():
-        return services.subscriber_signup(
+        return subscribers.subscriber_signup(
             name=person["name"], email=person["email"], article=article,
             ip="10.9.8.7", user_agent="faults", source_url="http://127.0.0.1/",
         )
@@ -90,7 +91,7 @@ for person in json.loads(sys.argv[1]):
     if mode == "crash":
         publishing.publish_batches = crash
     if mode == "unpublished":
-        services.publish_on_commit = lambda *ids: None
+        subscribers.publish_on_commit = lambda *ids: None
     done[person["email"]] = signup().delivery.pk
 print(json.dumps(done))
 """

@@ -1,6 +1,8 @@
-"""Writes on many rows at once, behind the admin actions, the commands and the views.
+"""Deliveries (the outbox): resends, retrying failed ones, cancelling, download links.
 
-Plain functions (no HTTP objects), so a command or a test can call them too.
+Plain functions (no HTTP objects) behind the admin actions, the commands and the views. Sending
+a delivery is :mod:`backpain_report.sending`'s; creating one for a sign-up is
+:mod:`backpain_report.services.subscribers`'.
 """
 
 from __future__ import annotations
@@ -12,9 +14,35 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from .models import Article, Delivery, Subscriber
-from .publishing import publish_on_commit
-from .services import delivery_resend
+from .. import selectors
+from ..models import Delivery, Report, Subscriber
+from ..publishing import publish_on_commit
+
+
+def delivery_resend(
+    *, subscriber: Subscriber, report: Report | None = None, publish: bool = True
+) -> Delivery | None:
+    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed
+    or suppressed.
+
+    With ``publish=False`` the caller publishes (e.g. many deliveries in batches).
+    """
+    if not subscriber.is_subscribed or subscriber.is_suppressed:
+        return None
+    report = report or selectors.report_for_subscriber(subscriber=subscriber)
+    if report is None:
+        return None
+    with transaction.atomic():
+        delivery = Delivery.objects.create(
+            subscriber=subscriber,
+            report=report,
+            edition=report.edition,
+            reason=Delivery.Reason.RESEND,
+        )
+        if publish:
+            publish_on_commit(delivery.pk)
+    return delivery
+
 
 CANCELLED_BY_STAFF = "Cancelled by staff."
 
@@ -26,7 +54,7 @@ class ResendResult:
     suppressed: int = 0  # their address bounced or complained: nothing is sent to it
 
 
-def resend_to_subscribers(subscribers: Iterable[Subscriber]) -> ResendResult:
+def deliveries_resend(subscribers: Iterable[Subscriber]) -> ResendResult:
     """A new delivery for each subscribed reader, published in batches; unsubscribed and
     suppressed readers are skipped (counted apart)."""
     queued: list[int] = []
@@ -45,7 +73,7 @@ def resend_to_subscribers(subscribers: Iterable[Subscriber]) -> ResendResult:
     return ResendResult(queued=len(queued), skipped=skipped, suppressed=suppressed)
 
 
-def retry_failed(deliveries: QuerySet[Delivery]) -> int:
+def deliveries_retry_failed(deliveries: QuerySet[Delivery]) -> int:
     """Put failed deliveries back to pending with fresh attempts and publish them in batches
     (not those of unsubscribed or suppressed readers)."""
     with transaction.atomic():
@@ -78,22 +106,6 @@ def deliveries_cancel_pending(deliveries: QuerySet[Delivery]) -> int:
     )
 
 
-def articles_publish(articles: QuerySet[Article]) -> int:
-    """Publish the draft articles among ``articles`` (first publication date kept if set)."""
-    drafts = articles.exclude(status=Article.Status.PUBLISHED)
-    now = timezone.now()
-    with transaction.atomic():
-        drafts.filter(published_at__isnull=True).update(published_at=now)
-        return drafts.update(status=Article.Status.PUBLISHED, updated_at=now)
-
-
-def articles_unpublish(articles: QuerySet[Article]) -> int:
-    """Turn the published articles among ``articles`` back into drafts."""
-    return articles.filter(status=Article.Status.PUBLISHED).update(
-        status=Article.Status.DRAFT, updated_at=timezone.now()
-    )
-
-
 def delivery_downloaded(*, delivery: Delivery) -> None:
     """Record the first download of a delivery's PDF (later ones change nothing)."""
     Delivery.objects.filter(pk=delivery.pk, downloaded_at__isnull=True).update(
@@ -101,6 +113,6 @@ def delivery_downloaded(*, delivery: Delivery) -> None:
     )
 
 
-def download_links_revoke(deliveries: QuerySet[Delivery]) -> int:
+def deliveries_links_revoke(deliveries: QuerySet[Delivery]) -> int:
     """Make every download link sent so far for these deliveries stop working."""
     return deliveries.update(link_version=F("link_version") + 1)

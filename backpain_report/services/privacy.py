@@ -1,98 +1,23 @@
-"""Privacy operations: a subscriber's data as JSON, erasure, and purging sign-ups that were
-asked to confirm (double opt-in) and never did."""
+"""Privacy: erasing a subscriber, purging sign-ups never confirmed, deleting with stored PDFs.
+
+What the app holds about an address, as JSON, is a read: :func:`backpain_report.selectors.
+subscriber_export`.
+"""
 
 from __future__ import annotations
 
 import datetime
 import math
-from typing import Any
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from . import pdfstore
-from .conf import app_settings
-from .models import Delivery, MailEvent, PendingSignup, Subscriber
-from .sources import SOURCE_FIELDS
+from .. import pdfstore
+from ..conf import app_settings
+from ..models import Delivery, MailEvent, PendingSignup, Subscriber
 
 ERASED_DOMAIN = "erased.invalid"
-
-
-def _iso(value: datetime.datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
-    """Everything the app holds about one subscriber, ready for ``json.dumps``."""
-    return {
-        "email": subscriber.email,
-        "email_canonical": subscriber.email_canonical,
-        "name": subscriber.name,
-        "source_article": subscriber.source_article.title if subscriber.source_article else None,
-        "source_url": subscriber.source_url,
-        "source": {name: getattr(subscriber, name) for name in SOURCE_FIELDS},
-        "signed_up_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-        "suppressed_at": _iso(subscriber.suppressed_at),
-        "suppressed_reason": subscriber.suppressed_reason,
-        "language": subscriber.language,
-        "consent": {
-            "text": subscriber.consent_text,
-            "version": subscriber.consent_version,
-            "given_at": _iso(subscriber.consented_at),
-            "ip": subscriber.consent_ip,
-            "user_agent": subscriber.consent_user_agent,
-        },
-        "deliveries": [
-            {
-                "report": delivery.report.title,
-                "edition": delivery.edition,
-                "kind": delivery.kind,
-                "reason": delivery.reason,
-                "status": delivery.status,
-                "attempts": delivery.attempts,
-                "created_at": _iso(delivery.created_at),
-                "sent_at": _iso(delivery.sent_at),
-                "message_id": delivery.message_id,
-                "last_error": delivery.last_error,
-            }
-            for delivery in subscriber.deliveries.select_related("report").order_by("created_at")
-        ],
-        "bounces_and_complaints": [
-            {
-                "kind": event.kind,
-                "email_service": event.esp,
-                "occurred_at": _iso(event.occurred_at),
-                "description": event.description,
-            }
-            for event in subscriber.mail_events.order_by("occurred_at")
-        ],
-        "pending_signups": pending_signups_export(email_canonical=subscriber.email_canonical),
-    }
-
-
-def pending_signups_export(*, email_canonical: str) -> list[dict[str, Any]]:
-    """The sign-ups of an address that no worker has processed yet (normally none)."""
-    return [
-        {
-            "email": signup.email,
-            "name": signup.name,
-            "source_url": signup.source_url,
-            "source": {name: getattr(signup, name) for name in SOURCE_FIELDS},
-            "submitted_at": _iso(signup.created_at),
-            "language": signup.language,
-            "consent": {
-                "text": signup.consent_text,
-                "version": signup.consent_version,
-                "given_at": _iso(signup.consented_at),
-                "ip": signup.consent_ip,
-                "user_agent": signup.consent_user_agent,
-            },
-        }
-        for signup in PendingSignup.objects.filter(email_canonical=email_canonical).order_by("pk")
-    ]
 
 
 def address_erase(*, email_canonical: str) -> tuple[Subscriber | None, int]:
@@ -143,17 +68,17 @@ class PurgeNotApplicable(Exception):
     """Purging unconfirmed sign-ups makes no sense here; the message says why."""
 
 
-def unconfirmed_min_days() -> int:
+def subscribers_purge_min_days() -> int:
     """The shortest purge age: a confirmation link must have expired before its reader goes.
 
     A link's clock starts when its email is built, which retries or a broker outage can put
-    after the request: one day more than the link lives, and :func:`unconfirmed_stale` also
-    keeps readers sent a confirmation within the age.
+    after the request: one day more than the link lives, and
+    :func:`subscribers_unconfirmed_stale` also keeps readers sent a confirmation within the age.
     """
     return math.ceil(int(app_settings.CONFIRM_MAX_AGE) / 86400) + 1
 
 
-def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
+def subscribers_unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
     """Subscribers asked to confirm more than ``older_than_days`` ago who never did.
 
     Aged from the latest confirmation request, so a reader who signed up afresh yesterday is
@@ -166,7 +91,7 @@ def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
             "Double opt-in is off (BACKPAIN_REPORT['DOUBLE_OPT_IN']): every sign-up is a "
             "subscriber and nobody is waiting to confirm, so there is nothing to purge."
         )
-    minimum = unconfirmed_min_days()
+    minimum = subscribers_purge_min_days()
     if older_than_days < minimum:
         raise ValueError(
             f"Confirmation links work for {minimum - 1} days (CONFIRM_MAX_AGE), counted from "
@@ -188,12 +113,13 @@ def unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscriber]:
     )
 
 
-def unconfirmed_purge(
+def subscribers_purge_unconfirmed(
     *, older_than_days: int, subscribers: QuerySet[Subscriber] | None = None
 ) -> int:
-    """Delete the sign-ups of :func:`unconfirmed_stale` (among ``subscribers`` if given) with
-    their deliveries; return how many subscribers went. Raises :class:`PurgeNotApplicable`."""
-    stale = unconfirmed_stale(older_than_days=older_than_days)
+    """Delete the sign-ups of :func:`subscribers_unconfirmed_stale` (among ``subscribers`` if
+    given) with their deliveries; return how many subscribers went. Raises
+    :class:`PurgeNotApplicable`."""
+    stale = subscribers_unconfirmed_stale(older_than_days=older_than_days)
     if subscribers is not None:
         stale = stale.filter(pk__in=subscribers.values("pk"))
     return subscribers_delete(stale)

@@ -1,28 +1,31 @@
-"""Writes: sign-ups, resends and the bundled content. Plain keyword-only functions, no HTTP."""
+"""Subscribers: a sign-up (in the web request and in the worker), confirmation, unsubscribing.
+
+Plain keyword-only functions, no HTTP. The web request only records a sign-up
+(:func:`signup_submit`); the worker decides what it means (:func:`signup_process`, which calls
+:func:`subscriber_signup`) and creates the delivery to send.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import get_language
 
-from . import seed, selectors, signals
-from .addresses import canonical_email
-from .conf import app_settings
-from .models import Article, Delivery, PendingSignup, Report, Subscriber
-from .publishing import publish_on_commit, publish_signup_on_commit
-from .signals import send_after_commit
-from .sources import SOURCE_FIELDS, Source, source_clean
-from .suppression import suppressed_error
+from .. import selectors, signals
+from ..addresses import canonical_email
+from ..conf import app_settings
+from ..models import Article, Delivery, PendingSignup, Report, Subscriber
+from ..publishing import publish_on_commit, publish_signup_on_commit
+from ..signals import send_after_commit
+from ..sources import SOURCE_FIELDS, Source, source_clean
+from ..suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
 
@@ -315,7 +318,7 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
         if not changed:
             return False
         subscriber.refresh_from_db()
-        report = _report_for(subscriber)
+        report = selectors.report_for_subscriber(subscriber=subscriber)
         if app_settings.DOUBLE_OPT_IN and report is not None:
             _delivery_for_signup(subscriber, report)
         send_after_commit(signals.subscriber_confirmed, sender=Subscriber, subscriber=subscriber)
@@ -329,107 +332,34 @@ def confirmation_resend(*, subscriber: Subscriber) -> Delivery | None:
         return None
     if subscriber.is_suppressed:
         return None
-    report = _report_for(subscriber)
+    report = selectors.report_for_subscriber(subscriber=subscriber)
     if report is None:
         return None
     with transaction.atomic():
         return _confirmation_for_signup(subscriber, report)
 
 
-def delivery_resend(
-    *, subscriber: Subscriber, report: Report | None = None, publish: bool = True
-) -> Delivery | None:
-    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed
-    or suppressed.
+def subscriber_unsubscribe(*, subscriber_id: int) -> bool:
+    """Unsubscribe and cancel anything still queued; True if this call changed anything.
 
-    With ``publish=False`` the caller publishes (e.g. many deliveries in batches).
+    Replaying it (a second click, a mail client retrying) is harmless.
     """
-    if not subscriber.is_subscribed or subscriber.is_suppressed:
-        return None
-    report = report or _report_for(subscriber)
-    if report is None:
-        return None
     with transaction.atomic():
-        delivery = Delivery.objects.create(
-            subscriber=subscriber,
-            report=report,
-            edition=report.edition,
-            reason=Delivery.Reason.RESEND,
+        changed = Subscriber.objects.filter(pk=subscriber_id, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=timezone.now()
         )
-        if publish:
-            publish_on_commit(delivery.pk)
-    return delivery
+        if changed:
+            Delivery.objects.filter(
+                subscriber_id=subscriber_id, status=Delivery.Status.PENDING
+            ).update(status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending.")
+            transaction.on_commit(lambda: _announce_unsubscribe(subscriber_id), robust=True)
+    return bool(changed)
 
 
-def _report_for(subscriber: Subscriber) -> Report | None:
-    """The report a subscriber asked for: their source article's, else their last one's."""
-    if subscriber.source_article_id and subscriber.source_article.report_id:
-        return subscriber.source_article.report
-    last = subscriber.deliveries.select_related("report").order_by("-created_at").first()
-    if last is not None:
-        return last.report
-    return Report.objects.order_by("pk").first()
-
-
-#: Fields whose change alters the PDF, so a new edition is due.
-EDITION_FIELDS = frozenset({"title", "subtitle", "author", "body", "template_name"})
-
-
-def report_save(*, report: Report, changed_fields: Iterable[str], created: bool = False) -> bool:
-    """Save an edited ``report``, bumping its edition when its content changed.
-
-    Returns True when the edition was bumped; the report's cached PDF bodies are then dropped
-    (a new edition has a new cache name anyway: this only keeps the storage tidy).
-    """
-    bumped = not created and bool(EDITION_FIELDS.intersection(changed_fields))
-    with transaction.atomic():
-        if report._state.adding:
-            report.save()
-        else:  # every field but the edition: a stale copy would write its old number back
-            fields = [
-                f.name
-                for f in Report._meta.concrete_fields
-                if not f.primary_key and f.name != "edition"
-            ]
-            report.save(update_fields=fields)
-        if bumped:  # in the database, so two editors at once make two editions
-            Report.objects.filter(pk=report.pk).update(edition=F("edition") + 1)
-        report.refresh_from_db(fields=["edition"])
-    if bumped:
-        from . import pdfcache  # WeasyPrint is heavy: import it only when needed
-
-        try:
-            pdfcache.invalidate(report)
-        except OSError:
-            logger.warning("Report %s: could not delete its cached PDFs", report.pk, exc_info=True)
-    return bumped
-
-
-def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
-    """Create the bundled article and report, or restore their text when ``overwrite``."""
-    report_fields = seed.report_fields()
-    article_fields = seed.article_fields()
-    with transaction.atomic():
-        report, report_created = Report.objects.get_or_create(
-            slug=seed.REPORT_SLUG, defaults=report_fields
+def _announce_unsubscribe(subscriber_id: int) -> None:
+    """Send ``subscriber_unsubscribed`` (reading the row only when someone listens)."""
+    if signals.subscriber_unsubscribed.has_listeners(Subscriber):
+        subscriber = Subscriber.objects.get(pk=subscriber_id)
+        signals.send_robustly(
+            signals.subscriber_unsubscribed, sender=Subscriber, subscriber=subscriber
         )
-        if overwrite and not report_created:
-            changed = [f for f, value in report_fields.items() if getattr(report, f) != value]
-            for field, value in report_fields.items():
-                setattr(report, field, value)
-            report_save(report=report, changed_fields=changed)
-        article, article_created = Article.objects.get_or_create(
-            slug=seed.ARTICLE_SLUG,
-            defaults={
-                **article_fields,
-                "report": report,
-                "status": Article.Status.PUBLISHED,
-                "published_at": timezone.now(),
-            },
-        )
-        if overwrite and not article_created:
-            for field, value in article_fields.items():
-                setattr(article, field, value)
-            article.report = report
-            article.save()
-    return article, report

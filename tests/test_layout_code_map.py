@@ -1,0 +1,45 @@
+"""The code map: each module says in its first line what lives there (README "Where the code
+lives")."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "backpain_report"
+
+
+def _modules() -> list[Path]:
+    skip = {"migrations", "management", "templatetags", "contrib"}
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not skip.intersection(path.relative_to(PACKAGE).parts)
+    ]
+
+
+def test_every_module_says_in_its_first_line_what_lives_there():
+    missing = [
+        str(path.relative_to(ROOT))
+        for path in _modules()
+        if not (ast.get_docstring(ast.parse(path.read_text())) or "").strip()
+    ]
+    assert missing == []
+
+
+def test_the_modules_the_readme_names_in_its_code_map_exist():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Where the code lives", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r"`([a-z_]+\.py)`", section))
+    assert {"retry.py", "selectors.py", "subscribers.py", "pdfstore.py"} <= names
+    existing = {path.name for path in _modules()}
+    assert names - existing == set()
+
+
+def test_the_writes_live_in_the_services_package_by_entity():
+    services = {path.name for path in (PACKAGE / "services").glob("*.py")}
+    assert {"subscribers.py", "deliveries.py", "content.py"} <= services
+    for gone in ("operations.py", "subscriptions.py", "privacy.py", "services.py"):
+        assert not (PACKAGE / gone).exists(), gone
