@@ -26,6 +26,7 @@ import datetime
 import random
 import smtplib
 from dataclasses import dataclass
+from typing import TypedDict
 
 from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast, Concat
@@ -33,9 +34,23 @@ from django.db.models.functions import Cast, Concat
 from .conf import app_settings
 from .models import Delivery
 
+
 #: How every delivery and sign-up task is run: acknowledged once it ran, delivered again (to
 #: another worker) when its worker is lost mid-task; the row's claim makes a second run harmless.
-TASK_OPTIONS = {"acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+class TaskOptions(TypedDict):
+    """The Celery task options of :data:`TASK_OPTIONS` (typed so ``**`` checks against
+    ``shared_task``'s keywords)."""
+
+    acks_late: bool
+    reject_on_worker_lost: bool
+    ignore_result: bool
+
+
+TASK_OPTIONS: TaskOptions = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+}
 
 # A retry message may arrive a little before next_attempt_at: accept it within this slack.
 EARLY_ARRIVAL_SLACK = datetime.timedelta(seconds=2)

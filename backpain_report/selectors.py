@@ -102,8 +102,9 @@ def subscriber_language(subscriber: Subscriber) -> str:
 
 def report_for_subscriber(*, subscriber: Subscriber) -> Report | None:
     """The report a subscriber asked for: their source article's, else their last one's."""
-    if subscriber.source_article_id and subscriber.source_article.report_id:
-        return subscriber.source_article.report
+    source = subscriber.source_article if subscriber.source_article_id else None
+    if source is not None and source.report_id:
+        return source.report
     last = subscriber.deliveries.select_related("report").order_by("-created_at").first()
     if last is not None:
         return last.report

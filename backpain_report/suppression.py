@@ -145,7 +145,7 @@ def _plain(text: str) -> str:
 
 
 def _reason(kind: str, esp: str, description: str, soft_count: int = 0) -> str:
-    label = MailEvent.Kind(kind).label
+    label = str(MailEvent.Kind(kind).label)
     if soft_count:
         label = f"{soft_count} soft bounces"
     text = f"{label} ({esp})"

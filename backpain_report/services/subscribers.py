@@ -110,8 +110,11 @@ def signup_process(*, signup_id: int) -> SignupResult | None:
         if pending is None or not PendingSignup.objects.filter(pk=signup_id).delete()[0]:
             return None  # processed already (a redelivered message, or another worker)
         # The reader asked for this article's report, even if it was unpublished meanwhile.
-        article = Article.objects.select_related("report").filter(pk=pending.article_id).first()
-        article = article or selectors.article_for_signup(slug=None)
+        article = (
+            Article.objects.select_related("report").filter(pk=pending.article_id).first()
+            if pending.article_id is not None
+            else None
+        ) or selectors.article_for_signup(slug=None)
         if article is None:
             logger.warning("Sign-up %s: no published article to sign up for.", signup_id)
             return None
