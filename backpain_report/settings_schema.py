@@ -11,15 +11,19 @@ runs: those modules read the settings, so this one cannot import them first.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parseaddr
 from numbers import Real
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 SETTING_NAME = "BACKPAIN_REPORT"
 NONE = type(None)
@@ -68,6 +72,11 @@ class Setting:
 # --- Validators without a home of their own (the run-time ones are imported when called) ----
 
 
+def _max_length(model: type[Model], name: str) -> int:
+    """The ``max_length`` of the column ``model.name`` (none: no limit)."""
+    return getattr(model._meta.get_field(name), "max_length", None) or sys.maxsize
+
+
 def from_email_problem(value: object) -> str | None:
     """FROM_EMAIL: an address whose domain makes a Message-ID that fits its column (every
     email's Message-ID is built from that domain and stored on its delivery). The Message-ID
@@ -79,7 +88,7 @@ def from_email_problem(value: object) -> str | None:
     from .emails import delivery_message_id
     from .models import Delivery
 
-    limit = Delivery._meta.get_field("message_id").max_length
+    limit = _max_length(Delivery, "message_id")
     largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
     try:
         length = len(delivery_message_id(largest))
@@ -88,7 +97,7 @@ def from_email_problem(value: object) -> str | None:
             "has a domain that is not a valid host name (it cannot be IDNA-encoded), so no "
             "email could be sent"
         )
-    if limit is not None and length > limit:
+    if length > limit:
         return (
             f"has a domain too long for the Message-ID built from it: up to {length} "
             f"characters, stored in a column of {limit}"
@@ -131,10 +140,7 @@ def consent_version_problem(value: str | int) -> str | None:
     varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
     from .models import PendingSignup, Subscriber
 
-    limit = min(
-        model._meta.get_field("consent_version").max_length or 0
-        for model in (PendingSignup, Subscriber)
-    )
+    limit = min(_max_length(model, "consent_version") for model in (PendingSignup, Subscriber))
     length = len(str(value))
     if length <= limit:
         return None
