@@ -1,12 +1,11 @@
 """System checks for the ``BACKPAIN_REPORT`` setting and what the app needs from the site.
 
-- ``backpain_report.E001``: ``FROM_EMAIL`` is missing or not an email address, or no Message-ID
-  that fits its column can be made from its domain.
-- ``backpain_report.E002``: ``BACKPAIN_REPORT`` has an unknown key or a value of the wrong type,
-  or a value it cannot use (too long for the column that stores it, a throttle limit that is not
-  two positive integers, an alias that is not configured, a ``SITE_URL`` that is not an http(s)
-  origin, a ``REPORT_CTA`` without a text and an absolute http(s) URL, a blank
-  ``OFFER_HEADING``, a ``PRIVACY_URL`` that is neither an http(s) URL nor a path on the site).
+- ``backpain_report.E002``: ``BACKPAIN_REPORT`` is not a dict, has an unknown key or a value of
+  the wrong type.
+- ``backpain_report.E001`` and ``E007`` to ``E015``: a value of the right type that its
+  setting's validator refuses (``FROM_EMAIL`` missing, ``SITE_URL`` not an origin, ...), one id
+  per kind of problem, each declared with its setting in ``settings_schema.py`` (README's
+  "System checks" table says what each one means).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus
   handing the message to the server could outlast the claim, and another worker send it again.
@@ -32,19 +31,14 @@
 from __future__ import annotations
 
 import os
-from email.utils import parseaddr
-from numbers import Real
 
 from django.apps import apps
 from django.conf import settings
 from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, storages
-from django.utils import timezone
-from django.utils.functional import Promise
 
-from .conf import DEFAULTS, SETTING_NAME, user_settings
-from .links import privacy_url_problem, report_cta_problem, site_url_problem
+from .conf import SETTING_NAME, user_settings
 from .mailer import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
@@ -53,47 +47,49 @@ from .mailer import (
     send_time_bound,
 )
 from .privatestorage import SITE_ALIAS, fallback_location
-from .throttling import limit_parse
+from .settings_schema import BY_NAME, SETTINGS, Setting
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "FROM_EMAIL": (str,),
-    "SITE_URL": (str, type(None)),
-    "DEFAULT_ARTICLE": (str,),
-    "CONSENT_TEXT": (str, Promise),  # Promise: gettext_lazy("..."), shown translated
-    "CONSENT_VERSION": (str, int),
-    "PRIVACY_URL": (str, type(None)),
-    "OFFER_HEADING": (str, Promise),
-    "HASH_IP": (bool,),
-    "MAX_ATTEMPTS": (int,),
-    "RETRY_BACKOFF": (Real,),
-    "RETRY_BACKOFF_MAX": (Real,),
-    "CLAIM_LEASE": (Real,),
-    "SWEEP_GRACE": (Real,),
-    "PUBLISH_TIMEOUT": (Real,),
-    "MAILER": (str, type(None)),
-    "MAX_EMAIL_SIZE": (int,),
-    "DELIVERY": (str,),
-    "DOWNLOAD_MAX_AGE": (int,),
-    "PRIVATE_STORAGE": (str, type(None)),
-    "DOUBLE_OPT_IN": (bool,),
-    "CONFIRM_MAX_AGE": (int,),
-    "THROTTLE_IP": (tuple, list),
-    "THROTTLE_ADDRESS_WINDOW": (int,),
-    "THROTTLE_DOWNLOAD": (tuple, list),
-    "THROTTLE_CACHE": (str,),
-    "TRUSTED_PROXIES": (int,),
-    "REPORT_CTA": (dict, type(None)),
-    "SOFT_BOUNCE_LIMIT": (tuple, list),
-}
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
-DELIVERY_MODES = ("attach", "link", "both")
 
 
-def _wrong_type(value: object, expected: tuple[type, ...] | None) -> bool:
-    if not expected:
-        return False
-    # bool is an int: accept it only where a bool is expected.
-    return not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected)
+def _wrong_type(config: dict, name: str) -> bool:
+    """Whether the site set ``name`` to a value of the wrong type (E002 says so)."""
+    return name in config and not BY_NAME[name].accepts(config[name])
+
+
+def _check_keys_and_types(config: dict) -> list:
+    """E002 for every unknown key and every value of the wrong type."""
+    errors = []
+    for key, value in config.items():
+        if key not in BY_NAME:
+            errors.append(
+                Error(f"{SETTING_NAME} has an unknown key {key!r}.", id="backpain_report.E002")
+            )
+        elif not BY_NAME[key].accepts(value):
+            errors.append(
+                Error(
+                    f"{SETTING_NAME}[{key!r}] has the wrong type: {type(value).__name__}.",
+                    id="backpain_report.E002",
+                )
+            )
+    return errors
+
+
+def _check_value(setting: Setting, config: dict) -> list:
+    """The setting's own check id when its validator refuses its value (the site's, else the
+    default); nothing for a value of the wrong type, which is E002 alone."""
+    if setting.validate is None or _wrong_type(config, setting.name):
+        return []
+    problem = setting.validate(config.get(setting.name, setting.default))
+    if problem is None:
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}[{setting.name!r}] {problem}.",
+            hint=setting.problem_hint(),
+            id=setting.check_id,
+        )
+    ]
 
 
 @register(Tags.compatibility)
@@ -103,36 +99,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
     if raw is not None and not isinstance(raw, dict):
         return [Error(f"{SETTING_NAME} must be a dict.", id="backpain_report.E002")]
     config = user_settings()
-    for key, value in config.items():
-        if key not in DEFAULTS:
-            errors.append(
-                Error(f"{SETTING_NAME} has an unknown key {key!r}.", id="backpain_report.E002")
-            )
-        elif _wrong_type(value, _TYPES.get(key)):
-            errors.append(
-                Error(
-                    f"{SETTING_NAME}[{key!r}] has the wrong type: {type(value).__name__}.",
-                    id="backpain_report.E002",
-                )
-            )
-    heading = config.get("OFFER_HEADING")
-    if isinstance(heading, (str, Promise)) and not str(heading).strip():
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['OFFER_HEADING'] is blank: the offer would have an empty "
-                "heading (its default is shown instead).",
-                id="backpain_report.E002",
-            )
-        )
-    if config.get("DELIVERY", "attach") not in DELIVERY_MODES:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['DELIVERY'] must be one of {', '.join(DELIVERY_MODES)}.",
-                id="backpain_report.E002",
-            )
-        )
-    errors.extend(_unknown_alias(config, "PRIVATE_STORAGE", "STORAGES"))
-    errors.extend(_check_from_email(config))
+    errors.extend(_check_keys_and_types(config))
+    for setting in SETTINGS:
+        errors.extend(_check_value(setting, config))
     for app in REQUIRED_APPS:
         if not apps.is_installed(app):
             errors.append(
@@ -141,9 +110,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="backpain_report.E003",
                 )
             )
-    errors.extend(_check_stored_values(config))
     errors.extend(_check_site_url(config))
-    errors.extend(_check_report_cta(config))
     errors.extend(_check_time_zone())
     if hasattr(mail, "mailers") and not hasattr(settings, "MAILERS"):
         errors.append(
@@ -154,7 +121,6 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="backpain_report.W002",
             )
         )
-    errors.extend(_check_throttle_values(config))
     errors.extend(_check_throttle_cache(config))
     errors.extend(_check_claim_lease(config))
     errors.extend(_check_private_storage(config))
@@ -163,23 +129,10 @@ def check_settings(app_configs=None, **kwargs) -> list:
 
 
 def _check_privacy_url(config: dict) -> list:
-    """E002 for a PRIVACY_URL that is neither an http(s) URL nor a path on the site; W007 when
-    it is unset in production (readers are asked to consent with no privacy notice to read)."""
-    url = config.get("PRIVACY_URL")
-    if isinstance(url, str) and url:
-        problem = privacy_url_problem(url)
-        if problem is None:
-            return []
-        return [
-            Error(
-                f"{SETTING_NAME}['PRIVACY_URL'] {problem}: got {url!r}.",
-                hint="Browsers read a backslash as a slash and drop tabs and newlines, so a "
-                "path holding one may lead to another host.",
-                id="backpain_report.E002",
-            )
-        ]
-    if url or settings.DEBUG:
-        return []  # not a str: E002 says so
+    """W007 when PRIVACY_URL is unset in production (readers are asked to consent with no
+    privacy notice to read); a value that is set is its validator's (E008) or E002's."""
+    if config.get("PRIVACY_URL") or settings.DEBUG:
+        return []
     return [
         Warning(
             f"{SETTING_NAME}['PRIVACY_URL'] is not set: the consent checkbox and the emails "
@@ -191,90 +144,12 @@ def _check_privacy_url(config: dict) -> list:
     ]
 
 
-def _check_from_email(config: dict) -> list:
-    """E001 unless FROM_EMAIL is an address whose domain makes a Message-ID that fits its column
-    (every email's Message-ID is built from that domain and stored on its delivery)."""
-    from_email = config.get("FROM_EMAIL")
-    hint = 'For example: {"FROM_EMAIL": "Reports <reports@example.com>"}'
-    if not isinstance(from_email, str) or "@" not in parseaddr(from_email)[1]:
-        return [
-            Error(
-                f"{SETTING_NAME}['FROM_EMAIL'] must be set to the sender of the report emails.",
-                hint=hint,
-                id="backpain_report.E001",
-            )
-        ]
-    from .emails import delivery_message_id
-    from .models import Delivery
-
-    limit = Delivery._meta.get_field("message_id").max_length
-    largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
-    try:
-        length = len(delivery_message_id(largest))
-    except UnicodeError:
-        return [
-            Error(
-                f"{SETTING_NAME}['FROM_EMAIL'] has a domain that is not a valid host name "
-                "(it cannot be IDNA-encoded), so no email could be sent.",
-                hint=hint,
-                id="backpain_report.E001",
-            )
-        ]
-    if length > limit:
-        return [
-            Error(
-                f"{SETTING_NAME}['FROM_EMAIL'] has a domain too long for the Message-ID built "
-                f"from it: up to {length} characters, stored in a column of {limit}.",
-                hint=hint,
-                id="backpain_report.E001",
-            )
-        ]
-    return []
-
-
-def _check_stored_values(config: dict) -> list:
-    """E002 for a value stored with every sign-up that is longer than its column (a database
-    with real varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
-    from .models import PendingSignup, Subscriber
-
-    errors = []
-    version = config.get("CONSENT_VERSION", DEFAULTS["CONSENT_VERSION"])
-    if not _wrong_type(version, _TYPES["CONSENT_VERSION"]):
-        limit = min(
-            model._meta.get_field("consent_version").max_length
-            for model in (PendingSignup, Subscriber)
-        )
-        if len(str(version)) > limit:
-            errors.append(
-                Error(
-                    f"{SETTING_NAME}['CONSENT_VERSION'] is {len(str(version))} characters long; "
-                    f"it is stored with every sign-up in a column of {limit}.",
-                    hint=f'Use a short label, e.g. "2025-06-v3" (at most {limit} characters).',
-                    id="backpain_report.E002",
-                )
-            )
-    return errors
-
-
 def _check_site_url(config: dict) -> list:
     """Without SITE_URL links in emails follow the request's Host header: fine on a developer's
     machine, an error in production (a forged Host would pick the links' host). A SITE_URL
-    that is set must be an origin, ``https://host[:port]`` (E002)."""
-    configured = config.get("SITE_URL")
-    if isinstance(configured, str) and configured:
-        problem = site_url_problem(configured)
-        if problem is None:
-            return []
-        return [
-            Error(
-                f"{SETTING_NAME}['SITE_URL'] {problem}: got {configured!r}.",
-                hint="Links in emails are SITE_URL followed by the app's paths. For a site "
-                "served under a sub-path, set FORCE_SCRIPT_NAME.",
-                id="backpain_report.E002",
-            )
-        ]
-    if configured:
-        return []  # not a str: E002 says so
+    that is set is its validator's (E007) or E002's."""
+    if config.get("SITE_URL"):
+        return []
     hint = (
         "Links in emails would use the Host header of the request each reader signed up with. "
         'Set it to the site\'s canonical origin, e.g. "https://www.example.com".'
@@ -288,24 +163,6 @@ def _check_site_url(config: dict) -> list:
             f"{SETTING_NAME}['SITE_URL'] must be set when DEBUG is off.",
             hint=hint,
             id="backpain_report.E006",
-        )
-    ]
-
-
-def _check_report_cta(config: dict) -> list:
-    """E002 for a ``REPORT_CTA`` dict without a usable text and absolute http(s) URL."""
-    value = config.get("REPORT_CTA")
-    if not isinstance(value, dict):
-        return []  # None is the default; another type is E002 already
-    problem = report_cta_problem(value)
-    if problem is None:
-        return []
-    return [
-        Error(
-            f"{SETTING_NAME}['REPORT_CTA'] {problem}.",
-            hint='For example: {"text": "Book a free call with our physiotherapist", '
-            '"url": "https://www.example.com/book/"}.',
-            id="backpain_report.E002",
         )
     ]
 
@@ -325,9 +182,9 @@ def _check_time_zone() -> list:
 
 def _check_claim_lease(config: dict) -> list:
     """E004 when a render plus the SMTP exchange, at the mail timeout, can outlast the lease."""
-    lease = config.get("CLAIM_LEASE", DEFAULTS["CLAIM_LEASE"])
-    if _wrong_type(lease, _TYPES["CLAIM_LEASE"]):
+    if _wrong_type(config, "CLAIM_LEASE"):
         return []  # E002 says so
+    lease = config.get("CLAIM_LEASE", BY_NAME["CLAIM_LEASE"].default)
     configured = mail_timeout()
     timeout = lease_mail_timeout(lease) if configured is None else configured
     needed = send_time_bound(timeout)
@@ -347,49 +204,6 @@ def _check_claim_lease(config: dict) -> list:
     ]
 
 
-THROTTLE_LIMITS = ("THROTTLE_IP", "THROTTLE_DOWNLOAD", "SOFT_BOUNCE_LIMIT")  # (count, seconds)
-
-
-def _check_throttle_values(config: dict) -> list:
-    """E002 for throttle settings of the right type but an unusable value: a limit that is not
-    two positive ints, a negative TRUSTED_PROXIES, a THROTTLE_CACHE that is not in CACHES."""
-    errors = []
-    for key in THROTTLE_LIMITS:
-        value = config.get(key, DEFAULTS[key])
-        if not _wrong_type(value, _TYPES[key]) and limit_parse(value) is None:
-            errors.append(
-                Error(
-                    f"{SETTING_NAME}[{key!r}] must be (count, seconds), two positive integers: "
-                    f"got {value!r}.",
-                    hint=f"For example: {DEFAULTS[key]!r}.",
-                    id="backpain_report.E002",
-                )
-            )
-    proxies = config.get("TRUSTED_PROXIES", DEFAULTS["TRUSTED_PROXIES"])
-    if not _wrong_type(proxies, _TYPES["TRUSTED_PROXIES"]) and proxies < 0:
-        errors.append(
-            Error(
-                f"{SETTING_NAME}['TRUSTED_PROXIES'] must be 0 or more: got {proxies}.",
-                id="backpain_report.E002",
-            )
-        )
-    errors.extend(_unknown_alias(config, "THROTTLE_CACHE", "CACHES"))
-    return errors
-
-
-def _unknown_alias(config: dict, key: str, setting: str) -> list:
-    """E002 when ``config[key]`` names an alias that ``settings.<setting>`` does not define."""
-    alias = config.get(key, DEFAULTS[key])
-    if not isinstance(alias, str) or alias in getattr(settings, setting):
-        return []
-    return [
-        Error(
-            f"{SETTING_NAME}[{key!r}] names {alias!r}, which is not in settings.{setting}.",
-            id="backpain_report.E002",
-        )
-    ]
-
-
 PER_PROCESS_CACHES = (
     "django.core.cache.backends.locmem.LocMemCache",
     "django.core.cache.backends.dummy.DummyCache",
@@ -404,7 +218,7 @@ NON_ATOMIC_CACHES = (
 
 
 def _check_throttle_cache(config: dict) -> list:
-    alias = config.get("THROTTLE_CACHE", DEFAULTS["THROTTLE_CACHE"])
+    alias = config.get("THROTTLE_CACHE", BY_NAME["THROTTLE_CACHE"].default)
     if not isinstance(alias, str):
         return []  # E002 says so
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
@@ -449,7 +263,7 @@ def _public_reason(alias: str) -> str | None:
         return f"it is the {alias!r} storage, which sites serve publicly"
     try:
         storage = storages[alias]
-    except Exception:  # noqa: BLE001 - a missing alias is E002, a broken one fails elsewhere
+    except Exception:  # noqa: BLE001 - a missing alias is E015, a broken one fails elsewhere
         return None
     if getattr(storage, "base_url", None):
         return f"it has a base_url ({storage.base_url!r}), so its files have public URLs"
@@ -464,7 +278,7 @@ def _check_private_storage(config: dict) -> list:
     named = config.get("PRIVATE_STORAGE")
     if isinstance(named, str) and named:
         if named not in settings.STORAGES:
-            return []  # E002 says so
+            return []  # E015 says so
         alias = named
     elif SITE_ALIAS in settings.STORAGES:
         alias = SITE_ALIAS

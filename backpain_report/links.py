@@ -69,7 +69,7 @@ def _origin(url: str) -> str:
     try:
         return parts._replace(netloc=netloc_ascii(parts.netloc)).geturl()
     except UnicodeError:
-        logger.error("The site's URL has a host that cannot be IDNA-encoded (check E002).")
+        logger.error("The site's URL has a host that cannot be IDNA-encoded (check E007).")
         return url.rstrip("/")
 
 
@@ -156,7 +156,7 @@ def report_cta() -> dict[str, str | Promise] | None:
     if configured and problem is None:
         url = configured["url"]
         return {"text": configured["text"], "url": uri_ascii(url), "label": url}
-    if problem is not None:  # check E002 says so; the default next step instead
+    if problem is not None:  # check E009 says so; the default next step instead
         logger.error("REPORT_CTA %s; the closing page links back to the site instead.", problem)
     site = report_site()
     if site is None:
@@ -209,7 +209,7 @@ def privacy_url_problem(url: str) -> str | None:
 
 
 def privacy_href() -> str:
-    """``PRIVACY_URL`` as the page links it; "" when unset or unusable (check E002 says so)."""
+    """``PRIVACY_URL`` as the page links it; "" when unset or unusable (check E008 says so)."""
     configured = app_settings.PRIVACY_URL
     if not isinstance(configured, str) or not configured:
         return ""

@@ -51,7 +51,7 @@ def report_highlights(report: Report, *, limit: int = HIGHLIGHTS) -> tuple[str, 
 
 
 def offer_heading() -> str:
-    """``OFFER_HEADING``, or its default when it is blank (check E002): never an empty heading."""
+    """``OFFER_HEADING``, or its default when it is blank (check E010): never an empty heading."""
     heading = app_settings.OFFER_HEADING
     if isinstance(heading, (str, Promise)) and str(heading).strip():
         return str(heading)  # in the active language when it is a gettext_lazy() text

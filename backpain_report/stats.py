@@ -93,7 +93,7 @@ def _counter_cache() -> BaseCache | None:
     Memcached), the throttles' ``THROTTLE_CACHE``; None means: count in the database."""
     try:
         cache = caches[app_settings.THROTTLE_CACHE]
-    except InvalidCacheBackendError:  # an unknown alias (check E002): count in the database
+    except InvalidCacheBackendError:  # an unknown alias (check E015): count in the database
         return None
     if isinstance(cache, LocMemCache | DummyCache) or not counts_atomically(cache):
         return None  # per process, or no atomic incr: counts would be lost

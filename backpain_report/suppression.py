@@ -117,7 +117,7 @@ def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.date
 
     Every window of the setting's length around ``occurred_at`` is tried (webhooks arrive out of
     order: the one received last may lie between the others), counting only the soft bounces
-    received since staff last lifted a suppression. A misshapen setting (check E002) falls back
+    received since staff last lifted a suppression. A misshapen setting (check E013) falls back
     to the default.
     """
     count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]

@@ -17,7 +17,7 @@ apart, so they share one count, and a warning says so once per process.
 
 A cache outage never turns into an error page: the throttle then lets requests through (fails
 open) and logs a warning, because refusing every reader is worse than a brief lack of limits.
-So does a limit setting of the wrong shape (system check E002 reports it; gunicorn does not run
+So does a limit setting of the wrong shape (system check E013 reports it; gunicorn does not run
 the checks): the throttle lets requests through and logs an error.
 """
 
@@ -72,7 +72,7 @@ def _setting_limit(name: str) -> tuple[int, int] | None:
     if limit is None:
         logger.error(
             "BACKPAIN_REPORT[%r] is not (count, seconds), two positive integers; allowing the "
-            "request (system check backpain_report.E002).",
+            "request (system check backpain_report.E013).",
             name,
         )
     return limit
@@ -84,7 +84,7 @@ def _trusted_proxies() -> int:
         return proxies
     logger.error(
         "BACKPAIN_REPORT['TRUSTED_PROXIES'] is not an integer >= 0; using REMOTE_ADDR "
-        "(system check backpain_report.E002)."
+        "(system checks backpain_report.E002, E014)."
     )
     return 0
 

@@ -1,3 +1,7 @@
+import itertools
+import re
+from pathlib import Path
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -23,6 +27,8 @@ def test_missing_from_email_is_an_error(settings):
     assert "backpain_report.E001" in ids({"SITE_URL": "https://x"}, settings)
     with pytest.raises(SystemCheckError, match="E001"):
         call_command("check")
+    assert ids({"SITE_URL": "https://x", "FROM_EMAIL": None}, settings) == {"backpain_report.E001"}
+    assert ids({"SITE_URL": "https://x", "FROM_EMAIL": 3}, settings) == {"backpain_report.E002"}
 
 
 def test_unknown_key_and_wrong_type(settings):
@@ -164,22 +170,66 @@ def test_throttle_download_is_declared_and_typed(settings):
     )
 
 
-def test_every_setting_is_declared_typed_and_documented_and_every_check_id_too():
-    """conf.DEFAULTS, checks._TYPES and README's tables say the same thing."""
-    import re
-    from pathlib import Path
+README = Path(__file__).resolve().parent.parent / "README.md"
 
-    from backpain_report import checks
+
+def test_the_readme_settings_table_is_the_schema():
+    """Each setting is declared once, in settings_schema.py: README's settings table is its rows
+    (name, default as shown, meaning), in its order, and conf's defaults are its defaults."""
     from backpain_report.conf import DEFAULTS
+    from backpain_report.settings_schema import SETTINGS
 
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    settings_table = readme.split("## Settings reference")[1].split("### System checks")[0]
-    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", settings_table, re.MULTILINE))
-    assert documented == set(DEFAULTS) == set(checks._TYPES)
-    checks_table = readme.split("### System checks")[1].split("\n## ")[0]
-    source = Path(checks.__file__).read_text()
-    used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', source))
-    assert used == set(re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M))
+    table = README.read_text().split("## Settings reference")[1].split("### System checks")[0]
+    documented = re.findall(r"^\| `[A-Z_]+` \|.*\|$", table, re.MULTILINE)
+    expected = [setting.readme_row() for setting in SETTINGS]
+    assert documented == expected, "\n".join(
+        f"README: {row}\nschema: {want}"
+        for row, want in itertools.zip_longest(documented, expected)
+        if row != want
+    )
+    assert {setting.name: setting.default for setting in SETTINGS} == DEFAULTS
+
+
+def test_a_changed_default_or_doc_line_no_longer_matches_the_readme():
+    """The comparison above sees a default, a doc line and a note (the rows differ)."""
+    from dataclasses import replace
+
+    from backpain_report.settings_schema import BY_NAME
+
+    setting = BY_NAME["DOWNLOAD_MAX_AGE"]
+    row = setting.readme_row()
+    assert row == "| `DOWNLOAD_MAX_AGE` | `2592000` (30 days) | seconds a download link works |"
+    assert replace(setting, default=60).readme_row() != row
+    assert replace(setting, doc="minutes").readme_row() != row
+    assert BY_NAME["FROM_EMAIL"].default_shown() == "— (required)"
+    assert BY_NAME["OFFER_HEADING"].default_shown() == (
+        '`"Get the free guide to back muscle spasms"`'
+    )
+    assert BY_NAME["THROTTLE_IP"].default_shown() == "`(10, 3600)`"
+
+
+def test_every_default_has_its_type_and_passes_its_validator(settings):
+    from backpain_report.settings_schema import SETTINGS
+
+    settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com"}
+    for setting in SETTINGS:
+        if setting.required:
+            continue
+        assert setting.accepts(setting.default), setting.name
+        assert setting.validate is None or setting.validate(setting.default) is None, setting.name
+        assert bool(setting.validate) == bool(setting.check_id), setting.name
+
+
+def test_every_check_id_is_documented_once():
+    """The ids checks.py raises and the ones the schema declares are README's checks table."""
+    from backpain_report import checks, settings_schema
+
+    checks_table = README.read_text().split("### System checks")[1].split("\n## ")[0]
+    documented = re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M)
+    used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', Path(checks.__file__).read_text()))
+    used |= {setting.check_id for setting in settings_schema.SETTINGS if setting.check_id}
+    assert sorted(documented) == sorted(set(documented))  # each once
+    assert used == set(documented)
 
 
 # --- Hostile review (issue 10): settings a careless site owner can get wrong ---------------
@@ -198,13 +248,13 @@ def test_a_consent_version_too_long_for_its_column_is_refused_by_a_check(setting
         len(stored) <= model._meta.get_field("consent_version").max_length
         for model in (PendingSignup, Subscriber)
     )
-    assert "backpain_report.E002" in found or fits
+    assert "backpain_report.E011" in found or fits
 
 
 def test_a_consent_version_up_to_its_column_s_length_passes(settings):
     assert ids({**BASE, "CONSENT_VERSION": "x" * 20}, settings) == set()
     assert ids({**BASE, "CONSENT_VERSION": 3}, settings) == set()  # stored as "3"
-    assert ids({**BASE, "CONSENT_VERSION": "x" * 21}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "CONSENT_VERSION": "x" * 21}, settings) == {"backpain_report.E011"}
     [error] = check_settings()
     assert "21 characters" in error.msg and "column of 20" in error.msg
 
@@ -236,9 +286,9 @@ def test_a_from_email_no_message_id_can_be_made_from_is_e001(settings, from_emai
 
 
 @pytest.mark.parametrize("value", [(10,), (10, 3600, 1), ("ten", 3600), []])
-def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
+def test_a_throttle_setting_of_the_wrong_shape_is_e013(settings, value):
     found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "THROTTLE_IP": value}, settings)
-    assert "backpain_report.E002" in found
+    assert "backpain_report.E013" in found
 
 
 @pytest.mark.parametrize("key", ["THROTTLE_IP", "THROTTLE_DOWNLOAD", "SOFT_BOUNCE_LIMIT"])
@@ -247,7 +297,7 @@ def test_a_throttle_setting_of_the_wrong_shape_is_e002(settings, value):
 )
 def test_every_throttle_limit_must_be_two_positive_ints(settings, key, value):
     found = ids({**BASE, key: value}, settings)
-    assert found == {"backpain_report.E002"}
+    assert found == {"backpain_report.E013"}
     [error] = check_settings()
     assert key in error.msg and "two positive integers" in error.msg
 
@@ -257,9 +307,9 @@ def test_a_throttle_limit_as_a_tuple_or_a_list_passes(settings, value):
     assert ids({**BASE, "THROTTLE_IP": value, "THROTTLE_DOWNLOAD": value}, settings) == set()
 
 
-def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_e002(settings):
-    assert ids({**BASE, "TRUSTED_PROXIES": -1}, settings) == {"backpain_report.E002"}
-    assert ids({**BASE, "THROTTLE_CACHE": "nope"}, settings) == {"backpain_report.E002"}
+def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_an_error(settings):
+    assert ids({**BASE, "TRUSTED_PROXIES": -1}, settings) == {"backpain_report.E014"}
+    assert ids({**BASE, "THROTTLE_CACHE": "nope"}, settings) == {"backpain_report.E015"}
     assert ids({**BASE, "THROTTLE_CACHE": ["nope"]}, settings) == {"backpain_report.E002"}
 
 
@@ -278,10 +328,10 @@ def test_a_negative_trusted_proxies_or_an_unknown_throttle_cache_is_e002(setting
         "https://" + "ü" * 64 + ".example",  # a label over 63 characters once encoded
     ],
 )
-def test_a_site_url_that_is_not_an_origin_is_e002(settings, site_url):
+def test_a_site_url_that_is_not_an_origin_is_e007(settings, site_url):
     """Links in emails are SITE_URL followed by the app's paths: it must be an http(s) origin
     whose host can be IDNA-encoded (links and List-Unsubscribe are ASCII)."""
-    assert ids({**BASE, "SITE_URL": site_url}, settings) == {"backpain_report.E002"}
+    assert ids({**BASE, "SITE_URL": site_url}, settings) == {"backpain_report.E007"}
     [error] = check_settings()
     assert "SITE_URL" in error.msg
 
@@ -318,7 +368,15 @@ def test_a_missing_privacy_url_warns_in_production_only(settings):
     assert check_settings() == []
 
 
-@pytest.mark.parametrize("value", ["privacy.html", "javascript:alert(1)", "//evil.example/p", 3])
-def test_a_privacy_url_that_is_no_url_or_path_is_an_error(settings, value):
+@pytest.mark.parametrize(
+    ("value", "check_id"),
+    [
+        ("privacy.html", "backpain_report.E008"),
+        ("javascript:alert(1)", "backpain_report.E008"),
+        ("//evil.example/p", "backpain_report.E008"),
+        (3, "backpain_report.E002"),  # not a str: the wrong type
+    ],
+)
+def test_a_privacy_url_that_is_no_url_or_path_is_an_error(settings, value, check_id):
     found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "PRIVACY_URL": value}, settings)
-    assert found == {"backpain_report.E002"}
+    assert found == {check_id}

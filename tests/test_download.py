@@ -128,7 +128,7 @@ def test_every_mode_passes_the_checks(settings, value):
     mode(settings, value)
     assert not check_settings()
     mode(settings, "fax")
-    assert {m.id for m in check_settings()} == {"backpain_report.E002"}
+    assert {m.id for m in check_settings()} == {"backpain_report.E012"}
 
 
 def test_an_attachment_is_named_by_the_edition_it_holds(make_delivery, report):

@@ -51,9 +51,9 @@ def privacy_ids(value: object, settings) -> set[str]:
         "http:///evil",
     ],
 )
-def test_a_privacy_path_browsers_read_as_another_host_is_e002(settings, value):
+def test_a_privacy_path_browsers_read_as_another_host_is_e008(settings, value):
     # Browsers read "\" as "/" and drop tabs and newlines: these lead off the site.
-    assert privacy_ids(value, settings) == {"backpain_report.E002"}
+    assert privacy_ids(value, settings) == {"backpain_report.E008"}
 
 
 @pytest.mark.parametrize("value", ["javascript:alert(1)", "/\\evil.example/p", "//evil.example"])
@@ -306,10 +306,10 @@ def test_script_links_in_the_report_body_never_become_pdf_links():
 
 
 @pytest.mark.parametrize("heading", ["", "   "])
-def test_a_blank_offer_heading_is_e002_and_the_default_shows(client, article, settings, heading):
+def test_a_blank_offer_heading_is_e010_and_the_default_shows(client, article, settings, heading):
     settings.DEBUG = True
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "OFFER_HEADING": heading}
-    assert "backpain_report.E002" in {m.id for m in checks.check_settings()}
+    assert "backpain_report.E010" in {m.id for m in checks.check_settings()}
     page = client.get(article.get_absolute_url()).content.decode()
     default = "Get the free guide to back muscle spasms"
     assert re.findall(r'<h2 id="bpr-offer-title">(.*?)</h2>', page) == [default]

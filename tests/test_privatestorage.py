@@ -125,7 +125,7 @@ def test_a_private_storage_inside_media_root_is_a_warning(settings, tmp_path):
 
 
 def test_an_unknown_alias_is_an_error_not_a_warning(settings):
-    assert ids(settings, PRIVATE_STORAGE="nope") == {"backpain_report.E002"}
+    assert ids(settings, PRIVATE_STORAGE="nope") == {"backpain_report.E015"}
 
 
 def test_no_private_storage_in_production_is_a_warning(settings, no_site_alias):

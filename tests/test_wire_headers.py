@@ -131,7 +131,7 @@ def test_an_idn_site_url_still_sends_or_is_refused_by_a_check(
         **settings.BACKPAIN_REPORT,
         "SITE_URL": "https://rückenschmerz.example",
     }
-    flagged = {m.id for m in check_settings()} & {"backpain_report.E002", "backpain_report.E006"}
+    flagged = {m.id for m in check_settings()} & {"backpain_report.E007", "backpain_report.E006"}
     delivery = make_delivery(make_subscriber(email="ann@example.com"))
     result = delivery_send(delivery_id=delivery.pk)
     assert flagged or (result.outcome is Outcome.SENT and len(mail.outbox) == 1), result.error

@@ -1,0 +1,438 @@
+"""Every key of ``BACKPAIN_REPORT``, declared once: default, type, validator, check id, doc line.
+
+``conf.py`` takes its defaults from here, ``checks.py`` loops over it (a value of the wrong type
+is ``E002``; a value its validator refuses is the setting's own check id), and the README's
+settings table is these rows (``tests/test_checks.py`` fails when they differ). A validator
+takes a value of the right type (or the default) and returns what is wrong with it, as the rest
+of the sentence "BACKPAIN_REPORT['KEY'] …", or None. The validators the app also uses at run time
+live beside that use (``links``, ``throttling``) and are called from here, imported when a check
+runs: those modules read the settings, so this one cannot import them first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import parseaddr
+from numbers import Real
+from typing import TYPE_CHECKING, Any
+
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+SETTING_NAME = "BACKPAIN_REPORT"
+NONE = type(None)
+DELIVERY_MODES = ("attach", "link", "both")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of ``BACKPAIN_REPORT``."""
+
+    name: str
+    default: Any
+    types: tuple[type, ...]
+    doc: str  # the README's "meaning" cell (Markdown)
+    validate: Callable[[Any], str | None] | None = None
+    check_id: str = ""  # the id of the error for a value ``validate`` refuses
+    hint: str = ""  # "{default}" in it stands for the default
+    required: bool = False  # the README shows "— (required)" instead of the default
+    note: str = ""  # shown after the default in the README, e.g. "(30 days)"
+
+    def accepts(self, value: object) -> bool:
+        """Whether ``value`` has one of the setting's types (a bool is an int only where a bool
+        is expected)."""
+        if isinstance(value, bool) and bool not in self.types:
+            return False
+        return isinstance(value, self.types)
+
+    def problem_hint(self) -> str | None:
+        """The hint of the error for a value ``validate`` refuses."""
+        return self.hint.replace("{default}", repr(self.default)) or None
+
+    def default_shown(self) -> str:
+        """The default as the README shows it."""
+        if self.required:
+            return "— (required)"
+        value = self.default
+        with translation.override(None):  # a gettext_lazy default as written in the source
+            literal = f'"{value}"' if isinstance(value, (str, Promise)) else repr(value)
+        return f"`{literal}`" + (f" {self.note}" if self.note else "")
+
+    def readme_row(self) -> str:
+        """The setting's row in the README's settings table."""
+        return f"| `{self.name}` | {self.default_shown()} | {self.doc} |"
+
+
+# --- Validators without a home of their own (the run-time ones are imported when called) ----
+
+
+def _max_length(model: type[Model], name: str) -> int:
+    """The ``max_length`` of the column ``model.name`` (none: no limit)."""
+    return getattr(model._meta.get_field(name), "max_length", None) or sys.maxsize
+
+
+def from_email_problem(value: object) -> str | None:
+    """FROM_EMAIL: an address whose domain makes a Message-ID that fits its column (every
+    email's Message-ID is built from that domain and stored on its delivery). The Message-ID
+    is built from the configured FROM_EMAIL, which is ``value`` when the checks run."""
+    if not isinstance(value, str) or "@" not in parseaddr(value)[1]:
+        return "must be set to the sender of the report emails"
+    from django.utils import timezone
+
+    from .emails import delivery_message_id
+    from .models import Delivery
+
+    limit = _max_length(Delivery, "message_id")
+    largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
+    try:
+        length = len(delivery_message_id(largest))
+    except UnicodeError:
+        return (
+            "has a domain that is not a valid host name (it cannot be IDNA-encoded), so no "
+            "email could be sent"
+        )
+    if length > limit:
+        return (
+            f"has a domain too long for the Message-ID built from it: up to {length} "
+            f"characters, stored in a column of {limit}"
+        )
+    return None
+
+
+def site_url_problem(value: str | None) -> str | None:
+    """SITE_URL, when set: an http(s) origin (unset is E006/W001, see checks.py)."""
+    from .links import site_url_problem as problem_of
+
+    problem = problem_of(value) if value else None
+    return None if problem is None else f"{problem}: got {value!r}"
+
+
+def privacy_url_problem(value: str | None) -> str | None:
+    """PRIVACY_URL, when set: an http(s) URL or a path on the site (unset is W007)."""
+    from .links import privacy_url_problem as problem_of
+
+    problem = problem_of(value) if value else None
+    return None if problem is None else f"{problem}: got {value!r}"
+
+
+def report_cta_problem(value: dict | None) -> str | None:
+    """REPORT_CTA: None, or a text and an absolute http(s) URL."""
+    from .links import report_cta_problem as problem_of
+
+    return problem_of(value)
+
+
+def offer_heading_problem(value: str | Promise) -> str | None:
+    """OFFER_HEADING: not blank."""
+    if str(value).strip():
+        return None
+    return "is blank: the offer would have an empty heading (its default is shown instead)"
+
+
+def consent_version_problem(value: str | int) -> str | None:
+    """CONSENT_VERSION: fits the column it is stored in with every sign-up (a database with real
+    varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
+    from .models import PendingSignup, Subscriber
+
+    limit = min(_max_length(model, "consent_version") for model in (PendingSignup, Subscriber))
+    length = len(str(value))
+    if length <= limit:
+        return None
+    return f"is {length} characters long; it is stored with every sign-up in a column of {limit}"
+
+
+def delivery_problem(value: str) -> str | None:
+    """DELIVERY: one of the modes."""
+    return None if value in DELIVERY_MODES else f"must be one of {', '.join(DELIVERY_MODES)}"
+
+
+def limit_problem(value: tuple | list) -> str | None:
+    """A ``(count, seconds)`` setting: two positive integers."""
+    from .throttling import limit_parse
+
+    if limit_parse(value) is not None:
+        return None
+    return f"must be (count, seconds), two positive integers: got {value!r}"
+
+
+def trusted_proxies_problem(value: int) -> str | None:
+    """TRUSTED_PROXIES: 0 or more."""
+    return None if value >= 0 else f"must be 0 or more: got {value}"
+
+
+def alias_problem(setting: str) -> Callable[[str | None], str | None]:
+    """A validator for a setting naming an alias of ``settings.<setting>`` (None: no alias)."""
+
+    def problem(value: str | None) -> str | None:
+        from django.conf import settings
+
+        if value is None or value in getattr(settings, setting):
+            return None
+        return f"names {value!r}, which is not in settings.{setting}"
+
+    return problem
+
+
+# --- The settings, in the README's order --------------------------------------------------
+
+SITE_URL_HINT = (
+    "Links in emails are SITE_URL followed by the app's paths. For a site served under a "
+    "sub-path, set FORCE_SCRIPT_NAME."
+)
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "FROM_EMAIL",
+        None,
+        (str, NONE),  # None (unset, or from an unset environment variable) is E001
+        'sender of every email, e.g. `"Reports <reports@example.com>"`',
+        validate=from_email_problem,
+        check_id="backpain_report.E001",
+        hint='For example: {"FROM_EMAIL": "Reports <reports@example.com>"}',
+        required=True,
+    ),
+    Setting(
+        "SITE_URL",
+        None,
+        (str, NONE),
+        "scheme and host (and optionally a port) for links in emails "
+        '(`"https://www.example.com"`), with no path, query or fragment (check `E007`; under '
+        "a sub-path set Django's `FORCE_SCRIPT_NAME`); links carry its host IDNA-encoded "
+        "(`https://rückenschmerz.example` gives `https://xn--rckenschmerz-dlb.example/…`), "
+        "the emails' text names it as written; required when `DEBUG` is off (check `E006`); "
+        "unset with `DEBUG` on, the host of the page the reader signed up on is used",
+        validate=site_url_problem,
+        check_id="backpain_report.E007",
+        hint=SITE_URL_HINT,
+    ),
+    Setting(
+        "DEFAULT_ARTICLE",
+        "back-pain-muscle-spasms-finding-the-culprits",
+        (str,),
+        "slug of the article shown at the root of the include",
+    ),
+    Setting(
+        "CONSENT_TEXT",
+        _("Yes, email me the free report. I can unsubscribe at any time with one click."),
+        (str, Promise),  # Promise: gettext_lazy("..."), shown translated
+        "the consent checkbox label, stored with each sign-up as shown (a `gettext_lazy` text"
+        ' is shown and stored in the reader\'s language, see "Languages")',
+    ),
+    Setting(
+        "PRIVACY_URL",
+        None,
+        (str, NONE),
+        'the site\'s privacy notice, an http(s) URL or a path on the site (`"/privacy/"`, '
+        "check `E008`; a backslash, a space, tab or newline, or a `//` start is refused, as "
+        "browsers would follow such a path to another host): linked next to the consent "
+        "checkbox and in every email's footer (a path is made absolute with `SITE_URL`); a "
+        "value the check refuses is never linked, even where the checks are not run; unset "
+        "with `DEBUG` off, check `W007` warns",
+        validate=privacy_url_problem,
+        check_id="backpain_report.E008",
+        hint="Browsers read a backslash as a slash and drop tabs and newlines, so a path holding "
+        "one may lead to another host.",
+    ),
+    Setting(
+        "OFFER_HEADING",
+        _("Get the free guide to back muscle spasms"),
+        (str, Promise),
+        "the heading of the offer block at the top of the article page and of the form after "
+        "the article; the article's own call to action stays in its text; a blank one is "
+        "check `E010` and the default is shown",
+        validate=offer_heading_problem,
+        check_id="backpain_report.E010",
+    ),
+    Setting(
+        "CONSENT_VERSION",
+        "1",
+        (str, int),
+        "version stored with each consent record (at most 20 characters, check `E011`); "
+        "change it when the text changes",
+        validate=consent_version_problem,
+        check_id="backpain_report.E011",
+        hint='Use a short label, e.g. "2025-06-v3".',
+    ),
+    Setting(
+        "HASH_IP",
+        True,
+        (bool,),
+        "store a keyed hash (HMAC with `SECRET_KEY`) of the reader's IP instead of the IP",
+    ),
+    Setting(
+        "MAX_ATTEMPTS",
+        5,
+        (int,),
+        "delivery attempts before a delivery is marked failed; taking over an expired claim "
+        "counts as one",
+    ),
+    Setting(
+        "RETRY_BACKOFF",
+        30,
+        (Real,),
+        "seconds; attempt *n* waits about `RETRY_BACKOFF * 2**(n-1)` (with jitter)",
+    ),
+    Setting("RETRY_BACKOFF_MAX", 3600, (Real,), "cap for one wait, in seconds"),
+    Setting(
+        "CLAIM_LEASE",
+        600,
+        (Real,),
+        "seconds after which a `sending` claim is treated as abandoned and reclaimed (a new "
+        "attempt); must cover a 60 s render budget plus 6 waits for the SMTP server at the "
+        "mail timeout (check `E004`; the timeout bounds each wait, not a whole SMTP step: see"
+        " [How delivery works](#how-delivery-works))",
+    ),
+    Setting(
+        "SWEEP_GRACE",
+        60,
+        (Real,),
+        "seconds a pending delivery may wait for its message before the sweep re-publishes it",
+    ),
+    Setting(
+        "PRIVATE_STORAGE",
+        None,
+        (str, NONE),
+        "the `STORAGES` alias of the app's private files (the report body cached per edition,"
+        ' readers\' PDFs; one of `STORAGES`, check `E015`); `None`: the `"backpain_report"` '
+        "alias if `STORAGES` has one, else a private directory in the system's temp dir (see "
+        "[Private storage](#private-storage))",
+        validate=alias_problem("STORAGES"),
+        check_id="backpain_report.E015",
+    ),
+    Setting(
+        "PUBLISH_TIMEOUT",
+        1.0,
+        (Real,),
+        "seconds a sign-up may spend talking to the broker; then the row waits for the sweep",
+    ),
+    Setting(
+        "MAILER",
+        None,
+        (str, NONE),
+        "the `MAILERS` alias to send through on Django 6.1+ (`None`: the default mailer)",
+    ),
+    Setting(
+        "DELIVERY",
+        "attach",
+        (str,),
+        '`"attach"` the PDF, send a signed download `"link"`, or `"both"` (any other is check '
+        "`E012`)",
+        validate=delivery_problem,
+        check_id="backpain_report.E012",
+    ),
+    Setting(
+        "DOWNLOAD_MAX_AGE",
+        30 * 24 * 3600,
+        (int,),
+        "seconds a download link works",
+        note="(30 days)",
+    ),
+    Setting(
+        "MAX_EMAIL_SIZE",
+        10 * 1024 * 1024,
+        (int,),
+        "ceiling in bytes for one email; a PDF that would exceed it is sent as a link",
+    ),
+    Setting(
+        "DOUBLE_OPT_IN",
+        False,
+        (bool,),
+        "send a confirmation link first and the report once it is confirmed",
+    ),
+    Setting(
+        "CONFIRM_MAX_AGE",
+        7 * 24 * 3600,
+        (int,),
+        "seconds a confirmation link works; an expired one offers a fresh link",
+        note="(7 days)",
+    ),
+    Setting(
+        "THROTTLE_IP",
+        (10, 3600),
+        (tuple, list),
+        "sign-ups allowed per client IP per window: `(count, seconds)`, two positive integers"
+        " (check `E013`); over it, a calm 429 page. IPv6 clients count per /64, IPv4-mapped "
+        "IPv6 as the IPv4 address; sign-ups without a client IP (`REMOTE_ADDR` empty or not "
+        "an address) cannot be told apart and share one count (see `TRUSTED_PROXIES`)",
+        validate=limit_problem,
+        check_id="backpain_report.E013",
+        hint="For example: {default}.",
+    ),
+    Setting(
+        "THROTTLE_ADDRESS_WINDOW",
+        3600,
+        (int,),
+        "a sign-up for an address that was sent (or is being sent) a report or confirmation "
+        "within this many seconds sends nothing new; decided by the worker from the "
+        "deliveries in the database",
+    ),
+    Setting(
+        "THROTTLE_DOWNLOAD",
+        (30, 3600),
+        (tuple, list),
+        "downloads allowed per download link and, separately, per client IP per window: "
+        "`(count, seconds)`, two positive integers (check `E013`); over it, a calm 429 page "
+        "(`noindex`); a `HEAD` counts per client IP only; requests without a client IP share "
+        "one count",
+        validate=limit_problem,
+        check_id="backpain_report.E013",
+        hint="For example: {default}.",
+    ),
+    Setting(
+        "THROTTLE_CACHE",
+        "default",
+        (str,),
+        "the cache alias the throttles count in (one of `CACHES`, check `E015`): Redis or "
+        "Memcached with several web processes (see [Production](#production))",
+        validate=alias_problem("CACHES"),
+        check_id="backpain_report.E015",
+    ),
+    Setting(
+        "TRUSTED_PROXIES",
+        0,
+        (int,),
+        "reverse proxies in front of Django that append to `X-Forwarded-For` (an integer, 0 "
+        "or more, check `E014`); `0` uses `REMOTE_ADDR`. `X-Forwarded-For` is never trusted "
+        "blindly. Behind a proxy that reaches Django over a unix socket `REMOTE_ADDR` is "
+        "empty: with `0` every request then shares one sign-up count and one download count, "
+        "and a warning is logged once per process",
+        validate=trusted_proxies_problem,
+        check_id="backpain_report.E014",
+    ),
+    Setting(
+        "REPORT_CTA",
+        None,
+        (dict, NONE),
+        'the next step on the PDF\'s closing page: `{"text": "Book a free call", "url": '
+        '"https://www.example.com/book/"}`, a text of 1 to 200 characters and an absolute '
+        "http(s) URL (check `E009`; a value the check refuses is never used: the default is, "
+        "and an error is logged); the link's host is IDNA-encoded, the URL as written is "
+        'shown; `None`: "Visit our site for more on looking after your back", linking to '
+        "`SITE_URL` and the app's home page (nothing without `SITE_URL`)",
+        validate=report_cta_problem,
+        check_id="backpain_report.E009",
+        hint='For example: {"text": "Book a free call with our physiotherapist", '
+        '"url": "https://www.example.com/book/"}.',
+    ),
+    Setting(
+        "SOFT_BOUNCE_LIMIT",
+        (3, 7 * 24 * 3600),
+        (tuple, list),
+        "soft bounces (temporary failures reported through anymail's tracking webhooks) that "
+        "suppress an address: `(count, seconds)`, that many within the window, two positive "
+        "integers (check `E013`; a value the check refuses is never used: the default is); "
+        "soft bounces received before staff last lifted the address's suppression do not "
+        "count (see [Bounces and complaints](#bounces-and-complaints))",
+        validate=limit_problem,
+        check_id="backpain_report.E013",
+        hint="For example: {default}.",
+    ),
+)
+
+BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
