@@ -265,8 +265,9 @@ def _public_reason(alias: str) -> str | None:
         storage = storages[alias]
     except Exception:  # noqa: BLE001 - a missing alias is E015, a broken one fails elsewhere
         return None
-    if getattr(storage, "base_url", None):
-        return f"it has a base_url ({storage.base_url!r}), so its files have public URLs"
+    base_url = getattr(storage, "base_url", None)
+    if base_url:
+        return f"it has a base_url ({base_url!r}), so its files have public URLs"
     if isinstance(storage, FileSystemStorage):
         for root in ("MEDIA_ROOT", "STATIC_ROOT"):
             if _inside(storage.location, getattr(settings, root, None)):
