@@ -27,6 +27,8 @@ from backpain_report.pdf import (
 )
 from tests.samples import make_report
 
+pytestmark = pytest.mark.heavy  # whole WeasyPrint renders: every tier, not `make test-fast`
+
 PREPARED_ON = datetime.date(2025, 3, 14)
 READER = "Margaret Oyelaran-Whitfield"
 
