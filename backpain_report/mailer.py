@@ -43,10 +43,12 @@ def mail_timeout() -> float | None:
     ``EMAIL_TIMEOUT``.
     """
     if getattr(mail, "mailers", None) is not None and hasattr(settings, "MAILERS"):
-        mailers: Mapping[str, Mapping[str, Any]] = settings.MAILERS
-        config = mailers.get(app_settings.MAILER or "default") or {}
-        options: Mapping[str, Any] = config.get("OPTIONS") or {}
-        timeout = options.get("timeout")
+        # Any shape (a check may run on settings Django has not validated yet): no timeout.
+        mailers = settings.MAILERS
+        alias = app_settings.MAILER if isinstance(app_settings.MAILER, str) else "default"
+        config = (mailers.get(alias) if isinstance(mailers, Mapping) else None) or {}
+        options: Any = (config.get("OPTIONS") if isinstance(config, Mapping) else None) or {}
+        timeout = options.get("timeout") if isinstance(options, Mapping) else None
     else:
         timeout = getattr(settings, "EMAIL_TIMEOUT", None)
     if isinstance(timeout, Real) and not isinstance(timeout, bool):

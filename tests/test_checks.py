@@ -142,6 +142,24 @@ def test_no_mail_timeout_is_fine_unless_the_lease_is_too_short(settings):
     assert ids({**BASE, "CLAIM_LEASE": 65}, settings) == {"backpain_report.E004"}
 
 
+@pytest.mark.parametrize("mailer", [["bulk"], {"bulk": 1}, 3])
+def test_a_mailer_alias_of_the_wrong_shape_is_e002_not_a_traceback(settings, mailer):
+    """Attack (issue 14): an unhashable MAILER reached the lease check's MAILERS look-up and
+    ``manage.py check`` died with "TypeError: unhashable type" instead of reporting E002."""
+    _configure_timeout(settings, 10)
+    assert ids({**BASE, "MAILER": mailer}, settings) == {"backpain_report.E002"}
+
+
+@pytest.mark.parametrize(
+    "mailers", [[], "smtp", {"default": "smtp"}, {"default": {"OPTIONS": ["timeout", 5]}}]
+)
+def test_a_mailers_setting_of_another_shape_does_not_crash_the_lease_check(settings, mailers):
+    """Attack (issue 14): MAILERS is read by the lease check before Django uses it; any shape
+    counts as "no timeout configured" there (Django reports MAILERS itself when it sends)."""
+    settings.MAILERS = mailers
+    assert ids(BASE, settings) == set()
+
+
 @pytest.mark.parametrize(
     "backend",
     [
