@@ -103,8 +103,8 @@ def _wait_for_port(
 ) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None and not stopping:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
+        try:  # "[::1]" is written with brackets, resolved without
+            with socket.create_connection((host.strip("[]"), port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.2)
@@ -143,9 +143,23 @@ def allowed_hosts_for(host: str, given: str | None) -> str | None:
     return f"{LOOPBACK_HOSTS},{host}"
 
 
-def serve(addr: str, *, beat: bool) -> int:
+def addr_parse(addr: str) -> tuple[str, str]:
+    """``HOST:PORT`` (``make example HOST=... PORT=...``) as ``(host, port)``: an IPv6 address
+    bracketed as runserver and URLs write it (``::1`` -> ``[::1]``); SystemExit naming the bad
+    part otherwise, before anything is started."""
     host, _, port = addr.rpartition(":")
     host = host or "127.0.0.1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise SystemExit(f"[run] PORT must be a number from 1 to 65535, not {port!r}.")
+    if not host.strip("[]") or any(char.isspace() or char in "/@?#" for char in host):
+        raise SystemExit(f"[run] HOST must be a host name or an IP address, not {host!r}.")
+    return host, str(int(port))
+
+
+def serve(addr: str, *, beat: bool) -> int:
+    host, port = addr_parse(addr)
     # Links in emails point at the server started here unless SITE_URL says otherwise (the web
     # server and the worker inherit it).
     if not os.environ.get("SITE_URL"):

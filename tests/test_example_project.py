@@ -508,3 +508,46 @@ def test_empty_outbox(client, outbox_dir):
     response = client.get("/outbox/")
     assert response.status_code == 200
     assert b"No mail yet" in response.content
+
+
+@pytest.mark.parametrize(
+    ("addr", "expected"),
+    [
+        ("127.0.0.1:8000", ("127.0.0.1", "8000")),
+        (":8001", ("127.0.0.1", "8001")),
+        ("::1:8000", ("[::1]", "8000")),  # make example HOST=::1
+        ("[::1]:8000", ("[::1]", "8000")),
+        (":::9000", ("[::]", "9000")),  # HOST=:: (every interface)
+        ("0.0.0.0:08080", ("0.0.0.0", "8080")),
+    ],
+)
+def test_run_py_reads_host_and_port_as_make_example_passes_them(addr, expected):
+    """Attack (issue 14): HOST=::1 gave runserver "::1:8000", which it refuses."""
+    run = importlib.import_module("example_project.run")
+    assert run.addr_parse(addr) == expected
+    assert run.site_url_for(*expected).startswith("http://")
+
+
+@pytest.mark.parametrize(
+    ("addr", "problem"),
+    [
+        ("127.0.0.1:abc", "PORT"),
+        ("127.0.0.1:", "PORT"),
+        ("127.0.0.1:0", "PORT"),
+        ("127.0.0.1:70000", "PORT"),
+        ("127.0.0.1:\uff18\uff10\uff10\uff10", "PORT"),  # full-width digits
+        ("my host:8000", "HOST"),
+        ("[]:8000", "HOST"),
+    ],
+)
+def test_run_py_refuses_a_bad_port_or_host_before_starting_anything(monkeypatch, addr, problem):
+    """Attack (issue 14): PORT=abc started the web server and the worker, then died on
+    int("abc") with a traceback, leaving the worker (its own session) running."""
+    run = importlib.import_module("example_project.run")
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(run.subprocess, "Popen", no_process)
+    with pytest.raises(SystemExit, match=problem):
+        run.serve(addr, beat=False)
