@@ -114,6 +114,8 @@ def clean_name(value: str) -> str:
 
 
 def email_masked(address: str) -> str:
-    """An address as shown in logs and command output: ``m…@example.com``."""
+    """An address as shown in logs and command output: ``m…@example.com`` (``…@x.com`` for
+    ``a@x.com``: a one-letter local part shown would be the whole address)."""
     local, _sep, domain = address.rpartition("@")
-    return f"{local[:1]}…@{domain}" if local else "…"
+    shown = local[:1] if len(local) > 1 else ""
+    return f"{shown}…@{domain}" if local else "…"

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from backpain_report.addresses import canonical_email, clean_email, clean_name
+from backpain_report.addresses import canonical_email, clean_email, clean_name, email_masked
 
 
 def test_canonical_email_folds_case_and_encodes_idn():
@@ -135,3 +135,18 @@ def test_the_length_limits_are_the_columns_lengths():
         assert model._meta.get_field("email").max_length == MAX_EMAIL_LENGTH
         assert model._meta.get_field("email_canonical").max_length == MAX_EMAIL_LENGTH
         assert model._meta.get_field("name").max_length == MAX_NAME_LENGTH
+
+
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("maria@example.com", "m…@example.com"),
+        ("ab@example.com", "a…@example.com"),
+        ("a@x.com", "…@x.com"),  # the first letter would be the whole local part
+        ("ü@bücher.de", "…@bücher.de"),
+        ("no-at-sign", "…"),
+    ],
+)
+def test_a_masked_address_never_shows_a_whole_local_part(address, shown):
+    """Attack (issue 14): ``a@x.com`` was logged as ``a…@x.com``, the whole address."""
+    assert email_masked(address) == shown
