@@ -50,6 +50,8 @@ def test_the_configuration_types_models_and_catches_an_error(tmp_path):
         "reveal_type(Subscriber().email)\n"
         "reveal_type(Subscriber().deliveries)\n"
         "Subscriber().email + 1\n"
+        "def untyped():\n"  # no annotations: mypy skips its body unless check_untyped_defs
+        "    return Subscriber().name + 1\n"
     )
     result = subprocess.run(  # its own process: the plugin sets Django up with tests.settings
         [sys.executable, "-m", "mypy", "--config-file", "pyproject.toml", str(probe)],
@@ -61,4 +63,4 @@ def test_the_configuration_types_models_and_catches_an_error(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'Revealed type is "str"' in result.stdout
     assert "RelatedManager[backpain_report.models.Delivery]" in result.stdout
-    assert 'Unsupported operand types for + ("str" and "int")' in result.stdout
+    assert result.stdout.count('Unsupported operand types for + ("str" and "int")') == 2
