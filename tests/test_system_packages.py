@@ -60,6 +60,7 @@ exit 1
 """,
     # apt-get install "installs": libraries into ldconfig's list, programs onto PATH, debs.
     "apt-get": """
+while [ "$1" = -o ]; do echo "$2" >> "$STATE/apt_options"; shift 2; done
 echo "apt-get $* DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-}" >> "$STATE/calls"
 if [ "$1" = install ]; then
     if [ -e "$STATE/fail_installs" ] && [ "$(cat "$STATE/fail_installs")" -gt 0 ]; then
@@ -180,6 +181,15 @@ def test_a_failed_install_updates_the_package_lists_and_tries_again(machine):
     assert "apt-get install failed; updating the package lists" in result.stderr
 
 
+def test_apt_get_waits_for_the_dpkg_lock_instead_of_failing_at_once(machine):
+    """Attack (issue 14): on a fresh machine unattended-upgrades holds dpkg's lock for minutes
+    after boot; apt-get then failed at once ("Could not get lock") and make gave up."""
+    (machine.state / "fail_installs").write_text("1")
+    assert machine.run("example").returncode == 0
+    options = (machine.state / "apt_options").read_text().splitlines()
+    assert options == ["DPkg::Lock::Timeout=300"] * 3  # install, update, install
+
+
 def test_an_install_that_fails_twice_prints_the_command(machine):
     (machine.state / "fail_installs").write_text("2")
     result = machine.run("example")
@@ -202,7 +212,8 @@ def test_non_root_with_passwordless_sudo_installs_through_sudo(machine):
     assert result.returncode == 0, result.stderr
     assert machine.calls() == [
         "sudo -n true",
-        f"sudo -n env DEBIAN_FRONTEND=noninteractive apt-get install -y {' '.join(WEASYPRINT)}",
+        "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y "
+        + " ".join(WEASYPRINT),
         _install(WEASYPRINT),
     ]
     assert "installing them: sudo -n apt-get install -y" in result.stderr

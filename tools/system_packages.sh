@@ -108,7 +108,12 @@ else
     give_up "not root, and sudo needs a password (or is missing)"
 fi
 
-apt() { "${run_as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+# A fresh machine's unattended-upgrades often holds dpkg's lock for minutes after boot: wait for
+# it (up to 5 min) rather than fail at once with "Could not get lock".
+apt() {
+    "${run_as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get -o DPkg::Lock::Timeout=300 "$@"
+}
 
 say "installing them: ${run_as_root[*]:+${run_as_root[*]} }apt-get install -y ${missing[*]}"
 if ! apt install -y "${missing[@]}"; then
