@@ -551,3 +551,22 @@ def test_run_py_refuses_a_bad_port_or_host_before_starting_anything(monkeypatch,
     monkeypatch.setattr(run.subprocess, "Popen", no_process)
     with pytest.raises(SystemExit, match=problem):
         run.serve(addr, beat=False)
+
+
+def test_the_example_with_debug_off_serves_its_static_files_without_collectstatic(tmp_path):
+    """Attack (issue 14): ``DJANGO_DEBUG=0 make example`` served every page without its CSS and
+    JavaScript (404): ``run.py setup`` runs no ``collectstatic`` and WhiteNoise looked only in
+    the empty ``STATIC_ROOT``."""
+    production = {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": "x" * 50,
+        "SITE_URL": "http://127.0.0.1:8000",
+        "ALLOWED_HOSTS": "testserver",
+    }
+    code = (
+        "import django; django.setup(); from django.test import Client; "
+        "print(Client().get('/static/backpain_report/css/backpain_report.css').status_code)"
+    )
+    result = run_example(code, tmp_path / "var", **production)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "200"
