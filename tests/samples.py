@@ -1,5 +1,7 @@
 """Stand-ins shared by the PDF tests: a report-like object needing no database."""
 
+import re
+import time
 import types
 from pathlib import Path
 
@@ -32,3 +34,21 @@ def reader_name(n: int, prefix: str = "Reader") -> str:
         n, rest = divmod(n - 1, 26)
         letters = chr(ord("A") + rest) + letters
     return f"{prefix} {letters}"
+
+
+def wait_for(predicate, timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` every 50 ms until it is true (True) or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def hidden(html: str, name: str) -> str:
+    """The value of the hidden input ``name`` in ``html`` (it must be there)."""
+    match = re.search(rf'<input type="hidden" name="{name}"([^>]*)>', html)
+    assert match, f"no hidden {name}"
+    value = re.search(r'value="([^"]*)"', match.group(1))
+    return value.group(1) if value else ""

@@ -4,9 +4,7 @@ and the funnel splits them per article."""
 
 from __future__ import annotations
 
-import re
 import subprocess
-import time
 
 import pytest
 from django.core import mail
@@ -17,6 +15,7 @@ from django.utils import timezone
 
 from backpain_report import stats
 from backpain_report.models import Article, Delivery, Report
+from tests.samples import hidden, wait_for
 
 # Seconds a test: an editor's journey through a Celery worker and PDFs; `make test-fast` skips it.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.heavy]
@@ -32,22 +31,6 @@ Sitting for long spells loads the discs. The **Quokka routine** breaks it up.
 - Roll the shoulders ten times
 - Walk to the window and back
 """
-
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def hidden(html: str, name: str) -> str:
-    match = re.search(rf'<input type="hidden" name="{name}"([^>]*)>', html)
-    assert match, name
-    value = re.search(r'value="([^"]*)"', match.group(1))
-    return value.group(1) if value else ""
 
 
 def editor_adds_report_and_article(admin_client) -> Article:

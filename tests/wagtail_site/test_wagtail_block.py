@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,10 @@ from wagtail.models import Locale, Page, Site
 
 from backpain_report.contrib.wagtail.blocks import ReportSignupBlock
 from backpain_report.models import Article, Delivery, Report, Subscriber
+from tests.samples import hidden, wait_for
 from tests.wagtail_site.models import ContentPage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def hidden(html: str, name: str) -> str:
-    match = re.search(rf'<input type="hidden" name="{name}"([^>]*)>', html)
-    assert match, f"no hidden {name}"
-    value = re.search(r'value="([^"]*)"', match.group(1))
-    return value.group(1) if value else ""
 
 
 def site_home() -> Page:
