@@ -23,6 +23,7 @@ from ..addresses import canonical_email
 from ..conf import app_settings
 from ..models import Article, Delivery, PendingSignup, Report, Subscriber
 from ..publishing import publish_on_commit, publish_signup_on_commit
+from ..sending import UNSUBSCRIBED_ERROR
 from ..signals import send_after_commit
 from ..sources import SOURCE_FIELDS, Source, source_clean
 from ..suppression import suppressed_error
@@ -354,7 +355,7 @@ def subscriber_unsubscribe(*, subscriber_id: int) -> bool:
         if changed:
             Delivery.objects.filter(
                 subscriber_id=subscriber_id, status=Delivery.Status.PENDING
-            ).update(status=Delivery.Status.CANCELLED, last_error="Unsubscribed before sending.")
+            ).update(status=Delivery.Status.CANCELLED, last_error=UNSUBSCRIBED_ERROR)
             transaction.on_commit(lambda: _announce_unsubscribe(subscriber_id), robust=True)
     return bool(changed)
 
