@@ -1,7 +1,8 @@
 """The sweep: find deliveries and sign-ups whose message was lost and publish them again.
 
 Pending sign-ups (the inbox rows the web request writes) are re-published when their publish
-failed, or when they have waited longer than ``SWEEP_GRACE`` since they were last enqueued.
+failed, or when they have waited longer than ``SWEEP_GRACE`` since they were last enqueued (and
+at least as long as they had waited before that: see :func:`_waited_long_enough`).
 
 Three kinds are picked up: pending deliveries whose publish failed (at once), other pending
 deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
@@ -20,7 +21,7 @@ import datetime
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -42,12 +43,32 @@ class SweepResult:
         return self.found - self.published
 
 
+def _waited_long_enough(now: datetime.datetime) -> Q:
+    """A row (annotated ``last_seen`` and ``wait_start``) whose message may be lost: it has
+    waited ``SWEEP_GRACE`` since it was last published, and at least as long as it had already
+    waited when it was.
+
+    The second half spaces the re-publishes of a row that is merely queued behind a long backlog
+    at doubling intervals (after the grace, then as long again as it has waited): a burst that
+    outlasts ``SWEEP_GRACE`` costs each row a few duplicate messages, not one per grace period,
+    which would lengthen the very queue it waits in. A message that is really lost is
+    re-published at the latest after twice the row's age.
+    """
+    grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
+    waited_before = ExpressionWrapper(
+        F("last_seen") - F("wait_start"), output_field=DurationField()
+    )
+    doubled = ExpressionWrapper(
+        Value(now, output_field=DateTimeField()) - waited_before, output_field=DateTimeField()
+    )
+    return Q(last_seen__lt=grace) & Q(last_seen__lte=doubled)
+
+
 def _stranded(now: datetime.datetime) -> Q:
     grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
     due = attempt_due(now)
     publish_failed = Q(publish_failed_at__isnull=False)
-    waited = Q(last_seen__lt=grace)
-    pending = Q(status=Delivery.Status.PENDING) & due & (publish_failed | waited)
+    pending = Q(status=Delivery.Status.PENDING) & due & (publish_failed | _waited_long_enough(now))
     stale_claim = stale_claim_reclaimable(now) & (
         Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=grace)
     )
@@ -75,7 +96,8 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
     now = timezone.now()
     given_up = stale_claims_fail(Delivery.objects.all(), now=now)
     rows = Delivery.objects.annotate(
-        last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at")
+        last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at"),
+        wait_start=Coalesce("next_attempt_at", "created_at"),  # when its attempt became due
     ).filter(_stranded(now))
     ids = _take(rows, limit, enqueued_at=now)
     published = publish_batches(ids) if ids else 0
@@ -85,10 +107,9 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
 def signups_sweep(*, limit: int = 1000) -> SweepResult:
     """Re-publish up to ``limit`` pending sign-ups whose message failed or was lost."""
     now = timezone.now()
-    grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
-    rows = PendingSignup.objects.annotate(last_seen=Coalesce("enqueued_at", "created_at")).filter(
-        Q(publish_failed_at__isnull=False) | Q(last_seen__lt=grace)
-    )
+    rows = PendingSignup.objects.annotate(
+        last_seen=Coalesce("enqueued_at", "created_at"), wait_start=F("created_at")
+    ).filter(Q(publish_failed_at__isnull=False) | _waited_long_enough(now))
     # A failed publish is retried now; if it fails again, the publish records it again.
     ids = _take(rows, limit, enqueued_at=now, publish_failed_at=None)
     published = publish_signups(ids) if ids else 0

@@ -1,12 +1,14 @@
 import datetime
+from unittest import mock
 
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from backpain_report import publishing
-from backpain_report.models import Delivery
-from backpain_report.sweep import deliveries_sweep
+from backpain_report.models import Delivery, PendingSignup
+from backpain_report.sweep import deliveries_sweep, signups_sweep
 
 
 @pytest.fixture
@@ -94,3 +96,110 @@ def test_a_stale_claim_without_attempts_left_is_failed_not_republished(
         capsys.readouterr().out
     )
     assert deliveries_sweep().given_up == 0
+
+
+def test_command_loops_with_every_and_stops_after_runs(make_delivery, published, capsys):
+    """``--every`` sweeps again and again (a sweeper without beat); ``--runs`` bounds it."""
+    make_delivery(publish_failed_at=timezone.now())
+    call_command("backpain_sweep", "--every", "0.01", "--runs", "3")
+    out = capsys.readouterr().out
+    assert out.count("stranded deliveries found") == 3
+    assert "1 stranded deliveries found, 1 re-enqueued" in out  # the first sweep took it
+    assert len(published) == 1  # stamped: the next sweeps find it enqueued
+
+
+def test_command_loop_goes_on_when_a_sweep_fails(make_delivery, monkeypatch, capsys):
+    """In a loop a broker or database failure is reported and the next sweep still runs."""
+    from django.db import OperationalError
+
+    from backpain_report.management.commands import backpain_sweep
+
+    def broken(*args, **kwargs):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(publishing.current_app, "send_task", broken)
+    make_delivery(publish_failed_at=ago(5))
+    calls = []
+    real = backpain_sweep.signups_sweep
+
+    def database_away_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(**kwargs)
+
+    monkeypatch.setattr(backpain_sweep, "signups_sweep", database_away_once)
+    call_command("backpain_sweep", "--every", "0.01", "--runs", "3")  # no CommandError
+    err = capsys.readouterr().err
+    assert "Sweep failed: the database is unreachable (server closed" in err
+    assert "could not be published: is the broker reachable?" in err
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--runs", "2"], "--runs needs --every."),
+        (["--every", "0"], "--every must be a positive number of seconds."),
+        (["--every", "1", "--runs", "0"], "--runs must be at least 1."),
+    ],
+)
+def test_command_loop_options_are_checked(argv, message):
+    with pytest.raises(CommandError, match=message.replace(".", r"\.")):
+        call_command("backpain_sweep", *argv)
+
+
+def _republished_at(sweep, start, *, every: int = 2, until: int = 300) -> list[int]:
+    """Seconds after ``start`` at which ``sweep`` (run every ``every`` s) re-published a row."""
+    found = []
+    with time_machine.travel(start, tick=False) as traveller:
+        for second in range(every, until + 1, every):
+            traveller.move_to(start + datetime.timedelta(seconds=second))
+            if sweep().found:
+                found.append(second)
+    return found
+
+
+def test_a_row_queued_behind_a_long_backlog_is_republished_at_doubling_intervals(
+    make_delivery, published, settings
+):
+    """Regression (issue 15): with a queue longer than SWEEP_GRACE, every waiting row was
+    re-published once per grace period (25 times in 5 minutes here), each copy lengthening the
+    queue it waited in (on the multi-host tier the backlog grew until w2 could not reach a lost
+    host's rows in time). Now the waits double: after the grace, then as long again as the row
+    has waited."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 10}
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        make_delivery(enqueued_at=start)
+    assert _republished_at(deliveries_sweep, start) == [12, 24, 48, 96, 192]
+
+
+def test_a_signup_queued_behind_a_long_backlog_is_republished_at_doubling_intervals(db, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 10}
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        PendingSignup.objects.create(
+            email="queued@example.com",
+            email_canonical="queued@example.com",
+            name="Queued Reader",
+            consent_text="Yes",
+            consent_version="1",
+            consented_at=start,
+            enqueued_at=start,
+        )
+    with mock.patch("backpain_report.sweep.publish_signups", side_effect=len):
+        assert _republished_at(signups_sweep, start) == [12, 24, 48, 96, 192]
+
+
+def test_a_lost_message_of_a_long_waiting_row_is_still_recovered(
+    make_delivery, published, settings
+):
+    """The doubling delays, never drops: a row re-published after waiting 100 s is re-published
+    again once 100 s more have passed, if that message was lost too."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 10}
+    delivery = make_delivery()
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=ago(190), enqueued_at=ago(90))
+    assert deliveries_sweep().found == 0  # 90 s since it was published, 100 s before: not yet
+    Delivery.objects.filter(pk=delivery.pk).update(created_at=ago(210), enqueued_at=ago(110))
+    assert deliveries_sweep().found == 1
