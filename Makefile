@@ -12,6 +12,8 @@
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
 #                       (needs wrk, redis-server, PostgreSQL; BENCH_ARGS="--quick" or "--full")
+#   make bench-multihost  one worker host vs two, over network namespaces (root, iproute2),
+#                       into benchmarks/RESULTS.md (MULTIHOST_ARGS="--reports 500 --rounds 3")
 #   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
 #                       flame graphs of gunicorn under wrk), into benchmarks/profiles/
 #   make clean          remove build output, caches and var/ (the example's database and mail)
@@ -56,10 +58,10 @@ APT ?= 1
 SYSTEM_PACKAGES = tools/system_packages.sh $(if $(filter 0,$(APT)),--check)
 
 .PHONY: help venv check-system check-system-test check-bench example test test-fast test-compat \
-	test-matrix lint format clean bench profile node-tools
+	test-matrix lint format clean bench bench-multihost profile node-tools
 
 help:
-	@sed -n '2,21s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,23s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -152,6 +154,10 @@ check-bench:
 
 bench: check-system venv check-bench
 	$(VENV_PY) benchmarks/run.py $(BENCH_ARGS)
+
+MULTIHOST_ARGS ?=
+bench-multihost: check-system venv
+	$(VENV_PY) benchmarks/multihost.py $(MULTIHOST_ARGS)
 
 profile: venv check-bench
 	@$(VENV_PY) -c 'import pyinstrument' 2>/dev/null && [ -x $(VENV)/bin/py-spy ] || \

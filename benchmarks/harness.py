@@ -246,3 +246,41 @@ def results_markdown(
             lines += [f"  - {note}" for note in row.notes]
         lines += [f"- {line}" for line in details]
     return "\n".join(lines) + "\n"
+
+
+# --- Sections other scripts own -----------------------------------------------------------------
+
+
+def section_markers(name: str) -> tuple[str, str]:
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def section_get(text: str, name: str) -> str | None:
+    """The section ``name`` of ``text`` (markers included), or None when it has none."""
+    start, end = section_markers(name)
+    first = text.find(start)
+    last = text.find(end, first)
+    if first == -1 or last == -1:
+        return None
+    return text[first : last + len(end)]
+
+
+def section_put(text: str, name: str, body: str) -> str:
+    """``text`` with section ``name`` set to ``body`` (replaced in place, else appended)."""
+    start, end = section_markers(name)
+    section = f"{start}\n{body.strip()}\n{end}"
+    old = section_get(text, name)
+    if old is not None:
+        return text.replace(old, section)
+    return text.rstrip("\n") + "\n\n" + section + "\n"
+
+
+def sections_carry(old_text: str, new_text: str, names: Iterable[str]) -> str:
+    """``new_text`` with the sections of ``old_text`` named ``names`` kept (another script
+    writes them: ``make bench`` rewrites RESULTS.md without losing them)."""
+    for name in names:
+        old = section_get(old_text, name)
+        if old is not None:
+            start, end = section_markers(name)
+            new_text = section_put(new_text, name, old[len(start) : -len(end)])
+    return new_text

@@ -48,6 +48,7 @@ from benchmarks.harness import (  # noqa: E402 - after the path fix, when run as
     figure,
     parse_backpain_bench,
     results_markdown,
+    sections_carry,
 )
 from benchmarks.load import (  # noqa: E402
     WrkOptions,
@@ -59,6 +60,7 @@ from benchmarks.load import (  # noqa: E402
 from benchmarks.stack import DEFAULT_POSTGRES, BenchStack, RssSampler  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+MULTIHOST_SECTION = "multihost"  # written by benchmarks/multihost.py
 ARTEFACTS = ROOT / "test-artefacts" / "bench"
 ROWS = ("article", "signup", "pdf", "worker")
 # Not a row: py-spy flame graphs of gunicorn under wrk (run with --rows flamegraphs).
@@ -640,6 +642,8 @@ def main(argv: list[str]) -> int:
         notes=notes,
         details=details,
     )
+    if args.output.exists():  # benchmarks/multihost.py's section stays
+        text = sections_carry(args.output.read_text(), text, [MULTIHOST_SECTION])
     args.output.write_text(text)
     (ARTEFACTS / "results.json").write_text(json.dumps([row.as_dict() for row in chosen], indent=2))
     say(f"wrote {args.output}")

@@ -310,8 +310,13 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 100  # WeasyPrint's memory grows in long-lived processes
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# BACKPAIN_SWEEP_EVERY (seconds, default 60): how often beat runs the sweep; the multi-host
+# tier (tests/realservices/test_multihost.py) needs it short.
 CELERY_BEAT_SCHEDULE = {
-    "backpain-report-sweep": {"task": "backpain_report.sweep_deliveries", "schedule": 60.0},
+    "backpain-report-sweep": {
+        "task": "backpain_report.sweep_deliveries",
+        "schedule": float(os.environ.get("BACKPAIN_SWEEP_EVERY") or 60),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

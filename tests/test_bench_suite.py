@@ -288,3 +288,25 @@ def test_profile_costs_go_to_the_outermost_owning_frame_and_the_rest_to_its_cont
     text = flat_text(tree, requests=2, top=2)
     assert text.splitlines()[0] == "self time per request (of 5000.00 ms profiled), top 2"
     assert len(text.splitlines()) == 3
+
+
+def test_a_section_is_appended_then_replaced_in_place():
+    from benchmarks.harness import section_get, section_put
+
+    text = section_put("# Results\n\n| table |\n", "multihost", "first")
+    assert text.endswith("<!-- multihost:start -->\nfirst\n<!-- multihost:end -->\n")
+    again = section_put(text.replace("| table |", "| new table |"), "multihost", "second")
+    assert again.count("multihost:start") == 1 and "second" in again and "first" not in again
+    assert "| new table |" in again
+    assert section_get("no markers here", "multihost") is None
+
+
+def test_make_bench_keeps_the_multihost_section_when_it_rewrites_results():
+    """``make bench`` writes RESULTS.md anew; the section benchmarks/multihost.py wrote stays."""
+    from benchmarks.harness import section_put, sections_carry
+
+    old = section_put("# old table\n", "multihost", "1 host: 8/s, 2 hosts: 15/s")
+    new = sections_carry(old, "# new table\n", ["multihost"])
+    assert new.startswith("# new table\n")
+    assert "1 host: 8/s, 2 hosts: 15/s" in new
+    assert sections_carry("# no section\n", "# new\n", ["multihost"]) == "# new\n"

@@ -7,7 +7,7 @@
 #
 #   example   WeasyPrint's libraries (Pango, HarfBuzz's subsetting library)
 #   test      those, plus what the test tiers use: pdftotext/pdftoppm, Chromium, DejaVu fonts,
-#             memcached
+#             memcached, iproute2 (the multi-host tier's network namespaces)
 #   --check   never install: report, print the command, exit 1 when something is missing
 #
 # Exit status: 0 when everything is (now) there, 1 otherwise. Only bash built-ins and the
@@ -27,6 +27,7 @@ TEST_PACKAGES=(
     "chromium            cmd:chromium"
     "fonts-dejavu-core   deb:fonts-dejavu-core"
     "memcached           cmd:memcached"
+    "iproute2            cmd:ip"
 )
 
 say() { echo "system packages: $*" >&2; }

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,22 @@ from .smtp import MailSink, Received, _parser
 class PrivateRedis:
     """A throw-away ``redis-server`` on 127.0.0.1:``port``; nothing persists across a restart."""
 
-    def __init__(self, *, work_dir: Path, log_dir: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        log_dir: Path,
+        bind: str = "127.0.0.1",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
+        """``wrap`` runs the server elsewhere (another network namespace, listening on
+        ``bind``); this process then talks to it through a Unix socket in ``work_dir``."""
+        self.port = 6379 if wrap else free_port()
+        self.bind = bind
+        self.wrap = wrap
         self.work_dir = work_dir
         self.log_dir = log_dir
+        self.socket = work_dir / "redis.sock" if wrap else None
         self.process: Process | None = None
         self.frozen = False
         self._starts = 0
@@ -50,7 +63,11 @@ class PrivateRedis:
         return None if shutil.which("redis-server") else "redis-server is not installed"
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.bind}:{self.port}/{db}"
+
+    def _local_url(self) -> str:
+        """The URL this process uses: the Unix socket when the server runs elsewhere."""
+        return f"unix://{self.socket}?db=0" if self.socket else self.url()
 
     @property
     def running(self) -> bool:
@@ -61,13 +78,16 @@ class PrivateRedis:
             return
         self._starts += 1
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            "redis-server", "--port", str(self.port), "--bind", self.bind,
+            "--save", "", "--appendonly", "no", "--dir", str(self.work_dir),
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        if self.socket:
+            argv += ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
         self.process = Process(
-            f"redis-server :{self.port}",
-            [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.work_dir),
-                "--protected-mode", "no",
-            ],
+            f"redis-server {self.bind}:{self.port}",
+            self.wrap(argv) if self.wrap else argv,
             env=dict(os.environ),
             cwd=self.work_dir,
             log=self.log_dir / f"redis-{self._starts}.log",
@@ -97,13 +117,15 @@ class PrivateRedis:
     def client(self):
         import redis
 
-        return redis.Redis.from_url(self.url(), socket_timeout=5, socket_connect_timeout=5)
+        return redis.Redis.from_url(self._local_url(), socket_timeout=5, socket_connect_timeout=5)
 
     def ping(self) -> bool:
         import redis
 
         try:
-            client = redis.Redis.from_url(self.url(), socket_timeout=1, socket_connect_timeout=1)
+            client = redis.Redis.from_url(
+                self._local_url(), socket_timeout=1, socket_connect_timeout=1
+            )
             try:
                 return bool(client.ping())
             finally:
@@ -156,8 +178,18 @@ class PrivatePostgres:
 
     OWNER = "postgres"
 
-    def __init__(self, *, log_dir: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        *,
+        log_dir: Path,
+        listen: str = "127.0.0.1",
+        wrap: Callable[[list[str]], list[str]] | None = None,
+    ) -> None:
+        """``wrap`` runs the server elsewhere (another network namespace, listening on
+        ``listen``); this process then connects through its Unix socket (:attr:`local_url`)."""
+        self.port = 5432 if wrap else free_port()
+        self.listen = listen
+        self.wrap = wrap
         self.bin = postgres_bin()
         self.root = Path(tempfile.mkdtemp(prefix="backpain-faults-pg-"))
         self.data = self.root / "data"
@@ -183,13 +215,23 @@ class PrivatePostgres:
 
     @property
     def server_url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        """The URL the sites use (TCP on ``listen``)."""
+        return f"postgres://postgres@{self.listen}:{self.port}/postgres"
+
+    @property
+    def local_url(self) -> str:
+        """The URL this process uses: TCP, or the Unix socket when the server runs elsewhere."""
+        if self.wrap is None:
+            return self.server_url
+        return f"postgresql://postgres@/postgres?host={self.root}&port={self.port}"
 
     def _run(self, *argv: str, timeout: float = 60) -> str:
         assert self.bin is not None
         command = [str(self.bin / argv[0]), *argv[1:]]
         if self._as_root:
             command = ["runuser", "-u", self.OWNER, "--", *command]
+        if self.wrap is not None:
+            command = self.wrap(command)
         done = subprocess.run(
             command,
             cwd=self.root,
@@ -215,10 +257,13 @@ class PrivatePostgres:
             "initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
             "-E", "UTF8", "--locale", "C.UTF-8",
         )  # fmt: skip
+        if self.wrap is not None:  # on a private network: let its other hosts in
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(hba.read_text() + "host all all 0.0.0.0/0 trust\n")
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
+            f"-p {self.port} -k {self.root} -c listen_addresses={self.listen} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
@@ -245,7 +290,7 @@ class PrivatePostgres:
         import psycopg
 
         try:
-            with psycopg.connect(self.server_url, connect_timeout=2) as conn:
+            with psycopg.connect(self.local_url, connect_timeout=2) as conn:
                 conn.execute("SELECT 1")
             return True
         except psycopg.Error:

@@ -1,0 +1,423 @@
+"""The example site spread over hosts (network namespaces), for the multi-host tier and bench.
+
+::
+
+      client ──┐                      ┌── web1  gunicorn :8000
+               │                      ├── web2  gunicorn :8000
+               └──── switch (br0) ────┤
+                                      ├── w1    celery worker (prefork 2) + celery beat
+                                      ├── w2    celery worker (prefork 2) + backpain_sweep --every 2
+                                      └── db    PostgreSQL :5432, Redis :6379, SMTP sink :2525
+
+Each host is a namespace of :mod:`.netns` on the private subnet ``10.231.0.0/24``; the db host's
+services listen only on its address there (and on Unix sockets, through which this process
+reads them). The sites get the db host's address for the database, the broker, the cache and
+the mail server. Nothing listens on the machine's own interfaces, and every namespace and
+process is removed by :meth:`Cluster.stop`, also after a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.samples import reader_name
+
+from . import netns
+from .database import Database, with_database
+from .faults import PrivatePostgres, PrivateRedis
+from .mailsink import SinkLog
+from .processes import Process, log_contains, wait_until
+from .stack import MANAGE, ROOT, _gunicorn_extra_args, http_ok, manage, site_env
+from .web import sign_up
+
+HOST_NUMBERS = {"db": 2, "web1": 11, "web2": 12, "w1": 21, "w2": 22, "client": 100}
+WEB_HOSTS = ("web1", "web2")
+WORKER_HOSTS = ("w1", "w2")
+WEB_PORT = 8000
+SMTP_PORT = 2525
+SWEEP_LOOP_SECONDS = 2  # backpain_sweep --every on w2
+
+# Short delivery timings, so a lost host's claims come back within seconds. The lease is far
+# below what check E004 accepts (a 60 s render budget plus 6 SMTP waits), on purpose: E004 is
+# silenced. A hand-over on this LAN takes milliseconds, so the lease is still far above it.
+TIMINGS = {
+    "BACKPAIN_CLAIM_LEASE": "10",
+    "BACKPAIN_SWEEP_GRACE": "20",
+    "BACKPAIN_RETRY_BACKOFF": "1",
+    "BACKPAIN_SWEEP_EVERY": "2",
+    "EMAIL_TIMEOUT": "2",
+    "DJANGO_SILENCED_SYSTEM_CHECKS": "backpain_report.E004",
+}
+CLAIM_LEASE = float(TIMINGS["BACKPAIN_CLAIM_LEASE"])
+
+_SWEEP_TASK_DONE = re.compile(
+    r"backpain_report\.sweep_deliveries\[[^\]]+\] succeeded in [\d.]+s: "
+    r"\{'found': (\d+), 'published': (\d+)\}"
+)
+_SWEEP_COMMAND_DONE = re.compile(r"Sweep: (\d+) stranded (sign-ups|deliveries) found, (\d+) re-")
+_SENT = re.compile(r"sent report (\d+) to ")
+_CLAIM_GONE = re.compile(r"Delivery (\d+)(?: was handed to the mail server, but its|: the) claim")
+
+
+@dataclass
+class WorkerHost:
+    """A worker host's processes: the Celery worker and its sweeper (beat or the loop)."""
+
+    name: str
+    worker: Process | None = None
+    sweeper: Process | None = None
+
+    def processes(self) -> list[Process]:
+        return [p for p in (self.worker, self.sweeper) if p is not None]
+
+
+@dataclass
+class SignupRun:
+    """What a batch of sign-ups over HTTP answered."""
+
+    statuses: Counter[int] = field(default_factory=Counter)
+    per_host: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def server_errors(self) -> int:
+        return sum(count for status, count in self.statuses.items() if status >= 500)
+
+
+class Cluster:
+    """The hosts, their services and processes; see the module docstring."""
+
+    def __init__(self, work_dir: Path, log_dir: Path, *, timings: dict[str, str] | None = None):
+        self.work_dir = work_dir
+        self.log_dir = log_dir
+        self.timings = dict(TIMINGS if timings is None else timings)
+        self.lan = netns.Lan(prefix=f"bpmh{os.getpid() % 100000}-")
+        self.postgres: PrivatePostgres | None = None
+        self.redis: PrivateRedis | None = None
+        self.database: Database | None = None
+        self.sink_process: Process | None = None
+        self.sink = SinkLog(work_dir / "mail.jsonl")
+        self.webs: dict[str, Process] = {}
+        self.worker_hosts = {name: WorkerHost(name) for name in WORKER_HOSTS}
+        self._starts: Counter[str] = Counter()
+        # One site, one key: Message-IDs and readers' links are keyed with it on every host.
+        self.secret_key = "multihost-" + secrets.token_urlsafe(32)
+
+    # Addresses --------------------------------------------------------------------------------
+
+    def address(self, host: str) -> str:
+        return self.lan.hosts[host].address
+
+    def web_url(self, host: str) -> str:
+        return f"http://{self.address(host)}:{WEB_PORT}"
+
+    # Start and stop ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """The LAN, the db host's services, a migrated database and both web hosts."""
+        started = time.monotonic()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.lan.create()
+        for name, number in HOST_NUMBERS.items():
+            self.lan.add(name, number)
+        db = self.lan.hosts["db"]
+        self.postgres = PrivatePostgres(log_dir=self.log_dir, listen=db.address, wrap=db.wrap)
+        self.postgres.init()
+        self.postgres.start()
+        self.redis = PrivateRedis(
+            work_dir=self.work_dir / "redis", log_dir=self.log_dir, bind=db.address, wrap=db.wrap
+        )
+        self.redis.start()
+        self.sink_process = Process(
+            "mail sink (db)",
+            db.wrap([
+                sys.executable, "-m", "tests.realservices.support.mailsink",
+                "--host", db.address, "--port", str(SMTP_PORT), "--out", str(self.sink.path),
+            ]),
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            log=self.log_dir / "mail-sink.log",
+        )  # fmt: skip
+        self.sink_process.wait_ready(
+            lambda: log_contains(self.sink_process.log, "listening"), timeout=30, what="listening"
+        )
+        self.database = Database(self.postgres.local_url)
+        self.database.create()
+        manage(self.local_env(), "migrate", "--noinput", timeout=180)
+        for name in WEB_HOSTS:
+            self.web_start(name)
+        print(f"multi-host: LAN, db host and web hosts up in {time.monotonic() - started:.1f} s")
+
+    def stop(self) -> None:
+        """Stop every process, the db host's services and remove every namespace."""
+        for host in self.worker_hosts.values():
+            for process in host.processes():
+                process.stop(timeout=10)
+        for process in self.webs.values():
+            process.stop(timeout=10)
+        if self.sink_process is not None:
+            self.sink_process.stop(timeout=5)
+        if self.redis is not None:
+            self.redis.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.lan.destroy()
+
+    # Environments -----------------------------------------------------------------------------
+
+    def env(self, host: str, **extra: str) -> dict[str, str]:
+        """The example site's environment on ``host``: every service at the db host's address."""
+        assert self.postgres is not None and self.redis is not None and self.database is not None
+        db = self.address("db")
+        env = site_env(
+            database_url=with_database(self.postgres.server_url, self.database.name),
+            broker_url=self.redis.url(),
+            smtp_port=SMTP_PORT,
+            site_url=self.web_url("web1"),
+            var_dir=self.work_dir / host / "var",
+        )
+        env.update(
+            {
+                "EMAIL_HOST": db,
+                "DJANGO_SECRET_KEY": self.secret_key,
+                "ALLOWED_HOSTS": ",".join(self.address(name) for name in WEB_HOSTS),
+                **self.timings,
+                **extra,
+            }
+        )
+        return env
+
+    def local_env(self) -> dict[str, str]:
+        """The environment of ``manage.py`` run by this process: the database over its socket."""
+        assert self.database is not None
+        env = site_env(
+            database_url=self.database.url,
+            broker_url="memory://",
+            smtp_port=25,
+            site_url="http://127.0.0.1",
+            var_dir=self.work_dir / "local" / "var",
+        )
+        env.update(self.timings)
+        return env
+
+    # Processes --------------------------------------------------------------------------------
+
+    def _process(self, host: str, role: str, argv: list[str], cpu: int | None = None) -> Process:
+        self._starts[f"{host}-{role}"] += 1
+        if cpu is not None:
+            argv = ["taskset", "--cpu-list", str(cpu), *argv]
+        return Process(
+            f"{role} ({host})",
+            self.lan.hosts[host].wrap(argv),
+            env=self.env(host),
+            cwd=ROOT,
+            log=self.log_dir / f"{host}-{role}-{self._starts[f'{host}-{role}']}.log",
+        )
+
+    def web_start(self, host: str) -> None:
+        web = self._process(
+            host,
+            "gunicorn",
+            [
+                sys.executable, "-m", "gunicorn", "tests.realservices.support.wsgi:application",
+                "-b", f"{self.address(host)}:{WEB_PORT}", "-w", "2", "--timeout", "60",
+                "--access-logfile", "-", "--error-logfile", "-", *_gunicorn_extra_args(),
+            ],
+        )  # fmt: skip
+        self.webs[host] = web
+        url = self.web_url(host) + "/"
+        with netns.inside(self.lan.hosts["client"].namespace):
+            web.wait_ready(lambda: http_ok(url), timeout=60, what="serving /")
+
+    def worker_start(self, host: str, *, cpu: int | None = None) -> Process:
+        """A prefork Celery worker (2 processes) on ``host``, optionally pinned to one CPU."""
+        worker = self._process(
+            host,
+            "worker",
+            [
+                sys.executable, "-m", "celery", "-A", "example_project", "worker",
+                "--pool", "prefork", "--concurrency", "2", "-l", "info",
+                "--without-heartbeat", "--without-gossip", "--without-mingle",
+                "-n", f"{host}@%h",
+            ],
+            cpu=cpu,
+        )  # fmt: skip
+        self.worker_hosts[host].worker = worker
+        worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=60, what="ready")
+        return worker
+
+    def worker_stop(self, host: str) -> None:
+        process = self.worker_hosts[host].worker
+        if process is not None:
+            process.stop(timeout=20)
+
+    def sweepers_start(self) -> None:
+        """celery beat on w1 (the sweep task, every ``BACKPAIN_SWEEP_EVERY`` s) and
+        ``manage.py backpain_sweep --every`` on w2: two sweepers on two hosts at once."""
+        beat = self._process(
+            "w1",
+            "beat",
+            [sys.executable, "-m", "celery", "-A", "example_project", "beat", "-l", "info"],
+        )
+        self.worker_hosts["w1"].sweeper = beat
+        self.worker_hosts["w2"].sweeper = self._process(
+            "w2",
+            "sweep-loop",
+            [sys.executable, str(MANAGE), "backpain_sweep", "--every", str(SWEEP_LOOP_SECONDS)],
+        )
+        beat.wait_ready(lambda: log_contains(beat.log, "beat: Starting"), timeout=60, what="up")
+
+    # Driving sign-ups -------------------------------------------------------------------------
+
+    def sign_up(self, people: Iterable[tuple[str, str]], *, threads: int = 16) -> SignupRun:
+        """GET the article and POST the form for each ``(name, email)``, alternating the web
+        hosts, from the client host; returns the answers."""
+        run = SignupRun(started=time.monotonic())
+        client_ns = self.lan.hosts["client"].namespace
+        jobs = [(i, name, email) for i, (name, email) in enumerate(people)]
+
+        def one(job: tuple[int, str, str]) -> tuple[str, int | str]:
+            i, name, email = job
+            host = WEB_HOSTS[i % len(WEB_HOSTS)]
+            try:
+                return host, sign_up(self.web_url(host), name=name, email=email).status
+            except Exception as exc:  # noqa: BLE001 - counted, shown in the failure
+                return host, f"{type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(threads, initializer=netns.enter, initargs=(client_ns,)) as pool:
+            for host, outcome in pool.map(one, jobs):
+                run.per_host[host] += 1
+                if isinstance(outcome, int):
+                    run.statuses[outcome] += 1
+                else:
+                    run.errors.append(outcome)
+        run.finished = time.monotonic()
+        return run
+
+    # Reading the outcome ----------------------------------------------------------------------
+
+    def query(self, statement: str, params: object = ()) -> list[dict]:
+        assert self.database is not None
+        return self.database.query(statement, params)  # type: ignore[arg-type]
+
+    def statuses(self, emails: Iterable[str]) -> Counter[str]:
+        rows = self.query(
+            """
+            SELECT d.status FROM backpain_report_delivery d
+            JOIN backpain_report_subscriber s ON s.id = d.subscriber_id
+            WHERE s.email_canonical = ANY(%s) AND d.kind = 'report'
+            """,
+            (sorted(emails),),
+        )
+        return Counter(row["status"] for row in rows)
+
+    def claims(self) -> dict[int, dict]:
+        """Rows being sent now: ``id -> {claimed_at, attempts}``."""
+        rows = self.query(
+            "SELECT id, claimed_at, attempts FROM backpain_report_delivery WHERE status = 'sending'"
+        )
+        return {row["id"]: row for row in rows}
+
+    def delivery_rows(self, ids: Iterable[int]) -> dict[int, dict]:
+        rows = self.query(
+            """
+            SELECT d.id, d.status, d.attempts, d.claimed_at, d.sent_at, d.message_id,
+                   s.email_canonical AS email
+            FROM backpain_report_delivery d
+            JOIN backpain_report_subscriber s ON s.id = d.subscriber_id
+            WHERE d.id = ANY(%s)
+            """,
+            (sorted(ids),),
+        )
+        return {row["id"]: row for row in rows}
+
+    def wait_settled(self, emails: Iterable[str], *, timeout: float) -> Counter[str]:
+        """Wait until every address's report row is sent (or none is pending, sending or
+        waiting as a sign-up for ``timeout`` s); the statuses either way."""
+        emails = sorted(emails)
+
+        def settled() -> bool:
+            statuses = self.statuses(emails)
+            waiting = self.query(
+                "SELECT count(*) AS n FROM backpain_report_pendingsignup "
+                "WHERE email_canonical = ANY(%s)",
+                (emails,),
+            )[0]["n"]
+            return not waiting and statuses.get("sent", 0) == len(emails)
+
+        wait_until(settled, timeout=timeout, interval=1.0)
+        return self.statuses(emails)
+
+    def log_lines(self, host: str, role: str) -> Iterator[str]:
+        for path in sorted(self.log_dir.glob(f"{host}-{role}-*.log")):
+            with contextlib.suppress(OSError):
+                yield from path.read_text(errors="replace").splitlines()
+
+    def sent_by(self, host: str) -> set[int]:
+        """Delivery ids whose report the worker on ``host`` logged as sent."""
+        return {int(m[1]) for line in self.log_lines(host, "worker") if (m := _SENT.search(line))}
+
+    def claims_lost_on(self, host: str) -> set[int]:
+        """Delivery ids whose claim the worker on ``host`` found taken over."""
+        found = (_CLAIM_GONE.search(line) for line in self.log_lines(host, "worker"))
+        return {int(m[1]) for m in found if m}
+
+    def sweeps(self) -> dict[str, int]:
+        """Rows re-published by each sweeper: the beat-scheduled task (run by either worker)
+        and the command loop on w2."""
+        task = sum(
+            int(m[2])
+            for host in WORKER_HOSTS
+            for line in self.log_lines(host, "worker")
+            if (m := _SWEEP_TASK_DONE.search(line))
+        )
+        loop = sum(
+            int(m[3])
+            for line in self.log_lines("w2", "sweep-loop")
+            if (m := _SWEEP_COMMAND_DONE.search(line))
+        )
+        return {"beat task": task, "command loop": loop}
+
+    def web_server_errors(self) -> int:
+        """Responses with a 5xx status in both web hosts' access logs."""
+        status = re.compile(r'" (5\d\d) ')
+        return sum(
+            1
+            for host in WEB_HOSTS
+            for line in self.log_lines(host, "gunicorn")
+            if status.search(line)
+        )
+
+    def diagnostics(self, lines: int = 30) -> str:
+        parts = []
+        processes = [*self.webs.values()]
+        for host in self.worker_hosts.values():
+            processes.extend(host.processes())
+        for process in processes:
+            text = [
+                line
+                for line in process.log.read_text(errors="replace").splitlines()
+                if "] Step " not in line and "GET /" not in line and "POST /" not in line
+            ]
+            state = "running" if process.alive else f"exited with {process.popen.returncode}"
+            parts.append(
+                f"--- {process.name} ({state}), {process.log}:\n" + "\n".join(text[-lines:])
+            )
+        return "\n".join(parts)
+
+
+def people(tag: str, count: int, *, start: int = 0) -> list[tuple[str, str]]:
+    """``count`` readers with addresses of their own (``<tag>-<n>@example.com``)."""
+    return [(reader_name(n), f"{tag}-{n}@example.com") for n in range(start, start + count)]

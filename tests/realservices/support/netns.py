@@ -1,0 +1,134 @@
+"""Hosts on one machine: Linux network namespaces joined by a bridge (Debian's ``iproute2``).
+
+:class:`Lan` makes a namespace for the switch (a bridge, ``br0``) and one per host, each host
+joined to the switch by a veth pair (``eth0`` in the host, ``p-<host>`` on the switch) with an
+address in :data:`SUBNET`. Every name starts with a prefix of this run's own, so two runs never
+meet, and :meth:`Lan.destroy` removes every namespace the run made (deleting a namespace removes
+its links; processes still inside are the caller's to stop first).
+
+A host's link is cut at the switch (:meth:`Lan.cut`): the host is not told, its packets go
+nowhere and its TCP connections hang, as when a cable is pulled or a machine vanishes; the other
+hosts see silence, not a reset.
+
+Traffic stays inside these namespaces: nothing here touches the machine's own interfaces,
+routes or firewall. The test process reaches the hosts from a thread that joined a namespace
+(:func:`enter`), and the services on the db host through their Unix sockets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+SUBNET = "10.231.0"  # /24; namespaces are private, so it cannot clash with the machine's own
+
+
+def problem() -> str | None:
+    """None when this machine can make namespaces (root, ``ip``, ``os.setns``), else why not."""
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    if shutil.which("ip") is None:
+        return "the ip command is missing (apt-get install iproute2)"
+    if not hasattr(os, "setns"):
+        return "os.setns needs Python 3.12 or newer"
+    return None
+
+
+def ip(*argv: str, check: bool = True) -> str:
+    """Run ``ip argv``; raise with its error output when it fails (``check``)."""
+    done = subprocess.run(
+        ["ip", *argv], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    if check and done.returncode:
+        raise RuntimeError(f"ip {' '.join(argv)} exited {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+@dataclass
+class Host:
+    name: str
+    namespace: str
+    address: str
+    port_name: str  # its veth end on the switch
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """``argv`` run inside this host (``ip netns exec``; the program keeps its PID)."""
+        return ["ip", "netns", "exec", self.namespace, *argv]
+
+
+@dataclass
+class Lan:
+    """A switch and its hosts; see the module docstring."""
+
+    prefix: str
+    hosts: dict[str, Host] = field(default_factory=dict)
+    _made: list[str] = field(default_factory=list)
+
+    @property
+    def switch(self) -> str:
+        return f"{self.prefix}lan"
+
+    def create(self) -> None:
+        self._namespace(self.switch)
+        ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        ip("-n", self.switch, "link", "set", "br0", "up")
+
+    def _namespace(self, name: str) -> None:
+        ip("netns", "add", name)
+        self._made.append(name)
+        ip("-n", name, "link", "set", "lo", "up")
+
+    def add(self, name: str, number: int) -> Host:
+        """Host ``name`` at ``SUBNET.number``, its link up."""
+        host = Host(name, f"{self.prefix}{name}", f"{SUBNET}.{number}", f"p-{name}")
+        self._namespace(host.namespace)
+        ip("-n", self.switch, "link", "add", host.port_name, "type", "veth",
+           "peer", "name", "eth0", "netns", host.namespace)  # fmt: skip
+        ip("-n", self.switch, "link", "set", host.port_name, "master", "br0", "up")
+        ip("-n", host.namespace, "addr", "add", f"{host.address}/24", "dev", "eth0")
+        ip("-n", host.namespace, "link", "set", "eth0", "up")
+        self.hosts[name] = host
+        return host
+
+    def cut(self, name: str) -> None:
+        """Pull host ``name``'s cable: its switch port goes down, the host is not told."""
+        ip("-n", self.switch, "link", "set", self.hosts[name].port_name, "down")
+
+    def restore(self, name: str) -> None:
+        ip("-n", self.switch, "link", "set", self.hosts[name].port_name, "up")
+
+    def destroy(self) -> None:
+        """Delete every namespace this LAN made (their links go with them)."""
+        for name in reversed(self._made):
+            ip("netns", "del", name, check=False)
+        self._made.clear()
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Namespaces whose name starts with ``prefix`` (what a crashed run may have left)."""
+    listed = ip("netns", "list", check=False).splitlines()
+    return [line.split()[0] for line in listed if line.startswith(prefix)]
+
+
+def enter(namespace: str) -> None:
+    """Move the calling thread into ``namespace``; sockets it opens from now on live there.
+
+    Network namespaces are per thread, so this suits a thread pool's initializer.
+    """
+    with open(f"/run/netns/{namespace}", "rb") as handle:
+        os.setns(handle.fileno(), os.CLONE_NEWNET)
+
+
+@contextlib.contextmanager
+def inside(namespace: str) -> Iterator[None]:
+    """Run the body in ``namespace``, then return the thread to the namespace it came from."""
+    with open("/proc/thread-self/ns/net", "rb") as home:
+        enter(namespace)
+        try:
+            yield
+        finally:
+            os.setns(home.fileno(), os.CLONE_NEWNET)
