@@ -5,7 +5,7 @@ The hosts (:mod:`.support.multihost`): **db** (a private PostgreSQL, a private R
 and cache, an SMTP sink), **web1** and **web2** (gunicorn), **w1** (a Celery worker and celery
 beat, which schedules the sweep task) and **w2** (a Celery worker and a loop of
 ``manage.py backpain_sweep``), and a **client** that posts the sign-ups. Delivery timings are
-short (``CLAIM_LEASE`` 10 s, ``SWEEP_GRACE`` 20 s, the sweep every 2 s on both hosts).
+short (``CLAIM_LEASE`` 10 s, ``SWEEP_GRACE`` 60 s, the default, the sweep every 2 s on both hosts).
 
 Each scenario posts 1,000 sign-ups of new addresses plus 50 of 10 addresses (5 each), spread
 over both web hosts, and prints a ``MULTIHOST-RESULT`` line: sign-ups, reports expected,

@@ -29,7 +29,7 @@ from .faults import PrivatePostgres, PrivateRedis, ScriptedSmtp, wait_for
 from .gating import require_service, unavailable
 from .processes import Process, free_port, log_contains
 from .stack import QUEUE_VAR, ROOT, _start_web, http_ok, manage, site_env
-from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs
+from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs, signup_data
 
 ARTEFACTS = ROOT / "test-artefacts" / "realservices" / "faults"
 RESULTS = ARTEFACTS / "results.jsonl"
@@ -415,14 +415,7 @@ class Reader:
 
     def submit(self, *, name: str, email: str) -> tuple[int, str, float]:
         """POST the form; (status, Location, seconds the POST took)."""
-        data = {
-            "csrfmiddlewaretoken": self.inputs["csrfmiddlewaretoken"],
-            "article": self.inputs.get("article", ""),
-            "name": name,
-            "email": email,
-            "consent": "on",
-            "website": "",
-        }
+        data = signup_data(self.inputs, name=name, email=email)
         started = time.monotonic()
         response = self.client.post(SIGNUP_PATH, data)
         return response.status, response.headers.get("Location", ""), time.monotonic() - started

@@ -23,6 +23,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 SUBNET = "10.231.0"  # /24; namespaces are private, so it cannot clash with the machine's own
 
@@ -132,3 +133,55 @@ def inside(namespace: str) -> Iterator[None]:
             yield
         finally:
             os.setns(home.fileno(), os.CLONE_NEWNET)
+
+
+class CpuShare:
+    """A CPU quota for a host: a cgroup whose processes together get ``cpus`` CPUs' worth of
+    time (``0.5``: half of one), as a smaller machine would. cgroup v1's ``cpu`` controller or
+    cgroup v2's; :meth:`wrap` starts a program inside it (race-free: the group is joined before
+    the program runs, so every child it forks is in it too).
+    """
+
+    PERIOD_US = 100_000
+
+    def __init__(self, name: str, cpus: float) -> None:
+        self.cpus = cpus
+        self.path = _cgroup_root() / name
+        self.path.mkdir(exist_ok=True)
+        quota = int(cpus * self.PERIOD_US)
+        if (self.path / "cpu.max").exists():
+            (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (self.path / "cpu.cfs_quota_us").write_text(str(quota))
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        procs = self.path / "cgroup.procs"
+        return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh", *argv]
+
+    def remove(self) -> None:
+        """Remove the group (its processes must have exited)."""
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
+
+def _cgroup_root() -> Path:
+    v1 = Path("/sys/fs/cgroup/cpu")
+    if (v1 / "cpu.cfs_quota_us").exists():
+        return v1
+    v2 = Path("/sys/fs/cgroup")
+    if "cpu" in (v2 / "cgroup.controllers").read_text().split():
+        control = v2 / "cgroup.subtree_control"
+        if "cpu" not in control.read_text().split():
+            control.write_text("+cpu")
+        return v2
+    raise RuntimeError("no cgroup cpu controller to give a host a CPU quota")
+
+
+def cpu_share_problem() -> str | None:
+    """None when :class:`CpuShare` works here, else why not."""
+    try:
+        _cgroup_root()
+    except (OSError, RuntimeError) as exc:
+        return str(exc)
+    return None

@@ -92,6 +92,19 @@ def form_inputs(page: str) -> dict[str, str]:
     return found
 
 
+def signup_data(inputs: dict[str, str], *, name: str, email: str) -> dict[str, str]:
+    """The sign-up form as a reader fills it in, from the page's ``inputs`` (CSRF token,
+    article; the honeypot left empty)."""
+    return {
+        "csrfmiddlewaretoken": inputs.get("csrfmiddlewaretoken", ""),
+        "article": inputs.get("article", ""),
+        "name": name,
+        "email": email,
+        "consent": "on",
+        "website": "",
+    }
+
+
 def sign_up(base_url: str, *, name: str, email: str) -> Response:
     """GET the article (CSRF cookie and token), then POST the sign-up form; return the POST."""
     client = Client(base_url)
@@ -101,12 +114,4 @@ def sign_up(base_url: str, *, name: str, email: str) -> Response:
     inputs = form_inputs(page.body)
     if "csrfmiddlewaretoken" not in inputs:
         raise AssertionError(f"no CSRF token in the article page: {page.body[:500]}")
-    data = {
-        "csrfmiddlewaretoken": inputs["csrfmiddlewaretoken"],
-        "article": inputs.get("article", ""),
-        "name": name,
-        "email": email,
-        "consent": "on",
-        "website": "",
-    }
-    return client.post(SIGNUP_PATH, data)
+    return client.post(SIGNUP_PATH, signup_data(inputs, name=name, email=email))
