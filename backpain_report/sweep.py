@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from .conf import app_settings
@@ -96,7 +96,13 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
     now = timezone.now()
     given_up = stale_claims_fail(Delivery.objects.all(), now=now)
     rows = Delivery.objects.annotate(
-        last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at"),
+        # A retry is published with a countdown: its message is due at next_attempt_at, not
+        # when it was enqueued, so the grace counts from the later of the two (else the sweep
+        # would send a second message the moment each retry fell due).
+        last_seen=Greatest(
+            Coalesce("enqueued_at", "next_attempt_at", "created_at"),
+            Coalesce("next_attempt_at", "enqueued_at", "created_at"),  # (never NULL: SQLite)
+        ),
         wait_start=Coalesce("next_attempt_at", "created_at"),  # when its attempt became due
     ).filter(_stranded(now))
     ids = _take(rows, limit, enqueued_at=now)

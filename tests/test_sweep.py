@@ -203,3 +203,19 @@ def test_a_lost_message_of_a_long_waiting_row_is_still_recovered(
     assert deliveries_sweep().found == 0  # 90 s since it was published, 100 s before: not yet
     Delivery.objects.filter(pk=delivery.pk).update(created_at=ago(210), enqueued_at=ago(110))
     assert deliveries_sweep().found == 1
+
+
+def test_a_retry_is_not_republished_the_moment_it_falls_due(make_delivery, published, settings):
+    """A retry is published with a countdown (its message arrives at next_attempt_at): the
+    sweep gives that message the grace too. It used to count the grace from the publish, so
+    every retry waiting longer than SWEEP_GRACE got a second message the moment it fell due,
+    the duplicates the doubling is there to avoid (a mail server away for an hour doubled the
+    queue)."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 10}
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        make_delivery(
+            attempts=1, enqueued_at=start, next_attempt_at=start + datetime.timedelta(seconds=100)
+        )
+    # Due at 100 s: re-published after the grace from then, then doubling from when it was due.
+    assert _republished_at(deliveries_sweep, start) == [112, 124, 148, 196, 292]
