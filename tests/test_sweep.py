@@ -219,3 +219,80 @@ def test_a_retry_is_not_republished_the_moment_it_falls_due(make_delivery, publi
         )
     # Due at 100 s: re-published after the grace from then, then doubling from when it was due.
     assert _republished_at(deliveries_sweep, start) == [112, 124, 148, 196, 292]
+
+
+def test_the_doubling_stops_at_retry_backoff_max(make_delivery, published, settings):
+    """A row queued behind a backlog is re-published at doubling intervals up to
+    RETRY_BACKOFF_MAX, then once every RETRY_BACKOFF_MAX: a message lost after a long wait is
+    recovered within that, not within the row's whole age again."""
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "SWEEP_GRACE": 10,
+        "RETRY_BACKOFF_MAX": 50,
+    }
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        make_delivery(enqueued_at=start)
+    assert _republished_at(deliveries_sweep, start) == [12, 24, 48, 96, 146, 196, 246, 296]
+
+
+def test_a_failed_delivery_retried_months_later_is_recovered_within_the_cap(
+    make_delivery, published, settings, django_capture_on_commit_callbacks
+):
+    """Regression: staff retry a failed delivery created three months ago, and that message is
+    lost. The row's wait was counted from its creation, so the sweep left it for three more
+    months; now it is re-published RETRY_BACKOFF_MAX after (an hour by default)."""
+    from backpain_report.services.deliveries import deliveries_retry_failed
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 60}
+    start = timezone.now()
+    delivery = make_delivery(status=Delivery.Status.FAILED, attempts=5)
+    Delivery.objects.filter(pk=delivery.pk).update(
+        created_at=start - datetime.timedelta(days=90), enqueued_at=ago(86400 * 89)
+    )
+    with (
+        time_machine.travel(start, tick=False),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert deliveries_retry_failed(Delivery.objects.filter(pk=delivery.pk)) == 1
+    assert len(published) == 1  # the message that is lost
+    hours = _republished_at(deliveries_sweep, start, every=600, until=3 * 3600)
+    assert hours == [3600, 7200, 10800]
+
+
+def test_a_signup_published_after_a_long_broker_outage_is_recovered_within_the_cap(db, settings):
+    """A sign-up made when the broker went away for three days is published when it is back;
+    if that message is lost too, it is re-published within RETRY_BACKOFF_MAX, not three days
+    later."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 60}
+    start = timezone.now()
+    with time_machine.travel(start - datetime.timedelta(days=3), tick=False):
+        PendingSignup.objects.create(
+            email="patient@example.com",
+            email_canonical="patient@example.com",
+            name="Patient Reader",
+            consent_text="Yes",
+            consent_version="1",
+            consented_at=timezone.now(),
+            enqueued_at=timezone.now(),
+            publish_failed_at=timezone.now(),
+        )
+    with mock.patch("backpain_report.sweep.publish_signups", side_effect=len):
+        with time_machine.travel(start, tick=False):
+            assert signups_sweep().found == 1  # the broker is back: published (and lost)
+        assert _republished_at(signups_sweep, start, every=600, until=2 * 3600) == [3600, 7200]
+
+
+@pytest.mark.parametrize("cap", [1e300, float("inf")])
+def test_a_retry_backoff_max_past_the_calendar_means_no_cap(
+    make_delivery, published, settings, cap
+):
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "SWEEP_GRACE": 10,
+        "RETRY_BACKOFF_MAX": cap,
+    }
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        make_delivery(enqueued_at=start)
+    assert _republished_at(deliveries_sweep, start) == [12, 24, 48, 96, 192]
