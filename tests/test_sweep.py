@@ -205,6 +205,77 @@ def test_a_lost_message_of_a_long_waiting_row_is_still_recovered(
     assert deliveries_sweep().found == 1
 
 
+# The rule, said in Python: the sweep's SQL must agree with it, row by row, on every backend.
+def _republish_due(*, now, created, enqueued, next_attempt, grace, cap) -> bool:
+    """A pending delivery whose publish did not fail (one that did is re-published once due)."""
+    if next_attempt is not None and next_attempt > now:
+        return False  # not due: its next attempt is still to come
+    last_seen = max(
+        enqueued or next_attempt or created, next_attempt or enqueued or created
+    )  # a retry's message is due at next_attempt_at, not when it was enqueued
+    since = now - last_seen
+    waited_before = last_seen - (next_attempt or created)
+    return since > grace and (since >= waited_before or since >= max(grace, cap))
+
+
+_SECONDS = datetime.timedelta(seconds=1)
+_CREATED = [-86400 * 400, -3600, -1000, -200, -100, -61, -60, 0, 30]
+_ENQUEUED = [None, -86400 * 400, -2000, -1000, -999, -200, -100, -61, -60, -59, 0, 30]
+_NEXT_ATTEMPT = [None, -3600, -1000, -150, -100, -60, 0, 60]
+
+
+@pytest.mark.parametrize("use_tz", [True, False])
+def test_the_sweep_picks_exactly_the_rows_the_rule_names(
+    make_subscriber, report, published, settings, use_tz
+):
+    """Every mix of created, enqueued and next-attempt times (retries due or not, never
+    enqueued, enqueued before created or before the retry was due, a year old): the SQL picks
+    the rows the documented rule picks, at its boundaries too (run on PostgreSQL as well)."""
+    settings.USE_TZ = use_tz
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "SWEEP_GRACE": 60,
+        "RETRY_BACKOFF_MAX": 1000,
+    }
+    now = timezone.now().replace(microsecond=0)
+    offsets = {s for s in _CREATED + _ENQUEUED + _NEXT_ATTEMPT if s is not None}
+    at = {None: None} | {s: now + s * _SECONDS for s in offsets}
+    subscriber = make_subscriber()
+    grid = [
+        (created, enqueued, next_attempt)
+        for created in _CREATED
+        for enqueued in _ENQUEUED
+        for next_attempt in _NEXT_ATTEMPT
+    ]
+    rows = Delivery.objects.bulk_create(
+        Delivery(
+            subscriber=subscriber,
+            report=report,
+            edition=report.edition,
+            reason=Delivery.Reason.RESEND,
+            enqueued_at=at[enqueued],
+            next_attempt_at=at[next_attempt],
+        )
+        for _created, enqueued, next_attempt in grid
+    )
+    expected = set()
+    for row, (created, enqueued, next_attempt) in zip(rows, grid, strict=True):
+        Delivery.objects.filter(pk=row.pk).update(created_at=at[created])
+        if _republish_due(
+            now=now,
+            created=at[created],
+            enqueued=at[enqueued],
+            next_attempt=at[next_attempt],
+            grace=60 * _SECONDS,
+            cap=1000 * _SECONDS,
+        ):
+            expected.add(row.pk)
+    assert 0 < len(expected) < len(rows)
+    with time_machine.travel(now, tick=False):
+        deliveries_sweep(limit=len(rows))
+    assert {pk for _task, batch in published for pk in batch} == expected
+
+
 def test_a_retry_is_not_republished_the_moment_it_falls_due(make_delivery, published, settings):
     """A retry is published with a countdown (its message arrives at next_attempt_at): the
     sweep gives that message the grace too. It used to count the grace from the publish, so
