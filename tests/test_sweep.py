@@ -1,4 +1,8 @@
 import datetime
+import os
+import signal
+import threading
+import time
 from unittest import mock
 
 import pytest
@@ -367,3 +371,139 @@ def test_a_retry_backoff_max_past_the_calendar_means_no_cap(
     with time_machine.travel(start, tick=False):
         make_delivery(enqueued_at=start)
     assert _republished_at(deliveries_sweep, start) == [12, 24, 48, 96, 192]
+
+
+@pytest.fixture
+def our_signal_handlers():
+    """The process's SIGTERM and SIGINT handlers, checked unchanged after the test."""
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    yield before
+    after = {signum: signal.getsignal(signum) for signum in before}
+    for signum, handler in before.items():
+        signal.signal(signum, handler)  # (restored, so one failure does not leak into others)
+    assert after == before
+
+
+def test_the_loop_puts_the_signal_handlers_back(make_delivery, published, our_signal_handlers):
+    """Regression: the loop left its own SIGTERM and SIGINT handlers installed, so a process
+    that ran it (a test run, a script calling call_command) ignored Ctrl-C from then on."""
+    call_command("backpain_sweep", "--every", "0.01", "--runs", "2")
+    call_command("backpain_sweep", "--every", "0.01", "--runs", "1")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_a_sweep_lets_it_finish_then_stops(
+    db, monkeypatch, our_signal_handlers, signum
+):
+    from backpain_report.management.commands import backpain_sweep
+
+    sweeps = []
+
+    def sweep_signalled_midway(self, limit):
+        sweeps.append("started")
+        os.kill(os.getpid(), signum)
+        sweeps.append("finished")
+        return 0
+
+    monkeypatch.setattr(backpain_sweep.Command, "sweep_once", sweep_signalled_midway)
+    call_command("backpain_sweep", "--every", "0.01")  # returns: no exception, exit status 0
+    assert sweeps == ["started", "finished"]
+
+
+def test_a_second_signal_stops_a_sweep_that_hangs(db, monkeypatch, our_signal_handlers):
+    """The first Ctrl-C waits for the sweep under way; a second one interrupts it, as Ctrl-C
+    would without the loop (the first alone would leave no way to stop a hung sweep)."""
+    from backpain_report.management.commands import backpain_sweep
+
+    def hanging_sweep(self, limit):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("the second Ctrl-C did not interrupt the sweep")
+
+    monkeypatch.setattr(backpain_sweep.Command, "sweep_once", hanging_sweep)
+    with pytest.raises(KeyboardInterrupt):
+        call_command("backpain_sweep", "--every", "60")
+
+
+@pytest.mark.parametrize("every", ["1e10", "1e300"])
+def test_a_long_interval_waits_and_still_stops_on_a_signal(
+    make_delivery, published, our_signal_handlers, every
+):
+    """Regression: ``--every 1e10`` (or anything past threading.TIMEOUT_MAX) crashed with an
+    OverflowError traceback after the first sweep."""
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    started = time.monotonic()
+    try:
+        call_command("backpain_sweep", "--every", every)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 5
+
+
+def _example_env(var_dir) -> dict[str, str]:
+    from tests.example_env import EXAMPLE_SITE_ENV
+
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in EXAMPLE_SITE_ENV and k not in ("DJANGO_SETTINGS_MODULE", "PYTHONUNBUFFERED")
+    }
+    return {**environ, "EXAMPLE_VAR_DIR": str(var_dir), "CELERY_BROKER_URL": "memory://"}
+
+
+def _read_lines(stream, count: int, timeout: float) -> list[str]:
+    """The next ``count`` lines of the binary pipe ``stream``, as they arrive (fewer when no
+    more come within ``timeout`` seconds)."""
+    import selectors
+
+    data = b""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while data.count(b"\n") < count and selector.select(deadline - time.monotonic()):
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            data += chunk
+    return data.decode().splitlines(keepends=True)
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_loop_run_by_manage_py_logs_each_sweep_and_stops_cleanly_on_a_signal(tmp_path, signum):
+    """As a service runs it: the example site's manage.py, output to a pipe (a journal). Each
+    sweep's lines arrive as it ends (not when an 8 KB buffer fills), and SIGTERM or Ctrl-C
+    ends the loop with status 0 and no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    manage = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+    env = _example_env(tmp_path / "var")
+    migrated = subprocess.run(
+        [sys.executable, str(manage), "migrate", "-v0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    loop = subprocess.Popen(
+        [sys.executable, "-W", "error", str(manage), "backpain_sweep", "--every", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert _read_lines(loop.stdout, 2, timeout=30) == [
+            "Sweep: 0 stranded sign-ups found, 0 re-enqueued.\n",
+            "Sweep: 0 stranded deliveries found, 0 re-enqueued.\n",
+        ]
+        loop.send_signal(signum)
+        assert loop.wait(timeout=10) == 0
+    finally:
+        loop.kill()
+        out, err = loop.communicate()
+    assert not err and not out, err.decode()
