@@ -144,11 +144,22 @@ def test_command_loop_goes_on_when_a_sweep_fails(make_delivery, monkeypatch, cap
     ("argv", "message"),
     [
         (["--runs", "2"], "--runs needs --every."),
-        (["--every", "0"], "--every must be a positive number of seconds."),
+        (["--every", "0"], "--every must be a positive, finite number of seconds."),
+        (["--every", "-5"], "--every must be a positive, finite number of seconds."),
+        # Regression: nan passed the check and swept without a pause (hammering the database),
+        # inf and 1e309 (inf too) swept once and then crashed with an OverflowError traceback.
+        (["--every", "nan"], "--every must be a positive, finite number of seconds."),
+        (["--every=-nan"], "--every must be a positive, finite number of seconds."),
+        (["--every", "inf"], "--every must be a positive, finite number of seconds."),
+        (["--every", "1e309"], "--every must be a positive, finite number of seconds."),
+        (["--every=-inf"], "--every must be a positive, finite number of seconds."),
         (["--every", "1", "--runs", "0"], "--runs must be at least 1."),
     ],
 )
-def test_command_loop_options_are_checked(argv, message):
+def test_command_loop_options_are_checked(db, argv, message, monkeypatch):
+    from backpain_report.management.commands import backpain_sweep
+
+    monkeypatch.setattr(backpain_sweep.Command, "sweep_once", mock.Mock(side_effect=AssertionError))
     with pytest.raises(CommandError, match=message.replace(".", r"\.")):
         call_command("backpain_sweep", *argv)
 

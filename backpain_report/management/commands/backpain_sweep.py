@@ -1,3 +1,4 @@
+import math
 import signal
 import threading
 import time
@@ -38,8 +39,8 @@ class Command(BaseCommand):
             if failed:
                 raise CommandError(f"{failed} could not be published: is the broker reachable?")
             return
-        if every <= 0:
-            raise CommandError("--every must be a positive number of seconds.")
+        if not (math.isfinite(every) and every > 0):  # (nan would sweep without a pause)
+            raise CommandError("--every must be a positive, finite number of seconds.")
         if runs is not None and runs < 1:
             raise CommandError("--runs must be at least 1.")
         self.sweep_loop(limit, every, runs)
