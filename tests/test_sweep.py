@@ -8,6 +8,7 @@ from unittest import mock
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import ProgrammingError
 from django.utils import timezone
 
 from backpain_report import publishing
@@ -518,3 +519,26 @@ def test_the_loop_run_by_manage_py_logs_each_sweep_and_stops_cleanly_on_a_signal
         loop.kill()
         out, err = loop.communicate()
     assert not err and not out, err.decode()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("a bug in a sweep"), ProgrammingError('relation "backpain_report_delivery"')],
+)
+def test_command_loop_goes_on_after_an_unexpected_error_and_shows_its_traceback(
+    db, monkeypatch, capsys, error
+):
+    """Regression: only a DatabaseError was caught, so any other exception (a bug, a library's
+    own error type) ended the loop with a traceback, and with it the sweeping, until someone
+    restarted it. Now, as celery beat does with a failing task, the error is shown in full (a
+    database error that is no outage too: a missing migration) and the next sweep runs."""
+    from backpain_report.management.commands import backpain_sweep
+
+    sweeps = mock.Mock(side_effect=[error, 0, 0])
+    monkeypatch.setattr(backpain_sweep.Command, "sweep_once", lambda self, limit: sweeps())
+    call_command("backpain_sweep", "--every", "0.01", "--runs", "3")
+    err = capsys.readouterr().err
+    assert sweeps.call_count == 3
+    assert err.startswith("Sweep failed:\nTraceback (most recent call last):")
+    assert f"{type(error).__name__}: {error}" in err
+    assert "unreachable" not in err

@@ -2,9 +2,10 @@ import math
 import signal
 import threading
 import time
+import traceback
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from backpain_report.stats import page_views_flush
 from backpain_report.sweep import deliveries_sweep, signups_sweep
@@ -23,7 +24,8 @@ class Command(BaseCommand):
             type=float,
             metavar="SECONDS",
             help="Sweep again every SECONDS until stopped (SIGTERM or Ctrl-C); a sweep that "
-            "fails (broker or database away) is reported and the loop goes on.",
+            "fails (broker or database away, or any other error) is reported and the loop goes "
+            "on.",
         )
         parser.add_argument(
             "--runs", type=int, metavar="N", help="With --every: stop after N sweeps."
@@ -88,8 +90,10 @@ class Command(BaseCommand):
                     close_old_connections()  # a connection the database dropped is not reused
                 try:
                     failed = self.sweep_once(limit)
-                except DatabaseError as exc:
+                except (OperationalError, InterfaceError) as exc:
                     self.stderr.write(f"Sweep failed: the database is unreachable ({exc}).")
+                except Exception:  # noqa: BLE001 - a bug or a surprise: shown, and the loop goes on
+                    self.stderr.write(f"Sweep failed:\n{traceback.format_exc().rstrip()}")
                 else:
                     if failed:
                         self.stderr.write(
