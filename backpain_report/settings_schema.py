@@ -292,7 +292,11 @@ SETTINGS: tuple[Setting, ...] = (
         "SWEEP_GRACE",
         60,
         (Real,),
-        "seconds a pending delivery may wait for its message before the sweep re-publishes it",
+        "seconds a pending sign-up or delivery may wait for its message (a retry's from when "
+        "it falls due) before the sweep re-publishes it; one still waiting is re-published "
+        "again once it has waited as long again as before (doubling intervals, so a long "
+        "queue is not flooded with copies), but at most `RETRY_BACKOFF_MAX` (or this grace, if "
+        "longer) after its last publish: a lost message is recovered within that",
     ),
     Setting(
         "PRIVATE_STORAGE",

@@ -2,14 +2,15 @@
 
 Pending sign-ups (the inbox rows the web request writes) are re-published when their publish
 failed, or when they have waited longer than ``SWEEP_GRACE`` since they were last enqueued (and
-at least as long as they had waited before that: see :func:`_waited_long_enough`).
+at least as long as they had waited before that, or ``RETRY_BACKOFF_MAX``: see
+:func:`_waited_long_enough`).
 
 Three kinds are picked up: pending deliveries whose publish failed (at once), other pending
-deliveries that are due and have waited longer than ``SWEEP_GRACE`` since they were last
-enqueued, and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died) with attempts
-left. A stale claim that used the last of ``MAX_ATTEMPTS`` is not re-published: the sweep marks
-it failed ("Worker lost while sending ..."), as a claim would (the lease, the attempt limit and
-"due" are :mod:`backpain_report.retry`'s). Several hosts may sweep at once:
+deliveries that are due and have waited as long (counted from the last publish, or for a retry
+from when it fell due), and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died)
+with attempts left. A stale claim that used the last of ``MAX_ATTEMPTS`` is not re-published:
+the sweep marks it failed ("Worker lost while sending ..."), as a claim would (the lease, the
+attempt limit and "due" are :mod:`backpain_report.retry`'s). Several hosts may sweep at once:
 rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped ``enqueued_at`` before
 publishing, so each is re-published by one sweeper; a duplicate message would be harmless
 anyway, because sending claims the row.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from .conf import app_settings
@@ -46,22 +47,32 @@ class SweepResult:
 def _waited_long_enough(now: datetime.datetime) -> Q:
     """A row (annotated ``last_seen`` and ``wait_start``) whose message may be lost: it has
     waited ``SWEEP_GRACE`` since it was last published, and at least as long as it had already
-    waited when it was.
+    waited when it was, or else ``RETRY_BACKOFF_MAX``.
 
     The second half spaces the re-publishes of a row that is merely queued behind a long backlog
     at doubling intervals (after the grace, then as long again as it has waited): a burst that
     outlasts ``SWEEP_GRACE`` costs each row a few duplicate messages, not one per grace period,
-    which would lengthen the very queue it waits in. A message that is really lost is
-    re-published at the latest after twice the row's age.
+    which would lengthen the very queue it waits in. The doubling stops at ``RETRY_BACKOFF_MAX``
+    (the longest a pending row otherwise waits for its next chance): a message that is really
+    lost is re-published at the latest that long after it was last published (``SWEEP_GRACE``,
+    if that is longer), however long the row had waited before (a backlog of days, a broker
+    away for days, a failed delivery staff retried months after it was created).
     """
-    grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
+    grace = float(app_settings.SWEEP_GRACE)
+    cap = max(grace, float(app_settings.RETRY_BACKOFF_MAX))
     waited_before = ExpressionWrapper(
         F("last_seen") - F("wait_start"), output_field=DurationField()
     )
     doubled = ExpressionWrapper(
         Value(now, output_field=DateTimeField()) - waited_before, output_field=DateTimeField()
     )
-    return Q(last_seen__lt=grace) & Q(last_seen__lte=doubled)
+    try:
+        capped = Q(last_seen__lte=now - datetime.timedelta(seconds=cap))
+    except (OverflowError, ValueError):  # a RETRY_BACKOFF_MAX past the calendar: no cap
+        capped = Q(pk__in=[])
+    return Q(last_seen__lt=now - datetime.timedelta(seconds=grace)) & (
+        Q(last_seen__lte=doubled) | capped
+    )
 
 
 def _stranded(now: datetime.datetime) -> Q:
@@ -96,7 +107,13 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
     now = timezone.now()
     given_up = stale_claims_fail(Delivery.objects.all(), now=now)
     rows = Delivery.objects.annotate(
-        last_seen=Coalesce("enqueued_at", "next_attempt_at", "created_at"),
+        # A retry is published with a countdown: its message is due at next_attempt_at, not
+        # when it was enqueued, so the grace counts from the later of the two (else the sweep
+        # would send a second message the moment each retry fell due).
+        last_seen=Greatest(
+            Coalesce("enqueued_at", "next_attempt_at", "created_at"),
+            Coalesce("next_attempt_at", "enqueued_at", "created_at"),  # (never NULL: SQLite)
+        ),
         wait_start=Coalesce("next_attempt_at", "created_at"),  # when its attempt became due
     ).filter(_stranded(now))
     ids = _take(rows, limit, enqueued_at=now)
