@@ -165,6 +165,19 @@ def test_command_loop_options_are_checked(db, argv, message, monkeypatch):
         call_command("backpain_sweep", *argv)
 
 
+def _pending_signup(email: str, name: str, *, at: datetime.datetime) -> PendingSignup:
+    """A sign-up waiting in the inbox, published at ``at``."""
+    return PendingSignup.objects.create(
+        email=email,
+        email_canonical=email,
+        name=name,
+        consent_text="Yes",
+        consent_version="1",
+        consented_at=at,
+        enqueued_at=at,
+    )
+
+
 def _republished_at(sweep, start, *, every: int = 2, until: int = 300) -> list[int]:
     """Seconds after ``start`` at which ``sweep`` (run every ``every`` s) re-published a row."""
     found = []
@@ -195,15 +208,7 @@ def test_a_signup_queued_behind_a_long_backlog_is_republished_at_doubling_interv
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "SWEEP_GRACE": 10}
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        PendingSignup.objects.create(
-            email="queued@example.com",
-            email_canonical="queued@example.com",
-            name="Queued Reader",
-            consent_text="Yes",
-            consent_version="1",
-            consented_at=start,
-            enqueued_at=start,
-        )
+        _pending_signup("queued@example.com", "Queued Reader", at=start)
     with mock.patch("backpain_report.sweep.publish_signups", side_effect=len):
         assert _republished_at(signups_sweep, start) == [12, 24, 48, 96, 192]
 
