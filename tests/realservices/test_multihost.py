@@ -22,16 +22,22 @@ delivered, lost, doubled. What holds, said precisely (README, "How delivery work
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from .support import netns
 from .support.gating import require_service, unavailable
-from .support.multihost import CLAIM_LEASE, Cluster, SignupRun, people
+from .support.multihost import CLAIM_LEASE, Cluster, SignupRun, cleaned_up, people
+from .support.processes import wait_until
 from .support.stack import ROOT
 
 pytestmark = [pytest.mark.services, pytest.mark.multihost, pytest.mark.timeout(900)]
@@ -57,15 +63,16 @@ def cluster(tmp_path_factory):
         tmp_path_factory.mktemp("multihost"), ROOT / "test-artefacts" / "realservices" / "multihost"
     )
     try:
-        cluster.start()
-        for host in ("w1", "w2"):
-            cluster.worker_start(host)
-        cluster.sweepers_start()
-        yield cluster
+        with cleaned_up(cluster) as stragglers:
+            cluster.start()
+            for host in ("w1", "w2"):
+                cluster.worker_start(host)
+            cluster.sweepers_start()
+            yield cluster
     finally:
-        cluster.stop()
         leftover = netns.leftovers(cluster.lan.prefix)
         assert not leftover, f"namespaces left behind: {leftover}"
+    assert not stragglers, f"processes still running in the hosts at the end: {stragglers}"
 
 
 def batch(tag: str) -> tuple[list[tuple[str, str]], set[str]]:
@@ -264,3 +271,74 @@ def _doubled(messages: list[dict], emails: set[str]) -> dict[str, list[dict]]:
             if email in emails:
                 per_address.setdefault(email, []).append(message)
     return {email: copies for email, copies in per_address.items() if len(copies) > 1}
+
+
+# Clean-up: the hosts go however the run ends ------------------------------------------------
+
+_CLEANUP_CHILD = """
+import json, signal, subprocess, sys, time
+from pathlib import Path
+from tests.realservices.support.multihost import Cluster, cleaned_up
+from tests.realservices.support.processes import Process, log_contains
+
+mode, work = sys.argv[1], Path(sys.argv[2])
+cluster = Cluster(work, work / "logs")
+found = {}
+try:
+    with cleaned_up(cluster) as found:
+        cluster.lan.create()
+        host = cluster.lan.add("db", 2)
+        # Outside every process group the cluster stops: only the namespace finds it.
+        stray = subprocess.Popen(host.wrap(["sleep", "600"]), start_new_session=True)
+        if mode == "alarm":  # a stop that takes a while, and a test timeout firing during it
+            stubborn = cluster.webs["web1"] = Process(
+                "stubborn", host.wrap(["sh", "-c", "trap '' TERM; echo deaf; sleep 600"]),
+                env={}, cwd=work, log=work / "stubborn.log",
+            )
+            stubborn.wait_ready(lambda: log_contains(stubborn.log, "deaf"), timeout=30, what="deaf")
+            def timed_out(*_):
+                raise TimeoutError("pytest-timeout")
+            signal.signal(signal.SIGALRM, timed_out)
+            signal.setitimer(signal.ITIMER_REAL, 2)
+        print("ready", cluster.lan.prefix, stray.pid, flush=True)
+        if mode in ("error", "alarm"):
+            raise RuntimeError("initdb failed")  # a start that fails half-way
+        time.sleep(600)
+finally:
+    print("stragglers", json.dumps(found), flush=True)
+"""
+
+
+@pytest.mark.parametrize("ending", ["sigterm", "error", "alarm"])
+def test_hosts_removed_however_the_run_ends(ending, tmp_path):
+    """SIGTERM (a CI job's timeout), an exception in a half-done start, and a test timeout
+    (SIGALRM) firing while the hosts are being stopped: every namespace goes, and a process
+    that escaped its process group is found inside its host, killed and reported."""
+    problem = netns.problem()
+    if problem:
+        unavailable(f"multi-host tier: {problem}")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CLEANUP_CHILD, ending, str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        ready = child.stdout.readline().split()
+        assert ready[:1] == ["ready"], (ready, child.stderr.read() if child.poll() else "")
+        prefix, stray = ready[1], int(ready[2])
+        if ending == "sigterm":
+            child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert netns.leftovers(prefix) == [], err
+    assert wait_until(lambda: not Path(f"/proc/{stray}").exists(), timeout=10), "stray alive"
+    found = json.loads(out.split("stragglers", 1)[1])
+    assert any("sleep 600" in p for p in found.get(f"{prefix}db", [])), (found, err)
+    expected = {"sigterm": "KeyboardInterrupt", "error": "initdb failed", "alarm": "pytest-timeout"}
+    assert expected[ending] in err, err
+    assert child.returncode != 0

@@ -13,7 +13,8 @@ Each host is a namespace of :mod:`.netns` on the private subnet ``10.231.0.0/24`
 services listen only on its address there (and on Unix sockets, through which this process
 reads them). The sites get the db host's address for the database, the broker, the cache and
 the mail server. Nothing listens on the machine's own interfaces, and every namespace and
-process is removed by :meth:`Cluster.stop`, also after a failure.
+process is removed by :meth:`Cluster.stop`, also after a failure (:func:`cleaned_up`: also on
+SIGTERM, and a Ctrl-C or a test timeout does not cut the stop short).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -37,7 +39,7 @@ from . import netns
 from .database import Database, with_database
 from .faults import PrivatePostgres, PrivateRedis
 from .mailsink import SinkLog
-from .processes import Process, log_contains, wait_until
+from .processes import Process, log_contains, signals_deferred, wait_until
 from .stack import MANAGE, ROOT, _gunicorn_extra_args, http_ok, manage, site_env
 from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs, reader_ip, signup_data
 
@@ -114,6 +116,7 @@ class Cluster:
         self.worker_hosts = {name: WorkerHost(name) for name in WORKER_HOSTS}
         self._starts: Counter[str] = Counter()
         self._shares: list[netns.CpuShare] = []
+        self.stragglers: dict[str, list[str]] = {}  # what stop() found still running, and killed
         # One site, one key: Message-IDs and readers' links are keyed with it on every host.
         self.secret_key = "multihost-" + secrets.token_urlsafe(32)
 
@@ -162,22 +165,43 @@ class Cluster:
             self.web_start(name)
         print(f"multi-host: LAN, db host and web hosts up in {time.monotonic() - started:.1f} s")
 
-    def stop(self) -> None:
-        """Stop every process, the db host's services and remove every namespace."""
-        for host in self.worker_hosts.values():
-            for process in host.processes():
-                process.stop(timeout=10)
-        for process in self.webs.values():
-            process.stop(timeout=10)
+    def stop(self) -> dict[str, list[str]]:
+        """Stop every process, the db host's services and remove every namespace; each step is
+        tried whatever the others did, and no signal cuts it short (:func:`signals_deferred`).
+
+        Returns the processes found still inside a namespace at the end, which were killed
+        (:meth:`.netns.Lan.destroy`): none, unless a step failed or a process escaped.
+        """
+        steps = [
+            *(
+                (lambda p=process: p.stop(timeout=10))
+                for host in self.worker_hosts.values()
+                for process in host.processes()
+            ),
+            *((lambda p=process: p.stop(timeout=10)) for process in self.webs.values()),
+        ]
         if self.sink_process is not None:
-            self.sink_process.stop(timeout=5)
+            steps.append(lambda: self.sink_process.stop(timeout=5))
         if self.redis is not None:
-            self.redis.stop()
+            steps.append(self.redis.stop)
         if self.postgres is not None:
-            self.postgres.stop()
-        self.lan.destroy()
-        for share in self._shares:
-            share.remove()
+            steps.append(self.postgres.stop)
+        failures = []
+        with signals_deferred():
+            for step in steps:
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - the other steps still run
+                    failures.append(f"{type(exc).__name__}: {exc}")
+            self.stragglers = self.lan.destroy()
+            for share in self._shares:  # empty now: what was in a host is gone
+                try:
+                    share.remove()
+                except OSError as exc:
+                    failures.append(f"{share.path} left: {exc}")
+        if failures:
+            print(f"multi-host: stopping failed at {failures}", file=sys.stderr)
+        return self.stragglers
 
     # Environments -----------------------------------------------------------------------------
 
@@ -443,6 +467,32 @@ class Cluster:
                 f"--- {process.name} ({state}), {process.log}:\n" + "\n".join(text[-lines:])
             )
         return "\n".join(parts)
+
+
+@contextlib.contextmanager
+def cleaned_up(cluster: Cluster) -> Iterator[dict[str, list[str]]]:
+    """Run the body, then :meth:`Cluster.stop` however it ends: an exception (a start that
+    failed half-way), Ctrl-C, a test timeout, or SIGTERM, which raises KeyboardInterrupt here
+    (Python's default would end the process and leave every host behind).
+
+    Yields a dict that holds, after the body, the processes :meth:`Cluster.stop` had to kill.
+    """
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupted) if main else None
+    stragglers: dict[str, list[str]] = {}
+    try:
+        yield stragglers
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            stragglers.update(cluster.stragglers)  # also when a deferred signal raised in stop()
+            if main and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 PAGE_EVERY = 10  # sign-ups posted from one fetch of the article page
