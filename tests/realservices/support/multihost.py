@@ -13,7 +13,13 @@ Each host is a namespace of :mod:`.netns` on the private subnet ``10.231.0.0/24`
 services listen only on its address there (and on Unix sockets, through which this process
 reads them). The sites get the db host's address for the database, the broker, the cache and
 the mail server. Nothing listens on the machine's own interfaces, and every namespace and
-process is removed by :meth:`Cluster.stop`, also after a failure.
+process is removed by :meth:`Cluster.stop`, also after a failure (:func:`cleaned_up`: also on
+SIGTERM, and a Ctrl-C or a test timeout does not cut the stop short).
+
+Who did what is read from the database, not guessed from timing: every process connects with
+``PGAPPNAME`` ``<host>-<role>``, and a trigger the tier adds to the delivery table writes each
+change of a row's status or claim, with the host (its address on the LAN) and program that made
+it and the database's clock, to ``multihost_claim_log`` (:meth:`Cluster.claim_log`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import contextlib
 import os
 import re
 import secrets
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -37,8 +45,16 @@ from . import netns
 from .database import Database, with_database
 from .faults import PrivatePostgres, PrivateRedis
 from .mailsink import SinkLog
-from .processes import Process, log_contains, wait_until
-from .stack import MANAGE, ROOT, _gunicorn_extra_args, http_ok, manage, site_env
+from .processes import Process, log_contains, signals_deferred, wait_until
+from .stack import (
+    MANAGE,
+    ROOT,
+    SHARED_QUEUE,
+    _gunicorn_extra_args,
+    http_ok,
+    manage,
+    site_env,
+)
 from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs, reader_ip, signup_data
 
 HOST_NUMBERS = {"db": 2, "web1": 11, "web2": 12, "w1": 21, "w2": 22, "client": 100}
@@ -114,6 +130,7 @@ class Cluster:
         self.worker_hosts = {name: WorkerHost(name) for name in WORKER_HOSTS}
         self._starts: Counter[str] = Counter()
         self._shares: list[netns.CpuShare] = []
+        self.stragglers: dict[str, list[str]] = {}  # what stop() found still running, and killed
         # One site, one key: Message-IDs and readers' links are keyed with it on every host.
         self.secret_key = "multihost-" + secrets.token_urlsafe(32)
 
@@ -158,26 +175,48 @@ class Cluster:
         self.database = Database(self.postgres.local_url)
         self.database.create()
         manage(self.local_env(), "migrate", "--noinput", timeout=180)
+        self.database.query(CLAIM_LOG_SQL)
         for name in WEB_HOSTS:
             self.web_start(name)
         print(f"multi-host: LAN, db host and web hosts up in {time.monotonic() - started:.1f} s")
 
-    def stop(self) -> None:
-        """Stop every process, the db host's services and remove every namespace."""
-        for host in self.worker_hosts.values():
-            for process in host.processes():
-                process.stop(timeout=10)
-        for process in self.webs.values():
-            process.stop(timeout=10)
+    def stop(self) -> dict[str, list[str]]:
+        """Stop every process, the db host's services and remove every namespace; each step is
+        tried whatever the others did, and no signal cuts it short (:func:`signals_deferred`).
+
+        Returns the processes found still inside a namespace at the end, which were killed
+        (:meth:`.netns.Lan.destroy`): none, unless a step failed or a process escaped.
+        """
+        steps = [
+            *(
+                (lambda p=process: p.stop(timeout=10))
+                for host in self.worker_hosts.values()
+                for process in host.processes()
+            ),
+            *((lambda p=process: p.stop(timeout=10)) for process in self.webs.values()),
+        ]
         if self.sink_process is not None:
-            self.sink_process.stop(timeout=5)
+            steps.append(lambda: self.sink_process.stop(timeout=5))
         if self.redis is not None:
-            self.redis.stop()
+            steps.append(self.redis.stop)
         if self.postgres is not None:
-            self.postgres.stop()
-        self.lan.destroy()
-        for share in self._shares:
-            share.remove()
+            steps.append(self.postgres.stop)
+        failures = []
+        with signals_deferred():
+            for step in steps:
+                try:
+                    step()
+                except Exception as exc:  # noqa: BLE001 - the other steps still run
+                    failures.append(f"{type(exc).__name__}: {exc}")
+            self.stragglers = self.lan.destroy()
+            for share in self._shares:  # empty now: what was in a host is gone
+                try:
+                    share.remove()
+                except OSError as exc:
+                    failures.append(f"{share.path} left: {exc}")
+        if failures:
+            print(f"multi-host: stopping failed at {failures}", file=sys.stderr)
+        return self.stragglers
 
     # Environments -----------------------------------------------------------------------------
 
@@ -228,7 +267,7 @@ class Cluster:
         return Process(
             f"{role} ({host})",
             argv,
-            env=self.env(host),
+            env=self.env(host, PGAPPNAME=f"{host}-{role}"),  # who, in the claim log
             cwd=ROOT,
             log=self.log_dir / f"{host}-{role}-{self._starts[f'{host}-{role}']}.log",
         )
@@ -350,13 +389,6 @@ class Cluster:
         )
         return Counter(row["status"] for row in rows)
 
-    def claims(self) -> dict[int, dict]:
-        """Rows being sent now: ``id -> {claimed_at, attempts}``."""
-        rows = self.query(
-            "SELECT id, claimed_at, attempts FROM backpain_report_delivery WHERE status = 'sending'"
-        )
-        return {row["id"]: row for row in rows}
-
     def delivery_rows(self, ids: Iterable[int]) -> dict[int, dict]:
         rows = self.query(
             """
@@ -386,6 +418,72 @@ class Cluster:
 
         wait_until(settled, timeout=timeout, interval=1.0)
         return self.statuses(emails)
+
+    def held_by(self, host: str) -> dict[int, dict]:
+        """Rows ``sending`` under a claim that ``host`` made or last renewed: ``id -> {claimed_at,
+        attempts, email}``. Read after ``host`` is cut off, these are exactly its claims."""
+        rows = self.query(
+            """
+            SELECT d.id, d.claimed_at, d.attempts, s.email_canonical AS email
+            FROM backpain_report_delivery d
+            JOIN backpain_report_subscriber s ON s.id = d.subscriber_id
+            WHERE d.status = 'sending' AND (
+                SELECT l.client FROM multihost_claim_log l
+                WHERE l.delivery_id = d.id AND l.claimed_at = d.claimed_at
+                ORDER BY l.id LIMIT 1
+            ) = %s::inet
+            """,
+            (self.address(host),),
+        )
+        return {row["id"]: row for row in rows}
+
+    def claim_log(self, ids: Iterable[int]) -> dict[int, list[dict]]:
+        """Every change of these rows' status or claim, oldest first: ``id -> [{status,
+        claimed_at, attempts, host, program, at}]`` (``host``: the LAN host that made it)."""
+        hosts = {self.address(name): name for name in HOST_NUMBERS}
+        rows = self.query(
+            "SELECT delivery_id, status, claimed_at, attempts, host(client) AS client, program, at "
+            "FROM multihost_claim_log WHERE delivery_id = ANY(%s) ORDER BY id",
+            (sorted(ids),),
+        )
+        log: dict[int, list[dict]] = {}
+        for row in rows:
+            row["host"] = hosts.get(row.pop("client") or "", "local")
+            log.setdefault(row.pop("delivery_id"), []).append(row)
+        return log
+
+    def redis_messages(self) -> int:
+        """Messages the broker holds: queued, plus taken by a worker and not yet acknowledged
+        (kombu's Redis transport keeps those in the ``unacked`` hash)."""
+        assert self.redis is not None
+        client = self.redis.client()
+        try:
+            return int(client.llen(SHARED_QUEUE)) + int(client.hlen("unacked"))
+        finally:
+            client.close()
+
+    def mail_queued(self) -> int:
+        """Bytes of SMTP traffic still queued in a socket on any host (unsent, unacknowledged
+        or unread, to or from the sink's port); 0 once nothing more can reach the sink. A
+        connection cut mid-message keeps its bytes in the kernel, which sends them when the link
+        is back, up to two minutes later (TCP's retransmission backoff)."""
+        total = 0
+        for host in self.lan.hosts.values():
+            done = subprocess.run(
+                host.wrap(["ss", "-Htn", "state", "all"]),
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+            for line in done.stdout.splitlines():
+                fields = line.split()
+                if len(fields) < 5 or fields[0] == "LISTEN":
+                    continue
+                ports = {address.rsplit(":", 1)[-1] for address in fields[3:5]}
+                if str(SMTP_PORT) in ports:
+                    total += int(fields[1]) + int(fields[2])
+        return total
 
     def log_lines(self, host: str, role: str) -> Iterator[str]:
         for path in sorted(self.log_dir.glob(f"{host}-{role}-*.log")):
@@ -417,6 +515,21 @@ class Cluster:
         )
         return {"beat task": task, "command loop": loop}
 
+    def sweep_runs(self) -> dict[str, int]:
+        """Sweeps each sweeper has run so far (finding something or not)."""
+        task = sum(
+            1
+            for host in WORKER_HOSTS
+            for line in self.log_lines(host, "worker")
+            if _SWEEP_TASK_DONE.search(line)
+        )
+        loop = sum(
+            1
+            for line in self.log_lines("w2", "sweep-loop")
+            if (m := _SWEEP_COMMAND_DONE.search(line)) and m[2] == "deliveries"
+        )
+        return {"beat task": task, "command loop": loop}
+
     def web_server_errors(self) -> int:
         """Responses with a 5xx status in both web hosts' access logs."""
         status = re.compile(r'" (5\d\d) ')
@@ -443,6 +556,57 @@ class Cluster:
                 f"--- {process.name} ({state}), {process.log}:\n" + "\n".join(text[-lines:])
             )
         return "\n".join(parts)
+
+
+CLAIM_LOG_SQL = """
+CREATE TABLE multihost_claim_log (
+    id bigserial PRIMARY KEY,
+    delivery_id bigint NOT NULL,
+    status text NOT NULL,
+    claimed_at timestamptz,
+    attempts integer NOT NULL,
+    client inet,
+    program text,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX ON multihost_claim_log (delivery_id);
+CREATE FUNCTION multihost_claim_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO multihost_claim_log (delivery_id, status, claimed_at, attempts, client, program)
+    VALUES (NEW.id, NEW.status, NEW.claimed_at, NEW.attempts, inet_client_addr(),
+            current_setting('application_name'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER multihost_claim_log AFTER UPDATE ON backpain_report_delivery FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.claimed_at IS DISTINCT FROM NEW.claimed_at)
+    EXECUTE FUNCTION multihost_claim_log();
+"""
+
+
+@contextlib.contextmanager
+def cleaned_up(cluster: Cluster) -> Iterator[dict[str, list[str]]]:
+    """Run the body, then :meth:`Cluster.stop` however it ends: an exception (a start that
+    failed half-way), Ctrl-C, a test timeout, or SIGTERM, which raises KeyboardInterrupt here
+    (Python's default would end the process and leave every host behind).
+
+    Yields a dict that holds, after the body, the processes :meth:`Cluster.stop` had to kill.
+    """
+
+    def interrupted(_signum, _frame):
+        raise KeyboardInterrupt("SIGTERM")
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupted) if main else None
+    stragglers: dict[str, list[str]] = {}
+    try:
+        yield stragglers
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            stragglers.update(cluster.stragglers)  # also when a deferred signal raised in stop()
+            if main and previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 PAGE_EVERY = 10  # sign-ups posted from one fetch of the article page

@@ -4,7 +4,8 @@
 joined to the switch by a veth pair (``eth0`` in the host, ``p-<host>`` on the switch) with an
 address in :data:`SUBNET`. Every name starts with a prefix of this run's own, so two runs never
 meet, and :meth:`Lan.destroy` removes every namespace the run made (deleting a namespace removes
-its links; processes still inside are the caller's to stop first).
+its links). Processes still inside a namespace when it is deleted would live on, unseen, in a
+namespace without a name: :meth:`Lan.destroy` kills them first and says which they were.
 
 A host's link is cut at the switch (:meth:`Lan.cut`): the host is not told, its packets go
 nowhere and its TCP connections hang, as when a cable is pulled or a machine vanishes; the other
@@ -20,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,11 +105,47 @@ class Lan:
     def restore(self, name: str) -> None:
         ip("-n", self.switch, "link", "set", self.hosts[name].port_name, "up")
 
-    def destroy(self) -> None:
-        """Delete every namespace this LAN made (their links go with them)."""
+    def destroy(self) -> dict[str, list[str]]:
+        """Delete every namespace this LAN made (their links go with them).
+
+        A process still inside one (its owner failed to stop it, or it left its process group)
+        is killed first, since deleting the name would not end it; returns those found, per
+        namespace (``pid command``), for the caller to report: none is the expected answer.
+        """
+        # A process stopped a moment ago may still be exiting: give it a few seconds first.
+        deadline = time.monotonic() + 3
+        while any(pids(name) for name in self._made) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stragglers = {}
+        for name in self._made:
+            found = [_describe(pid) for pid in pids(name)]
+            if found:
+                stragglers[name] = found
+        for _attempt in range(50):
+            alive = [pid for name in self._made for pid in pids(name)]
+            if not alive:
+                break
+            for pid in alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
         for name in reversed(self._made):
             ip("netns", "del", name, check=False)
         self._made.clear()
+        return stragglers
+
+
+def pids(namespace: str) -> list[int]:
+    """The processes inside ``namespace`` (``ip netns pids``)."""
+    return [int(pid) for pid in ip("netns", "pids", namespace, check=False).split()]
+
+
+def _describe(pid: int) -> str:
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        command = "(gone)"
+    return f"{pid} {command.strip()[:200]}"
 
 
 def leftovers(prefix: str) -> list[str]:
@@ -160,9 +199,16 @@ class CpuShare:
         return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh", *argv]
 
     def remove(self) -> None:
-        """Remove the group (its processes must have exited)."""
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        """Remove the group (its processes must have exited: one killed a moment ago may take
+        a little while to leave it, so this tries for a few seconds)."""
+        deadline = time.monotonic() + 5
+        while self.path.exists():
+            try:
+                self.path.rmdir()
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def _cgroup_root() -> Path:

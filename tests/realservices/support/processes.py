@@ -7,8 +7,9 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 
@@ -101,3 +102,33 @@ def log_contains(path: Path, needle: str) -> bool:
         return needle in path.read_text(errors="replace")
     except OSError:
         return False
+
+
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+
+
+@contextlib.contextmanager
+def signals_deferred(signums: Sequence[int] = DEFERRED_SIGNALS) -> Iterator[None]:
+    """Run the body (a teardown) without being interrupted by ``signums``: Ctrl-C, SIGTERM, or
+    pytest-timeout's SIGALRM (its ``signal`` method raises in whatever runs when it fires).
+
+    A signal that arrives meanwhile is noted and raised again, to its own handler, once the body
+    is done. Only the main thread can set handlers; elsewhere the body runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {}
+    for signum in signums:
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: a handler set outside Python, left alone
+            previous[signum] = handler
+            signal.signal(signum, lambda number, _frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            signal.raise_signal(signum)
