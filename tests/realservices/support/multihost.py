@@ -83,7 +83,6 @@ _SWEEP_TASK_DONE = re.compile(
 )
 _SWEEP_COMMAND_DONE = re.compile(r"Sweep: (\d+) stranded (sign-ups|deliveries) found, (\d+) re-")
 _SENT = re.compile(r"sent report (\d+) to ")
-_CLAIM_GONE = re.compile(r"Delivery (\d+)(?: was handed to the mail server, but its|: the) claim")
 
 
 @dataclass
@@ -229,7 +228,9 @@ class Cluster:
             broker_url=self.redis.url(),
             smtp_port=SMTP_PORT,
             site_url=self.web_url("web1"),
-            var_dir=self.work_dir / host / "var",
+            # One var/ for all hosts, as a shared volume: the private storage (the report's
+            # cached body, readers' PDFs) is the same everywhere, as README's Production asks.
+            var_dir=self.work_dir / "shared-var",
         )
         env.update(
             {
@@ -493,11 +494,6 @@ class Cluster:
     def sent_by(self, host: str) -> set[int]:
         """Delivery ids whose report the worker on ``host`` logged as sent."""
         return {int(m[1]) for line in self.log_lines(host, "worker") if (m := _SENT.search(line))}
-
-    def claims_lost_on(self, host: str) -> set[int]:
-        """Delivery ids whose claim the worker on ``host`` found taken over."""
-        found = (_CLAIM_GONE.search(line) for line in self.log_lines(host, "worker"))
-        return {int(m[1]) for m in found if m}
 
     def sweeps(self) -> dict[str, int]:
         """Rows re-published by each sweeper: the beat-scheduled task (run by either worker)
