@@ -296,7 +296,8 @@ SETTINGS: tuple[Setting, ...] = (
         "it falls due) before the sweep re-publishes it; one still waiting is re-published "
         "again once it has waited as long again as before (doubling intervals, so a long "
         "queue is not flooded with copies), but at most `RETRY_BACKOFF_MAX` (or this grace, if "
-        "longer) after its last publish: a lost message is recovered within that",
+        "longer) after its last publish: a lost message is recovered within that. Keep it above a "
+        "normal queue wait (see [Production](#production))",
     ),
     Setting(
         "PRIVATE_STORAGE",
