@@ -12,7 +12,7 @@
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
 #                       (needs wrk, redis-server, PostgreSQL; BENCH_ARGS="--quick" or "--full")
-#   make bench-multihost  one worker host vs two, over network namespaces (root, iproute2),
+#   make bench-multihost  one worker host vs two, over network namespaces (root, `ip`),
 #                       into benchmarks/RESULTS.md (MULTIHOST_ARGS="--reports 500 --rounds 3")
 #   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
 #                       flame graphs of gunicorn under wrk), into benchmarks/profiles/
