@@ -8,19 +8,11 @@ from django.urls import reverse
 
 from backpain_report.models import Delivery
 from backpain_report.tasks import deliver_report, sweep_deliveries
+from tests.samples import wait_for
 
 # Seconds a test: round trips through a worker and a broker polled once a second, and ~4 s to
 # stop the module's worker; `make test-fast` skips it.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.heavy]
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_task_names_are_stable():

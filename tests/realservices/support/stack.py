@@ -11,8 +11,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from tests.example_env import EXAMPLE_SITE_ENV
@@ -131,26 +133,39 @@ def _redis_db(broker_url: str) -> str:
     return (urlsplit(broker_url).path or "/0").strip("/") or "0"
 
 
-def delete_queue(broker_url: str, queue: str) -> None:
-    """Remove a queue of our own from the broker after the run (RabbitMQ keeps durable ones)."""
-    if queue == SHARED_QUEUE:
-        return
-    if broker_url.startswith(("redis://", "rediss://")):
-        import redis
+@contextlib.contextmanager
+def _redis_client(broker_url: str) -> Iterator[Any]:
+    import redis
 
-        client = redis.Redis.from_url(broker_url, socket_timeout=5)
-        try:
-            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-        finally:
-            client.close()
-        return
+    client = redis.Redis.from_url(broker_url, socket_timeout=5)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _amqp_channel(broker_url: str) -> Iterator[Any]:
+    """A channel on ``broker_url``; a queue that does not exist is no error (nothing to do)."""
     from kombu import Connection
 
     with (
         Connection(broker_url, connect_timeout=5) as conn,
         contextlib.suppress(*conn.channel_errors),
     ):
-        conn.default_channel.queue_delete(queue)
+        yield conn.default_channel
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    """Remove a queue of our own from the broker after the run (RabbitMQ keeps durable ones)."""
+    if queue == SHARED_QUEUE:
+        return
+    if broker_url.startswith(("redis://", "rediss://")):
+        with _redis_client(broker_url) as client:
+            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+        return
+    with _amqp_channel(broker_url) as channel:
+        channel.queue_delete(queue)
 
 
 def purge_broker(broker_url: str, queue: str) -> None:
@@ -160,25 +175,14 @@ def purge_broker(broker_url: str, queue: str) -> None:
     ours: that database is flushed.
     """
     if broker_url.startswith(("redis://", "rediss://")):
-        import redis
-
-        client = redis.Redis.from_url(broker_url, socket_timeout=5)
-        try:
+        with _redis_client(broker_url) as client:
             if queue == SHARED_QUEUE and _redis_db(broker_url) != "0":
                 client.flushdb()
             else:
                 client.delete(queue)
-        finally:
-            client.close()
         return
-    from kombu import Connection
-
-    # A queue that does not exist yet has nothing to purge.
-    with (
-        Connection(broker_url, connect_timeout=5) as conn,
-        contextlib.suppress(*conn.channel_errors),
-    ):
-        conn.default_channel.queue_purge(queue)
+    with _amqp_channel(broker_url) as channel:
+        channel.queue_purge(queue)
 
 
 def _gunicorn_extra_args() -> list[str]:
