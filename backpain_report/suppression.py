@@ -14,7 +14,6 @@ them); this module knows nothing about anymail. Each event is stored once per
 
 from __future__ import annotations
 
-import bisect
 import datetime
 import logging
 import re
@@ -112,29 +111,35 @@ def _subscriber_for(
     return subscriber, delivery
 
 
-def _soft_bounces_reach_limit(subscriber: Subscriber, occurred_at: datetime.datetime) -> int:
-    """How many soft bounces lie within one window, if they reach ``SOFT_BOUNCE_LIMIT``; else 0.
+def event_time(
+    reported: datetime.datetime | None, received: datetime.datetime
+) -> datetime.datetime:
+    """When an event counts as having happened: the email service's own time, but never later
+    than its arrival (a skewed clock or a forged date cannot move an event into the future)."""
+    if reported is None or reported > received:
+        return received
+    return reported
 
-    Every window of the setting's length around ``occurred_at`` is tried (webhooks arrive out of
-    order: the one received last may lie between the others), counting only the soft bounces
-    received since staff last lifted a suppression. A misshapen setting (check E013) falls back
-    to the default.
+
+def _soft_bounces_reach_limit(subscriber: Subscriber, now: datetime.datetime) -> int:
+    """How many soft bounces lie within the window that ends ``now``, if they reach
+    ``SOFT_BOUNCE_LIMIT``; else 0.
+
+    Each soft bounce counts at its :func:`event_time`, so webhooks arriving out of order are
+    counted alike, one dated long ago is already outside the window, and one dated in the
+    future counts from its arrival, never longer. Only the soft bounces received since staff
+    last lifted a suppression count. A misshapen setting (check E013) falls back to the default.
     """
     count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]
-    window = datetime.timedelta(seconds=seconds)
     events = MailEvent.objects.filter(
         subscriber=subscriber,
         kind=MailEvent.Kind.SOFT_BOUNCE,
-        occurred_at__gte=occurred_at - window,
-        occurred_at__lte=occurred_at + window,
+        occurred_at__gt=now - datetime.timedelta(seconds=seconds),
+        occurred_at__lte=now,
     )
     if subscriber.suppression_lifted_at:
         events = events.filter(received_at__gt=subscriber.suppression_lifted_at)
-    times = sorted(events.values_list("occurred_at", flat=True))
-    counted = max(
-        (bisect.bisect_right(times, start + window) - i for i, start in enumerate(times)),
-        default=0,
-    )
+    counted = events.count()
     return counted if counted >= count else 0
 
 
@@ -174,7 +179,8 @@ def mail_event_record(
     if subscriber is None:
         logger.info("%s %s event for an address that is no subscriber's: ignored", esp, kind)
         return MailEventResult(recorded=False)
-    occurred_at = occurred_at or timezone.now()
+    now = timezone.now()
+    occurred_at = event_time(occurred_at, now)
     description = " ".join(_plain(description).split())[:300]
     event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
     with transaction.atomic():
@@ -199,7 +205,9 @@ def mail_event_record(
             return MailEventResult(recorded=False, subscriber_id=subscriber.pk)
         soft_count = 0
         if kind == MailEvent.Kind.SOFT_BOUNCE:
-            soft_count = _soft_bounces_reach_limit(subscriber, occurred_at)
+            # The clock read after the lock: a soft bounce committed while this one waited
+            # for it is inside the window too.
+            soft_count = _soft_bounces_reach_limit(subscriber, timezone.now())
             if not soft_count:
                 return MailEventResult(recorded=True, subscriber_id=subscriber.pk)
         suppressed = subscriber_suppress(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+import time_machine
 from django.test import override_settings
 from django.utils import timezone
 
@@ -113,3 +114,45 @@ def test_a_language_removed_from_languages_falls_back_to_language_code(make_subs
     assert selectors.subscriber_language(reader) == "en"
     reader.language = "de"
     assert selectors.subscriber_language(reader) == "de"
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_dated_in_the_future_count_from_their_arrival(make_subscriber):
+    """A skewed clock or a forged date cannot keep a soft bounce in the window: two dated ten
+    days ahead count from their arrival and have aged out when a real one comes ten days on."""
+    reader = make_subscriber(email="ann@example.com")
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        _soft(reader, "ahead-1", hours_ago=-240)
+        _soft(reader, "ahead-2", hours_ago=-240)
+        assert set(MailEvent.objects.values_list("occurred_at", flat=True)) == {start}
+    with time_machine.travel(start + datetime.timedelta(days=10), tick=False):
+        result = _soft(reader, "real", hours_ago=0)
+    reader.refresh_from_db()
+    assert not result.suppressed and reader.suppressed_at is None
+
+
+@pytest.mark.django_db
+@override_settings(BACKPAIN_REPORT={"FROM_EMAIL": "r@example.com", "SOFT_BOUNCE_LIMIT": (3, 86400)})
+def test_soft_bounces_dated_long_ago_count_as_old(make_subscriber):
+    """Three soft bounces within one day, thirty days ago, delivered late now: outside the
+    window that ends now, so no suppression; an absurdly old date is no error either."""
+    reader = make_subscriber(email="ann@example.com")
+    for hours in (720, 721, 722):
+        assert _soft(reader, f"old-{hours}", hours_ago=hours).recorded
+    ancient = mail_event_record(
+        esp="Mailgun",
+        event_id="ancient",
+        kind=SOFT,
+        recipient=reader.email,
+        occurred_at=datetime.datetime(1, 1, 1, tzinfo=datetime.timezone.utc),
+    )
+    assert ancient.recorded and not ancient.suppressed
+    reader.refresh_from_db()
+    assert reader.suppressed_at is None
+    _soft(reader, "now-1", hours_ago=1)
+    _soft(reader, "now-2", hours_ago=0)
+    reader.refresh_from_db()
+    assert reader.suppressed_at is None  # two within the window: the old ones do not help
+    assert _soft(reader, "now-3", hours_ago=2).suppressed
