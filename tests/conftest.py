@@ -11,6 +11,12 @@ from django.test import override_settings
 from backpain_report.models import Article, Delivery, Report, Subscriber
 from backpain_report.services.content import content_seed
 from tests import mail_backends
+from tests.clock_shift import (  # noqa: F401  (pytest's hooks: --clock-shift-days)
+    pytest_addoption,
+    pytest_configure,
+    pytest_report_header,
+    pytest_unconfigure,
+)
 
 # The Wagtail test site has settings of its own: tests/test_wagtail.py runs it in a subprocess.
 collect_ignore = (

@@ -68,15 +68,26 @@ def sent_report(make_subscriber, make_delivery):
 # --- payloads ---------------------------------------------------------------------------------
 
 
+def _iso(when: datetime.datetime) -> str:
+    """A time as SES and SNS write it (``2024-05-01T10:14:59.000Z``)."""
+    return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{when.microsecond // 1000:03d}Z"
+    )
+
+
 def _sns(ses_event: dict, *, message_id: str | None = None) -> dict:
-    """An SNS Notification carrying an SES event, as SNS posts it to an HTTPS subscription."""
+    """An SNS Notification carrying an SES event, as SNS posts it to an HTTPS subscription.
+
+    Every time in these payloads is built from the test's clock (``timezone.now()``), never
+    written in: a date near today ages out of the window it was written for (issue 20).
+    """
     message_id = message_id or str(uuid.uuid4())
     return {
         "Type": "Notification",
         "MessageId": message_id,
         "TopicArn": "arn:aws:sns:eu-west-1:123456789012:backpain-ses-events",
         "Message": json.dumps(ses_event),
-        "Timestamp": "2026-11-30T10:15:00.123Z",
+        "Timestamp": _iso(timezone.now()),
         "SignatureVersion": "1",
         "Signature": "c2lnbmF0dXJlLW5vdC1jaGVja2VkLWluLXRlc3Rz",
         "SigningCertURL": "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-x.pem",
@@ -84,12 +95,12 @@ def _sns(ses_event: dict, *, message_id: str | None = None) -> dict:
     }
 
 
-def _ses_mail(recipient: str, our_message_id: str = "") -> dict:
+def _ses_mail(recipient: str, our_message_id: str = "", *, sent: datetime.datetime) -> dict:
     headers = {"from": ["Back Pain Reports <reports@example.com>"], "to": [recipient]}
     if our_message_id:
         headers["messageId"] = our_message_id
     return {
-        "timestamp": "2026-11-30T10:14:58.000Z",
+        "timestamp": _iso(sent),
         "source": "reports@example.com",
         "sendingAccountId": "123456789012",
         "messageId": "0102018f-ses-own-id-000000",  # SES's id, not ours
@@ -99,7 +110,14 @@ def _ses_mail(recipient: str, our_message_id: str = "") -> dict:
     }
 
 
-def ses_bounce(recipient: str, bounce_type: str = "Permanent", our_message_id: str = "") -> dict:
+def ses_bounce(
+    recipient: str,
+    bounce_type: str = "Permanent",
+    our_message_id: str = "",
+    *,
+    when: datetime.datetime | None = None,
+) -> dict:
+    when = when or timezone.now()
     sub_type = "General" if bounce_type == "Permanent" else "MailboxFull"
     return _sns(
         {
@@ -115,27 +133,28 @@ def ses_bounce(recipient: str, bounce_type: str = "Permanent", our_message_id: s
                         "diagnosticCode": "smtp; 550 5.1.1 user unknown",
                     }
                 ],
-                "timestamp": "2026-11-30T10:14:59.000Z",
+                "timestamp": _iso(when),
                 "feedbackId": "0102018f-feedback-1",
                 "reportingMTA": "dns; mx.example.net",
             },
-            "mail": _ses_mail(recipient, our_message_id),
+            "mail": _ses_mail(recipient, our_message_id, sent=when - datetime.timedelta(seconds=1)),
         }
     )
 
 
 def ses_complaint(recipient: str) -> dict:
+    when = timezone.now()
     return _sns(
         {
             "notificationType": "Complaint",  # the older notification format
             "complaint": {
                 "complainedRecipients": [{"emailAddress": recipient}],
-                "timestamp": "2026-11-30T10:20:00.000Z",
+                "timestamp": _iso(when),
                 "feedbackId": "0102018f-feedback-2",
                 "userAgent": "ExampleMail/1.0",
                 "complaintFeedbackType": "abuse",
             },
-            "mail": _ses_mail(recipient),
+            "mail": _ses_mail(recipient, sent=when - datetime.timedelta(minutes=5)),
         }
     )
 
@@ -162,7 +181,7 @@ def mailgun_event(event: str, recipient: str, **fields) -> dict:
         "message": {
             "headers": {
                 "to": recipient,
-                "message-id": fields.pop("message_id", "20261130101500.1.ABC@mg.example.com"),
+                "message-id": fields.pop("message_id", f"{uuid.uuid4().hex[:12]}.1@mg.example.com"),
                 "from": "reports@example.com",
                 "subject": "Your free report",
             }

@@ -85,7 +85,7 @@ def test_nox_make_test_fast_and_the_markers_agree_on_the_unit_tier():
     unit_tier = re.search(r"^UNIT_TIER := (.+)$", makefile, re.M).group(1)
     assert _noxfile_constant("UNIT_TIER") == unit_tier
     fast = makefile.split("\ntest-fast:", 1)[1].split("\n\n", 1)[0]
-    assert '-m "$(UNIT_TIER) and not heavy"' in fast
+    assert '-m "$(UNIT_TIER) and not heavy and not machine"' in fast
     parser = configparser.ConfigParser()
     parser.read(ROOT / "setup.cfg", encoding="utf-8")
     markers = parser.get("tool:pytest", "markers")

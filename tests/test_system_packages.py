@@ -257,6 +257,7 @@ def test_a_machine_without_apt_get_is_told_what_to_look_for(machine):
     assert "no apt-get" in result.stderr and " ".join(WEASYPRINT) in result.stderr
 
 
+@pytest.mark.machine
 def test_this_machine_has_what_make_test_needs():
     """The real machine, checked only: the list matches what the tests here use."""
     result = subprocess.run(
