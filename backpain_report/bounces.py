@@ -14,6 +14,8 @@ every bounce as ``bounced``, so there its ``bounceType`` decides: only ``Permane
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 from typing import Any
 
 from django.utils import timezone
@@ -64,6 +66,16 @@ def _occurred_at(event: Any) -> datetime.datetime | None:
     return when if timezone.is_aware(when) else timezone.make_aware(when, datetime.timezone.utc)
 
 
+def _payload_id(event: Any) -> str:
+    """A stand-in event id for a service that gives none (Brevo, Mailjet, Mandrill): the
+    digest of the payload it posted, the same when it posts it again."""
+    esp_event = getattr(event, "esp_event", None)
+    if not isinstance(esp_event, (dict, list)):
+        return ""
+    payload = json.dumps(esp_event, sort_keys=True, default=str)
+    return "sha256:" + hashlib.sha256(payload.encode()).hexdigest()
+
+
 def tracking_received(sender: Any, event: Any, esp_name: str = "", **kwargs: Any) -> None:
     """Receiver for ``anymail.signals.tracking``."""
     tracking_event_record(event=event, esp_name=esp_name)
@@ -77,7 +89,7 @@ def tracking_event_record(*, event: Any, esp_name: str) -> MailEventResult | Non
     description = getattr(event, "description", None) or getattr(event, "mta_response", None)
     return mail_event_record(
         esp=esp_name or "unknown",
-        event_id=str(getattr(event, "event_id", None) or ""),
+        event_id=str(getattr(event, "event_id", None) or "") or _payload_id(event),
         kind=kind,
         recipient=str(getattr(event, "recipient", None) or ""),
         message_ids=_message_ids(event, esp_name),

@@ -118,7 +118,10 @@ def event_time(
     than its arrival (a skewed clock or a forged date cannot move an event into the future)."""
     if reported is None or reported > received:
         return received
-    return reported
+    try:
+        return reported.astimezone(datetime.timezone.utc)
+    except OverflowError:  # before 0001-01-01 UTC (year 1 with a positive offset)
+        return datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
 
 
 def _soft_bounces_reach_limit(subscriber: Subscriber, now: datetime.datetime) -> int:
@@ -131,10 +134,14 @@ def _soft_bounces_reach_limit(subscriber: Subscriber, now: datetime.datetime) ->
     last lifted a suppression count. A misshapen setting (check E013) falls back to the default.
     """
     count, seconds = limit_parse(app_settings.SOFT_BOUNCE_LIMIT) or DEFAULTS["SOFT_BOUNCE_LIMIT"]
+    try:
+        since = now - datetime.timedelta(seconds=seconds)
+    except OverflowError:  # a window longer than the calendar: every soft bounce is in it
+        since = datetime.datetime.min.replace(tzinfo=datetime.timezone.utc)
     events = MailEvent.objects.filter(
         subscriber=subscriber,
         kind=MailEvent.Kind.SOFT_BOUNCE,
-        occurred_at__gt=now - datetime.timedelta(seconds=seconds),
+        occurred_at__gt=since,
         occurred_at__lte=now,
     )
     if subscriber.suppression_lifted_at:
@@ -180,6 +187,10 @@ def mail_event_record(
         logger.info("%s %s event for an address that is no subscriber's: ignored", esp, kind)
         return MailEventResult(recorded=False)
     now = timezone.now()
+    # An id-less event's stand-in id comes from what the service reported, never from when it
+    # arrived: a replay (also of an event dated ahead of this clock) is the same event.
+    if not event_id and occurred_at is not None:
+        event_id = f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"
     occurred_at = event_time(occurred_at, now)
     description = " ".join(_plain(description).split())[:300]
     event_id = event_id or f"{kind}:{subscriber.pk}:{occurred_at.isoformat()}"

@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import time_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +48,10 @@ def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.heavy
 def test_the_shifted_clock_fails_a_date_written_in_and_spares_a_pinned_one(tmp_path):
-    today = datetime.datetime.now(datetime.timezone.utc).date().isoformat()
+    # The real date: under make test-future this process's own clock is shifted already.
+    hatch = time_machine.escape_hatch
+    clock = hatch.datetime.datetime if hatch.is_travelling() else datetime.datetime
+    today = clock.now(datetime.timezone.utc).date().isoformat()
     (tmp_path / "test_written_in.py").write_text(textwrap.dedent(WRITTEN_IN.format(today=today)))
     plain = _pytest(tmp_path)
     assert plain.returncode == 0, plain.stdout + plain.stderr

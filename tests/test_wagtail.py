@@ -21,11 +21,12 @@ pytest.importorskip("wagtail", reason="Wagtail is not installed: pip install -e 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_the_wagtail_site_renders_the_block_and_delivers_the_report():
+def test_the_wagtail_site_renders_the_block_and_delivers_the_report(pytestconfig):
+    days = pytestconfig.getoption("--clock-shift-days")
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.wagtail_site.settings"}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/wagtail_site", "-q", "-p", "no:cacheprovider",
-         "--ds", "tests.wagtail_site.settings", "-W", "error"],
+         "--ds", "tests.wagtail_site.settings", "-W", "error", f"--clock-shift-days={days}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
