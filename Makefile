@@ -5,7 +5,7 @@
 #   make test           run the test suite (PYTEST_ARGS="-k outbox -x" to pass pytest arguments)
 #   make test-fast      the inner loop: the unit tier without the tests marked `heavy` (~40 s)
 #   make test-future    the unit tier with the clock moved 1,111 days ahead: a date written into
-#                       a test fails now, not when it ages out (CI runs it)
+#                       a test fails now, not when it ages out (CI: make test-compat, shifted)
 #   make test-compat    the unit tests on the lowest declared dependency versions (Django 5.2 LTS,
 #                       WeasyPrint 68, ...) with Python 3.10: nox's oldest session
 #   make test-matrix    the unit tests on every Django x Python pair of noxfile.py (nox)
