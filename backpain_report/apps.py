@@ -11,9 +11,20 @@ class BackpainReportConfig(AppConfig):
 
     def ready(self) -> None:
         from django.conf import settings
+        from django.db.models.signals import post_delete, post_save
 
         from . import bounces, checks  # noqa: F401  (checks registers the system checks)
         from .logs import loggers_quiet
+        from .pagecache import pages_invalidate_on_commit
+
+        # An edited article or report drops every stored article page (pagecache.py).
+        for model in (self.get_model("Article"), self.get_model("Report")):
+            for name, signal in (("save", post_save), ("delete", post_delete)):
+                signal.connect(
+                    pages_invalidate_on_commit,
+                    sender=model,
+                    dispatch_uid=f"backpain_report.pages.{name}.{model.__name__}",
+                )
 
         bounces.connect()  # bounces and complaints, when django-anymail is installed
         loggers_quiet(getattr(settings, "LOGGING", {}))  # WeasyPrint's "Step 1...7" lines off

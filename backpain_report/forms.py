@@ -52,8 +52,9 @@ class SignupForm(forms.Form):
     # The source article's slug; an unknown one falls back to the default article (it is a
     # hidden field: the reader could not correct it).
     article = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
-    # Where the reader came from (see sources.py): filled in from the article page's request,
-    # posted back, cleaned and cut to length, never an error (the reader could not correct it).
+    # Where the reader came from (see sources.py): filled in by the browser (signup.js) from the
+    # page's address and referrer, posted back, cleaned and cut to length, never an error (the
+    # reader could not correct it).
     utm_source = SourceField()
     utm_medium = SourceField()
     utm_campaign = SourceField()
@@ -84,6 +85,9 @@ class SignupForm(forms.Form):
         self.helper = FormHelper(self)
         self.helper.form_action = reverse("backpain_report:signup")
         self.helper.form_id = "backpain-report-signup"
+        # No CSRF token: the form is the same for every reader, and the sign-up is protected
+        # by Fetch Metadata instead (crossorigin.py).
+        self.helper.disable_csrf = True
         self.helper.attrs = {"novalidate": ""}
         self.helper.layout = Layout(
             Field("name"),

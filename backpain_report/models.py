@@ -325,6 +325,37 @@ class PageView(models.Model):
         return f"{self.article_id} {self.day}: {self.views}"
 
 
+class SourceView(SignupSource):
+    """How many views of an article on one day came from one source (the page's ``utm_*`` and
+    referring host, as its beacon reported them): a counter, nothing about the visitor.
+
+    Written by :func:`backpain_report.stats.page_views_flush` together with :class:`PageView`
+    (the same views, not split); the funnel's per-source table reads it.
+    """
+
+    article = models.ForeignKey(
+        Article, verbose_name=_("article"), related_name="source_views", on_delete=models.CASCADE
+    )
+    day = models.DateField(_("day"))
+    #: A digest of the four source fields: the unique key (the fields are too long to index).
+    source_key = models.CharField(_("source key"), max_length=32)
+    views = models.PositiveIntegerField(_("views"), default=0)
+
+    class Meta:
+        ordering = ["-day"]
+        verbose_name = _("page views per source")
+        verbose_name_plural = _("page views per source")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["article", "day", "source_key"], name="backpain_sourceview_day"
+            )
+        ]
+        indexes = [models.Index(fields=["day"], name="backpain_sourceview_by_day")]
+
+    def __str__(self) -> str:
+        return f"{self.article_id} {self.day} {self.source_key}: {self.views}"
+
+
 class MailEvent(models.Model):
     """A bounce, complaint or reject the site's email service reported for a subscriber.
 

@@ -67,6 +67,13 @@ def article_ref_for_signup(*, slug: str | None) -> Article | None:
     return article_for_signup(slug=None)
 
 
+def article_ref_for_view(*, slug: str) -> Article | None:
+    """The published article a page view is of, by slug (its id only), or None."""
+    if not slug or len(slug) > 200:
+        return None
+    return Article.objects.published().only("pk").filter(slug=slug).order_by().first()
+
+
 def article_for_signup_page(*, slug: str | None) -> Article | None:
     """The article a sign-up with errors is shown again on: the posted slug's, else the
     default; in full (its body is on the page); None if there is none."""

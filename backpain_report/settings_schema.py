@@ -166,6 +166,22 @@ def trusted_proxies_problem(value: int) -> str | None:
     return None if value >= 0 else f"must be 0 or more: got {value}"
 
 
+def page_max_age_problem(value: int) -> str | None:
+    """PAGE_MAX_AGE: 0 or more seconds."""
+    return None if value >= 0 else f"must be 0 or more seconds: got {value}"
+
+
+def embed_origins_problem(value: tuple | list) -> str | None:
+    """EMBED_ORIGINS: origins as browsers send them (``https://host[:port]``)."""
+    from .crossorigin import origin_problem
+
+    for origin in value:
+        problem = origin_problem(origin)
+        if problem:
+            return f"holds {origin!r}, which {problem}"
+    return None
+
+
 def alias_problem(setting: str) -> Callable[[str | None], str | None]:
     """A validator for a setting naming an alias of ``settings.<setting>`` (None: no alias)."""
 
@@ -424,6 +440,41 @@ SETTINGS: tuple[Setting, ...] = (
         check_id="backpain_report.E009",
         hint='For example: {"text": "Book a free call with our physiotherapist", '
         '"url": "https://www.example.com/book/"}.',
+    ),
+    Setting(
+        "PAGE_MAX_AGE",
+        300,
+        (int,),
+        "seconds a shared cache (a CDN, Varnish) and the app's own page cache may keep the "
+        "article page (an integer, 0 or more, check `E016`): the page is the same bytes for "
+        "every reader, sent with `Cache-Control: public, max-age=` this and an `Age`, so an "
+        "edit of the article or its report shows everywhere within this time; `0`: shared "
+        "caches keep nothing and the app renders the page on every request (see "
+        "[Caching the article page](#caching-the-article-page))",
+        validate=page_max_age_problem,
+        check_id="backpain_report.E016",
+        note="(5 minutes)",
+    ),
+    Setting(
+        "PAGE_CACHE",
+        "default",
+        (str,),
+        "the cache alias the rendered article page is kept in (one of `CACHES`, check "
+        "`E015`), shared by every web process; each process also keeps a copy of its own",
+        validate=alias_problem("CACHES"),
+        check_id="backpain_report.E015",
+    ),
+    Setting(
+        "EMBED_ORIGINS",
+        (),
+        (tuple, list),
+        'other sites allowed to post the sign-up form, as origins (`"https://www.example.org"`,'
+        " scheme, host and an optional port, check `E017`); a browser's sign-up from any "
+        "other site is refused with a 403 (see [Sign-up protection](#sign-up-protection) and "
+        "[Embedding the form](#embedding-the-form))",
+        validate=embed_origins_problem,
+        check_id="backpain_report.E017",
+        hint='For example: ("https://www.example.org",).',
     ),
     Setting(
         "SOFT_BOUNCE_LIMIT",

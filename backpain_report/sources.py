@@ -1,10 +1,12 @@
 """Where a reader came from: the page's ``utm_*`` parameters and the referring host.
 
-The article page reads them from its own request (its query string and ``Referer``) and puts
-them into the sign-up form's hidden fields, filled in per request like the CSRF token (the
-form's HTML is otherwise cached, see :mod:`formcache`); a sign-up posts them back and they are
-kept with the consent record. Nothing is written and no cookie is set when a page is only
-viewed: a visitor who does not sign up leaves no trace here.
+The article page is the same bytes for every reader (see :mod:`pagecache`), so the browser
+fills them in: the app's script puts the page's ``utm_*`` and the referrer's host into the
+sign-up form's hidden fields; a sign-up posts them back and they are kept with the consent
+record. Without JavaScript the ``utm_*`` come from the sign-up POST's own ``Referer`` (the
+article's address with its query string), and the referring host is not known. Nothing is
+written and no cookie is set when a page is only viewed: a visitor who does not sign up
+leaves no trace here (a page view is a counter, see :mod:`stats`).
 
 Every value is cleaned, never refused (a reader cannot correct a hidden field): control and
 markup characters go, the length is capped, and a referrer is reduced to its host name.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
@@ -85,18 +87,36 @@ def source_clean(data: Mapping[str, object]) -> Source:
     return source
 
 
-def source_from_request(request: HttpRequest | None) -> Source:
-    """The source of a page request: its ``utm_*`` query parameters and its referrer's host.
-
-    Read only; nothing is stored."""
-    if request is None:
-        return empty_source()
-    source = {name: utm_clean(request.GET.get(name, "")) for name in UTM_FIELDS}
+def _own_host(request: HttpRequest) -> str:
     try:
-        own_host = request.get_host()
-    except DisallowedHost:  # the page itself answers that; no referrer is compared
-        own_host = ""
-    source["referrer_host"] = referrer_host(request.headers.get("Referer", ""), own_host=own_host)
+        return request.get_host()
+    except DisallowedHost:
+        return ""
+
+
+def utm_from_url(url: str) -> Source:
+    """The ``utm_*`` parameters of a URL's query string, cleaned (``""`` for each missing)."""
+    if not url or len(url) > 4096:
+        return dict.fromkeys(UTM_FIELDS, "")
+    try:
+        query = parse_qs(urlsplit(url.strip()).query)
+    except ValueError:
+        query = {}
+    return {name: utm_clean((query.get(name) or [""])[0]) for name in UTM_FIELDS}
+
+
+def source_reported(request: HttpRequest, data: Mapping[str, object]) -> Source:
+    """The source a browser reports with a sign-up or a page view: the fields the app's script
+    filled in from the page (in ``data``, cleaned), and, when they carry no ``utm_*`` (no
+    JavaScript), those of the page the request came from, read from its ``Referer`` (the
+    article's URL with its query string, under the browsers' default referrer policy). A
+    referring host that is the site's own is no source."""
+    source = source_clean(data)
+    if not any(source.get(name) for name in UTM_FIELDS):
+        source.update(utm_from_url(request.headers.get("Referer", "")))
+    own = host_clean(_own_host(request).split(":")[0])
+    if source.get("referrer_host") and source["referrer_host"] == own:
+        source["referrer_host"] = ""
     return source
 
 

@@ -1,13 +1,11 @@
-"""The funnel: page views counted per article and day, and the figures of the admin dashboard.
+"""The funnel: the figures of the admin dashboard.
 
-Page views are a privacy-friendly counter: one row per (article, day), no cookie, no address,
-nothing about the visitor, counted in a shared cache (Redis, Memcached) and flushed to the row
-every minute by the sweep, or counted in the database directly; requests whose user agent looks like
-a bot are not counted. The other steps of the funnel are read from the rows the app already
-keeps: sign-ups, confirmations, unsubscribes and suppressed addresses (bounced, complained or
-rejected, by the day they were suppressed) from :class:`Subscriber`, reports delivered and
-downloads from :class:`Delivery`. Everything is grouped by the subscriber's source article and
-the day (in the current time zone).
+Page views are counters (:mod:`pageviews`): one row per (article, day), and one per (article,
+day, source), nothing about the visitor. The other steps of the funnel are read from the rows
+the app already keeps: sign-ups, confirmations, unsubscribes and suppressed addresses
+(bounced, complained or rejected, by the day they were suppressed) from :class:`Subscriber`,
+reports delivered and downloads from :class:`Delivery`. Everything is grouped by the
+subscriber's source article and the day (in the current time zone).
 """
 
 from __future__ import annotations
@@ -16,32 +14,19 @@ import datetime
 import functools
 import logging
 import operator
-import re
-import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.core.cache import InvalidCacheBackendError, caches
-from django.core.cache.backends.base import BaseCache
-from django.core.cache.backends.dummy import DummyCache
-from django.core.cache.backends.locmem import LocMemCache
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
-from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .conf import app_settings
-from .models import Article, Delivery, PageView, Subscriber
+from .models import Article, Delivery, PageView, SourceView, Subscriber
 from .sources import SOURCE_FIELDS, source_label
-from .throttling import counts_atomically, is_plain_redis, redis_count
 
 logger = logging.getLogger(__name__)
-
-#: User agents that are not counted as readers. An empty user agent is not counted either.
-BOT_RE = re.compile(r"bot|crawl|spider|slurp|preview|headless|curl|wget|python-requests", re.I)
 
 #: The steps of the funnel, in order, as they appear on the dashboard.
 STEPS = (
@@ -75,165 +60,6 @@ def funnel_rates(*, double_opt_in: bool) -> tuple[tuple[str, str, str], ...]:
     return tuple(rate for rate in RATES if rate[1] in shown and rate[2] in shown)
 
 
-def is_bot(user_agent: str) -> bool:
-    """True when ``user_agent`` is empty or looks like a crawler, preview fetcher or script."""
-    return not user_agent.strip() or BOT_RE.search(user_agent) is not None
-
-
-#: Seconds a page-view counter lives in the cache before it must have been flushed.
-COUNTER_TTL = 3 * 24 * 3600
-#: Days back the flush looks for counters (the sweep runs every minute; this covers outages).
-FLUSH_DAYS = 3
-FLUSH_LOCK = "backpain_report:views:flush-lock"
-FLUSH_LOCK_TTL = 60
-
-
-def _counter_cache() -> BaseCache | None:
-    """The cache to count page views in: a shared one that counts atomically (Redis,
-    Memcached), the throttles' ``THROTTLE_CACHE``; None means: count in the database."""
-    try:
-        cache = caches[app_settings.THROTTLE_CACHE]
-    except InvalidCacheBackendError:  # an unknown alias (check E015): count in the database
-        return None
-    if isinstance(cache, LocMemCache | DummyCache) or not counts_atomically(cache):
-        return None  # per process, or no atomic incr: counts would be lost
-    return cache
-
-
-def _counter_key(article_id: int, day: datetime.date) -> str:
-    return f"backpain_report:views:{article_id}:{day.isoformat()}"
-
-
-def _views_add(article_id: int, day: datetime.date, n: int) -> None:
-    """Add ``n`` views to the (article, day) row: one UPDATE, or an INSERT the first time."""
-    rows = PageView.objects.filter(article_id=article_id, day=day)
-    if rows.update(views=F("views") + n):
-        return
-    try:
-        with transaction.atomic():
-            PageView.objects.create(article_id=article_id, day=day, views=n)
-    except IntegrityError:  # a concurrent first view of the day won the INSERT
-        rows.update(views=F("views") + n)
-
-
-def page_view_record(
-    *, article: Article, user_agent: str, day: datetime.date | None = None
-) -> bool:
-    """Count one view of ``article`` today (or on ``day``); False when the visitor is a bot.
-
-    With a shared, atomic cache (Redis, Memcached) the view is one ``INCR`` there (one round
-    trip on Redis, with the counter's expiry set on the first view) and
-    :func:`page_views_flush` (run by the sweep every minute, and by the funnel page) moves the
-    counts into the database; otherwise, or if the cache fails, it is one UPDATE (an INSERT
-    the first time of the day). Two concurrent first views both count.
-    """
-    if is_bot(user_agent):
-        return False
-    day = day or timezone.localdate()
-    cache = _counter_cache()
-    if cache is not None:
-        key = _counter_key(article.pk, day)
-        try:
-            if is_plain_redis(cache):
-                redis_count(cache, key, COUNTER_TTL)  # type: ignore[arg-type]
-                return True
-            try:
-                cache.incr(key)
-            except ValueError:  # the first view of the day on this cache
-                if not cache.add(key, 1, timeout=COUNTER_TTL):
-                    cache.incr(key)
-            return True
-        except Exception:
-            logger.warning(
-                "Page-view counter cache unavailable; counting in the database", exc_info=True
-            )
-    _views_add(article.pk, day, 1)
-    return True
-
-
-def page_views_flush(*, today: datetime.date | None = None) -> int:
-    """Move the page views counted in the cache into the database; return how many moved.
-
-    Each counter is decremented by what was read (atomically), so views counted meanwhile stay
-    for the next flush and none is counted twice; views whose row could not be written go back
-    to their counter. A no-op when views are counted in the database.
-    """
-    cache = _counter_cache()
-    if cache is None:
-        return 0
-    # One flush at a time (the sweep on several hosts, the funnel page): two flushes reading the
-    # same counts would each add them. The lock expires by itself should a flush die; a flush
-    # that outlived it stops before taking another counter, and never releases another's lock.
-    token = uuid.uuid4().hex
-    try:
-        if not cache.add(FLUSH_LOCK, token, timeout=FLUSH_LOCK_TTL):
-            return 0
-    except Exception:
-        logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
-        return 0
-    try:
-        return _flush(cache, today or timezone.localdate(), token)
-    finally:
-        try:
-            if cache.get(FLUSH_LOCK) == token:
-                cache.delete(FLUSH_LOCK)
-        except Exception:
-            logger.warning("Could not release the page-view flush lock", exc_info=True)
-
-
-def _flush(cache: BaseCache, today: datetime.date, token: str) -> int:
-    days = [today - datetime.timedelta(days=n) for n in range(FLUSH_DAYS)]
-    keys = {
-        _counter_key(pk, day): (pk, day)
-        for pk in Article.objects.values_list("pk", flat=True)
-        for day in days
-    }
-    moved = 0
-    try:
-        counts = cache.get_many(list(keys))
-    except Exception:
-        logger.warning("Page-view counter cache unavailable; flushing later", exc_info=True)
-        return 0
-    for key, count in counts.items():
-        if not count or count < 0:
-            continue
-        try:
-            if cache.get(FLUSH_LOCK) != token:
-                logger.warning("The page-view flush outlived its lock; the rest waits")
-                break
-            cache.decr(key, count)
-        except Exception:
-            logger.warning("Could not take %s page views from the cache", count, exc_info=True)
-            continue
-        article_id, day = keys[key]
-        try:
-            _views_add(article_id, day, int(count))
-        except BaseException:  # the row was not written: the views go back for the next flush
-            _views_give_back(cache, key, int(count))
-            raise
-        moved += int(count)
-    return moved
-
-
-def _views_give_back(cache: BaseCache, key: str, count: int) -> None:
-    """Add ``count`` views back to the counter ``key`` (a flush took them, then failed)."""
-    try:
-        try:
-            cache.incr(key, count)
-        except ValueError:  # the counter expired meanwhile
-            if not cache.add(key, count, timeout=COUNTER_TTL):
-                cache.incr(key, count)
-    except Exception:
-        logger.error("Lost %s page views: neither written nor given back", count, exc_info=True)
-
-
-def page_view_from_request(request: HttpRequest, *, article: Article) -> bool:
-    """Count a GET of an article page (the view's one line); HEAD and bots are not counted."""
-    if request.method != "GET":
-        return False
-    return page_view_record(article=article, user_agent=request.headers.get("User-Agent", ""))
-
-
 @dataclass
 class FunnelRow:
     """The funnel's counts for one day or one article, with its conversion rates."""
@@ -263,8 +89,8 @@ class Funnel:
     days: list[FunnelRow]
     articles: list[FunnelRow]
     total: FunnelRow
-    #: One row per source (``utm_*`` or referring host, see :mod:`sources`) of the sign-ups;
-    #: page views are not split (nothing about a visitor who did not sign up is kept).
+    #: One row per source (``utm_*`` or referring host, see :mod:`sources`): the page views
+    #: counted from it (a counter, see :mod:`pageviews`) and the sign-ups that came from it.
     sources: list[FunnelRow] = field(default_factory=list)
 
 
@@ -380,14 +206,17 @@ def _by_source(queryset: QuerySet, prefix: str, steps: dict[str, Q]) -> Iterable
 def funnel_sources(
     *, start: datetime.date, end: datetime.date, article_id: int | None = None
 ) -> list[FunnelRow]:
-    """The funnel's steps after the page view, one row per source of the sign-ups (the same
-    label, e.g. ``"(direct)"``, is one row), most sign-ups first; optionally for one article.
-    Two queries (subscribers, deliveries)."""
+    """The funnel per source (the same label, e.g. ``"(direct)"``, is one row): page views as
+    the pages' beacons reported their source, and the steps after, by the source kept with each
+    sign-up; most sign-ups first, then most views; optionally for one article. Three queries
+    (source views, subscribers, deliveries)."""
     subscribers = Subscriber.objects.all()
     reports = Delivery.objects.filter(kind=Delivery.Kind.REPORT)
+    views = SourceView.objects.filter(day__gte=start, day__lte=end)
     if article_id is not None:
         subscribers = subscribers.filter(source_article_id=article_id)
         reports = reports.filter(subscriber__source_article_id=article_id)
+        views = views.filter(article_id=article_id)
     sent = Q(status=Delivery.Status.SENT)
     queries = (
         (
@@ -409,11 +238,17 @@ def funnel_sources(
         ),
     )
     rows: dict[str, FunnelRow] = {}
+
+    def add(values: Iterable[str], counts: dict[str, int]) -> None:
+        label = source_label(dict(zip(SOURCE_FIELDS, values, strict=True)))
+        row = rows.setdefault(label, FunnelRow(label=label, key=label))
+        for step, n in counts.items():
+            row.add(step, n)
+
+    for found in views.values_list(*SOURCE_FIELDS).annotate(n=Sum("views")).order_by():
+        add(found[: len(SOURCE_FIELDS)], {"views": found[-1]})
     for queryset, prefix, steps in queries:
         for found in _by_source(queryset, prefix, steps):
             values, counts = found[: len(SOURCE_FIELDS)], found[len(SOURCE_FIELDS) :]
-            label = source_label(dict(zip(SOURCE_FIELDS, values, strict=True)))
-            row = rows.setdefault(label, FunnelRow(label=label, key=label))
-            for step, n in zip(steps, counts, strict=True):
-                row.add(step, n)
-    return sorted(rows.values(), key=lambda r: (-r.counts["signups"], r.label))
+            add(values, dict(zip(steps, counts, strict=True)))
+    return sorted(rows.values(), key=lambda r: (-r.counts["signups"], -r.counts["views"], r.label))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from .models import Delivery
+from .pageviews import page_views_flush
 from .publishing import (
     DELIVER_BATCH_TASK,
     DELIVER_TASK,
@@ -18,7 +19,6 @@ from .publishing import (
 from .retry import TASK_OPTIONS
 from .sending import Outcome, deliveries_send, delivery_send
 from .services.subscribers import signup_process
-from .stats import page_views_flush
 from .sweep import deliveries_sweep, signups_sweep
 
 

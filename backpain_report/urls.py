@@ -16,6 +16,8 @@ urlpatterns = [
         name="report_cover",
     ),
     path("signup/", views.SignupView.as_view(), name="signup"),
+    path("views/", views.PageViewView.as_view(), name="page_view"),
+    path("views/pixel.gif", views.PageViewView.as_view(), name="page_view_pixel"),
     path("signup/done/", views.SignupDoneView.as_view(), name="signup_done"),
     path("download/<str:token>/", views.DownloadView.as_view(), name="download"),
     path("confirm/<str:token>/", views.ConfirmView.as_view(), name="confirm"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from django.http import (
     HttpRequest,
@@ -17,24 +18,26 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils.cache import get_conditional_response
+from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.decorators import method_decorator
 from django.utils.functional import SimpleLazyObject
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 from django.views import View
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
 from . import (
     covers,
-    formcache,
+    crossorigin,
     offer,
+    pagecache,
+    pageviews,
     pdfstore,
     selectors,
     seo,
     sources,
-    stats,
     throttling,
 )
 from .conf import app_settings
@@ -70,20 +73,15 @@ def article_page_context(
     request: HttpRequest, article: Article, *, form: SignupForm | None = None
 ) -> dict[str, Any]:
     """The article page's context: the article, its offer, the form and what search engines
-    and link previews read. ``form`` None: the unbound form, from :mod:`formcache` when the
+    and link previews read. ``form`` None: the unbound form, from :mod:`pagecache` when the
     app's own form template is in use."""
     context: dict[str, Any] = {"article": article}
     if form is None:
-        # Where the reader came from: read from this request, into the form's hidden fields.
-        source = sources.source_from_request(request)
-        # Built only if a (site's) template uses it: the page includes the cached HTML.
-        context["form"] = SimpleLazyObject(
-            lambda: SignupForm(article_slug=article.slug, source=source)
-        )
-        if formcache.is_cacheable():  # the same for every reader: rendered once, copied
-            context["signup_form_html"] = formcache.signup_form_html(
-                request, slug=article.slug, source=source
-            )
+        # Built only if a (site's) template uses it: the page includes the cached HTML. The
+        # source fields are filled in by the browser (signup.js), never here.
+        context["form"] = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
+        if pagecache.form_is_cacheable():  # the same for every reader: rendered once
+            context["signup_form_html"] = pagecache.signup_form_html(slug=article.slug)
     else:
         context["form"] = form
     page_url = seo.absolute_url(request, article.get_absolute_url())
@@ -108,14 +106,37 @@ class ArticleListView(ListView):
 
 
 class ArticleDetailView(TemplateView):
+    """The article page: the same bytes for every reader, kept by :mod:`pagecache` and served
+    ``public`` for ``PAGE_MAX_AGE``; views are counted by the page's beacon
+    (:class:`PageViewView`)."""
+
     template_name = "backpain_report/article_detail.html"
+    last_modified: int | None = None
 
     def get_article(self) -> Article:
         return selectors.article_published_get(slug=self.kwargs["slug"])
 
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = pagecache.page_key(request)
+        page = pagecache.page_get(key) if key else None
+        if page is pagecache.PER_READER:
+            return super().get(request, *args, **kwargs)
+        if not isinstance(page, pagecache.StoredPage):
+            response = super().get(request, *args, **kwargs)
+            response.render()  # type: ignore[attr-defined]
+            reason = pagecache.per_reader_reason(request, response)
+            if key is None or reason:
+                if key is not None and reason:
+                    pagecache.page_mark_per_reader(key, reason)
+                return response
+            page = pagecache.page_from_response(response, last_modified=self.last_modified)
+            pagecache.page_store(key, page)
+        return pagecache.page_response(request, page)
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         article = self.get_article()
-        stats.page_view_from_request(self.request, article=article)
+        edited = [article.updated_at] + ([article.report.updated_at] if article.report else [])
+        self.last_modified = _seconds(max(edited))
         context = article_page_context(self.request, article, form=kwargs.pop("form", None))
         return super().get_context_data(**context, **kwargs)
 
@@ -127,17 +148,20 @@ class DefaultArticleView(ArticleDetailView):
         return selectors.article_default()
 
 
+@method_decorator(never_cache, name="dispatch")
+@method_decorator(csrf_exempt, name="dispatch")  # Fetch Metadata instead (crossorigin.py)
 class SignupView(View):
-    """POST the form; GET shows it on a page of its own (and re-shows it with errors)."""
+    """POST the form; GET shows it on a page of its own (and re-shows it with errors).
+
+    No CSRF token: a browser's POST from another site is refused by :mod:`crossorigin` (a 403,
+    nothing stored), unless that site is one of ``EMBED_ORIGINS``."""
 
     template_name = "backpain_report/signup.html"
+    forbidden_template_name = "backpain_report/signup_forbidden.html"
 
     def get(self, request: HttpRequest) -> HttpResponse:
         article = selectors.article_for_signup(slug=request.GET.get("article"))
-        form = SignupForm(
-            article_slug=article.slug if article else "",
-            source=sources.source_from_request(request),
-        )
+        form = SignupForm(article_slug=article.slug if article else "")
         return render(request, self.template_name, self.card_context(form, article))
 
     @staticmethod
@@ -157,7 +181,26 @@ class SignupView(View):
         recently emailed or a bot's."""
         if wants_json(request):
             return JsonResponse({"status": "accepted"}, status=202)
-        return see_other("backpain_report:signup_done")
+        response = see_other("backpain_report:signup_done")
+        origin = crossorigin.embed_origin(request)
+        if origin:  # posted from another site's page: the done page links back there
+            response["Location"] += "?" + urlencode({"from": origin})
+        return response
+
+    def forbidden(self, request: HttpRequest, reason: str) -> HttpResponse:
+        """A browser's sign-up from another site: refused, nothing stored."""
+        logger.info("Sign-up refused: a cross-site request (%s); nothing recorded.", reason)
+        if wants_json(request):
+            return JsonResponse({"status": "forbidden"}, status=403)
+        return render(request, self.forbidden_template_name, status=403)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        response = super().dispatch(request, *args, **kwargs)
+        origin = crossorigin.embed_origin(request)
+        if origin:  # an embedding site's script may read the JSON answer
+            response["Access-Control-Allow-Origin"] = origin
+            patch_vary_headers(response, ("Origin",))
+        return response
 
     def invalid(self, request: HttpRequest, form: SignupForm) -> HttpResponse:
         """The article the form came from, again, with the form and its errors; the first
@@ -176,6 +219,9 @@ class SignupView(View):
         )
 
     def post(self, request: HttpRequest) -> HttpResponse:
+        refusal = crossorigin.signup_refusal(request)
+        if refusal:
+            return self.forbidden(request, refusal)
         form = SignupForm(request.POST)
         if form.is_bot:
             logger.info("Sign-up honeypot filled; nothing recorded.")
@@ -204,7 +250,7 @@ class SignupView(View):
             ip=throttling.client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
-            source=form.source,
+            source=sources.source_reported(request, form.cleaned_data),
         )
         return self.done(request)
 
@@ -244,13 +290,63 @@ class ReportCoverView(View):
         return response
 
 
+# A transparent 1x1 GIF: the <noscript> image that counts a view without JavaScript.
+PIXEL_GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
+
+
+@method_decorator(csrf_exempt, name="dispatch")  # same-origin only, checked below
+class PageViewView(View):
+    """Counts a view of an article page: the page's beacon (``POST``, from ``signup.js``) or,
+    without JavaScript, its ``<noscript>`` image (``GET``). Only requests from the site's own
+    pages count; a ``HEAD``, a bot's User-Agent and a request from another site do not. The
+    answer is the same whether or not the view was counted."""
+
+    http_method_names = ["get", "post"]
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        self.count(request, request.POST)
+        response = HttpResponse(status=204)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET":  # Django answers a HEAD with this method too
+            self.count(request, request.GET)
+        response = HttpResponse(PIXEL_GIF, content_type="image/gif")
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @staticmethod
+    def count(request: HttpRequest, data: Any) -> None:
+        if not crossorigin.same_origin_only(request):
+            return
+        slug = data.get("article", "")
+        article = selectors.article_ref_for_view(slug=slug) if isinstance(slug, str) else None
+        if article is None:
+            return
+        pageviews.page_view_record(
+            article=article,
+            user_agent=request.headers.get("User-Agent", ""),
+            source=sources.source_reported(request, data),
+        )
+
+
+@method_decorator(never_cache, name="dispatch")
 class SignupDoneView(TemplateView):
     template_name = "backpain_report/signup_done.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return super().get_context_data(double_opt_in=app_settings.DOUBLE_OPT_IN, **kwargs)
+        back = self.request.GET.get("from", "")
+        return super().get_context_data(
+            double_opt_in=app_settings.DOUBLE_OPT_IN,
+            back_url=back if back in crossorigin.embed_origins() else "",
+            **kwargs,
+        )
 
 
+@method_decorator(never_cache, name="dispatch")
 class ConfirmView(View):
     """GET shows a "Confirm" button (link scanners confirm nothing); POST confirms once."""
 
@@ -284,6 +380,7 @@ class ConfirmView(View):
         )
 
 
+@method_decorator(never_cache, name="dispatch")
 class UnsubscribeView(View):
     """GET shows a button (mail scanners follow links); POST unsubscribes."""
 

@@ -137,10 +137,14 @@ def celery_worker(_module_celery_worker, celery_app, transactional_db):
 
 @pytest.fixture(autouse=True)
 def _fresh_throttles():
-    """Throttle counters live in the cache: start every test with none."""
+    """Throttle counters and stored pages live in the cache: start every test with none (a
+    test's database is rolled back without the signals that drop stored pages)."""
     from django.core.cache import cache
 
+    from backpain_report.pagecache import pages_invalidate
+
     cache.clear()
+    pages_invalidate()
 
 
 @pytest.fixture(autouse=True)

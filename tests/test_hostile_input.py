@@ -76,9 +76,18 @@ def test_invalid_utf8_body(client, article, no_broker):
     assert_safe_rows()
 
 
-def test_missing_csrf_is_403(article):
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "https://other.testserver"},
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+    ],
+)
+def test_a_browsers_signup_from_another_site_is_403(article, headers):
     response = Client(enforce_csrf_checks=True).post(
-        URL, {"name": "Ann", "email": "ann@example.com", "consent": "on"}
+        URL, {"name": "Ann", "email": "ann@example.com", "consent": "on"}, headers=headers
     )
     assert response.status_code == 403 and not Subscriber.objects.exists()
 

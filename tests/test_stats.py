@@ -1,10 +1,8 @@
 import datetime
 
 import pytest
-from django.db.models import Sum
-from django.utils import timezone
 
-from backpain_report import stats
+from backpain_report import pageviews, stats
 from backpain_report.models import Article, Delivery, PageView, Subscriber
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
@@ -31,30 +29,18 @@ def at(day: datetime.date, hour: int = 12) -> datetime.datetime:
     ],
 )
 def test_bot_rule(agent, bot):
-    assert stats.is_bot(agent) is bot
+    assert pageviews.is_bot(agent) is bot
 
 
 def test_page_view_counter_increments_one_row_per_day(article):
     for _ in range(3):
-        assert stats.page_view_record(article=article, user_agent=BROWSER, day=DAY)
-    assert not stats.page_view_record(article=article, user_agent="Googlebot", day=DAY)
-    stats.page_view_record(article=article, user_agent=BROWSER, day=DAY + datetime.timedelta(1))
+        assert pageviews.page_view_record(article=article, user_agent=BROWSER, day=DAY)
+    assert not pageviews.page_view_record(article=article, user_agent="Googlebot", day=DAY)
+    pageviews.page_view_record(article=article, user_agent=BROWSER, day=DAY + datetime.timedelta(1))
     assert list(PageView.objects.order_by("day").values_list("day", "views")) == [
         (DAY, 3),
         (DAY + datetime.timedelta(1), 1),
     ]
-
-
-def test_the_article_page_counts_readers_not_bots_and_sets_no_cookie(client, article):
-    url = article.get_absolute_url()
-    response = client.get(url, HTTP_USER_AGENT=BROWSER)
-    client.get(url, HTTP_USER_AGENT=BROWSER)
-    client.get(url, HTTP_USER_AGENT="Twitterbot/1.0")
-    client.get(url)  # no user agent at all
-    client.head(url, HTTP_USER_AGENT=BROWSER)
-    assert PageView.objects.aggregate(n=Sum("views"))["n"] == 2
-    assert PageView.objects.get().day == timezone.localdate()
-    assert "sessionid" not in response.cookies
 
 
 def test_funnel_figures_against_known_data(article, make_subscriber, make_delivery):
@@ -116,17 +102,17 @@ def shared_counter(monkeypatch):
     proves the real backends count every concurrent hit)."""
     from django.core.cache.backends.locmem import LocMemCache
 
-    from backpain_report import stats
+    from backpain_report import pageviews
 
     counter = LocMemCache("page-views", {})
     counter.clear()
-    monkeypatch.setattr(stats, "_counter_cache", lambda: counter)
+    monkeypatch.setattr(pageviews, "_counter_cache", lambda: counter)
     return counter
 
 
 def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared_counter):
     from backpain_report.models import PageView
-    from backpain_report.stats import page_view_record, page_views_flush
+    from backpain_report.pageviews import page_view_record, page_views_flush
 
     for _ in range(5):
         assert page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -139,20 +125,20 @@ def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared
 
 
 def test_a_failing_counter_cache_counts_in_the_database(article, monkeypatch):
-    from backpain_report import stats
+    from backpain_report import pageviews
     from backpain_report.models import PageView
 
     class Broken:
         def incr(self, *args, **kwargs):
             raise ConnectionError("cache down")
 
-    monkeypatch.setattr(stats, "_counter_cache", lambda: Broken())
-    assert stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+    monkeypatch.setattr(pageviews, "_counter_cache", lambda: Broken())
+    assert pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")
     assert PageView.objects.get(article=article).views == 1
 
 
 def test_a_per_process_or_non_atomic_cache_is_never_used_for_counting(settings, tmp_path):
-    from backpain_report.stats import _counter_cache
+    from backpain_report.pageviews import _counter_cache
 
     for backend in (
         "django.core.cache.backends.locmem.LocMemCache",
@@ -173,7 +159,7 @@ def test_a_per_process_or_non_atomic_cache_is_never_used_for_counting(settings, 
 
 def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, admin_client):
     from backpain_report.models import PageView
-    from backpain_report.stats import page_view_record
+    from backpain_report.pageviews import page_view_record
     from backpain_report.tasks import sweep_deliveries
 
     page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -185,7 +171,7 @@ def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, ad
 
 def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     from backpain_report.models import PageView
-    from backpain_report.stats import page_view_record, page_views_flush
+    from backpain_report.pageviews import page_view_record, page_views_flush
 
     for _ in range(5):
         page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -210,47 +196,47 @@ def test_a_flush_whose_database_write_fails_loses_no_view(article, shared_counte
     during the sweep), the views go back to the counter for the next flush."""
     from django.db import OperationalError
 
-    from backpain_report import stats
+    from backpain_report import pageviews
     from backpain_report.models import PageView
 
     for _ in range(3):
-        stats.page_view_record(article=article, user_agent="Mozilla/5.0")
-    real_add = stats._views_add
+        pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")
+    real_add = pageviews._views_add
 
     def database_down(*args, **kwargs):
         raise OperationalError("database down")
 
-    monkeypatch.setattr(stats, "_views_add", database_down)
+    monkeypatch.setattr(pageviews, "_views_add", database_down)
     with pytest.raises(OperationalError):
-        stats.page_views_flush()
-    monkeypatch.setattr(stats, "_views_add", real_add)
-    stats.page_view_record(article=article, user_agent="Mozilla/5.0")
-    assert stats.page_views_flush() == 4
+        pageviews.page_views_flush()
+    monkeypatch.setattr(pageviews, "_views_add", real_add)
+    pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")
+    assert pageviews.page_views_flush() == 4
     assert PageView.objects.get(article=article).views == 4
 
 
 def test_a_flush_that_outlived_its_lock_never_counts_a_view_twice(article, shared_counter):
     """The flush lock expires by itself (a flush stuck on a slow database for a minute): a
     second flush then reads the same counters meanwhile, and still no view is added twice."""
-    from backpain_report import stats
+    from backpain_report import pageviews
     from backpain_report.models import PageView
 
     for _ in range(5):
-        stats.page_view_record(article=article, user_agent="Mozilla/5.0")
+        pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")
     real_get_many = shared_counter.get_many
     other_flush: list[int] = []
 
     def get_many_then_the_lock_expires(keys, *args, **kwargs):
         counts = real_get_many(keys, *args, **kwargs)
         if not other_flush:
-            shared_counter.delete(stats.FLUSH_LOCK)  # expired
+            shared_counter.delete(pageviews.FLUSH_LOCK)  # expired
             other_flush.append(0)
-            stats.page_view_record(article=article, user_agent="Mozilla/5.0")  # meanwhile
-            other_flush[0] = stats.page_views_flush()
+            pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")  # meanwhile
+            other_flush[0] = pageviews.page_views_flush()
         return counts
 
     shared_counter.get_many = get_many_then_the_lock_expires
-    first = stats.page_views_flush()
+    first = pageviews.page_views_flush()
     shared_counter.get_many = real_get_many
-    assert first + other_flush[0] + stats.page_views_flush() == 6
+    assert first + other_flush[0] + pageviews.page_views_flush() == 6
     assert PageView.objects.get(article=article).views == 6

@@ -13,8 +13,6 @@ from backpain_report import selectors
 from backpain_report.models import MailEvent, Subscriber
 from backpain_report.suppression import mail_event_record
 
-from .test_sources import hidden
-
 SOFT = MailEvent.Kind.SOFT_BOUNCE
 
 
@@ -84,20 +82,6 @@ def test_a_mailgun_bounce_quoting_a_nul_is_answered_and_stored_clean(client, mak
     assert post_mailgun(client, body).status_code == 200
     reader.refresh_from_db()
     assert reader.suppressed_reason == "Hard bounce (Mailgun): 550 5.1.1 no such user"
-
-
-@pytest.mark.django_db
-def test_a_utm_value_naming_another_placeholder_is_kept_as_typed(client, article):
-    """The cached form's placeholders are replaced in one pass: a utm value spelling another
-    field's placeholder is not itself replaced by that field's value."""
-    from backpain_report.formcache import _SOURCE_PLACEHOLDERS
-
-    medium = _SOURCE_PLACEHOLDERS["utm_medium"]
-    html = client.get(
-        article.get_absolute_url() + f"?utm_source={medium}&utm_medium=evil"
-    ).content.decode()
-    assert hidden(html, "utm_source") == medium
-    assert hidden(html, "utm_medium") == "evil"
 
 
 @pytest.mark.django_db

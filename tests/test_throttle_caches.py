@@ -282,20 +282,34 @@ def test_redis_counts_in_one_round_trip_with_an_expiry(backend, monkeypatch):
 
 @pytest.mark.parametrize("backend", backends("redis", "memcached"), indirect=True)
 def test_page_views_on_a_real_shared_cache_reach_the_database_once(backend, article):
-    """The page-view counter on the real shared caches (THROTTLE_CACHE): no write per view,
-    every view flushed once, a Redis counter created with its expiry."""
-    from backpain_report.models import PageView
-    from backpain_report.stats import COUNTER_TTL, _counter_key, page_view_record, page_views_flush
+    """The page-view counters on the real shared caches (THROTTLE_CACHE): no write per view,
+    every view flushed once, per article and per source, a Redis counter created with its
+    expiry."""
+    from backpain_report.models import PageView, SourceView
+    from backpain_report.pageviews import (
+        COUNTER_TTL,
+        _counter_key,
+        page_view_record,
+        page_views_flush,
+        source_key,
+    )
+    from backpain_report.sources import empty_source
 
-    for _ in range(5):
-        assert page_view_record(article=article, user_agent="Mozilla/5.0")
+    news = {"utm_source": "news", "utm_medium": "email"}
+    for n in range(5):
+        source = news if n % 2 else None
+        assert page_view_record(article=article, user_agent="Mozilla/5.0", source=source)
     assert not PageView.objects.exists()
     assert page_views_flush() == 5
-    page_view_record(article=article, user_agent="Mozilla/5.0")
+    page_view_record(article=article, user_agent="Mozilla/5.0", source=news)
     assert page_views_flush() == 1
     assert page_views_flush() == 0
     assert PageView.objects.get(article=article).views == 6
+    per_source = dict(SourceView.objects.values_list("utm_source", "views"))
+    assert per_source == {"": 3, "news": 3}
     if backend.name == "redis":
         cache = caches[ALIAS]
-        name = cache.make_and_validate_key(_counter_key(article.pk, PageView.objects.get().day))
+        day = PageView.objects.get().day
+        key = _counter_key(article.pk, day, source_key(empty_source()))
+        name = cache.make_and_validate_key(key)
         assert 0 < cache._cache.get_client(write=True).ttl(name) <= COUNTER_TTL

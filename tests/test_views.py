@@ -17,7 +17,7 @@ def test_root_shows_the_default_article(client, article):
     for paragraph in source.body.split("\n\n"):
         assert paragraph[:60] in html
     assert "Claim your Free report to eliminate your Back Pain." in html
-    assert 'name="consent"' in html and 'name="csrfmiddlewaretoken"' in html
+    assert 'name="consent"' in html and "csrfmiddlewaretoken" not in html  # the same for all
     assert '<meta name="description"' in html
 
 
@@ -91,12 +91,20 @@ def test_honeypot_gets_success_and_creates_nothing(client, article, no_broker):
     assert not Subscriber.objects.exists() and not no_broker
 
 
-def test_signup_requires_csrf(article):
+def test_a_cross_site_signup_is_refused_even_where_django_enforces_csrf(article):
+    """No token: Fetch Metadata decides (tests/test_crossorigin.py has the whole rule)."""
     from django.test import Client
 
-    response = Client(enforce_csrf_checks=True).post(reverse("backpain_report:signup"), SIGNUP)
+    client = Client(enforce_csrf_checks=True)
+    response = client.post(
+        reverse("backpain_report:signup"), SIGNUP, headers={"Sec-Fetch-Site": "cross-site"}
+    )
     assert response.status_code == 403
     assert not Subscriber.objects.exists()
+    same = client.post(
+        reverse("backpain_report:signup"), SIGNUP, headers={"Sec-Fetch-Site": "same-origin"}
+    )
+    assert same.status_code == 303
 
 
 def test_signup_get_shows_form_page(client, article):

@@ -18,7 +18,7 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from .. import stats
+from .. import pageviews, stats
 from ..conf import app_settings
 from ..models import Article, PageView
 from .chart import line_chart_svg
@@ -165,7 +165,7 @@ class FunnelAdmin(admin.ModelAdmin):
         if form.is_bound and form.is_valid():
             start, end = form.cleaned_data["start"], form.cleaned_data["end"]
             article = form.cleaned_data["article"]
-        stats.page_views_flush()  # show the views counted in the cache up to now
+        pageviews.page_views_flush()  # show the views counted in the cache up to now
         funnel = stats.funnel(start=start, end=end, article_id=article.pk if article else None)
         context = {
             **self.admin_site.each_context(request),

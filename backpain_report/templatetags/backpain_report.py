@@ -7,25 +7,25 @@ from typing import Any
 from django import template
 from django.template.loader import render_to_string
 
-from ..formcache import FORM_TEMPLATE, is_cacheable, signup_form_html
 from ..forms import SignupForm
 from ..models import Article
-from ..sources import source_from_request
+from ..pagecache import FORM_TEMPLATE, form_is_cacheable, signup_form_html
 
 register = template.Library()
 
 
 @register.simple_tag(takes_context=True)
 def report_signup_form(context: template.Context, article: Article | str | None = None) -> str:
-    """Render the free-report form; ``article`` (an Article or its slug) records the source."""
+    """Render the free-report form; ``article`` (an Article or its slug) records the source.
+
+    The same HTML for every reader (no token; the page's ``signup.js`` fills in the source
+    fields), so the page around it may be cached too."""
     slug = article.slug if isinstance(article, Article) else (article or "")
-    request = context.get("request")
-    source = source_from_request(request)  # this page's utm_* and referrer: per request
-    if request is not None and is_cacheable():
-        return signup_form_html(request, slug=slug, source=source)
-    # A site's own form template, or no request: the form in full, with the page's context.
+    if form_is_cacheable():
+        return signup_form_html(slug=slug)
+    # A site's own form template: the form in full, with the page's context.
     values: dict[Any, Any] = context.flatten()
-    values["form"] = SignupForm(article_slug=slug, source=source)
+    values["form"] = SignupForm(article_slug=slug)
     return render_to_string(FORM_TEMPLATE, values)
 
 

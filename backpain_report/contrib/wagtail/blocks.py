@@ -25,8 +25,8 @@ def article_offers_report(article: Article | None) -> bool:
 class ReportSignupBlock(blocks.StructBlock):
     """An optional heading and the sign-up form for the chosen article's report.
 
-    Rendered with ``{% report_signup_form article %}``, so it is the same form (cached HTML,
-    per-request CSRF token and source fields) as on the article's own page."""
+    Rendered with ``{% report_signup_form article %}``, so it is the same form (cached HTML, no
+    token, source fields filled in by the browser) as on the article's own page."""
 
     article = SnippetChooserBlock(
         "backpain_report.Article",

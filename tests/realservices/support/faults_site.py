@@ -405,7 +405,7 @@ class FaultSite:
 
 
 class Reader:
-    """A visitor who has the article page open (CSRF cookie and token) and is about to sign up."""
+    """A visitor who has the article page open and is about to sign up."""
 
     def __init__(self, base_url: str) -> None:
         self.client = Client(base_url, timeout=60)

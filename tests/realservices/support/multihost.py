@@ -337,8 +337,8 @@ class Cluster:
         """POST the form for each ``(name, email)``, alternating the web hosts, from the client
         host; returns the answers.
 
-        Each thread keeps one browser per web host: it GETs the article (the CSRF cookie and
-        token) and posts the next ``PAGE_EVERY`` sign-ups from that page, each from an IP of its
+        Each thread keeps one browser per web host: it GETs the article (the same page for
+        every reader) and posts the next ``PAGE_EVERY`` sign-ups from that page, each from an IP of its
         own (the per-IP throttle), as many readers behind one page cache would. The article is
         fetched again after that, or when a POST is refused.
         """
@@ -356,7 +356,7 @@ class Cluster:
                 if browser is None or browser.posts >= PAGE_EVERY:
                     browser = browsers[host] = _Browser(self.web_url(host))
                 status = browser.post(name=name, email=email)
-                if status == 403:  # a refused token: a fresh page, once
+                if status == 403:  # refused as cross-site: a fresh page, once
                     browser = browsers[host] = _Browser(self.web_url(host))
                     status = browser.post(name=name, email=email)
                 return host, status

@@ -10,6 +10,11 @@
  *
  * The script has no text of its own: the block's `data-bpr-*` attributes, rendered by the
  * template in the page's language, carry every message it shows.
+ *
+ * The page is the same bytes for every reader (it may come from a CDN), so what is per reader
+ * happens here: the form's source fields get the page's `utm_*` parameters and the referring
+ * site's host (not its path or query), and an article page (`[data-bpr-article]`) counts one
+ * view with `navigator.sendBeacon` to its own site, carrying the same source.
  */
 (function () {
   "use strict";
@@ -189,7 +194,57 @@
     }
   }
 
+  var UTM_FIELDS = ["utm_source", "utm_medium", "utm_campaign"];
+
+  // Where the reader came from: this page's utm_* and the host of another site that linked here.
+  function pageSource() {
+    var source = {};
+    var params = window.URLSearchParams ? new URLSearchParams(window.location.search) : null;
+    UTM_FIELDS.forEach(function (name) {
+      source[name] = params ? (params.get(name) || "").slice(0, 400) : "";
+    });
+    var host = "";
+    try {
+      host = document.referrer ? new URL(document.referrer).hostname : "";
+    } catch (error) {
+      host = "";
+    }
+    source.referrer_host = host && host !== window.location.hostname ? host : "";
+    return source;
+  }
+
+  function fillSource(form, source) {
+    Object.keys(source).forEach(function (name) {
+      var input = form.querySelector('input[type="hidden"][name="' + name + '"]');
+      if (input && !input.value) {
+        input.value = source[name];
+      }
+    });
+  }
+
+  // One view per page load, to the page's own site; nothing about the reader but the source.
+  function countView(article, source) {
+    var url = article.getAttribute("data-bpr-views");
+    if (!url || !navigator.sendBeacon || !window.URLSearchParams) {
+      return;
+    }
+    var body = new URLSearchParams();
+    body.set("article", article.getAttribute("data-bpr-article") || "");
+    Object.keys(source).forEach(function (name) {
+      body.set(name, source[name]);
+    });
+    navigator.sendBeacon(url, body);
+  }
+
   function start() {
+    var source = pageSource();
+    Array.prototype.forEach.call(document.querySelectorAll("[data-bpr-signup] form"), function (form) {
+      fillSource(form, source);
+    });
+    var article = document.querySelector("[data-bpr-article][data-bpr-views]");
+    if (article) {
+      countView(article, source);
+    }
     Array.prototype.forEach.call(document.querySelectorAll("[data-bpr-signup]"), enhance);
     Array.prototype.forEach.call(document.querySelectorAll("a[data-bpr-to-form]"), function (link) {
       link.addEventListener("click", toForm);

@@ -1,0 +1,101 @@
+"""Which browser requests may post the sign-up: Fetch Metadata and ``Origin``, no token.
+
+The article page is the same bytes for every reader (see :mod:`pagecache`), so its form carries
+no CSRF token. What CSRF protection must stop for an anonymous sign-up form is a third-party
+page making its visitors' browsers post forged sign-ups, spread over many IPs and so past the
+per-IP throttle. Every browser since 2023 marks such a request: ``Sec-Fetch-Site:
+cross-site`` (or ``same-site``), and ``Origin`` names the other site. A request with neither
+header is no browser's: it is handled like any other (throttles, honeypot, validation), since a
+direct attacker can post without a browser anyway. This is the rule of Go's
+``http.CrossOriginProtection``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import DisallowedHost
+from django.http import HttpRequest
+
+from .conf import app_settings
+
+#: ``Sec-Fetch-Site`` values of a request the site itself (or the reader, typing) started.
+SAME_ORIGIN = frozenset({"same-origin", "none"})
+
+
+def origin_problem(value: object) -> str | None:
+    """What is wrong with ``value`` as an origin (``https://host[:port]``), or None."""
+    if not isinstance(value, str):
+        return "is not a string"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number)
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) origin"
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        return "has more than a scheme, host and port"
+    if value != value.lower().rstrip("/"):
+        return "is not written as browsers send it (lower case, no trailing slash)"
+    return None
+
+
+def own_origin(request: HttpRequest) -> str:
+    """The origin the site is served on for this request (``""`` for a host not allowed)."""
+    try:
+        return f"{request.scheme}://{request.get_host()}".lower()
+    except DisallowedHost:
+        return ""
+
+
+def embed_origins() -> frozenset[str]:
+    """The other sites allowed to post the form (``EMBED_ORIGINS``; misshapen ones ignored)."""
+    return frozenset(o for o in app_settings.EMBED_ORIGINS or () if origin_problem(o) is None)
+
+
+def _trusted(origin: str, request: HttpRequest) -> bool:
+    return bool(origin) and (
+        origin == own_origin(request)
+        or origin in embed_origins()
+        or origin in getattr(settings, "CSRF_TRUSTED_ORIGINS", ())
+    )
+
+
+def signup_refusal(request: HttpRequest) -> str | None:
+    """Why a browser's sign-up POST is refused (a cross-site or same-site request from a
+    site not in ``EMBED_ORIGINS``), or None when it may go on."""
+    site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    origin = request.headers.get("Origin", "").strip().lower()
+    if site in SAME_ORIGIN:
+        return None
+    if site:  # cross-site, same-site (or an unknown value): only from a listed origin
+        if origin and origin in embed_origins():
+            return None
+        return f"Sec-Fetch-Site {site[:20]}, Origin {origin[:100] or '(none)'}"
+    if not origin:  # no browser: the throttles, the honeypot and the form decide
+        return None
+    return None if _trusted(origin, request) else f"Origin {origin[:100]}"
+
+
+def embed_origin(request: HttpRequest) -> str:
+    """The request's ``Origin`` when it is one of ``EMBED_ORIGINS`` (its answers carry CORS
+    headers for it), else ``""``."""
+    origin = request.headers.get("Origin", "").strip().lower()
+    return origin if origin in embed_origins() else ""
+
+
+def same_origin_only(request: HttpRequest) -> bool:
+    """Whether a request comes from the site's own pages: ``Sec-Fetch-Site: same-origin``, or
+    without Fetch Metadata an ``Origin`` (else a ``Referer``) of the site's own origin."""
+    site = request.headers.get("Sec-Fetch-Site", "").strip().lower()
+    if site:
+        return site == "same-origin"
+    origin = request.headers.get("Origin", "").strip().lower()
+    if origin:
+        return origin == own_origin(request)
+    referer = urlsplit(request.headers.get("Referer", "")[:2048])
+    return bool(referer.netloc) and (
+        f"{referer.scheme}://{referer.netloc}".lower() == own_origin(request)
+    )

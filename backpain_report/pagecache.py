@@ -1,0 +1,384 @@
+"""The article page and the sign-up form, rendered once and served as the same bytes to all.
+
+Nothing in the article page depends on the reader: the form carries no CSRF token (the sign-up
+is protected by Fetch Metadata, see :mod:`crossorigin`), the source fields are filled in by the
+browser, and views are counted by a beacon. So the page is rendered once per (host, scheme,
+path, language, script prefix, URLconf, settings) and kept as bytes: in ``PAGE_CACHE``, shared
+by every web process, and in a copy per process. A shared cache (a CDN, Varnish) may keep it
+too: it is served ``public`` for ``PAGE_MAX_AGE`` seconds with an ``ETag``, ``Last-Modified``
+and ``Age``.
+
+Editing an article or a report (any save or delete) starts a new *generation*: every stored
+page is dropped. Each process reads the generation from ``PAGE_CACHE`` at most once per
+:data:`GENERATION_RECHECK` seconds, so an edit reaches this site's own answers within that
+time, and a shared cache within ``PAGE_MAX_AGE`` (a stored page is never older than that,
+and ``Age`` tells a shared cache how old it already is).
+
+A site's base template may make the page depend on the reader (the user's name, messages): the
+render then reads the session, asks for a CSRF token, reads messages or sets a cookie. Such a
+page is never stored nor marked ``public``; it is rendered per request as before, and a warning
+says why once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.base import BaseCache
+from django.core.exceptions import DisallowedHost
+from django.core.signals import setting_changed
+from django.db import transaction
+from django.dispatch import receiver
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, get_urlconf
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
+
+from . import __version__
+from .conf import app_settings
+
+logger = logging.getLogger(__name__)
+
+FORM_TEMPLATE = "backpain_report/signup_form.html"
+GENERATION_KEY = "backpain_report:page:generation"
+#: Seconds a process trusts the generation it last read from ``PAGE_CACHE``.
+GENERATION_RECHECK = 1.0
+#: Pages a process keeps a copy of (hosts x paths x languages); the oldest used goes first.
+LOCAL_PAGES = 256
+#: Settings that change what the page looks like; a change drops every stored page.
+_DEPENDS_ON = frozenset(
+    {
+        "BACKPAIN_REPORT",
+        "TEMPLATES",
+        "CRISPY_TEMPLATE_PACK",
+        "CRISPY_ALLOWED_TEMPLATE_PACKS",
+        "CRISPY_FAIL_SILENTLY",
+        "LANGUAGE_CODE",
+        "LANGUAGES",
+        "ROOT_URLCONF",
+        "INSTALLED_APPS",
+        "FORM_RENDERER",
+        "STATIC_URL",
+        "STORAGES",
+        "MIDDLEWARE",
+        "CACHES",
+    }
+)
+
+
+@dataclass(frozen=True)
+class StoredPage:
+    """A rendered page as it is served: its bytes and what conditional requests compare."""
+
+    content: bytes
+    content_type: str
+    etag: str
+    last_modified: int | None
+    rendered_at: float
+
+
+#: Marks a page whose render depended on the reader: never stored, rendered per request.
+PER_READER = object()
+
+_lock = threading.Lock()
+_local: OrderedDict[str, tuple[object, float]] = OrderedDict()  # key -> (page, stored at)
+_generation: list = ["", 0.0]  # [value, read at]
+_warned: set[str] = set()
+
+
+def _cache() -> BaseCache | None:
+    try:
+        return caches[app_settings.PAGE_CACHE]
+    except (InvalidCacheBackendError, TypeError):  # an unknown alias (check E015)
+        return None
+
+
+def max_age() -> int:
+    """``PAGE_MAX_AGE``, or its default when misshapen (check E016)."""
+    value = app_settings.PAGE_MAX_AGE
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return 300
+
+
+def generation() -> str:
+    """The current generation of stored pages, read from ``PAGE_CACHE`` at most once per
+    :data:`GENERATION_RECHECK` seconds (and made there when missing)."""
+    now = time.monotonic()
+    with _lock:
+        value, read_at = _generation
+        if value and now - read_at < GENERATION_RECHECK:
+            return value
+    cache = _cache()
+    fresh = uuid.uuid4().hex[:12]
+    try:
+        if cache is None:
+            raise LookupError("no page cache")
+        current = cache.get(GENERATION_KEY)
+        if not current:
+            cache.add(GENERATION_KEY, fresh, timeout=None)
+            current = cache.get(GENERATION_KEY) or fresh
+    except Exception:
+        # No shared generation: keep this process's own (edits made here still drop pages).
+        logger.warning("Page cache unavailable; pages are kept per process", exc_info=True)
+        current = value or fresh
+    with _lock:
+        if current != _generation[0]:
+            _local.clear()
+        _generation[:] = [str(current), now]
+    return str(current)
+
+
+def pages_invalidate(**kwargs: object) -> None:
+    """Drop every stored page, in every process (a new generation); a signal receiver."""
+    fresh = uuid.uuid4().hex[:12]
+    cache = _cache()
+    try:
+        if cache is not None:
+            cache.set(GENERATION_KEY, fresh, timeout=None)
+    except Exception:
+        logger.warning("Page cache unavailable: other processes keep their pages", exc_info=True)
+    with _lock:
+        _local.clear()
+        _generation[:] = [fresh, time.monotonic()]
+
+
+def pages_invalidate_on_commit(**kwargs: object) -> None:
+    """Drop every stored page now and again once the current transaction commits (an article
+    or a report was saved or deleted; its edition may still change before the commit, and a
+    page rendered meanwhile from the old rows must not stay)."""
+    pages_invalidate()
+    transaction.on_commit(pages_invalidate, robust=True)
+
+
+@functools.cache
+def _fingerprint() -> str:
+    """What of the configuration shapes the page, hashed (a deploy with new settings or a new
+    version of the app does not serve pages stored before it)."""
+    parts = [__version__] + [repr(getattr(settings, name, None)) for name in sorted(_DEPENDS_ON)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def page_key(request: HttpRequest) -> str | None:
+    """The key of the page ``request`` asks for; None for a host ``ALLOWED_HOSTS`` refuses.
+
+    The query string is not part of it: the page is the same whatever ``utm_*`` it carries."""
+    try:
+        host = request.get_host()
+    except DisallowedHost:
+        return None
+    parts = (
+        request.scheme,
+        host,
+        request.path,
+        get_language() or "",
+        get_script_prefix(),
+        str(get_urlconf() or ""),
+        _fingerprint(),
+    )
+    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:40]
+    return f"backpain_report:page:{generation()}:{digest}"
+
+
+def page_get(key: str) -> StoredPage | object | None:
+    """The stored page under ``key`` (this process's copy, else ``PAGE_CACHE``'s), or
+    :data:`PER_READER`, or None."""
+    age_limit = max_age()
+    now = time.time()
+    with _lock:
+        found = _local.get(key)
+        if found is not None:
+            page, stored_at = found
+            if page is PER_READER or now - stored_at < age_limit:
+                _local.move_to_end(key)
+                return page
+            del _local[key]
+    if not age_limit:
+        return None
+    cache = _cache()
+    try:
+        page = cache.get(key) if cache is not None else None
+    except Exception:
+        logger.warning("Page cache unavailable; rendering the page", exc_info=True)
+        return None
+    if not isinstance(page, StoredPage) or now - page.rendered_at >= age_limit:
+        return None
+    _remember(key, page, page.rendered_at)
+    return page
+
+
+def _remember(key: str, page: object, stored_at: float) -> None:
+    with _lock:
+        _local[key] = (page, stored_at)
+        _local.move_to_end(key)
+        while len(_local) > LOCAL_PAGES:
+            _local.popitem(last=False)
+
+
+def page_store(key: str, page: StoredPage) -> None:
+    """Keep ``page`` under ``key`` for ``PAGE_MAX_AGE`` seconds, here and in ``PAGE_CACHE``."""
+    age_limit = max_age()
+    if not age_limit:
+        return
+    _remember(key, page, page.rendered_at)
+    cache = _cache()
+    try:
+        if cache is not None:
+            cache.set(key, page, timeout=age_limit)
+    except Exception:
+        logger.warning("Page cache unavailable; the page is kept in this process", exc_info=True)
+
+
+def page_mark_per_reader(key: str, reason: str) -> None:
+    """Remember that the page under ``key`` depends on the reader, and say why (once)."""
+    _remember(key, PER_READER, time.time())
+    with _lock:
+        first = reason not in _warned
+        _warned.add(reason)
+    if first:
+        logger.warning(
+            "The article page is not cacheable: rendering it %s, so it depends on the reader "
+            "(usually the site's base template showing the user or messages). It is rendered "
+            "per request and never marked public. See the README, 'Caching the article page'.",
+            reason,
+        )
+
+
+def per_reader_reason(request: HttpRequest, response: HttpResponse) -> str | None:
+    """How rendering ``response`` made it depend on the reader, or None when it did not."""
+    session = getattr(request, "session", None)
+    if session is not None and getattr(session, "accessed", False):
+        return "read the session (the user, or messages kept in the session)"
+    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
+        return "asked for a CSRF token"
+    messages = getattr(request, "_messages", None)
+    # Reading messages loads them (``_loaded_data``) even when there are none to show.
+    if messages is not None and (
+        getattr(messages, "used", False) or hasattr(messages, "_loaded_data")
+    ):
+        return "read messages"
+    if response.cookies:
+        return "set a cookie"
+    if "cookie" in response.get("Vary", "").lower():
+        return "varied on Cookie"
+    return None
+
+
+def page_from_response(response: HttpResponse, *, last_modified: int | None) -> StoredPage:
+    """A rendered response as a page to keep."""
+    content = bytes(response.content)
+    return StoredPage(
+        content=content,
+        content_type=response.get("Content-Type", "text/html; charset=utf-8"),
+        etag='"' + hashlib.sha256(content).hexdigest()[:32] + '"',
+        last_modified=last_modified,
+        rendered_at=time.time(),
+    )
+
+
+def _language_from_cookie(request: HttpRequest) -> bool:
+    """Whether ``LocaleMiddleware`` may take this request's language from its cookie: a page
+    in a language not told by ``Accept-Language`` must not reach a shared cache."""
+    return (
+        "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE
+        and settings.LANGUAGE_COOKIE_NAME in request.COOKIES
+    )
+
+
+class SharedPageResponse(HttpResponse):
+    """A stored page's answer. A middleware that sets or deletes a cookie on it (the CSRF
+    middleware renewing a malformed token cookie, the session middleware deleting a stale
+    session cookie, messages kept in a cookie) makes it this reader's: it is then sent
+    ``private``, never ``public`` with a ``Set-Cookie``."""
+
+    def _make_private(self) -> None:
+        self["Cache-Control"] = "private, no-cache"
+        if "Age" in self:
+            del self["Age"]
+
+    def set_cookie(self, *args: Any, **kwargs: Any) -> None:
+        super().set_cookie(*args, **kwargs)
+        self._make_private()
+
+    def delete_cookie(self, *args: Any, **kwargs: Any) -> None:
+        super().delete_cookie(*args, **kwargs)
+        self._make_private()
+
+
+def page_response(request: HttpRequest, page: StoredPage) -> HttpResponse:
+    """``page`` as the answer to ``request``: ``304`` to a matching conditional GET."""
+    conditional = get_conditional_response(
+        request, etag=page.etag, last_modified=page.last_modified
+    )
+    if conditional is None:
+        response = SharedPageResponse(page.content, content_type=page.content_type)
+    elif conditional.status_code == 304:
+        response = SharedPageResponse(status=304)
+        del response["Content-Type"]
+    else:  # 412, to an If-Match or If-Unmodified-Since
+        return conditional
+    response["ETag"] = page.etag
+    if page.last_modified is not None:
+        response["Last-Modified"] = http_date(page.last_modified)
+    age = max(0, int(time.time() - page.rendered_at))
+    if _language_from_cookie(request):
+        response["Cache-Control"] = "private, no-cache"
+    else:
+        response["Cache-Control"] = f"public, max-age={max_age()}"
+        response["Age"] = str(age)
+    return response
+
+
+# --- The form's HTML on any page --------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _form_html(slug: str, language: str | None, prefix: str, urlconf: str) -> str:
+    from .forms import SignupForm  # crispy-forms' layout objects: imported where used
+
+    return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug)})
+
+
+@functools.cache
+def form_is_cacheable() -> bool:
+    """Whether the form template in use is the app's own: a site's override may use the page's
+    context (the article, the request, the user), so it is rendered with the page every time."""
+    from pathlib import Path
+
+    from django.template.loader import get_template
+
+    app_templates = Path(__file__).resolve().parent / "templates"
+    # Every Django template backend's templates have an origin; django-stubs' protocol omits it.
+    origin = get_template(FORM_TEMPLATE).origin.name  # type: ignore[attr-defined]
+    return Path(origin).resolve().is_relative_to(app_templates)
+
+
+def signup_form_html(*, slug: str) -> SafeString:
+    """The unbound sign-up form for ``slug``'s article: the same HTML for every reader (no
+    token; the browser fills in the source fields), rendered once per language and URLconf.
+
+    Only for the app's own form template (see :func:`form_is_cacheable`)."""
+    urlconf = str(get_urlconf() or "")
+    return mark_safe(_form_html(slug, get_language(), get_script_prefix(), urlconf))
+
+
+@receiver(setting_changed)
+def _forget_on_setting_change(*, setting: str, **kwargs: object) -> None:
+    if setting in _DEPENDS_ON:
+        _form_html.cache_clear()
+        form_is_cacheable.cache_clear()
+        _fingerprint.cache_clear()
+        pages_invalidate()
