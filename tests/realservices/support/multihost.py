@@ -338,9 +338,9 @@ class Cluster:
         host; returns the answers.
 
         Each thread keeps one browser per web host: it GETs the article (the same page for
-        every reader) and posts the next ``PAGE_EVERY`` sign-ups from that page, each from an IP of its
-        own (the per-IP throttle), as many readers behind one page cache would. The article is
-        fetched again after that, or when a POST is refused.
+        every reader) and posts the next ``PAGE_EVERY`` sign-ups from that page, each from an IP
+        of its own (the per-IP throttle), as many readers behind one page cache would. The
+        article is fetched again after that, or when a POST is refused.
         """
         run = SignupRun(started=time.monotonic())
         client_ns = self.lan.hosts["client"].namespace
