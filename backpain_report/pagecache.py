@@ -257,24 +257,59 @@ def page_mark_per_reader(key: str, reason: str) -> None:
         )
 
 
-def per_reader_reason(request: HttpRequest, response: HttpResponse) -> str | None:
-    """How rendering ``response`` made it depend on the reader, or None when it did not."""
-    session = getattr(request, "session", None)
-    if session is not None and getattr(session, "accessed", False):
-        return "read the session (the user, or messages kept in the session)"
-    if request.META.get("CSRF_COOKIE_NEEDS_UPDATE") or request.META.get("CSRF_COOKIE_USED"):
-        return "asked for a CSRF token"
-    messages = getattr(request, "_messages", None)
-    # Reading messages loads them (``_loaded_data``) even when there are none to show.
-    if messages is not None and (
-        getattr(messages, "used", False) or hasattr(messages, "_loaded_data")
-    ):
-        return "read messages"
-    if response.cookies:
-        return "set a cookie"
-    if "cookie" in response.get("Vary", "").lower():
-        return "varied on Cookie"
-    return None
+class ReaderWatch:
+    """Watches one render for what makes a page depend on its reader: reading the session,
+    asking for a CSRF token, reading messages. Only the render's own reads count (a middleware
+    that read the session before the view, or the CSRF middleware renewing a malformed cookie,
+    says nothing about the page); the request's flags are put back as they would have been.
+
+    ``with ReaderWatch(request) as watch: response.render()``, then ``watch.reason(response)``.
+    """
+
+    def __init__(self, request: HttpRequest) -> None:
+        self.request = request
+        self.session = getattr(request, "session", None)
+        self.messages = getattr(request, "_messages", None)
+        self.found: list[str] = []
+
+    def __enter__(self) -> ReaderWatch:
+        meta = self.request.META
+        self.csrf_before = meta.get("CSRF_COOKIE_NEEDS_UPDATE", False)
+        meta["CSRF_COOKIE_NEEDS_UPDATE"] = False
+        self.session_before = getattr(self.session, "accessed", False)
+        if self.session is not None:
+            self.session.accessed = False
+        self.messages_before = self._messages_read()
+        return self
+
+    def _messages_read(self) -> bool:
+        # Reading messages loads them (``_loaded_data``) even when there are none to show.
+        messages = self.messages
+        return messages is not None and (
+            getattr(messages, "used", False) or hasattr(messages, "_loaded_data")
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        meta = self.request.META
+        if getattr(self.session, "accessed", False):
+            self.found.append("read the session (the user, or messages kept in the session)")
+        if meta.get("CSRF_COOKIE_NEEDS_UPDATE"):
+            self.found.append("asked for a CSRF token")
+        if self._messages_read() and not self.messages_before:
+            self.found.append("read messages")
+        meta["CSRF_COOKIE_NEEDS_UPDATE"] = self.csrf_before or meta["CSRF_COOKIE_NEEDS_UPDATE"]
+        if self.session is not None:
+            self.session.accessed = self.session_before or self.session.accessed
+
+    def reason(self, response: HttpResponse) -> str | None:
+        """How the render made ``response`` depend on the reader, or None when it did not."""
+        if self.found:
+            return self.found[0]
+        if response.cookies:
+            return "set a cookie"
+        if "cookie" in response.get("Vary", "").lower():
+            return "varied on Cookie"
+        return None
 
 
 def page_from_response(response: HttpResponse, *, last_modified: int | None) -> StoredPage:

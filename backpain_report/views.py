@@ -123,8 +123,9 @@ class ArticleDetailView(TemplateView):
             return super().get(request, *args, **kwargs)
         if not isinstance(page, pagecache.StoredPage):
             response = super().get(request, *args, **kwargs)
-            response.render()  # type: ignore[attr-defined]
-            reason = pagecache.per_reader_reason(request, response)
+            with pagecache.ReaderWatch(request) as watch:
+                response.render()  # type: ignore[attr-defined]
+            reason = watch.reason(response)
             if key is None or reason:
                 if key is not None and reason:
                     pagecache.page_mark_per_reader(key, reason)

@@ -30,28 +30,31 @@ class WrkOptions:
 
 @dataclass(frozen=True)
 class FormSession:
-    """What a browser holds after loading a form: the CSRF cookie and the form's fields."""
+    """What a browser holds after loading a form: the CSRF cookie and the form's fields (our
+    article page has neither cookie nor token: the same page for every reader)."""
 
-    cookie: str  # the Cookie header to send
-    fields: dict[str, str]  # name -> value of every input (the masked CSRF token included)
+    cookie: str  # the Cookie header to send ("" for none)
+    fields: dict[str, str]  # name -> value of every input (a masked CSRF token, if any)
 
     @property
     def token(self) -> str:
-        return self.fields["csrfmiddlewaretoken"]
+        return self.fields.get("csrfmiddlewaretoken", "")
 
 
-def form_session(base_url: str, path: str) -> FormSession:
-    """GET ``path`` once: the ``csrftoken`` cookie and the form's inputs."""
+def form_session(base_url: str, path: str, *, csrf: bool) -> FormSession:
+    """GET ``path`` once: the form's inputs and, with ``csrf``, the ``csrftoken`` cookie and
+    token (the baseline's plain Django form); without, the page must carry no token."""
     client = Client(base_url, timeout=30)
     page = client.get(path)
     if page.status != 200:
         raise RuntimeError(f"GET {base_url}{path} answered {page.status}: {page.body[:300]}")
     fields = form_inputs(page.body)
-    if "csrfmiddlewaretoken" not in fields:
-        raise RuntimeError(f"no CSRF token in the form at {base_url}{path}")
     cookies = "; ".join(f"{c.name}={c.value}" for c in client.cookies)
-    if "csrftoken=" not in cookies:
-        raise RuntimeError(f"no csrftoken cookie from {base_url}{path}")
+    has_token = "csrfmiddlewaretoken" in fields and "csrftoken=" in cookies
+    if has_token != csrf:
+        raise RuntimeError(
+            f"the form at {base_url}{path} {'lacks' if csrf else 'carries'} a CSRF token"
+        )
     return FormSession(cookie=cookies, fields=fields)
 
 

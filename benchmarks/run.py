@@ -235,8 +235,8 @@ def measure_article(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOptio
 def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOptions) -> None:
     row = rows["signup"]
     run_id = secrets.token_hex(3)
-    ours_session = form_session(stack.site_url, "/")
-    baseline_session = form_session(stack.baseline_url, "/form/")
+    ours_session = form_session(stack.site_url, "/", csrf=False)
+    baseline_session = form_session(stack.baseline_url, "/form/", csrf=True)
     sides = {
         "baseline": (
             stack.baseline_url + "/form/",
@@ -296,8 +296,8 @@ def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOption
 def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
     """py-spy flame graphs (SVG) of both gunicorns under wrk, apart from any measurement."""
     run_id = secrets.token_hex(3)
-    ours_session = form_session(stack.site_url, "/")
-    baseline_session = form_session(stack.baseline_url, "/form/")
+    ours_session = form_session(stack.site_url, "/", csrf=False)
+    baseline_session = form_session(stack.baseline_url, "/form/", csrf=True)
     targets = [
         ("gunicorn_article_get", stack.site, stack.site_url + "/", None),
         ("gunicorn_baseline_constant_get", stack.baseline, stack.baseline_url + "/", None),

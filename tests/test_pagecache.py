@@ -344,3 +344,37 @@ def test_each_process_keeps_at_most_local_pages_copies(client, article, monkeypa
 def test_the_admin_is_never_cached(admin_client):
     control = admin_client.get("/admin/backpain_report/subscriber/")["Cache-Control"]
     assert "no-store" in control and "private" in control
+
+
+def test_a_reader_with_a_malformed_csrf_cookie_does_not_stop_the_page_being_stored(
+    article, renders
+):
+    """The CSRF middleware renews a malformed cookie before the view runs: that says nothing
+    about the page, which is stored as for anyone (and that reader's answer is private)."""
+    url = article.get_absolute_url()
+    stale = Client()
+    stale.cookies["csrftoken"] = "malformed"
+    first = stale.get(url)
+    assert "csrftoken" in first.cookies and first["Cache-Control"] == "private, no-cache"
+    second = Client().get(url)
+    assert second["Cache-Control"].startswith("public") and len(renders) == 1
+
+
+def test_a_middleware_that_reads_the_session_first_does_not_make_the_page_per_reader(
+    article, renders, settings
+):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "tests.test_pagecache.ReadsTheUser"]
+    url = article.get_absolute_url()
+    Client().get(url)
+    assert Client().get(url)["Cache-Control"].startswith("public") and len(renders) == 1
+
+
+class ReadsTheUser:
+    """A site's middleware that looks at the user on every request (logging, say)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.user.is_authenticated  # noqa: B018  (reads the session)
+        return self.get_response(request)
