@@ -142,15 +142,20 @@ def generation() -> str:
     return str(current)
 
 
-def pages_invalidate(**kwargs: object) -> None:
-    """Drop every stored page, in every process (a new generation); a signal receiver."""
-    fresh = uuid.uuid4().hex[:12]
+def _shared_set(key: str, value: object, timeout: int | None, failing: str) -> None:
+    """``PAGE_CACHE.set``; a sick cache is logged (``failing`` says what it costs), never raised."""
     cache = _cache()
     try:
         if cache is not None:
-            cache.set(GENERATION_KEY, fresh, timeout=None)
+            cache.set(key, value, timeout=timeout)
     except Exception:
-        logger.warning("Page cache unavailable: other processes keep their pages", exc_info=True)
+        logger.warning("Page cache unavailable; %s", failing, exc_info=True)
+
+
+def pages_invalidate(**kwargs: object) -> None:
+    """Drop every stored page, in every process (a new generation); a signal receiver."""
+    fresh = uuid.uuid4().hex[:12]
+    _shared_set(GENERATION_KEY, fresh, None, "other processes keep their pages")
     with _lock:
         _local.clear()
         _generation[:] = [fresh, time.monotonic()]
@@ -234,12 +239,7 @@ def page_store(key: str, page: StoredPage) -> None:
     if not age_limit:
         return
     _remember(key, page, page.rendered_at)
-    cache = _cache()
-    try:
-        if cache is not None:
-            cache.set(key, page, timeout=age_limit)
-    except Exception:
-        logger.warning("Page cache unavailable; the page is kept in this process", exc_info=True)
+    _shared_set(key, page, age_limit, "the page is kept in this process")
 
 
 def page_mark_per_reader(key: str, reason: str) -> None:

@@ -182,3 +182,17 @@ def no_broker(monkeypatch):
     monkeypatch.setattr(publishing.current_app, "send_task", record)
     monkeypatch.setattr(subscribers, "publish_signup_on_commit", process_signup)
     return published
+
+
+@pytest.fixture
+def shared_counter(monkeypatch):
+    """A cache that counts atomically standing in for Redis, for the page-view counters
+    (tests/test_throttle_caches.py runs the same counting on real Redis and Memcached)."""
+    from django.core.cache.backends.locmem import LocMemCache
+
+    from backpain_report import pageviews
+
+    counter = LocMemCache("page-views", {})
+    counter.clear()
+    monkeypatch.setattr(pageviews, "_counter_cache", lambda: counter)
+    return counter

@@ -135,18 +135,6 @@ def test_hostile_source_values_are_cleaned_and_never_an_error(article):
     assert view.utm_medium == "" and view.referrer_host == ""
 
 
-@pytest.fixture
-def shared_counter(monkeypatch):
-    """A cache that counts atomically standing in for Redis (tests/test_throttle_caches.py
-    runs the same counting on real Redis and Memcached)."""
-    from django.core.cache.backends.locmem import LocMemCache
-
-    counter = LocMemCache("page-views-per-source", {})
-    counter.clear()
-    monkeypatch.setattr(pageviews, "_counter_cache", lambda: counter)
-    return counter
-
-
 def test_sources_counted_in_the_cache_are_flushed_once_each(article, shared_counter):
     for n in range(6):
         pageviews.page_view_record(

@@ -96,20 +96,6 @@ def test_default_range_is_the_last_30_days():
     assert end == DAY and (end - start).days == 29
 
 
-@pytest.fixture
-def shared_counter(monkeypatch):
-    """A cache that counts atomically standing in for Redis (tests/test_throttle_caches.py
-    proves the real backends count every concurrent hit)."""
-    from django.core.cache.backends.locmem import LocMemCache
-
-    from backpain_report import pageviews
-
-    counter = LocMemCache("page-views", {})
-    counter.clear()
-    monkeypatch.setattr(pageviews, "_counter_cache", lambda: counter)
-    return counter
-
-
 def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared_counter):
     from backpain_report.models import PageView
     from backpain_report.pageviews import page_view_record, page_views_flush
