@@ -17,8 +17,10 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
+from django.utils.http import is_same_domain
 
 from .conf import app_settings
+from .sources import host_clean
 
 #: ``Sec-Fetch-Site`` values of a request the site itself (or the reader, typing) started.
 SAME_ORIGIN = frozenset({"same-origin", "none"})
@@ -39,6 +41,15 @@ def origin_problem(value: object) -> str | None:
         return "has more than a scheme, host and port"
     if value != value.lower().rstrip("/"):
         return "is not written as browsers send it (lower case, no trailing slash)"
+    host = parts.hostname
+    if not (host_clean(host) or ":" in host):  # a name (ASCII, IDNA-encoded), or an IPv6 literal
+        return "has a host browsers do not send (IDNA-encode it: xn--...; no wildcard)"
+    default = {"http": 80, "https": 443}[parts.scheme]
+    netloc = f"[{host}]" if ":" in host else host
+    port = parts.port
+    canonical = f"{parts.scheme}://{netloc}" + (f":{port}" if port not in (None, default) else "")
+    if value != canonical:
+        return f"is not written as browsers send it ({canonical})"
     return None
 
 
@@ -55,11 +66,25 @@ def embed_origins() -> frozenset[str]:
     return frozenset(o for o in app_settings.EMBED_ORIGINS or () if origin_problem(o) is None)
 
 
+def _csrf_trusted(origin: str) -> bool:
+    """Whether ``origin`` is one of ``CSRF_TRUSTED_ORIGINS``, as Django's CSRF check reads them
+    (``https://*.example.com`` trusts every subdomain)."""
+    trusted = [o.lower() for o in getattr(settings, "CSRF_TRUSTED_ORIGINS", ())]
+    if origin in trusted:
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    for entry in (urlsplit(o) for o in trusted if "*" in o):
+        if entry.scheme == parts.scheme and is_same_domain(parts.netloc, entry.netloc.lstrip("*")):
+            return True
+    return False
+
+
 def _trusted(origin: str, request: HttpRequest) -> bool:
     return bool(origin) and (
-        origin == own_origin(request)
-        or origin in embed_origins()
-        or origin in getattr(settings, "CSRF_TRUSTED_ORIGINS", ())
+        origin == own_origin(request) or origin in embed_origins() or _csrf_trusted(origin)
     )
 
 
@@ -95,7 +120,10 @@ def same_origin_only(request: HttpRequest) -> bool:
     origin = request.headers.get("Origin", "").strip().lower()
     if origin:
         return origin == own_origin(request)
-    referer = urlsplit(request.headers.get("Referer", "")[:2048])
+    try:
+        referer = urlsplit(request.headers.get("Referer", "")[:2048])
+    except ValueError:  # e.g. "http://[::1": an invalid IPv6 literal
+        return False
     return bool(referer.netloc) and (
         f"{referer.scheme}://{referer.netloc}".lower() == own_origin(request)
     )

@@ -40,6 +40,7 @@ from django.core.signals import setting_changed
 from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.cache import get_conditional_response
@@ -75,6 +76,8 @@ _DEPENDS_ON = frozenset(
         "STORAGES",
         "MIDDLEWARE",
         "CACHES",
+        "USE_I18N",
+        "LOCALE_PATHS",
     }
 )
 
@@ -169,25 +172,55 @@ def pages_invalidate_on_commit(**kwargs: object) -> None:
     transaction.on_commit(pages_invalidate, robust=True)
 
 
+_config_since: list[int] = [0]
+
+
+def config_since() -> int:
+    """When this process last read the configuration the page depends on: no page's
+    ``Last-Modified`` is older (an ``If-Modified-Since`` from before a settings change or a new
+    version of the app is no 304)."""
+    _fingerprint()
+    return _config_since[0]
+
+
 @functools.cache
 def _fingerprint() -> str:
     """What of the configuration shapes the page, hashed (a deploy with new settings or a new
     version of the app does not serve pages stored before it)."""
+    _config_since[0] = int(time.time())
     parts = [__version__] + [repr(getattr(settings, name, None)) for name in sorted(_DEPENDS_ON)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def page_key(request: HttpRequest) -> str | None:
-    """The key of the page ``request`` asks for; None for a host ``ALLOWED_HOSTS`` refuses.
-
-    The query string is not part of it: the page is the same whatever ``utm_*`` it carries."""
+def _origin_part(request: HttpRequest) -> str | None:
+    """What of the request's origin the page depends on: nothing with ``SITE_URL`` set (every
+    link in the page is on it), else the scheme and host; None for a page not to store: a host
+    ``ALLOWED_HOSTS`` refuses, or one not written canonically (``ALLOWED_HOSTS`` ignores case,
+    a trailing dot and the port: each spelling would store a page of its own)."""
+    if app_settings.SITE_URL:
+        return ""
     try:
         host = request.get_host()
     except DisallowedHost:
         return None
+    domain, port = split_domain_port(host)
+    if host != (f"{domain}:{port}" if port else domain):
+        return None
+    if port and port != str(request.META.get("SERVER_PORT", "")):
+        return None
+    return f"{request.scheme}://{host}"
+
+
+def page_key(request: HttpRequest) -> str | None:
+    """The key of the page ``request`` asks for; None when the page is not to be stored (see
+    :func:`_origin_part`).
+
+    The query string is not part of it: the page is the same whatever ``utm_*`` it carries."""
+    origin = _origin_part(request)
+    if origin is None:
+        return None
     parts = (
-        request.scheme,
-        host,
+        origin,
         request.path,
         get_language() or "",
         get_script_prefix(),
@@ -324,13 +357,26 @@ def page_from_response(response: HttpResponse, *, last_modified: int | None) -> 
     )
 
 
+@functools.cache
+def _locale_middleware_in_use() -> bool:
+    """Whether ``MIDDLEWARE`` holds ``LocaleMiddleware`` or a site's subclass of it."""
+    from django.middleware.locale import LocaleMiddleware
+    from django.utils.module_loading import import_string
+
+    for path in settings.MIDDLEWARE:
+        try:
+            found = import_string(path)
+        except ImportError:
+            continue
+        if isinstance(found, type) and issubclass(found, LocaleMiddleware):
+            return True
+    return False
+
+
 def _language_from_cookie(request: HttpRequest) -> bool:
     """Whether ``LocaleMiddleware`` may take this request's language from its cookie: a page
     in a language not told by ``Accept-Language`` must not reach a shared cache."""
-    return (
-        "django.middleware.locale.LocaleMiddleware" in settings.MIDDLEWARE
-        and settings.LANGUAGE_COOKIE_NAME in request.COOKIES
-    )
+    return settings.LANGUAGE_COOKIE_NAME in request.COOKIES and _locale_middleware_in_use()
 
 
 class SharedPageResponse(HttpResponse):
@@ -416,4 +462,5 @@ def _forget_on_setting_change(*, setting: str, **kwargs: object) -> None:
         _form_html.cache_clear()
         form_is_cacheable.cache_clear()
         _fingerprint.cache_clear()
+        _locale_middleware_in_use.cache_clear()
         pages_invalidate()

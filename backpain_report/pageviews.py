@@ -90,6 +90,11 @@ def _listed_key(article_id: int, day: datetime.date) -> str:
     return f"{_prefix(article_id, day)}:sources"
 
 
+def _listed_marker_key(article_id: int, day: datetime.date, key: str) -> str:
+    """Set while the source ``key`` is listed under the (article, day)."""
+    return f"{_prefix(article_id, day)}:listed:{key}"
+
+
 def _slot_key(article_id: int, day: datetime.date, n: int) -> str:
     """The ``n``-th source listed under the (article, day): ``(source_key, source)``."""
     return f"{_prefix(article_id, day)}:source:{n}"
@@ -148,6 +153,10 @@ def _count_in_cache(cache: BaseCache, article_id: int, day: datetime.date, sourc
     counter = _counter_key(article_id, day, key)
     if _incr(cache, counter) != 1:
         return  # a source already listed today
+    # A new counter, or one a flush took down to 0: list the source only the first time.
+    marker = _listed_marker_key(article_id, day, key)
+    if not cache.add(marker, 1, timeout=COUNTER_TTL):
+        return
     listed = _incr(cache, _listed_key(article_id, day))
     if listed <= MAX_SOURCES:
         cache.set(_slot_key(article_id, day, listed), (key, source), timeout=COUNTER_TTL)
@@ -155,6 +164,7 @@ def _count_in_cache(cache: BaseCache, article_id: int, day: datetime.date, sourc
     # Too many sources today: this view counts with the others. (A view of the same new
     # source counted in between is dropped with the counter: only past MAX_SOURCES.)
     cache.delete(counter)
+    cache.delete(marker)  # not listed: its next view counts with the others again
     _incr(cache, _counter_key(article_id, day, source_key(OTHER_SOURCE)))
 
 

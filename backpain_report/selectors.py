@@ -69,7 +69,7 @@ def article_ref_for_signup(*, slug: str | None) -> Article | None:
 
 def article_ref_for_view(*, slug: str) -> Article | None:
     """The published article a page view is of, by slug (its id only), or None."""
-    if not slug or len(slug) > 200:
+    if not slug or len(slug) > 200 or "\x00" in slug:  # PostgreSQL refuses a NUL in text
         return None
     return Article.objects.published().only("pk").filter(slug=slug).order_by().first()
 

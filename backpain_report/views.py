@@ -137,7 +137,7 @@ class ArticleDetailView(TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         article = self.get_article()
         edited = [article.updated_at] + ([article.report.updated_at] if article.report else [])
-        self.last_modified = _seconds(max(edited))
+        self.last_modified = max(_seconds(max(edited)) or 0, pagecache.config_since())
         context = article_page_context(self.request, article, form=kwargs.pop("form", None))
         return super().get_context_data(**context, **kwargs)
 

@@ -333,6 +333,7 @@ def test_the_page_answers_are_public_and_the_per_reader_pages_are_never_cached(c
     assert "no-store" in post["Cache-Control"]
 
 
+@override_settings(BACKPAIN_REPORT={**settings.BACKPAIN_REPORT, "SITE_URL": None})
 def test_each_process_keeps_at_most_local_pages_copies(client, article, monkeypatch):
     monkeypatch.setattr(pagecache, "LOCAL_PAGES", 2)
     url = article.get_absolute_url()

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from .. import seed
+from .. import pagecache, seed
 from ..models import Article, Report
 
 logger = logging.getLogger(__name__)
@@ -85,11 +85,17 @@ def articles_publish(articles: QuerySet[Article]) -> int:
     now = timezone.now()
     with transaction.atomic():
         drafts.filter(published_at__isnull=True).update(published_at=now)
-        return drafts.update(status=Article.Status.PUBLISHED, updated_at=now)
+        count = drafts.update(status=Article.Status.PUBLISHED, updated_at=now)
+        if count:  # an update sends no post_save: drop the stored pages here
+            pagecache.pages_invalidate_on_commit()
+        return count
 
 
 def articles_unpublish(articles: QuerySet[Article]) -> int:
     """Turn the published articles among ``articles`` back into drafts."""
-    return articles.filter(status=Article.Status.PUBLISHED).update(
+    count = articles.filter(status=Article.Status.PUBLISHED).update(
         status=Article.Status.DRAFT, updated_at=timezone.now()
     )
+    if count:  # an update sends no post_save: drop the stored pages here
+        pagecache.pages_invalidate_on_commit()
+    return count
