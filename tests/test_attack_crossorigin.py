@@ -1,4 +1,5 @@
-"""Attacks found by the review of issue 21: sign-up protection (README, "Sign-up protection", "Embedding the form").
+"""Attacks found by the review of issue 21: sign-up protection (README, "Sign-up protection",
+"Embedding the form").
 
 - Check E017 accepts EMBED_ORIGINS no browser ever sends ("as browsers send them" is its
   promise): an explicit default port, a non-ASCII (not IDNA-encoded) host, a wildcard, a

@@ -1,4 +1,5 @@
-"""Attacks found by the review of issue 21: the article page in any cache (README, "The article page in any cache").
+"""Attacks found by the review of issue 21: the article page in any cache (README, "The
+article page in any cache").
 
 - A reader whose request carries a malformed CSRF cookie, arriving when the page is not stored
   (after an edit, after PAGE_MAX_AGE), makes the page "per reader" for every later reader of
