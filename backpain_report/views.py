@@ -222,7 +222,9 @@ class SignupView(View):
         refusal = crossorigin.signup_refusal(request)
         if refusal:
             return self.forbidden(request, refusal)
-        form = SignupForm(request.POST)
+        # The source in the form (from the Referer without the script), so that the form shown
+        # again with errors keeps it for the next POST.
+        form = SignupForm(sources.data_with_source(request, request.POST))
         if form.is_bot:
             logger.info("Sign-up honeypot filled; nothing recorded.")
             return self.done(request)
@@ -250,7 +252,7 @@ class SignupView(View):
             ip=throttling.client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
-            source=sources.source_reported(request, form.cleaned_data),
+            source=form.source,
         )
         return self.done(request)
 
