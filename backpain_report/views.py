@@ -305,7 +305,7 @@ class PageViewView(View):
     pages count; a ``HEAD``, a bot's User-Agent and a request from another site do not. The
     answer is the same whether or not the view was counted."""
 
-    http_method_names = ["get", "post"]
+    http_method_names = ["get", "head", "post"]  # a HEAD: the image's headers, no count
 
     def post(self, request: HttpRequest) -> HttpResponse:
         self.count(request, request.POST)
@@ -314,7 +314,7 @@ class PageViewView(View):
         return response
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "GET":  # Django answers a HEAD with this method too
+        if request.method == "GET":  # View answers a HEAD with this method too
             self.count(request, request.GET)
         response = HttpResponse(PIXEL_GIF, content_type="image/gif")
         response["Cache-Control"] = "no-store"
