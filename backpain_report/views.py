@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.http import (
     HttpRequest,
@@ -341,9 +341,11 @@ class SignupDoneView(TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         back = self.request.GET.get("from", "")
+        back = back if back in crossorigin.embed_origins() else ""
         return super().get_context_data(
             double_opt_in=app_settings.DOUBLE_OPT_IN,
-            back_url=back if back in crossorigin.embed_origins() else "",
+            back_url=back,
+            back_site=urlsplit(back).netloc,  # "www.example.org", as a reader knows the site
             **kwargs,
         )
 
