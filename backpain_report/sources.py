@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from django.core.exceptions import DisallowedHost
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 
 #: The ``utm_*`` parameters kept, in the order they are shown.
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
@@ -118,6 +118,18 @@ def source_reported(request: HttpRequest, data: Mapping[str, object]) -> Source:
     if source.get("referrer_host") and source["referrer_host"] == own:
         source["referrer_host"] = ""
     return source
+
+
+def data_with_source(request: HttpRequest, data: QueryDict) -> QueryDict:
+    """A copy of a sign-up POST's ``data`` whose source fields hold :func:`source_reported`.
+
+    Without JavaScript the ``utm_*`` are only in the POST's ``Referer`` (the article's address).
+    A form shown again with errors is at the sign-up's own address, which has none, so the next
+    POST's ``Referer`` has none either: the form's hidden fields must carry them from here."""
+    copy = data.copy()
+    for name, value in source_reported(request, data).items():
+        copy[name] = value
+    return copy
 
 
 def source_label(source: Mapping[str, str]) -> str:

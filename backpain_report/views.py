@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.http import (
     HttpRequest,
@@ -223,7 +223,9 @@ class SignupView(View):
         refusal = crossorigin.signup_refusal(request)
         if refusal:
             return self.forbidden(request, refusal)
-        form = SignupForm(request.POST)
+        # The source in the form (from the Referer without the script), so that the form shown
+        # again with errors keeps it for the next POST.
+        form = SignupForm(sources.data_with_source(request, request.POST))
         if form.is_bot:
             logger.info("Sign-up honeypot filled; nothing recorded.")
             return self.done(request)
@@ -251,7 +253,7 @@ class SignupView(View):
             ip=throttling.client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
-            source=sources.source_reported(request, form.cleaned_data),
+            source=form.source,
         )
         return self.done(request)
 
@@ -304,7 +306,7 @@ class PageViewView(View):
     pages count; a ``HEAD``, a bot's User-Agent and a request from another site do not. The
     answer is the same whether or not the view was counted."""
 
-    http_method_names = ["get", "post"]
+    http_method_names = ["get", "head", "post"]  # a HEAD: the image's headers, no count
 
     def post(self, request: HttpRequest) -> HttpResponse:
         self.count(request, request.POST)
@@ -313,7 +315,7 @@ class PageViewView(View):
         return response
 
     def get(self, request: HttpRequest) -> HttpResponse:
-        if request.method == "GET":  # Django answers a HEAD with this method too
+        if request.method == "GET":  # View answers a HEAD with this method too
             self.count(request, request.GET)
         response = HttpResponse(PIXEL_GIF, content_type="image/gif")
         response["Cache-Control"] = "no-store"
@@ -340,9 +342,11 @@ class SignupDoneView(TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         back = self.request.GET.get("from", "")
+        back = back if back in crossorigin.embed_origins() else ""
         return super().get_context_data(
             double_opt_in=app_settings.DOUBLE_OPT_IN,
-            back_url=back if back in crossorigin.embed_origins() else "",
+            back_url=back,
+            back_site=urlsplit(back).netloc,  # "www.example.org", as a reader knows the site
             **kwargs,
         )
 

@@ -9,6 +9,8 @@ root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real
 - ``EMAIL_HOST`` / ``EMAIL_PORT`` (``EMAIL_TIMEOUT``, default 10 s; optional
   ``EMAIL_HOST_USER``, ``EMAIL_HOST_PASSWORD``, ``EMAIL_USE_TLS``) — send through SMTP.
 - ``SITE_URL``, ``DJANGO_SECRET_KEY``, ``DJANGO_DEBUG``, ``ALLOWED_HOSTS`` (comma-separated).
+- ``BACKPAIN_EMBED_ORIGINS`` — other sites allowed to post the sign-up form (comma-separated
+  origins, ``EMBED_ORIGINS``); ``BACKPAIN_TRUSTED_PROXIES``, ``BACKPAIN_DOUBLE_OPT_IN``.
 - ``EXAMPLE_DEVTOOLS`` — install the dev-only ``benchmarks.devtools`` app (``backpain_populate``,
   ``backpain_bench``); default: on with ``DEBUG`` when the checkout's ``benchmarks/`` is there.
 
@@ -226,6 +228,15 @@ BACKPAIN_REPORT = {
     # BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow: the outbox shows the confirm email.
     "DOUBLE_OPT_IN": _env_bool("BACKPAIN_DOUBLE_OPT_IN", False),
 }
+# BACKPAIN_EMBED_ORIGINS (comma-separated origins, e.g. https://www.example.org): other sites
+# allowed to post the sign-up form (README, "Embedding the form"); unset: none.
+_embed_origins = [
+    origin.strip()
+    for origin in os.environ.get("BACKPAIN_EMBED_ORIGINS", "").split(",")
+    if origin.strip()
+]
+if _embed_origins:
+    BACKPAIN_REPORT["EMBED_ORIGINS"] = _embed_origins
 
 # Delivery timings from the environment, for the fault-injection tests
 # (tests/realservices/test_faults_*.py), which need them short. Each variable, when set,

@@ -107,6 +107,7 @@ def test_the_no_js_post_from_a_listed_origin_ends_on_our_page_with_a_link_back(
     )
     done = client.get(response["Location"]).content.decode()
     assert f'href="{PARTNER}"' in done and "Check your inbox" in done
+    assert ">Back to partner.example.org</a>" in done  # the site as a reader knows it
     forged = client.get(reverse("backpain_report:signup_done") + "?from=https://evil.example")
     assert "evil.example" not in forged.content.decode()
 

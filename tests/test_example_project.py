@@ -233,6 +233,17 @@ def test_double_opt_in_is_one_switch_away(tmp_path):
     assert got["app_settings"]["DOUBLE_OPT_IN"] is True
 
 
+def test_embed_origins_come_from_the_environment(tmp_path):
+    """README: BACKPAIN_EMBED_ORIGINS (comma-separated) lists the sites that may post the form."""
+    assert "EMBED_ORIGINS" not in example_settings(tmp_path / "none")["app_settings"]
+    listed = " https://www.example.org, http://127.0.0.2:8001 ,"
+    got = example_settings(tmp_path / "var", BACKPAIN_EMBED_ORIGINS=listed)
+    assert got["app_settings"]["EMBED_ORIGINS"] == [
+        "https://www.example.org",
+        "http://127.0.0.2:8001",
+    ]
+
+
 def test_celery_settings_the_app_needs(tmp_path):
     got = example_settings(tmp_path / "var")
     assert got["acks_late"] is True

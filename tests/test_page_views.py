@@ -49,8 +49,11 @@ def test_the_noscript_image_counts_a_get_not_a_head(article):
     image = Client().get(f"{PIXEL}?article={article.slug}", headers=SAME_ORIGIN)
     assert image.status_code == 200 and image["Content-Type"] == "image/gif"
     assert image.content.startswith(b"GIF89a") and image["Cache-Control"] == "no-store"
-    Client().head(f"{PIXEL}?article={article.slug}", headers=SAME_ORIGIN)
+    head = Client().head(f"{PIXEL}?article={article.slug}", headers=SAME_ORIGIN)
     assert _views() == 1
+    # The same answer as the GET's, without the body (it was a 405).
+    assert head.status_code == 200 and head["Content-Type"] == "image/gif"
+    assert head["Cache-Control"] == "no-store" and not head.content
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from backpain_report.export import subscriber_csv_lines
 from backpain_report.models import Delivery, PageView, PendingSignup, Subscriber
 from backpain_report.sources import (
     MAX_UTM_LENGTH,
+    SOURCE_FIELDS,
     host_clean,
     referrer_host,
     source_label,
@@ -222,6 +223,42 @@ def test_a_form_with_errors_keeps_its_source(client, article):
     html = response.content.decode()
     assert response.status_code == 200
     assert hidden(html, "utm_source") == "news" and hidden(html, "referrer_host") == "x.org"
+
+
+@pytest.mark.django_db
+def test_without_javascript_a_form_with_errors_keeps_the_source_of_its_referer(
+    client, article, no_broker, django_capture_on_commit_callbacks
+):
+    """No script: the first POST's Referer is the article's address with its utm_*. The form
+    shown again with errors is at the sign-up's address, which has none, so the next POST's
+    Referer has none either: the hidden fields must carry the source from the first POST."""
+    signup = reverse("backpain_report:signup")
+    page = "http://testserver" + article.get_absolute_url() + UTM
+    response = client.post(
+        signup, signup_data(email="nope", article=article.slug), HTTP_REFERER=page
+    )
+    html = response.content.decode()
+    assert response.status_code == 200 and "Enter a valid email address." in html
+    fields = {name: hidden(html, name) or "" for name in SOURCE_FIELDS}
+    assert fields == {
+        "utm_source": "newsletter",
+        "utm_medium": "email",
+        "utm_campaign": "spring-2026",
+        "referrer_host": "",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            signup,
+            signup_data(article=article.slug, **fields),
+            HTTP_REFERER="http://testserver" + signup,  # the page with the errors
+        )
+    assert response.status_code == 303
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.utm_source, subscriber.utm_medium, subscriber.utm_campaign) == (
+        "newsletter",
+        "email",
+        "spring-2026",
+    )
 
 
 @pytest.mark.django_db

@@ -9,7 +9,9 @@
  * bring the reader to the form and put the cursor in its first field.
  *
  * The script has no text of its own: the block's `data-bpr-*` attributes, rendered by the
- * template in the page's language, carry every message it shows.
+ * template in the page's language, carry every message it shows. A block without the texts of
+ * success and of a throttled sign-up (a `<template data-bpr-success>` / `data-bpr-thanks` and a
+ * `<template data-bpr-throttled>` / `data-bpr-later`) is left to post the ordinary way.
  *
  * The page is the same bytes for every reader (it may come from a CDN), so what is per reader
  * happens here: the form's source fields get the page's `utm_*` parameters and the referring
@@ -102,13 +104,21 @@
     message.focus();
   }
 
+  // The attribute with each message's text, for a block without a <template> of it.
+  var FALLBACK_TEXT = { success: "thanks", throttled: "later" };
+
+  function hasMessage(block, name) {
+    var template = block.querySelector("template[data-bpr-" + name + "]");
+    return Boolean(template || text(block, FALLBACK_TEXT[name]));
+  }
+
   function fromTemplate(block, name) {
     var template = block.querySelector("template[data-bpr-" + name + "]");
     if (template && template.content) {
       return document.importNode(template.content, true);
     }
     var fallback = document.createElement("p");
-    fallback.textContent = text(block, name === "success" ? "thanks" : "later");
+    fallback.textContent = text(block, FALLBACK_TEXT[name]);
     return fallback;
   }
 
@@ -121,6 +131,11 @@
     var form = block.querySelector("form");
     var message = block.querySelector("[data-bpr-message]");
     if (!form || !message || !window.fetch || !window.URLSearchParams || !window.FormData) {
+      return;
+    }
+    if (!hasMessage(block, "success") || !hasMessage(block, "throttled")) {
+      // Nothing to say in place (markup without the texts, e.g. an embedding page's): the form
+      // posts the ordinary way and the reader gets the site's own page, never a blank one.
       return;
     }
     form.addEventListener("submit", function (event) {
