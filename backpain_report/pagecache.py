@@ -5,8 +5,8 @@ is protected by Fetch Metadata, see :mod:`crossorigin`), the source fields are f
 browser, and views are counted by a beacon. So the page is rendered once per (host, scheme,
 path, language, script prefix, URLconf, settings) and kept as bytes: in ``PAGE_CACHE``, shared
 by every web process, and in a copy per process. A shared cache (a CDN, Varnish) may keep it
-too: it is served ``public`` for ``PAGE_MAX_AGE`` seconds with an ``ETag``, ``Last-Modified``
-and ``Age``.
+too: it is served ``public`` for ``PAGE_MAX_AGE`` seconds, never to be served stale
+(``stale-while-revalidate=0``), with an ``ETag``, ``Last-Modified`` and ``Age``.
 
 Editing an article or a report (any save or delete) starts a new *generation*: every stored
 page is dropped. Each process reads the generation from ``PAGE_CACHE`` at most once per
@@ -337,9 +337,17 @@ def page_response(request: HttpRequest, page: StoredPage) -> HttpResponse:
     if _language_from_cookie(request):
         response["Cache-Control"] = "private, no-cache"
     else:
-        response["Cache-Control"] = f"public, max-age={max_age()}"
+        response["Cache-Control"] = public_cache_control()
         response["Age"] = str(age)
     return response
+
+
+def public_cache_control() -> str:
+    """The stored page's ``Cache-Control``: any cache may keep it for ``PAGE_MAX_AGE``, and
+    none may serve it once stale while it fetches a fresh one (``stale-while-revalidate=0``):
+    Varnish otherwise serves an expired copy for its grace (10 s by default), so an edit would
+    reach a reader later than ``PAGE_MAX_AGE`` promises."""
+    return f"public, max-age={max_age()}, stale-while-revalidate=0"
 
 
 # --- The form's HTML on any page --------------------------------------------------------------
