@@ -503,6 +503,9 @@ class DownloadView(View):
         status = 400 if state is DownloadState.INVALID else 410
         response = render(request, self.template_name, {"state": state.value}, status=status)
         response["X-Robots-Tag"] = "noindex"
+        # Not for a shared cache either (one keeps a 410 by default): a link refused because
+        # its reader unsubscribed works again once they sign up again.
+        response["Cache-Control"] = "private, no-cache"
         return response
 
     def throttled(self, request: HttpRequest) -> HttpResponse:
