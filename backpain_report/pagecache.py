@@ -16,8 +16,8 @@ and ``Age`` tells a shared cache how old it already is).
 
 A site's base template may make the page depend on the reader (the user's name, messages): the
 render then reads the session, asks for a CSRF token, reads messages or sets a cookie. Such a
-page is never stored nor marked ``public``; it is rendered per request as before, and a warning
-says why once per process.
+page is never stored, and is sent ``private, no-cache`` so that no shared cache stores it
+either; it is rendered per request as before, and a warning says why once per process.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf
-from django.utils.cache import get_conditional_response
+from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import http_date
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
@@ -255,6 +255,14 @@ def page_mark_per_reader(key: str, reason: str) -> None:
             "per request and never marked public. See the README, 'Caching the article page'.",
             reason,
         )
+
+
+def per_reader_response(response: HttpResponse) -> HttpResponse:
+    """A page rendered for this reader, sent ``private, no-cache``: without a
+    ``Cache-Control`` a shared cache may keep it (a stock Varnish does, 120 s) and serve it
+    to other readers."""
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
 
 
 def per_reader_reason(request: HttpRequest, response: HttpResponse) -> str | None:

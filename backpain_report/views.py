@@ -120,14 +120,15 @@ class ArticleDetailView(TemplateView):
         key = pagecache.page_key(request)
         page = pagecache.page_get(key) if key else None
         if page is pagecache.PER_READER:
-            return super().get(request, *args, **kwargs)
+            return pagecache.per_reader_response(super().get(request, *args, **kwargs))
         if not isinstance(page, pagecache.StoredPage):
             response = super().get(request, *args, **kwargs)
             response.render()  # type: ignore[attr-defined]
             reason = pagecache.per_reader_reason(request, response)
-            if key is None or reason:
-                if key is not None and reason:
-                    pagecache.page_mark_per_reader(key, reason)
+            if key is not None and reason:
+                pagecache.page_mark_per_reader(key, reason)
+                return pagecache.per_reader_response(response)
+            if key is None:
                 return response
             page = pagecache.page_from_response(response, last_modified=self.last_modified)
             pagecache.page_store(key, page)
