@@ -5,8 +5,8 @@ is protected by Fetch Metadata, see :mod:`crossorigin`), the source fields are f
 browser, and views are counted by a beacon. So the page is rendered once per (host, scheme,
 path, language, script prefix, URLconf, settings) and kept as bytes: in ``PAGE_CACHE``, shared
 by every web process, and in a copy per process. A shared cache (a CDN, Varnish) may keep it
-too: it is served ``public`` for ``PAGE_MAX_AGE`` seconds with an ``ETag``, ``Last-Modified``
-and ``Age``.
+too: it is served ``public`` for ``PAGE_MAX_AGE`` seconds, never to be served stale
+(``stale-while-revalidate=0``), with an ``ETag``, ``Last-Modified`` and ``Age``.
 
 Editing an article or a report (any save or delete) starts a new *generation*: every stored
 page is dropped. Each process reads the generation from ``PAGE_CACHE`` at most once per
@@ -16,8 +16,8 @@ and ``Age`` tells a shared cache how old it already is).
 
 A site's base template may make the page depend on the reader (the user's name, messages): the
 render then reads the session, asks for a CSRF token, reads messages or sets a cookie. Such a
-page is never stored nor marked ``public``; it is rendered per request as before, and a warning
-says why once per process.
+page is never stored, and is sent ``private, no-cache`` so that no shared cache stores it
+either; it is rendered per request as before, and a warning says why once per process.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port
 from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf
-from django.utils.cache import get_conditional_response
+from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import http_date
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
@@ -290,6 +290,14 @@ def page_mark_per_reader(key: str, reason: str) -> None:
         )
 
 
+def per_reader_response(response: HttpResponse) -> HttpResponse:
+    """A page rendered for this reader, sent ``private, no-cache``: without a
+    ``Cache-Control`` a shared cache may keep it (a stock Varnish does, 120 s) and serve it
+    to other readers."""
+    patch_cache_control(response, private=True, no_cache=True)
+    return response
+
+
 class ReaderWatch:
     """Watches one render for what makes a page depend on its reader: reading the session,
     asking for a CSRF token, reading messages. Only the render's own reads count (a middleware
@@ -418,9 +426,17 @@ def page_response(request: HttpRequest, page: StoredPage) -> HttpResponse:
     if _language_from_cookie(request):
         response["Cache-Control"] = "private, no-cache"
     else:
-        response["Cache-Control"] = f"public, max-age={max_age()}"
+        response["Cache-Control"] = public_cache_control()
         response["Age"] = str(age)
     return response
+
+
+def public_cache_control() -> str:
+    """The stored page's ``Cache-Control``: any cache may keep it for ``PAGE_MAX_AGE``, and
+    none may serve it once stale while it fetches a fresh one (``stale-while-revalidate=0``):
+    Varnish otherwise serves an expired copy for its grace (10 s by default), so an edit would
+    reach a reader later than ``PAGE_MAX_AGE`` promises."""
+    return f"public, max-age={max_age()}, stale-while-revalidate=0"
 
 
 # --- The form's HTML on any page --------------------------------------------------------------

@@ -447,8 +447,9 @@ SETTINGS: tuple[Setting, ...] = (
         (int,),
         "seconds a shared cache (a CDN, Varnish) and the app's own page cache may keep the "
         "article page (an integer, 0 or more, check `E016`): the page is the same bytes for "
-        "every reader, sent with `Cache-Control: public, max-age=` this and an `Age`, so an "
-        "edit of the article or its report shows everywhere within this time; `0`: shared "
+        "every reader, sent with `Cache-Control: public, max-age=` this, "
+        "`stale-while-revalidate=0` and an `Age`, so an edit of the article or its report "
+        "shows everywhere within this time and a second; `0`: shared "
         "caches keep nothing and the app renders the page on every request (see "
         "[Caching the article page](#caching-the-article-page))",
         validate=page_max_age_problem,

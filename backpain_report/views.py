@@ -120,15 +120,17 @@ class ArticleDetailView(TemplateView):
         key = pagecache.page_key(request)
         page = pagecache.page_get(key) if key else None
         if page is pagecache.PER_READER:
-            return super().get(request, *args, **kwargs)
+            return pagecache.per_reader_response(super().get(request, *args, **kwargs))
         if not isinstance(page, pagecache.StoredPage):
             response = super().get(request, *args, **kwargs)
             with pagecache.ReaderWatch(request) as watch:
                 response.render()  # type: ignore[attr-defined]
             reason = watch.reason(response)
-            if key is None or reason:
-                if key is not None and reason:
+            if reason:
+                if key is not None:
                     pagecache.page_mark_per_reader(key, reason)
+                return pagecache.per_reader_response(response)
+            if key is None:
                 return response
             page = pagecache.page_from_response(response, last_modified=self.last_modified)
             pagecache.page_store(key, page)
@@ -508,6 +510,9 @@ class DownloadView(View):
         status = 400 if state is DownloadState.INVALID else 410
         response = render(request, self.template_name, {"state": state.value}, status=status)
         response["X-Robots-Tag"] = "noindex"
+        # Not for a shared cache either (one keeps a 410 by default): a link refused because
+        # its reader unsubscribed works again once they sign up again.
+        response["Cache-Control"] = "private, no-cache"
         return response
 
     def throttled(self, request: HttpRequest) -> HttpResponse:

@@ -13,6 +13,10 @@ root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real
   origins, ``EMBED_ORIGINS``); ``BACKPAIN_TRUSTED_PROXIES``, ``BACKPAIN_DOUBLE_OPT_IN``.
 - ``EXAMPLE_DEVTOOLS`` — install the dev-only ``benchmarks.devtools`` app (``backpain_populate``,
   ``backpain_bench``); default: on with ``DEBUG`` when the checkout's ``benchmarks/`` is there.
+- ``EXAMPLE_TEMPLATE_DIR`` — a folder of templates searched before the apps' own, e.g. one
+  holding ``backpain_report/base.html`` to override the app's base template.
+- ``BACKPAIN_PAGE_MAX_AGE`` — the app's ``PAGE_MAX_AGE`` (seconds a shared cache may keep the
+  article page; default 300).
 
 ``SITE_URL`` (the origin of links in emails) defaults to ``http://127.0.0.1:8000`` with
 ``DEBUG`` on; ``run.py`` sets it from its ``--addr`` when it is unset. With ``DEBUG`` off and no
@@ -103,7 +107,9 @@ WSGI_APPLICATION = "example_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # EXAMPLE_TEMPLATE_DIR: a site's own templates, found before the apps' (an override
+        # of backpain_report/base.html, as the Varnish tier's site showing the user has).
+        "DIRS": [Path(d) for d in [os.environ.get("EXAMPLE_TEMPLATE_DIR", "").strip()] if d],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -241,13 +247,16 @@ if _embed_origins:
 # Delivery timings from the environment, for the fault-injection tests
 # (tests/realservices/test_faults_*.py), which need them short. Each variable, when set,
 # overrides the app's default: BACKPAIN_RETRY_BACKOFF, BACKPAIN_SWEEP_GRACE,
-# BACKPAIN_CLAIM_LEASE and BACKPAIN_PUBLISH_TIMEOUT (seconds), BACKPAIN_MAX_ATTEMPTS (a count).
+# BACKPAIN_CLAIM_LEASE and BACKPAIN_PUBLISH_TIMEOUT (seconds), BACKPAIN_MAX_ATTEMPTS (a count),
+# and BACKPAIN_PAGE_MAX_AGE (seconds a shared cache may keep the article page; the Varnish tier,
+# tests/realservices/test_varnish.py, needs it short to see an edit come through).
 for _key, _cast in (
     ("RETRY_BACKOFF", float),
     ("SWEEP_GRACE", float),
     ("CLAIM_LEASE", float),
     ("PUBLISH_TIMEOUT", float),
     ("MAX_ATTEMPTS", int),
+    ("PAGE_MAX_AGE", int),
 ):
     if os.environ.get(f"BACKPAIN_{_key}", "").strip():
         BACKPAIN_REPORT[_key] = _cast(os.environ[f"BACKPAIN_{_key}"])

@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from django.core import mail
 from django.urls import reverse
+from django.utils import timezone
 from pypdf import PdfReader
 
 from backpain_report.emails import build_report_email
@@ -111,13 +112,32 @@ def test_tampered_download_token_is_400(client, make_delivery):
 
 
 def test_unsubscribed_reader_link_stops_working(client, make_delivery):
-    from django.utils import timezone
-
     delivery = make_delivery()
     path = download_path(delivery)
     delivery.subscriber.unsubscribed_at = timezone.now()
     delivery.subscriber.save()
     assert client.get(path).status_code == 410
+
+
+def test_a_refused_link_is_kept_by_no_shared_cache(client, make_delivery):
+    """Attack (the Varnish tier): the 410 of a link refused because its reader unsubscribed
+    carried no Cache-Control, so a stock Varnish kept it (a 410 is cacheable by default) and
+    went on refusing the link after the reader signed up again. Every answer of the download,
+    the refusals (400, 410) included, is ``private, no-cache``."""
+    delivery = make_delivery(status=Delivery.Status.SENT)
+    path = download_path(delivery)
+    subscriber = delivery.subscriber
+    subscriber.unsubscribed_at = timezone.now()
+    subscriber.save()
+    refused = client.get(path)
+    assert refused.status_code == 410 and refused["Cache-Control"] == "private, no-cache"
+    assert client.head(path)["Cache-Control"] == "private, no-cache"
+    tampered = client.get(path.replace("/download/", "/download/x"))
+    assert tampered.status_code == 400 and tampered["Cache-Control"] == "private, no-cache"
+    subscriber.unsubscribed_at = None  # signed up again: the same link works again
+    subscriber.save()
+    works = client.get(path)
+    assert works.status_code == 200 and works["Cache-Control"] == "private, no-cache"
 
 
 @pytest.mark.parametrize("value", ["attach", "link", "both"])

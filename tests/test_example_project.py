@@ -53,6 +53,7 @@ out = {
     "retry_on_startup": app.conf.broker_connection_retry_on_startup,
     "beat_schedule": {k: [v["task"], v["schedule"]] for k, v in app.conf.beat_schedule.items()},
     "app_settings": settings.BACKPAIN_REPORT,
+    "template_dirs": [str(d) for d in settings.TEMPLATES[0]["DIRS"]],
     "installed_apps": settings.INSTALLED_APPS,
     "routes": [str(p.pattern) for p in get_resolver().url_patterns],
     "captured": settings.EXAMPLE_MAIL_CAPTURED,
@@ -242,6 +243,19 @@ def test_embed_origins_come_from_the_environment(tmp_path):
         "https://www.example.org",
         "http://127.0.0.2:8001",
     ]
+
+
+def test_page_max_age_and_a_template_dir_come_from_the_environment(tmp_path):
+    """README (Production): BACKPAIN_PAGE_MAX_AGE and EXAMPLE_TEMPLATE_DIR, which the Varnish
+    tier runs its sites with; unset, the app's default and no folder of the site's own."""
+    unset = example_settings(tmp_path / "a")
+    assert "PAGE_MAX_AGE" not in unset["app_settings"] and unset["template_dirs"] == []
+    templates = tmp_path / "templates"
+    got = example_settings(
+        tmp_path / "b", BACKPAIN_PAGE_MAX_AGE="3", EXAMPLE_TEMPLATE_DIR=str(templates)
+    )
+    assert got["app_settings"]["PAGE_MAX_AGE"] == 3
+    assert got["template_dirs"] == [str(templates)]
 
 
 def test_celery_settings_the_app_needs(tmp_path):

@@ -23,6 +23,8 @@ from .test_i18n import LOCALE_MIDDLEWARE
 
 pytestmark = pytest.mark.django_db
 
+PUBLIC = "public, max-age={}, stale-while-revalidate=0"
+
 
 @pytest.fixture
 def renders():
@@ -56,13 +58,26 @@ def test_every_reader_gets_the_same_bytes_marked_public_without_a_cookie(article
     assert first.content == second.content
     assert len(renders) == 1  # rendered once for both
     for response in (first, second):
-        assert response["Cache-Control"] == "public, max-age=300"
+        assert response["Cache-Control"] == PUBLIC.format(300)
         assert not response.cookies and "Set-Cookie" not in response
         assert "cookie" not in response.get("Vary", "").lower()
         assert response["ETag"].startswith('"') and response["Last-Modified"]
         assert int(response["Age"]) >= 0
     html = first.content.decode()
     assert "csrfmiddlewaretoken" not in html and "newsletter" not in html
+
+
+def test_no_cache_serves_the_page_stale_while_it_fetches_a_fresh_one(client, article):
+    """Attack (the Varnish tier): the page said only ``public, max-age``, and a stock Varnish
+    serves an expired copy for its grace (10 s by default) while it fetches anew, so a reader
+    who came after max-age got the page from before an edit, with an Age past max-age.
+    ``stale-while-revalidate=0`` sets that grace to nothing, on the page and on its 304."""
+    url = article.get_absolute_url()
+    first = client.get(url)
+    again = client.get(url, headers={"If-None-Match": first["ETag"]})
+    for response in (first, again):
+        directives = [d.strip() for d in response["Cache-Control"].split(",")]
+        assert "stale-while-revalidate=0" in directives and "public" in directives
 
 
 def test_a_conditional_get_is_a_304(client, article):
@@ -146,12 +161,12 @@ def test_a_page_older_than_max_age_is_rendered_again_and_age_counts_up(
 
 def test_max_age_is_a_setting_and_zero_renders_every_time(client, article, renders, settings):
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PAGE_MAX_AGE": 3600}
-    assert client.get(article.get_absolute_url())["Cache-Control"] == "public, max-age=3600"
+    assert client.get(article.get_absolute_url())["Cache-Control"] == PUBLIC.format(3600)
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PAGE_MAX_AGE": 0}
     renders.clear()
     for _ in range(2):
         response = client.get(article.get_absolute_url())
-        assert response["Cache-Control"] == "public, max-age=0"
+        assert response["Cache-Control"] == PUBLIC.format(0)
     assert len(renders) == 2
 
 
@@ -244,7 +259,9 @@ def test_a_base_template_that_depends_on_the_reader_is_never_public_or_shared(
             if user is not None:
                 client.force_login(user)
             response = client.get(url)
-            assert "public" not in response.get("Cache-Control", "")
+            # Attack (the Varnish tier): this page said nothing of caching, and a stock
+            # Varnish kept the anonymous one for 120 s and served it to other readers.
+            assert response["Cache-Control"] == "private, no-cache"
             assert "Age" not in response
             pages.append(response.content.decode())
     assert len(renders) == 3  # rendered per request, as before

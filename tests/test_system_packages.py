@@ -27,7 +27,14 @@ SCRIPT = ROOT / "tools" / "system_packages.sh"
 BASH = shutil.which("bash")
 
 WEASYPRINT = ["libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0"]
-TEST_EXTRA = ["poppler-utils", "chromium", "fonts-dejavu-core", "memcached", "iproute2"]
+TEST_EXTRA = [
+    "poppler-utils",
+    "chromium",
+    "fonts-dejavu-core",
+    "memcached",
+    "iproute2",
+    "varnish",
+]
 # What each package provides, as the fakes see it.
 PROVIDES = {
     "libpango-1.0-0": "lib libpango-1.0.so.0",
@@ -38,6 +45,7 @@ PROVIDES = {
     "fonts-dejavu-core": "deb fonts-dejavu-core",
     "memcached": "cmd memcached",
     "iproute2": "cmd ip",
+    "varnish": "cmd varnishd",
 }
 
 FAKES = {
@@ -160,7 +168,7 @@ def test_root_and_missing_installs_them_with_apt_get(machine):
 
 
 def test_only_what_is_missing_is_installed(machine):
-    machine.has(*WEASYPRINT, "chromium", "fonts-dejavu-core", "memcached", "iproute2")
+    machine.has(*WEASYPRINT, "chromium", "fonts-dejavu-core", "memcached", "iproute2", "varnish")
     assert machine.run("test").returncode == 0
     assert machine.calls() == [_install(["poppler-utils"])]
 

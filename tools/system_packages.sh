@@ -7,7 +7,8 @@
 #
 #   example   WeasyPrint's libraries (Pango, HarfBuzz's subsetting library)
 #   test      those, plus what the test tiers use: pdftotext/pdftoppm, Chromium, DejaVu fonts,
-#             memcached, iproute2 (the multi-host tier's network namespaces)
+#             memcached, iproute2 (the multi-host tier's network namespaces), Varnish (the
+#             shared cache in front of the real-services tier's site)
 #   --check   never install: report, print the command, exit 1 when something is missing
 #
 # Exit status: 0 when everything is (now) there, 1 otherwise. Only bash built-ins and the
@@ -28,6 +29,7 @@ TEST_PACKAGES=(
     "fonts-dejavu-core   deb:fonts-dejavu-core"
     "memcached           cmd:memcached"
     "iproute2            cmd:ip"
+    "varnish             cmd:varnishd"
 )
 
 say() { echo "system packages: $*" >&2; }

@@ -10,5 +10,6 @@
 - ``web``: a reader's HTTP client (CSRF, forms, the sign-up);
 - ``checks``: what a delivered report must look like (the PDF attachment);
 - ``faults`` and ``faults_site``: private PostgreSQL/Redis and a scripted SMTP server that can be
-  broken on purpose, and the site the fault tests run against.
+  broken on purpose, and the site the fault tests run against;
+- ``varnish``: a private, stock Varnish in front of a site (the Varnish tier).
 """

@@ -44,7 +44,14 @@ class Process:
     """One child in its own session (process group), its output in ``log``."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], *, env: dict[str, str], cwd: Path, log: Path
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        log: Path,
+        preexec_fn: Callable[[], object] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -59,6 +66,7 @@ class Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=preexec_fn,  # e.g. to die with this process (support/varnish.py)
             )
 
     @property
