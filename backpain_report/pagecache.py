@@ -97,7 +97,7 @@ class StoredPage:
 PER_READER = object()
 
 _lock = threading.Lock()
-_local: OrderedDict[str, tuple[object, float]] = OrderedDict()  # key -> (page, stored at)
+_local: OrderedDict[tuple[str, ...], tuple[object, float]] = OrderedDict()  # (page, stored at)
 _generation: list = ["", 0.0]  # [value, read at]
 _warned: set[str] = set()
 
@@ -211,7 +211,12 @@ def _origin_part(request: HttpRequest) -> str | None:
     return f"{request.scheme}://{host}"
 
 
-def page_key(request: HttpRequest) -> str | None:
+#: What names a stored page: (generation, origin, path, language, script prefix, URLconf,
+#: settings digest). The process's copies are kept under it; ``PAGE_CACHE`` under its digest.
+PageKey = tuple[str, ...]
+
+
+def page_key(request: HttpRequest) -> PageKey | None:
     """The key of the page ``request`` asks for; None when the page is not to be stored (see
     :func:`_origin_part`).
 
@@ -219,7 +224,8 @@ def page_key(request: HttpRequest) -> str | None:
     origin = _origin_part(request)
     if origin is None:
         return None
-    parts = (
+    return (
+        generation(),
         origin,
         request.path,
         get_language() or "",
@@ -227,11 +233,16 @@ def page_key(request: HttpRequest) -> str | None:
         str(get_urlconf() or ""),
         _fingerprint(),
     )
-    digest = hashlib.sha256("\x00".join(map(str, parts)).encode()).hexdigest()[:40]
-    return f"backpain_report:page:{generation()}:{digest}"
 
 
-def page_get(key: str) -> StoredPage | object | None:
+def _shared_name(key: PageKey) -> str:
+    """The name of the page ``key`` in ``PAGE_CACHE`` (hashed only when the process's own copy
+    is missing: most requests never need it)."""
+    digest = hashlib.sha256("\x00".join(key[1:]).encode()).hexdigest()[:40]
+    return f"backpain_report:page:{key[0]}:{digest}"
+
+
+def page_get(key: PageKey) -> StoredPage | object | None:
     """The stored page under ``key`` (this process's copy, else ``PAGE_CACHE``'s), or
     :data:`PER_READER`, or None."""
     age_limit = max_age()
@@ -248,7 +259,7 @@ def page_get(key: str) -> StoredPage | object | None:
         return None
     cache = _cache()
     try:
-        page = cache.get(key) if cache is not None else None
+        page = cache.get(_shared_name(key)) if cache is not None else None
     except Exception:
         logger.warning("Page cache unavailable; rendering the page", exc_info=True)
         return None
@@ -258,7 +269,7 @@ def page_get(key: str) -> StoredPage | object | None:
     return page
 
 
-def _remember(key: str, page: object, stored_at: float) -> None:
+def _remember(key: PageKey, page: object, stored_at: float) -> None:
     with _lock:
         _local[key] = (page, stored_at)
         _local.move_to_end(key)
@@ -266,16 +277,16 @@ def _remember(key: str, page: object, stored_at: float) -> None:
             _local.popitem(last=False)
 
 
-def page_store(key: str, page: StoredPage) -> None:
+def page_store(key: PageKey, page: StoredPage) -> None:
     """Keep ``page`` under ``key`` for ``PAGE_MAX_AGE`` seconds, here and in ``PAGE_CACHE``."""
     age_limit = max_age()
     if not age_limit:
         return
     _remember(key, page, page.rendered_at)
-    _shared_set(key, page, age_limit, "the page is kept in this process")
+    _shared_set(_shared_name(key), page, age_limit, "the page is kept in this process")
 
 
-def page_mark_per_reader(key: str, reason: str) -> None:
+def page_mark_per_reader(key: PageKey, reason: str) -> None:
     """Remember that the page under ``key`` depends on the reader, and say why (once)."""
     _remember(key, PER_READER, time.time())
     with _lock:
@@ -384,7 +395,7 @@ def _locale_middleware_in_use() -> bool:
 def _language_from_cookie(request: HttpRequest) -> bool:
     """Whether ``LocaleMiddleware`` may take this request's language from its cookie: a page
     in a language not told by ``Accept-Language`` must not reach a shared cache."""
-    return settings.LANGUAGE_COOKIE_NAME in request.COOKIES and _locale_middleware_in_use()
+    return _locale_middleware_in_use() and settings.LANGUAGE_COOKIE_NAME in request.COOKIES
 
 
 class SharedPageResponse(HttpResponse):
@@ -407,11 +418,27 @@ class SharedPageResponse(HttpResponse):
         self._make_private()
 
 
+#: The request headers that make a GET conditional.
+_CONDITIONAL = (
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_UNMODIFIED_SINCE",
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _http_date(seconds: int) -> str:
+    return http_date(seconds)
+
+
 def page_response(request: HttpRequest, page: StoredPage) -> HttpResponse:
     """``page`` as the answer to ``request``: ``304`` to a matching conditional GET."""
-    conditional = get_conditional_response(
-        request, etag=page.etag, last_modified=page.last_modified
-    )
+    conditional = None
+    if any(name in request.META for name in _CONDITIONAL):
+        conditional = get_conditional_response(
+            request, etag=page.etag, last_modified=page.last_modified
+        )
     if conditional is None:
         response = SharedPageResponse(page.content, content_type=page.content_type)
     elif conditional.status_code == 304:
@@ -421,7 +448,7 @@ def page_response(request: HttpRequest, page: StoredPage) -> HttpResponse:
         return conditional
     response["ETag"] = page.etag
     if page.last_modified is not None:
-        response["Last-Modified"] = http_date(page.last_modified)
+        response["Last-Modified"] = _http_date(page.last_modified)
     age = max(0, int(time.time() - page.rendered_at))
     if _language_from_cookie(request):
         response["Cache-Control"] = "private, no-cache"

@@ -120,16 +120,15 @@ def source_reported(request: HttpRequest, data: Mapping[str, object]) -> Source:
     return source
 
 
-def data_with_source(request: HttpRequest, data: QueryDict) -> QueryDict:
+def data_with_source(request: HttpRequest, data: QueryDict) -> dict[str, object]:
     """A copy of a sign-up POST's ``data`` whose source fields hold :func:`source_reported`.
 
     Without JavaScript the ``utm_*`` are only in the POST's ``Referer`` (the article's address).
     A form shown again with errors is at the sign-up's own address, which has none, so the next
     POST's ``Referer`` has none either: the form's hidden fields must carry them from here."""
-    copy = data.copy()
-    for name, value in source_reported(request, data).items():
-        copy[name] = value
-    return copy
+    # A plain dict of the last value of each field (what the form reads), not ``data.copy()``:
+    # a QueryDict copy is a deep copy, a tenth of a millisecond per sign-up.
+    return {**data.dict(), **source_reported(request, data)}
 
 
 def source_label(source: Mapping[str, str]) -> str:
