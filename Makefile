@@ -12,8 +12,8 @@
 #   make lint           ruff, and mypy on backpain_report/ (make format: ruff's fixes)
 #   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
-#   make bench          measure issue 11's rows on the real stack, write benchmarks/RESULTS.md
-#                       (needs wrk, redis-server, PostgreSQL; BENCH_ARGS="--quick" or "--full")
+#   make bench          measure the rows of issues 11 and 21 on the real stack, into RESULTS.md
+#                       (needs wrk, redis-server, varnish, PostgreSQL; BENCH_ARGS="--quick")
 #   make bench-multihost  one worker host vs two, over network namespaces (root, `ip`),
 #                       into benchmarks/RESULTS.md (MULTIHOST_ARGS="--reports 500 --rounds 3")
 #   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
@@ -154,11 +154,13 @@ test-matrix: check-system venv
 
 # Not part of `make test`: minutes of load on the real stack (see benchmarks/README.md).
 BENCH_ARGS ?=
-BENCH_APT := sudo apt-get install -y wrk redis-server postgresql
+BENCH_APT := sudo apt-get install -y wrk redis-server postgresql varnish
 
 check-bench:
 	@missing=""; \
-	for tool in wrk redis-server; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	for tool in wrk redis-server varnishd; do \
+		command -v $$tool >/dev/null || missing="$$missing $$tool"; \
+	done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v psql >/dev/null || \
 		missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \

@@ -141,15 +141,15 @@ def make_rows() -> dict[str, Row]:
     return {
         "article": Row(
             "article",
-            "article page (GET, anonymous, with the form and a valid CSRF token)",
+            "article page from the app, its page cache warm, no CDN (GET, anonymous)",
             "bare view returning a constant HTML page",
             "req/s",
             Goal(">=", 0.8),
         ),
-        "article_form": Row(
-            "article_form",
-            "article page (for information)",
-            "bare view rendering a template with a plain Django form and a CSRF token",
+        "article_varnish": Row(
+            "article_varnish",
+            "article page through a stock Varnish (for information)",
+            "the constant page through the same Varnish",
             "req/s",
             None,
         ),
@@ -201,35 +201,48 @@ def _latency(result: WrkResult) -> str:
     return ", ".join(f"p{k.rstrip('%')} {v * 1000:.1f} ms" for k, v in result.latency.items())
 
 
-def measure_article(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOptions) -> None:
-    targets = {
-        "baseline constant": stack.baseline_url + "/",
-        "baseline form": stack.baseline_url + "/form/",
-        "ours": stack.site_url + "/",
-    }
+def _measure_pair(row: Row, targets: dict[str, str], args, wrk: WrkOptions) -> None:
+    """GET the baseline's URL and ours, alternating for ``args.rounds`` rounds after a warm-up;
+    ``targets`` maps "baseline" and "ours" to their URLs."""
     warm = WrkOptions(args.warmup, wrk.connections, wrk.threads)
     for url in targets.values():
         run_wrk(url, warm)
-    article, form = rows["article"], rows["article_form"]
     for round_no in range(args.rounds):
         order = list(targets.items())
         if round_no % 2:
             order.reverse()
         for name, url in order:
             result = run_wrk(url, wrk)
-            say(f"GET {name}: {result.rate:,.0f} req/s ({_latency(result)})")
-            if name == "ours":
-                article.ours.append(result.rate)
-                form.ours.append(result.rate)
-                _check_wrk(article, name, result)
-            elif name == "baseline constant":
-                article.baseline.append(result.rate)
-                _check_wrk(article, name, result)
-            else:
-                form.baseline.append(result.rate)
-                _check_wrk(form, name, result)
+            say(f"GET {row.key} {name}: {result.rate:,.0f} req/s ({_latency(result)})")
+            (row.ours if name == "ours" else row.baseline).append(result.rate)
+            _check_wrk(row, name, result)
             if round_no == 0:
-                article.notes.append(f"latency {name}: {_latency(result)}")
+                row.notes.append(f"latency {name}: {_latency(result)}")
+
+
+def measure_article(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOptions) -> None:
+    """The article page from the app (its page cache warmed by the warm-up) against the
+    constant page; then both through a stock Varnish each (built-in VCL)."""
+    _measure_pair(
+        rows["article"],
+        {"baseline": stack.baseline_url + "/", "ours": stack.site_url + "/"},
+        args,
+        wrk,
+    )
+    site_varnish, baseline_varnish = stack.start_varnish()
+    row = rows["article_varnish"]
+    _measure_pair(
+        row,
+        {"baseline": baseline_varnish.base_url + "/", "ours": site_varnish.base_url + "/"},
+        args,
+        wrk,
+    )
+    for name, varnish in (("ours", site_varnish), ("baseline", baseline_varnish)):
+        counters = varnish.stats()
+        row.notes.append(
+            f"{name} through Varnish: {counters.get('MAIN.cache_hit', 0):,} hits, "
+            f"{counters.get('MAIN.backend_req', 0):,} backend requests"
+        )
 
 
 def measure_signup(stack: BenchStack, rows: dict[str, Row], args, wrk: WrkOptions) -> None:

@@ -37,6 +37,7 @@ from tests.realservices.support.stack import (
     manage,
     site_env,
 )
+from tests.realservices.support.varnish import Varnish, start_varnish, varnish_problem
 
 SITE_SETTINGS = "benchmarks.site_settings"
 BASELINE_SETTINGS = "benchmarks.baseline.settings"
@@ -153,6 +154,7 @@ class BenchStack:
         self.baseline: Process | None = None
         self.baseline_url = ""
         self.worker: Process | None = None
+        self.varnishes: list[Varnish] = []
         self._cleanup = contextlib.ExitStack()
 
     # Services ---------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class BenchStack:
     @staticmethod
     def problems() -> list[str]:
         """What this machine lacks to run the stack (empty when nothing)."""
-        found = [p for p in (PrivateRedis.available(),) if p]
+        found = [p for p in (PrivateRedis.available(), varnish_problem()) if p]
         if not shutil.which("wrk"):
             found.append("wrk is not installed (Debian: apt-get install -y wrk)")
         return found
@@ -205,6 +207,9 @@ class BenchStack:
 
     def close(self) -> None:
         """Stop every process and service that was started; drop the database."""
+        for varnish in self.varnishes:
+            with contextlib.suppress(Exception):
+                varnish.stop()
         for process in (self.worker, self.site, self.baseline):
             if process is not None:
                 with contextlib.suppress(Exception):
@@ -274,6 +279,20 @@ class BenchStack:
         self.baseline = self._gunicorn(
             "gunicorn-baseline", BASELINE_WSGI, self.baseline_env(), port
         )
+
+    def start_varnish(self) -> tuple[Varnish, Varnish]:
+        """A stock Varnish (built-in VCL, ``tests/realservices/support/varnish.py``) in front of
+        each site: (ours, the baseline's)."""
+        found = []
+        for name, url in (("site", self.site_url), ("baseline", self.baseline_url)):
+            varnish = start_varnish(
+                backend_port=int(url.rsplit(":", 1)[1]),
+                work_dir=self.work_dir / f"varnish-{name}",
+                log=self.log_dir / f"varnish-{name}.log",
+            )
+            self.varnishes.append(varnish)
+            found.append(varnish)
+        return found[0], found[1]
 
     def start_worker(self, *, processes: int, max_tasks_per_child: int) -> Process:
         """The example site's prefork Celery worker on our queue; waits until it is ready.
