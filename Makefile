@@ -13,7 +13,7 @@
 #   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure the rows of issues 11 and 21 on the real stack, into RESULTS.md
-#                       (needs wrk, redis-server, varnish, PostgreSQL; BENCH_ARGS="--quick")
+#                       (wrk, redis-server, PostgreSQL, the tests' packages; BENCH_ARGS=--quick)
 #   make bench-multihost  one worker host vs two, over network namespaces (root, `ip`),
 #                       into benchmarks/RESULTS.md (MULTIHOST_ARGS="--reports 500 --rounds 3")
 #   make profile        profile the article page and the sign-up (pyinstrument in-process, py-spy
@@ -154,13 +154,11 @@ test-matrix: check-system venv
 
 # Not part of `make test`: minutes of load on the real stack (see benchmarks/README.md).
 BENCH_ARGS ?=
-BENCH_APT := sudo apt-get install -y wrk redis-server postgresql varnish
+BENCH_APT := sudo apt-get install -y wrk redis-server postgresql
 
 check-bench:
 	@missing=""; \
-	for tool in wrk redis-server varnishd; do \
-		command -v $$tool >/dev/null || missing="$$missing $$tool"; \
-	done; \
+	for tool in wrk redis-server; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v psql >/dev/null || \
 		missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
