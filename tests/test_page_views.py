@@ -193,3 +193,16 @@ def test_the_admin_funnel_shows_views_and_a_rate_per_source(admin_client, articl
     table = html[html.index('id="funnel-sources"') :]
     table = table[: table.index("</table>")]
     assert "news" in table and ">2<" in table
+
+
+def test_views_counted_before_sources_show_per_article_and_day_only(article, admin_client):
+    """README: views of the release before (a PageView row and no SourceView) are in the
+    per-article and per-day figures, and in no source's row."""
+    today = timezone.localdate()
+    PageView.objects.create(article=article, day=today, views=7)
+    _beacon(article, utm_source="news")
+    funnel = stats.funnel(start=today, end=today)
+    assert funnel.total.counts["views"] == 8 and funnel.days[-1].counts["views"] == 8
+    assert {row.label: row.counts["views"] for row in funnel.sources} == {"news": 1}
+    page = admin_client.get(reverse("admin:backpain_report_pageview_changelist")).content
+    assert b"views counted before this release have no source" in page
