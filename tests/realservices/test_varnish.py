@@ -41,7 +41,7 @@ import pytest
 from .support.checks import pdf_attachment
 from .support.gating import unavailable
 from .support.processes import Process, free_port, signals_deferred, wait_until
-from .support.stack import ROOT, Stack, _start_web, http_ok
+from .support.stack import ROOT, Stack, _start_web, env_json, http_ok
 from .support.varnish import Varnish, start_varnish, varnish_problem
 from .support.web import SIGNUP_DONE_PATH, Client, form_inputs, reader_ip, signup_data
 
@@ -287,16 +287,7 @@ def site_python(env: dict[str, str], code: str, *args: str) -> dict:
     """Run ``code`` (after ``django.setup()``) with the site's environment; the JSON it prints
     last. The site's cache too: an edit made here reaches the site's processes as an admin's
     would."""
-    done = subprocess.run(
-        [sys.executable, "-c", "import django, json, sys, time\ndjango.setup()\n" + code, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return env_json(env, "import django, json, sys, time\ndjango.setup()\n" + code, *args)
 
 
 ARTICLE = """

@@ -97,6 +97,11 @@ def snippet_json(database_url: str, var_dir: Path, code: str, *args: str) -> dic
         site_url="http://127.0.0.1",
         var_dir=var_dir,
     )
+    return env_json(env, code, *args)
+
+
+def env_json(env: dict[str, str], code: str, *args: str) -> dict:
+    """Run ``code`` (Python) in a subprocess with ``env``; the JSON of its last output line."""
     done = subprocess.run(
         [sys.executable, "-c", code, *args],
         env=env,
