@@ -2,7 +2,7 @@
 
 A test that writes a date near today into a payload, fixture or expected value passes today
 and fails once that date ages out of the window it was written for (issue 20: a bounce dated
-2026-11-30 stopped counting on 2026-12-01). Running the suite with the clock moved far ahead
+the day before a run stopped counting the day after). Running the suite with the clock moved far ahead
 makes every such date age out now, while the test's author is still here: ``make
 test-future`` does, and CI runs it. A test that needs a fixed "now" pins it with
 ``time_machine.travel`` (nested travel overrides this shift), and builds everything else

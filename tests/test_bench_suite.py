@@ -153,7 +153,7 @@ def test_results_markdown_has_the_table_machine_versions_and_details() -> None:
         [met, missed],
         machine={"CPU": "Test CPU", "cores": "2"},
         versions={"Python": "3.13.0", "PostgreSQL": "15.2"},
-        settings={"date": "2026-01-01 00:00 UTC", "mode": "quick"},
+        settings={"date": "2001-02-03 04:05 UTC", "mode": "quick"},
         notes=["the machine was shared"],
         details=["deliveries by status: sent 10"],
     )
@@ -168,7 +168,7 @@ def test_results_markdown_has_the_table_machine_versions_and_details() -> None:
         "- CPU: Test CPU",
         "- cores: 2",
         "- PostgreSQL: 15.2",
-        "- date: 2026-01-01 00:00 UTC",
+        "- date: 2001-02-03 04:05 UTC",
         "- the machine was shared",
         "- **sign-up POST**: ours 800 req/s, 820 req/s; baseline 900 req/s, 1,000 req/s",
         "  - ours: 2400 rows for 2400 requests",

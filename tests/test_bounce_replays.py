@@ -26,7 +26,7 @@ def brevo_deferred(recipient: str, when: datetime.datetime) -> dict:
         "event": "deferred",
         "email": recipient,
         "id": 123456,  # the webhook's id, the same for every event
-        "message-id": "<202401011200.abcdef@smtp-relay.mailin.fr>",
+        "message-id": "<brevo-message-abcdef@smtp-relay.mailin.fr>",
         "ts_epoch": int(when.timestamp() * 1000),
         "reason": "452 4.2.2 Mailbox full",
         "subject": "Your free report",

@@ -69,7 +69,7 @@ def sent_report(make_subscriber, make_delivery):
 
 
 def _iso(when: datetime.datetime) -> str:
-    """A time as SES and SNS write it (``2024-05-01T10:14:59.000Z``)."""
+    """A time as SES and SNS write it (``YYYY-MM-DDThh:mm:ss.mmmZ``, UTC)."""
     return when.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + (
         f"{when.microsecond // 1000:03d}Z"
     )
