@@ -1,9 +1,9 @@
 """``--clock-shift-days=N``: run the tests with the clock N days ahead of the real one.
 
 A test that writes a date near today into a payload, fixture or expected value passes today
-and fails once that date ages out of the window it was written for (issue 20: a bounce dated
-the day before a run stopped counting the day after). Running the suite with the clock moved far ahead
-makes every such date age out now, while the test's author is still here: ``make
+and fails once that date ages out of the window it was written for (issue 20: a bounce
+dated the day before a run stopped counting the day after). Running the suite with the clock
+moved far ahead makes every such date age out now, while the test's author is still here: ``make
 test-future`` does, and CI runs it. A test that needs a fixed "now" pins it with
 ``time_machine.travel`` (nested travel overrides this shift), and builds everything else
 from ``timezone.now()``.
