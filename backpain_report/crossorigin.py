@@ -12,6 +12,7 @@ direct attacker can post without a browser anyway. This is the rule of Go's
 
 from __future__ import annotations
 
+import functools
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -63,7 +64,17 @@ def own_origin(request: HttpRequest) -> str:
 
 def embed_origins() -> frozenset[str]:
     """The other sites allowed to post the form (``EMBED_ORIGINS``; misshapen ones ignored)."""
-    return frozenset(o for o in app_settings.EMBED_ORIGINS or () if origin_problem(o) is None)
+    listed = app_settings.EMBED_ORIGINS or ()
+    if not isinstance(listed, (list, tuple)):
+        return frozenset()
+    return _valid_origins(tuple(o for o in listed if isinstance(o, str)))
+
+
+@functools.lru_cache(maxsize=8)
+def _valid_origins(listed: tuple[str, ...]) -> frozenset[str]:
+    """``listed`` less what is no origin: parsed once per value of the setting, not per request
+    (a sign-up asks up to three times)."""
+    return frozenset(o for o in listed if origin_problem(o) is None)
 
 
 def _csrf_trusted(origin: str) -> bool:
