@@ -4,7 +4,6 @@ email service that gives no event id (anymail's Brevo, Mailjet, Mandrill: ``even
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 import time_machine
@@ -12,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from backpain_report.models import MailEvent
-from tests.test_bounces import BASIC_AUTH, anymail_test_backend  # noqa: F401
+from tests.test_bounces import anymail_test_backend, post_webhook  # noqa: F401
 
 pytest.importorskip("anymail")
 pytestmark = pytest.mark.django_db
@@ -34,12 +33,7 @@ def brevo_deferred(recipient: str, when: datetime.datetime) -> dict:
 
 
 def post_brevo(client, body: dict):
-    return client.post(
-        BREVO_URL,
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={"authorization": BASIC_AUTH},
-    )
+    return post_webhook(client, BREVO_URL, body)
 
 
 @pytest.mark.parametrize("skew", [datetime.timedelta(seconds=5), None], ids=["ahead", "undated"])

@@ -212,13 +212,18 @@ def mailgun_failed(recipient: str, severity: str = "permanent", **fields) -> dic
     )
 
 
-def post_mailgun(client, body: dict):
+def post_webhook(client, url: str, body: dict):
+    """POST an email service's JSON webhook body with the test site's basic auth."""
     return client.post(
-        MAILGUN_URL,
+        url,
         data=json.dumps(body),
         content_type="application/json",
         headers={"authorization": BASIC_AUTH},
     )
+
+
+def post_mailgun(client, body: dict):
+    return post_webhook(client, MAILGUN_URL, body)
 
 
 # --- suppressing --------------------------------------------------------------------------------
