@@ -39,6 +39,7 @@ from django.utils import timezone, translation
 from . import signals
 from .addresses import email_masked
 from .conf import app_settings
+from .consent import UNCONFIRMED_ERROR, awaiting_confirmation_q, awaits_confirmation
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
@@ -123,6 +124,8 @@ def _claim_renew(delivery: Delivery) -> bool:
     subscribed = Subscriber.objects.filter(
         pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True, suppressed_at__isnull=True
     )
+    if delivery.kind == Delivery.Kind.REPORT:  # double opt-in: not before the confirmation
+        subscribed = subscribed.exclude(awaiting_confirmation_q())
     renewed = Delivery.objects.filter(
         Exists(subscribed),
         pk=delivery.pk,
@@ -162,22 +165,30 @@ def _claim_lost(
 
 
 def _stop_error(delivery: Delivery) -> str:
-    """Why a delivery whose claim stands may not be sent: a suppression, else unsubscribing."""
+    """Why a delivery whose claim stands may not be sent: a suppression, a report for an
+    address that has not confirmed (double opt-in), else unsubscribing."""
     state = Subscriber.objects.filter(pk=delivery.subscriber_id, suppressed_at__isnull=False)
     reason = state.values_list("suppressed_reason", flat=True).first()
-    return UNSUBSCRIBED_ERROR if reason is None else suppressed_error(reason)
+    if reason is not None:
+        return suppressed_error(reason)
+    if delivery.kind == Delivery.Kind.REPORT:
+        waiting = Subscriber.objects.filter(awaiting_confirmation_q(), pk=delivery.subscriber_id)
+        if waiting.filter(unsubscribed_at__isnull=True).exists():
+            return UNCONFIRMED_ERROR
+    return UNSUBSCRIBED_ERROR
 
 
 def _stop_before_sending(delivery: Delivery) -> SendResult:
-    """Send nothing: the reader unsubscribed, their address is suppressed, or
-    :func:`_claim_renew` failed.
+    """Send nothing: the reader unsubscribed, their address is suppressed, a report's reader
+    has not confirmed (double opt-in), or :func:`_claim_renew` failed.
 
-    If our claim still stands, the reader unsubscribed or was suppressed (the renewal requires
-    all three): the row is cancelled, with the reason as its error. Otherwise the claim is gone
-    and nothing is recorded. Either way SKIPPED.
+    If our claim still stands, one of the first three holds (the renewal requires all of them):
+    the row is cancelled, with the reason as its error. Otherwise the claim is gone and nothing
+    is recorded. Either way SKIPPED.
     """
-    if _record(delivery, status=Delivery.Status.CANCELLED, last_error=_stop_error(delivery)):
-        logger.info("Delivery %s cancelled: unsubscribed or suppressed before sending", delivery.pk)
+    error = _stop_error(delivery)
+    if _record(delivery, status=Delivery.Status.CANCELLED, last_error=error):
+        logger.info("Delivery %s cancelled before sending: %s", delivery.pk, error)
         return SendResult(delivery.pk, Outcome.SKIPPED)
     return _claim_lost(delivery, sent=False)
 
@@ -297,6 +308,8 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
         return SendResult(delivery_id, Outcome.SKIPPED)
     if not delivery.subscriber.is_subscribed or delivery.subscriber.is_suppressed:
         return _stop_before_sending(delivery)
+    if delivery.kind == Delivery.Kind.REPORT and awaits_confirmation(delivery.subscriber):
+        return _stop_before_sending(delivery)  # only the confirmation goes before it
     message_id = delivery_message_id(delivery)
     mailer = connection
     try:

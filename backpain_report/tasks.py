@@ -43,6 +43,8 @@ def process_signup(signup_id: int) -> str:
         or result.delivery.status != Delivery.Status.PENDING
     ):
         return "nothing"
+    if result.delivery.next_attempt_at is not None:  # waits for the address's window to end
+        return "deferred"
     return deliver_report(result.delivery.pk)
 
 

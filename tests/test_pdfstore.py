@@ -265,9 +265,13 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
             reverse("admin:backpain_report_delivery_changelist"),
             {"action": "delete_selected", "_selected_action": [bob.pk], "post": "yes"},
         )
-        # A re-subscribed reader who never confirmed again is purged with their old PDF.
-        Subscriber.objects.filter(pk=cat.subscriber_id).update(
-            confirmation_requested_at=timezone.now() - datetime.timedelta(days=30)
+        # A re-subscribed reader who never confirmed again (asked 30 days ago: the request was
+        # sent) is purged with their old PDF.
+        asked = timezone.now() - datetime.timedelta(days=30)
+        Subscriber.objects.filter(pk=cat.subscriber_id).update(confirmation_requested_at=asked)
+        request = make_delivery(subscriber=cat.subscriber, kind=Delivery.Kind.CONFIRMATION)
+        Delivery.objects.filter(pk=request.pk).update(
+            created_at=asked, status=Delivery.Status.SENT, sent_at=asked
         )
         assert subscribers_purge_unconfirmed(older_than_days=10) == 1
     assert not Subscriber.objects.filter(pk=ann.subscriber_id).exists()

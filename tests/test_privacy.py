@@ -63,13 +63,19 @@ def double_opt_in(settings):
 
 
 def _asked(make_subscriber, days_ago: int, **fields) -> Subscriber:
-    """A reader asked to confirm ``days_ago`` days ago (signed up a year ago)."""
+    """A reader asked to confirm ``days_ago`` days ago (signed up a year ago): the request
+    made and its email sent then (a purge counts only a request that went out)."""
     now = timezone.now()
     subscriber = make_subscriber(**fields)
+    asked = now - timezone.timedelta(days=days_ago)
     Subscriber.objects.filter(pk=subscriber.pk).update(
-        created_at=now - timezone.timedelta(days=365),
-        confirmation_requested_at=now - timezone.timedelta(days=days_ago),
+        created_at=now - timezone.timedelta(days=365), confirmation_requested_at=asked
     )
+    report = subscriber.source_article.report
+    request = Delivery.objects.create(
+        subscriber=subscriber, report=report, edition=report.edition, kind="confirmation"
+    )
+    Delivery.objects.filter(pk=request.pk).update(created_at=asked, status="sent", sent_at=asked)
     return subscriber
 
 

@@ -95,6 +95,34 @@ def test_json_answer_is_the_same_for_every_kind_of_address(
     assert answers == {(202, b'{"status": "accepted"}')}
 
 
+def test_a_bots_signup_gets_the_same_answer_after_less_work(
+    client, article, published, django_capture_on_commit_callbacks
+):
+    """README, exactly: a filled honeypot is answered alike, without a query or a publish; what
+    its timing can tell is that the honeypot was noticed, nothing about the address."""
+    answers, work = {}, {}
+    for kind, extra in {"reader": {}, "bot": {"website": "http://spam.example"}}.items():
+        published.clear()
+        with (
+            django_capture_on_commit_callbacks(execute=True),
+            CaptureQueriesContext(connection) as queries,
+        ):
+            response = client.post(
+                reverse("backpain_report:signup"),
+                {**SIGNUP, "email": "known@example.com", **extra},
+            )
+        work[kind] = (len(queries.captured_queries), len(published))  # before the next request
+        json_answer = client.post(
+            reverse("backpain_report:signup"),
+            {**SIGNUP, "email": "new@example.com", **extra},
+            HTTP_ACCEPT="application/json",
+        )
+        answers[kind] = (response.status_code, response["Location"], json_answer.content)
+    assert answers["bot"] == answers["reader"]
+    assert work == {"reader": (2, 1), "bot": (0, 0)}
+    assert not PendingSignup.objects.filter(email="known@example.com").count() > 1
+
+
 def _submit(article, email="ann@example.com", name="Ann"):
     with transaction.atomic():
         return subscribers.signup_submit(name=name, email=email, article=article, ip="203.0.113.5")

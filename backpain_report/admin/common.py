@@ -57,6 +57,24 @@ def report_resend(
             % {"n": result.suppressed},
             messages.WARNING,
         )
+    unconfirmed_report(model_admin, request, result.unconfirmed)
+
+
+def unconfirmed_report(model_admin: admin.ModelAdmin, request: HttpRequest, count: int) -> None:
+    """Tell staff how many readers got nothing because they have not confirmed (double opt-in)."""
+    if count:
+        model_admin.message_user(
+            request,
+            ngettext(
+                "Skipped %(n)d subscriber who has not confirmed their address (double opt-in): "
+                "they get only the confirmation request until they confirm.",
+                "Skipped %(n)d subscribers who have not confirmed their addresses (double "
+                "opt-in): they get only the confirmation request until they confirm.",
+                count,
+            )
+            % {"n": count},
+            messages.WARNING,
+        )
 
 
 def csv_response(queryset: QuerySet[Subscriber]) -> StreamingHttpResponse:

@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .. import selectors
+from ..consent import awaiting_confirmation_q, awaits_confirmation
 from ..models import Delivery, Report, Subscriber
 from ..publishing import publish_on_commit
 
@@ -22,12 +23,14 @@ from ..publishing import publish_on_commit
 def delivery_resend(
     *, subscriber: Subscriber, report: Report | None = None, publish: bool = True
 ) -> Delivery | None:
-    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed
-    or suppressed.
+    """Queue a fresh copy of the report for a subscriber (a staff action); None if unsubscribed,
+    suppressed, or (under double opt-in) asked to confirm and not yet confirmed.
 
     With ``publish=False`` the caller publishes (e.g. many deliveries in batches).
     """
     if not subscriber.is_subscribed or subscriber.is_suppressed:
+        return None
+    if awaits_confirmation(subscriber):
         return None
     report = report or selectors.report_for_subscriber(subscriber=subscriber)
     if report is None:
@@ -52,17 +55,21 @@ class ResendResult:
     queued: int
     skipped: int  # unsubscribed
     suppressed: int = 0  # their address bounced or complained: nothing is sent to it
+    unconfirmed: int = 0  # double opt-in: asked to confirm, not confirmed; only a request goes
 
 
 def deliveries_resend(subscribers: Iterable[Subscriber]) -> ResendResult:
-    """A new delivery for each subscribed reader, published in batches; unsubscribed and
-    suppressed readers are skipped (counted apart)."""
+    """A new delivery for each subscribed reader, published in batches; unsubscribed,
+    suppressed and (under double opt-in) unconfirmed readers are skipped (counted apart)."""
     queued: list[int] = []
-    skipped = suppressed = 0
+    skipped = suppressed = unconfirmed = 0
     with transaction.atomic():
         for subscriber in subscribers:
             if subscriber.is_suppressed and subscriber.is_subscribed:
                 suppressed += 1
+                continue
+            if awaits_confirmation(subscriber) and subscriber.is_subscribed:
+                unconfirmed += 1
                 continue
             delivery = delivery_resend(subscriber=subscriber, publish=False)
             if delivery is None:
@@ -70,25 +77,47 @@ def deliveries_resend(subscribers: Iterable[Subscriber]) -> ResendResult:
             else:
                 queued.append(delivery.pk)
         publish_on_commit(*queued)
-    return ResendResult(queued=len(queued), skipped=skipped, suppressed=suppressed)
+    return ResendResult(
+        queued=len(queued), skipped=skipped, suppressed=suppressed, unconfirmed=unconfirmed
+    )
+
+
+def _retryable(deliveries: QuerySet[Delivery]) -> QuerySet[Delivery]:
+    """Failed deliveries of readers still subscribed and not suppressed."""
+    return deliveries.filter(
+        status=Delivery.Status.FAILED,
+        subscriber__unsubscribed_at__isnull=True,
+        subscriber__suppressed_at__isnull=True,
+    )
+
+
+#: A report whose reader (double opt-in) was asked to confirm and has not.
+_HELD_FOR_CONFIRMATION = Q(kind=Delivery.Kind.REPORT)
 
 
 def deliveries_retry_failed(deliveries: QuerySet[Delivery]) -> int:
-    """Put failed deliveries back to pending with fresh attempts and publish them in batches
-    (not those of unsubscribed or suppressed readers)."""
+    """Put failed deliveries back to pending with fresh attempts and publish them in batches;
+    return how many.
+
+    Not those of unsubscribed or suppressed readers, nor (under double opt-in) the reports of
+    readers who have not confirmed (see :func:`deliveries_held_for_confirmation`): a failed
+    confirmation request may be retried, their report not.
+    """
+    held = _HELD_FOR_CONFIRMATION & awaiting_confirmation_q("subscriber__")
     with transaction.atomic():
-        ids = list(
-            deliveries.filter(
-                status=Delivery.Status.FAILED,
-                subscriber__unsubscribed_at__isnull=True,
-                subscriber__suppressed_at__isnull=True,
-            ).values_list("pk", flat=True)
-        )
+        ids = list(_retryable(deliveries).exclude(held).values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=ids, status=Delivery.Status.FAILED).update(
             status=Delivery.Status.PENDING, attempts=0, next_attempt_at=None
         )
         publish_on_commit(*ids)
     return len(ids)
+
+
+def deliveries_held_for_confirmation(deliveries: QuerySet[Delivery]) -> int:
+    """How many failed reports among ``deliveries`` :func:`deliveries_retry_failed` leaves
+    alone because their reader has not confirmed (double opt-in)."""
+    held = _HELD_FOR_CONFIRMATION & awaiting_confirmation_q("subscriber__")
+    return _retryable(deliveries).filter(held).count()
 
 
 def deliveries_cancel_pending(deliveries: QuerySet[Delivery]) -> int:

@@ -82,7 +82,9 @@ def subscribers_unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscribe
     """Subscribers asked to confirm more than ``older_than_days`` ago who never did.
 
     Aged from the latest confirmation request, so a reader who signed up afresh yesterday is
-    kept. Raises :class:`PurgeNotApplicable` when double opt-in is off (nobody is waiting for a
+    kept; a reader is purged only for a request that was sent to them (a confirmation made for
+    their latest consent, delivered), never for one that waited, failed or was never made.
+    Raises :class:`PurgeNotApplicable` when double opt-in is off (nobody is waiting for a
     confirmation: every sign-up is a subscriber), and ``ValueError`` when the age is shorter
     than a confirmation link lives (readers holding a working link would be deleted).
     """
@@ -105,7 +107,13 @@ def subscribers_unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscribe
     recent_link = confirmations.filter(
         Q(sent_at__gte=cutoff) | Q(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING])
     )
+    # Only a request that went out is ignored: a consent whose confirmation was never sent
+    # (one made before its re-subscription does not count) is not purged for it.
+    asked = confirmations.filter(
+        status=Delivery.Status.SENT, created_at__gte=OuterRef("confirmation_requested_at")
+    )
     return Subscriber.objects.filter(
+        Exists(asked),
         ~Exists(recent_link),
         confirmed_at__isnull=True,
         confirmation_requested_at__isnull=False,

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,7 +22,7 @@ from .. import selectors, signals
 from ..addresses import canonical_email
 from ..conf import app_settings
 from ..models import Article, Delivery, PendingSignup, Report, Subscriber
-from ..publishing import publish_on_commit, publish_signup_on_commit
+from ..publishing import publish_deliveries, publish_on_commit, publish_signup_on_commit
 from ..sending import UNSUBSCRIBED_ERROR
 from ..signals import send_after_commit
 from ..sources import SOURCE_FIELDS, Source, source_clean
@@ -148,33 +148,73 @@ def _recently_emailed(subscriber: Subscriber) -> bool:
     )
 
 
-def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
-    """Whether a confirmation is on its way, or went out within ``CONFIRM_MAX_AGE`` and its
-    link may still work: then a sign-up sends no other one (an ignored request is not
-    followed by more until its link has expired)."""
-    since = timezone.now() - timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
-    return (
-        subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION, created_at__gte=since)
-        .exclude(status__in=[Delivery.Status.CANCELLED, Delivery.Status.FAILED])
-        .exists()
+def _window_end(subscriber: Subscriber) -> datetime | None:
+    """When ``THROTTLE_ADDRESS_WINDOW`` after the last email to this reader ends, if it has
+    not yet; None when the reader may be written to now."""
+    window = timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    last = (
+        subscriber.deliveries.filter(created_at__gte=timezone.now() - window)
+        .exclude(status=Delivery.Status.CANCELLED)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)
+        .first()
     )
+    return None if last is None else last + window
+
+
+def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
+    """Whether this consent's confirmation is on its way, or went out within
+    ``CONFIRM_MAX_AGE`` and its link may still work: then a sign-up sends no other one (an
+    ignored request is not followed by more until its link has expired).
+
+    Only a confirmation asked for this consent counts (made at or after
+    ``confirmation_requested_at``, which a re-subscription sets before asking): the link of one
+    sent before the reader unsubscribed stopped working with the new consent.
+    """
+    since = timezone.now() - timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
+    asked = subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION, created_at__gte=since)
+    if subscriber.confirmation_requested_at is not None:
+        asked = asked.filter(created_at__gte=subscriber.confirmation_requested_at)
+    return asked.exclude(status__in=[Delivery.Status.CANCELLED, Delivery.Status.FAILED]).exists()
 
 
 def _confirmation_for_signup(
-    subscriber: Subscriber, report: Report, *, publish: bool = True
+    subscriber: Subscriber,
+    report: Report,
+    *,
+    publish: bool = True,
+    not_before: datetime | None = None,
 ) -> Delivery:
-    """A confirmation email for a sign-up; stamps the request's time."""
+    """A confirmation email for a sign-up; stamps the request's time.
+
+    With ``not_before`` (the end of the address's ``THROTTLE_ADDRESS_WINDOW``) it waits until
+    then: it is published with that countdown whatever ``publish`` says, and the sweep sends
+    it if that message is lost.
+    """
     now = timezone.now()
     Subscriber.objects.filter(pk=subscriber.pk).update(confirmation_requested_at=now)
     subscriber.confirmation_requested_at = now
+    deferred = not_before is not None and not_before > now
     delivery = Delivery.objects.create(
         subscriber=subscriber,
         report=report,
         edition=report.edition,
         kind=Delivery.Kind.CONFIRMATION,
-        enqueued_at=None if publish else now,  # not published: handed to this worker
+        next_attempt_at=not_before if deferred else None,
+        enqueued_at=None if publish or deferred else now,  # not published: handed to this worker
     )
-    if publish:
+    if deferred:
+        assert not_before is not None
+        countdown = (not_before - now).total_seconds()
+        transaction.on_commit(
+            lambda: publish_deliveries([delivery.pk], countdown=countdown), robust=True
+        )
+        logger.info(
+            "Subscriber %s was emailed recently; their confirmation waits until %s.",
+            subscriber.pk,
+            not_before.isoformat(),
+        )
+    elif publish:
         publish_on_commit(delivery.pk)
     return delivery
 
@@ -264,8 +304,8 @@ def subscriber_signup(
         resubscribed = False
         if not created and subscriber.unsubscribed_at is not None:
             fresh = {"unsubscribed_at": None, **consent}
-            if app_settings.DOUBLE_OPT_IN:  # a new consent is confirmed anew
-                fresh.update(confirmed_at=None, confirmation_requested_at=timezone.now())
+            if app_settings.DOUBLE_OPT_IN:  # a new consent is confirmed anew, with its name
+                fresh.update(confirmed_at=None, confirmation_requested_at=timezone.now(), name=name)
             # Conditional: of two concurrent re-subscriptions, one wins.
             resubscribed = bool(
                 Subscriber.objects.filter(pk=subscriber.pk, unsubscribed_at__isnull=False).update(
@@ -279,16 +319,30 @@ def subscriber_signup(
             pass
         elif subscriber.is_suppressed:
             delivery = _suppressed_signup_record(subscriber, report)
+        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
+            if not created:
+                _unconfirmed_name_update(subscriber, name)
+            if not _asked_to_confirm_recently(subscriber):  # this consent gets its request,
+                delivery = _confirmation_for_signup(  # after the window if one is running
+                    subscriber, report, publish=publish, not_before=_window_end(subscriber)
+                )
         elif not created and _recently_emailed(subscriber):
             logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
-        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
-            if resubscribed or not _asked_to_confirm_recently(subscriber):
-                delivery = _confirmation_for_signup(subscriber, report, publish=publish)
         else:
             delivery = _delivery_for_signup(subscriber, report, publish=publish)
         if created or resubscribed:
             send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
+
+
+def _unconfirmed_name_update(subscriber: Subscriber, name: str) -> None:
+    """Under double opt-in, an unconfirmed address's name is only a request: the latest
+    sign-up's replaces it, so the report greets the name given last before the confirmation
+    (the confirmation email shows no name). A confirmed reader's name is never changed by a
+    sign-up."""
+    if name and subscriber.name != name:
+        Subscriber.objects.filter(pk=subscriber.pk, confirmed_at__isnull=True).update(name=name)
+        subscriber.name = name
 
 
 def _suppressed_signup_record(subscriber: Subscriber, report: Report) -> Delivery | None:

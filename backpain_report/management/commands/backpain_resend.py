@@ -3,7 +3,11 @@ from django.core.management.base import BaseCommand, CommandError
 
 from backpain_report.addresses import canonical_email
 from backpain_report.models import Delivery, Subscriber
-from backpain_report.services.deliveries import deliveries_resend, deliveries_retry_failed
+from backpain_report.services.deliveries import (
+    deliveries_held_for_confirmation,
+    deliveries_resend,
+    deliveries_retry_failed,
+)
 
 
 class Command(BaseCommand):
@@ -24,8 +28,15 @@ class Command(BaseCommand):
         if not emails and not status:
             raise CommandError("Give one or more email addresses, or --status failed.")
         if status:
-            count = deliveries_retry_failed(Delivery.objects.filter(status=status))
+            failed = Delivery.objects.filter(status=status)
+            held = deliveries_held_for_confirmation(failed)
+            count = deliveries_retry_failed(failed)
             self.stdout.write(f"Queued {count} failed deliveries again.")
+            if held:
+                self.stdout.write(
+                    f"Skipped {held} reports of readers who have not confirmed "
+                    "their address (double opt-in): they get only the confirmation request."
+                )
         if emails:
             try:
                 wanted = {canonical_email(e) for e in emails}
@@ -38,5 +49,10 @@ class Command(BaseCommand):
                 f"Queued {result.queued} new deliveries; skipped {result.skipped} unsubscribed"
                 f" and {result.suppressed} suppressed."
             )
+            if result.unconfirmed:
+                self.stdout.write(
+                    f"Skipped {result.unconfirmed} who have not confirmed their address (double"
+                    " opt-in): they get only the confirmation request until they confirm."
+                )
             if unknown:
                 raise CommandError(f"No subscriber with these addresses: {', '.join(unknown)}")
