@@ -207,16 +207,16 @@ def test_every_funnel_step_has_a_line_style_of_its_own():
 
 
 def test_change_against_the_previous_period():
-    from backpain_report.admin.funnel import count_change, rate_change
+    from backpain_report.admin.funnel import MINUS, count_change, rate_change
 
     assert count_change(12, 10) == ("+20%", "up")
-    assert count_change(5, 10) == ("−50%", "down")
+    assert count_change(5, 10) == (MINUS + "50%", "down")
     assert count_change(10, 10) == ("±0%", "same")
     assert count_change(3, 0) == ("new", "up")  # no division by zero
     assert count_change(0, 0) == ("—", "same")
-    assert count_change(0, 4) == ("−100%", "down")
+    assert count_change(0, 4) == (MINUS + "100%", "down")
     assert rate_change(0.05, 0.04) == ("+1.0 pts", "up")
-    assert rate_change(0.04, 0.05) == ("−1.0 pts", "down")
+    assert rate_change(0.04, 0.05) == (MINUS + "1.0 pts", "down")
     assert rate_change(0.05, None) == ("—", "same")
     assert rate_change(None, 0.05) == ("—", "same")
 
@@ -242,9 +242,7 @@ def test_headline_figures_lead_with_the_change_against_the_previous_period(
     main = html.split('<div id="content-main"')[1]
     headline = main.split('id="funnel-headline"')[1].split("</dl>")[0]
     assert main.index('id="funnel-headline"') < main.index("<svg") < main.index("funnel-days")
-    figures = dict(
-        re.findall(r"<dt>([^<]+)</dt>\s*<dd[^>]*><strong>([^<]+)</strong>", headline)
-    )
+    figures = dict(re.findall(r"<dt>([^<]+)</dt>\s*<dd[^>]*><strong>([^<]+)</strong>", headline))
     assert figures == {
         "Page views": "300", "Sign-ups": "3", "Conversion": "1.0%", "Reports delivered": "0",
         "Downloads": "0", "Unsubscribes": "1",

@@ -86,7 +86,7 @@ class SourceArticleFilter(admin.RelatedFieldListFilter):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.empty_value_display = _("(no article)")
+        self.empty_value_display = _("(no article)")  # type: ignore[assignment]
 
 
 def titled_date_filter(title: str | Promise) -> type[admin.DateFieldListFilter]:
@@ -95,7 +95,7 @@ def titled_date_filter(title: str | Promise) -> type[admin.DateFieldListFilter]:
 
     def __init__(self: admin.DateFieldListFilter, *args: Any, **kwargs: Any) -> None:
         admin.DateFieldListFilter.__init__(self, *args, **kwargs)
-        self.title = title
+        self.title = title  # type: ignore[assignment]
 
     return type("TitledDateFieldListFilter", (admin.DateFieldListFilter,), {"__init__": __init__})
 

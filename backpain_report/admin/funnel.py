@@ -116,9 +116,7 @@ def headline_figures(funnel: stats.Funnel) -> list[dict[str, Any]]:
         else:
             value = _percent(now.rates[key])
             change, direction = rate_change(now.rates[key], before.rates[key])
-        figures.append(
-            {"label": label, "value": value, "change": change, "direction": direction}
-        )
+        figures.append({"label": label, "value": value, "change": change, "direction": direction})
     return figures
 
 
@@ -200,9 +198,7 @@ def funnel_context(
         "total": row(funnel.total),
         "articles": [row(r) for r in funnel.articles],
         "sources": [row(r) for r in funnel.sources],
-        "days": [
-            row(r) for r in reversed(funnel.days) if any(r.counts[s] for s in steps)
-        ],
+        "days": [row(r) for r in reversed(funnel.days) if any(r.counts[s] for s in steps)],
         "quiet_days": sum(1 for r in funnel.days if not any(r.counts[s] for s in steps)),
         "quiet_ranges": quiet_day_ranges(funnel.days, steps),
         "headline": headline_figures(funnel),

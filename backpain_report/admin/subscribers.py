@@ -45,7 +45,7 @@ from .timeline import timeline_events
 STATUS_LABELS = dict(Delivery.Status.choices)
 #: The report's status in the list, in the owner's words: it went out, it failed, or it is on
 #: its way (queued or being sent).
-REPORT_STATUS_LABELS = {
+REPORT_STATUS_LABELS: dict[str, str | Promise] = {
     Delivery.Status.SENT: _("Sent"),
     Delivery.Status.FAILED: _("Failed"),
     Delivery.Status.PENDING: _("Waiting"),
@@ -80,9 +80,9 @@ def report_status_label(status: str | None) -> str:
 def last_report_status() -> Subquery:
     """The status of a subscriber's latest report (not a confirmation request), for
     ``.annotate()``: one lookup on the (subscriber, created_at) index per listed row."""
-    latest = Delivery.objects.filter(
-        subscriber=OuterRef("pk"), kind=Delivery.Kind.REPORT
-    ).order_by("-created_at", "-pk")
+    latest = Delivery.objects.filter(subscriber=OuterRef("pk"), kind=Delivery.Kind.REPORT).order_by(
+        "-created_at", "-pk"
+    )
     return Subquery(latest.values("status")[:1])
 
 
@@ -112,7 +112,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         SuppressedFilter,
         LastStatusFilter,
         ("created_at", titled_date_filter(_("sign-up date"))),
-        date_range_filter("created_at", _("sign-up date, from – to")),
+        date_range_filter("created_at", _("sign-up date, from and to")),
         ("source_article", SourceArticleFilter),
     ]
     search_fields = ["email_canonical", "name"]

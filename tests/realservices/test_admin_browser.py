@@ -281,6 +281,32 @@ def _changed_page_urls(base: str, database) -> dict[str, str]:
     return urls
 
 
+#: How many columns of the textarea's own font fit in its text area, the longest source line,
+#: and every ancestor's width (for the message).
+MARKDOWN_BOX = """ta => {
+    const style = getComputedStyle(ta);
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = `${style.fontSize} ${style.fontFamily}`;
+    const inner = ta.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const chain = [];
+    for (let e = ta; e && e !== document.body; e = e.parentElement)
+        chain.push(`${e.tagName}.${e.className}:${e.clientWidth}`);
+    return {
+        columns: Math.floor(inner / ctx.measureText("0").width),
+        longest: Math.max(...ta.value.split("\\n").map(l => l.length)),
+        chain: chain.join(" < "),
+    };
+}"""
+
+
+def _whole_lines(page) -> None:
+    """The title is shown whole and each Markdown source line fits the box (no ragged breaks)."""
+    title = page.locator("#id_title").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert title[0] <= title[1], f"the title is cut off: {title}"
+    box = page.locator("#id_body").evaluate(MARKDOWN_BOX)
+    assert box["columns"] >= box["longest"], box
+
+
 def test_the_owner_pages_at_1280_and_390(page, chromium, admin_site, artefacts_dir):
     """The subscriber list never scrolls sideways at 1280 px, long addresses, names and
     campaign names included; every page issue 22 changed is photographed at 1280 and 390."""
@@ -299,6 +325,8 @@ def test_the_owner_pages_at_1280_and_390(page, chromium, admin_site, artefacts_d
     _fits(page, 1280)
     for name, url in urls.items():
         page.goto(url)
+        if name == "report-edit":
+            _whole_lines(page)
         if name != "subscribers":
             assert page.evaluate("document.documentElement.scrollWidth") <= 1280, name
         shots(page, f"{name}-1280")
