@@ -100,9 +100,9 @@ class SignupSource(models.Model):
     """Where a sign-up came from (see :mod:`backpain_report.sources`): the article page's
     ``utm_*`` parameters and the referring host, kept with the consent record."""
 
-    utm_source = models.CharField(_("utm_source"), max_length=100, blank=True, **_EMPTY)
-    utm_medium = models.CharField(_("utm_medium"), max_length=100, blank=True, **_EMPTY)
-    utm_campaign = models.CharField(_("utm_campaign"), max_length=100, blank=True, **_EMPTY)
+    utm_source = models.CharField(_("UTM source"), max_length=100, blank=True, **_EMPTY)
+    utm_medium = models.CharField(_("UTM medium"), max_length=100, blank=True, **_EMPTY)
+    utm_campaign = models.CharField(_("UTM campaign"), max_length=100, blank=True, **_EMPTY)
     referrer_host = models.CharField(_("referring host"), max_length=253, blank=True, **_EMPTY)
 
     class Meta:

@@ -92,6 +92,8 @@ class Funnel:
     #: One row per source (``utm_*`` or referring host, see :mod:`sources`): the page views
     #: counted from it (a counter, see :mod:`pageviews`) and the sign-ups that came from it.
     sources: list[FunnelRow] = field(default_factory=list)
+    #: The totals of the period of the same length just before ``start``, to compare with.
+    previous: FunnelRow = field(default_factory=lambda: FunnelRow(label="previous"))
 
 
 def default_range(today: datetime.date | None = None) -> tuple[datetime.date, datetime.date]:
@@ -155,9 +157,14 @@ def funnel_counts(
 
 def funnel(*, start: datetime.date, end: datetime.date, article_id: int | None = None) -> Funnel:
     """The funnel for ``start``..``end``: one row per day (every day, zeros included), one
-    row per article that had any activity, and the total; optionally for one article only."""
-    counts = funnel_counts(start=start, end=end, article_id=article_id)
+    row per article that had any activity, and the total; optionally for one article only.
+
+    The same queries also read the period of the same length just before ``start``: its
+    totals are :attr:`Funnel.previous`, to compare with."""
     span = (end - start).days + 1
+    previous_start = start - datetime.timedelta(days=max(span, 0))
+    counts = funnel_counts(start=previous_start, end=end, article_id=article_id)
+    previous = FunnelRow(label="previous")
     days: dict[datetime.date, FunnelRow] = {}
     for offset in range(max(span, 0)):
         day = start + datetime.timedelta(days=offset)
@@ -165,6 +172,10 @@ def funnel(*, start: datetime.date, end: datetime.date, article_id: int | None =
     articles: dict[int | None, FunnelRow] = {}
     total = FunnelRow(label="Total")
     for (article, day), steps in counts.items():
+        if day < start:
+            for step, n in steps.items():
+                previous.add(step, n)
+            continue
         article_row = articles.setdefault(article, FunnelRow(label="", key=article))
         for step, n in steps.items():
             if day in days:
@@ -183,6 +194,7 @@ def funnel(*, start: datetime.date, end: datetime.date, article_id: int | None =
         articles=ordered,
         total=total,
         sources=funnel_sources(start=start, end=end, article_id=article_id),
+        previous=previous,
     )
 
 

@@ -104,3 +104,29 @@ def test_pdf_preview_needs_change_permission(client, report):
     page = client.get(reverse("admin:backpain_report_report_change", args=[report.pk]))
     assert page.status_code == 200
     assert reverse(PDF, args=[report.pk]) not in page.content.decode()
+
+
+def test_report_title_and_markdown_fields_get_the_width_they_need(admin_client, report, article):
+    """Titles are not cut off ("Your Practica") and the Markdown box is as wide as the
+    source's longest line, so its lines do not break raggedly."""
+    import re
+    from pathlib import Path
+
+    import backpain_report
+
+    url = reverse("admin:backpain_report_report_change", args=[report.pk])
+    html = admin_client.get(url).content.decode()
+    for name in ("title", "subtitle"):
+        tag = re.search(rf'<input[^>]*name="{name}"[^>]*>', html)[0]
+        assert "backpain-wide" in tag, tag
+    body = re.search(r'<textarea[^>]*name="body"[^>]*>', html)[0]
+    assert "backpain-markdown" in body
+    seed = Path(backpain_report.__file__).parent / "seed" / "report.md"
+    longest = max(len(line) for line in seed.read_text(encoding="utf-8").splitlines())
+    assert int(re.search(r'cols="(\d+)"', body)[1]) >= longest
+    css = Path(backpain_report.__file__).parent / "static/backpain_report/css/admin.css"
+    rules = css.read_text()
+    assert ".backpain-wide" in rules and ".backpain-markdown" in rules
+    article_url = reverse("admin:backpain_report_article_change", args=[article.pk])
+    article_html = admin_client.get(article_url).content.decode()
+    assert re.search(r'<input[^>]*name="title"[^>]*backpain-wide', article_html)

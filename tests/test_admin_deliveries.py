@@ -100,3 +100,57 @@ def test_list_shows_who_status_error_and_when(admin_client, make_delivery):
     assert 'Report<span class="backpain-quiet">Sign-up</span>' in html  # what, and why
     assert f'title="{error}"' in html and error[:80] + "…" in html
     assert 'class="backpain-date"' in html
+
+
+# --- issue 22, item 14: the delivery page shows what matters for its state ----------------
+
+
+def _delivery_page(admin_client, delivery) -> str:
+    url = reverse("admin:backpain_report_delivery_change", args=[delivery.pk])
+    return admin_client.get(url).content.decode()
+
+
+def _field_labels(html: str) -> set[str]:
+    import re
+
+    return {label.rstrip(":") for label in re.findall(r"<label>([^<]+)</label>", html)}
+
+
+def test_a_sent_delivery_page_shows_when_and_what_was_sent_and_no_empty_field(
+    admin_client, make_delivery
+):
+    from django.utils import timezone
+
+    now = timezone.now()
+    sent = make_delivery(
+        status=Delivery.Status.SENT, attempts=1, sent_at=now, claimed_at=now, enqueued_at=now,
+        message_id="<abc@example.com>",
+    )  # fmt: skip
+    html = _delivery_page(admin_client, sent)
+    labels = _field_labels(html)
+    assert {"Status", "Sent", "Message-ID", "First downloaded"} <= labels
+    assert not labels & {"Last error", "Next attempt", "Publish failed"}, labels
+    assert 'id="delivery-summary"' in html and "Sent on" in html
+
+
+def test_a_failed_delivery_page_leads_with_the_error(admin_client, make_delivery):
+    failed = make_delivery(status=Delivery.Status.FAILED, attempts=5, last_error="SMTP 550 <no>")
+    html = _delivery_page(admin_client, failed)
+    labels = _field_labels(html)
+    assert {"Status", "Attempts", "Last error"} <= labels
+    assert not labels & {"Sent", "Message-ID", "First downloaded", "Next attempt"}, labels
+    summary = html.split('id="delivery-summary"')[1].split("</div>")[0]
+    assert "Failed after 5 attempts" in summary and "SMTP 550 &lt;no&gt;" in summary
+
+
+def test_a_pending_delivery_page_says_when_it_is_tried_next(admin_client, make_delivery):
+    from django.utils import timezone
+
+    later = timezone.now() + timezone.timedelta(minutes=5)
+    pending = make_delivery(status=Delivery.Status.PENDING, attempts=1, next_attempt_at=later,
+                            last_error="SMTP 451 busy")  # fmt: skip
+    html = _delivery_page(admin_client, pending)
+    labels = _field_labels(html)
+    assert {"Next attempt", "Last error"} <= labels
+    assert not labels & {"Sent", "Message-ID", "First downloaded"}, labels
+    assert "Waiting" in html.split('id="delivery-summary"')[1].split("</div>")[0]

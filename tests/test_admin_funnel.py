@@ -181,10 +181,14 @@ def test_per_day_dates_never_wrap(admin_client, article):
         Path(backpain_report.__file__).parent / "static/backpain_report/css/admin.css"
     ).read_text()
     assert re.search(r"^\.backpain-date \{ white-space: nowrap; \}", css, re.M)
+    # Issue 22: only a day with activity is a row (the others are folded away, as dates too).
+    PageView.objects.create(article=article, day=timezone.localdate(), views=1)
     html = admin_client.get(reverse(URL)).content.decode()
     days = html.split('id="funnel-days"')[1]
     day = r'<th scope="row"><time class="backpain-date" datetime="([\d-]+)">([\d-]+)</time></th>'
     assert re.search(day, days)
+    quiet = html.split('id="funnel-quiet-days"')[1].split("</details>")[0]
+    assert re.search(r'<time class="backpain-date" datetime="[\d-]+">', quiet)
 
 
 def test_every_funnel_step_has_a_line_style_of_its_own():
@@ -197,3 +201,82 @@ def test_every_funnel_step_has_a_line_style_of_its_own():
         for i in range(len(stats.STEPS))
     }
     assert len(styles) == len(stats.STEPS)
+
+
+# --- issue 22, item 13: the answer first ----------------------------------------------------
+
+
+def test_change_against_the_previous_period():
+    from backpain_report.admin.funnel import MINUS, count_change, rate_change
+
+    assert count_change(12, 10) == ("+20%", "up")
+    assert count_change(5, 10) == (MINUS + "50%", "down")
+    assert count_change(10, 10) == ("±0%", "same")
+    assert count_change(3, 0) == ("new", "up")  # no division by zero
+    assert count_change(0, 0) == ("—", "same")
+    assert count_change(0, 4) == (MINUS + "100%", "down")
+    assert rate_change(0.05, 0.04) == ("+1.0 pts", "up")
+    assert rate_change(0.04, 0.05) == (MINUS + "1.0 pts", "down")
+    assert rate_change(0.05, None) == ("—", "same")
+    assert rate_change(None, 0.05) == ("—", "same")
+
+
+def test_headline_figures_lead_with_the_change_against_the_previous_period(
+    admin_client, article, make_subscriber
+):
+    """The period's views, sign-ups, conversion, delivered, downloads and unsubscribes, each
+    with its change against the 30 days before; shown before the charts and the tables."""
+    today = timezone.localdate()
+    before = today - datetime.timedelta(days=stats.DEFAULT_DAYS + 3)  # the previous period
+    PageView.objects.create(article=article, day=today, views=300)
+    PageView.objects.create(article=article, day=before, views=100)
+    for _ in range(3):
+        make_subscriber()
+    old = make_subscriber(unsubscribed_at=timezone.now())
+    from backpain_report.models import Subscriber
+
+    Subscriber.objects.filter(pk=old.pk).update(
+        created_at=timezone.now() - datetime.timedelta(days=stats.DEFAULT_DAYS + 3)
+    )
+    html = admin_client.get(reverse(URL)).content.decode()
+    main = html.split('<div id="content-main"')[1]
+    headline = main.split('id="funnel-headline"')[1].split("</dl>")[0]
+    assert main.index('id="funnel-headline"') < main.index("<svg") < main.index("funnel-days")
+    figures = dict(re.findall(r"<dt>([^<]+)</dt>\s*<dd[^>]*><strong>([^<]+)</strong>", headline))
+    assert figures == {
+        "Page views": "300", "Sign-ups": "3", "Conversion": "1.0%", "Reports delivered": "0",
+        "Downloads": "0", "Unsubscribes": "1",
+    }  # fmt: skip
+    changes = re.findall(r'class="backpain-change ([a-z]+)"[^>]*>([^<]+)<', headline)
+    assert changes[:3] == [("up", "+200%"), ("up", "+200%"), ("same", "±0.0 pts")]
+    assert ("up", "new") in changes  # an unsubscribe now, none before: no division by zero
+    assert "the previous 30 days" in headline
+
+
+def test_per_day_table_lists_active_days_and_folds_the_rest(admin_client, article):
+    today = timezone.localdate()
+    PageView.objects.create(article=article, day=today, views=9)
+    PageView.objects.create(article=article, day=today - datetime.timedelta(days=3), views=4)
+    html = admin_client.get(reverse(URL)).content.decode()
+    days = html.split('id="funnel-days"')[1].split("</table>")[0]
+    assert days.count('<th scope="row">') == 2
+    rest = html.split('id="funnel-quiet-days"')[1].split("</details>")[0]
+    assert "28 days without activity" in rest
+    assert today.isoformat() not in rest
+
+
+def test_charts_draw_each_step_in_its_own_panel_without_dashes(admin_client, article):
+    """Lines on top of each other were unreadable: each step has its own band and scale."""
+    from backpain_report.admin.chart import panel_chart_svg
+
+    same = [1, 2, 1, 0]
+    svg = panel_chart_svg(labels=list("abcd"), series=[("A", same), ("B", same)], title="t")
+    lines = re.findall(r'<polyline class="backpain-series"[^>]*>', svg)
+    assert len(lines) == 2 and "stroke-dasharray" not in svg
+    ys = [
+        {round(float(p.split(",")[1])) for p in re.search(r'points="([^"]+)"', line)[1].split()}
+        for line in lines
+    ]
+    assert max(ys[0]) < min(ys[1])  # the second panel lies wholly below the first
+    main = admin_client.get(reverse(URL)).content.decode().split('<div id="content-main"')[1]
+    assert "stroke-dasharray" not in main

@@ -207,7 +207,7 @@ def test_list_shows_what_an_owner_scans_first(admin_client, make_subscriber, set
     make_subscriber(email="bob@example.com", name="Bob", unsubscribed_at=now)
     html = admin_client.get(reverse("admin:backpain_report_subscriber_changelist")).content
     html = html.decode()
-    assert SubscriberAdmin.list_display == ["subscriber", "state", "last_status", "signed_up"]
+    assert SubscriberAdmin.list_display[:2] == ["subscriber", "state"]  # then issue 22's columns
     assert 'ann@example.com<span class="backpain-quiet">Ann Lee</span>' in html
     assert ">Confirmed<" in html and ">Unsubscribed<" in html
     assert re.search(r'<time class="backpain-date" datetime="[^"]+" title="[^"]+">\d', html)
@@ -232,3 +232,122 @@ def test_the_consent_record_shows_where_the_reader_came_from(admin_client, make_
     html = page.content.decode()
     for value in ("newsletter", "spring", "forum.example.net"):
         assert value in html
+
+
+# --- issue 22, item 12: a list an owner can scan ------------------------------------------
+
+
+def _report_delivery(subscriber, status, **fields):
+    return Delivery.objects.create(
+        subscriber=subscriber, report=subscriber.source_article.report, edition=1,
+        status=status, **fields,
+    )  # fmt: skip
+
+
+def test_list_shows_sign_up_time_source_report_status_and_language(
+    admin_client, make_subscriber, django_assert_max_num_queries
+):
+    """The columns an owner scans: when (date and time), where from, whether the report went
+    out (a confirmation request is not the report) and in which language; no query per row."""
+    from backpain_report.admin.subscribers import SubscriberAdmin
+
+    sent = make_subscriber(name="sent", utm_source="newsletter", utm_medium="email",
+                           language="de")  # fmt: skip
+    failed = make_subscriber(name="failed", referrer_host="forum.example.net")
+    waiting = make_subscriber(name="waiting")
+    _report_delivery(sent, Delivery.Status.SENT)
+    _report_delivery(failed, Delivery.Status.FAILED)
+    _report_delivery(waiting, Delivery.Status.PENDING)
+    # A confirmation sent after the report does not make the report "sent".
+    _report_delivery(failed, Delivery.Status.SENT, kind=Delivery.Kind.CONFIRMATION,
+                     reason=Delivery.Reason.RESEND)  # fmt: skip
+    for _ in range(20):
+        _report_delivery(make_subscriber(), Delivery.Status.SENT)
+    assert SubscriberAdmin.list_display == [
+        "subscriber", "state", "report_status", "source", "language_cell", "signed_up",
+    ]  # fmt: skip
+    with django_assert_max_num_queries(8):
+        html = rows(admin_client.get(reverse(LIST)))
+
+    def row(name: str) -> str:
+        return next(r for r in html.split("<tr")[1:] if f">{name}<" in r)
+
+    assert ">Sent<" in row("sent") and ">newsletter<" in row("sent") and ">de<" in row("sent")
+    assert ">Failed<" in row("failed") and ">forum.example.net<" in row("failed")
+    assert ">Waiting<" in row("waiting") and ">(direct)<" in row("waiting")
+    assert ">en<" in row("waiting")  # blank: the site's language
+    local = timezone.localtime(Subscriber.objects.get(name="waiting").created_at)
+    assert f">{local:%H:%M}<" in row("waiting")  # the time under the date
+    for header in ("Report", "Source", "Language", "Signed up"):
+        assert f">{header}</" in html, header
+
+
+def test_report_status_words():
+    from backpain_report.admin.subscribers import report_status_label
+
+    assert report_status_label("sent") == "Sent"
+    assert report_status_label("failed") == "Failed"
+    assert report_status_label("pending") == "Waiting"
+    assert report_status_label("sending") == "Waiting"
+    assert report_status_label("cancelled") == "Cancelled"
+    assert report_status_label(None) == "—"
+
+
+ADMIN_PAGES = [
+    "admin:backpain_report_subscriber_changelist",
+    "admin:backpain_report_delivery_changelist",
+    "admin:backpain_report_pendingsignup_changelist",
+    "admin:backpain_report_article_changelist",
+    "admin:backpain_report_report_changelist",
+]
+
+
+def _labels(html: str) -> list[str]:
+    """Column headers, filter titles, fieldset field labels and readonly labels of a page."""
+    found = re.findall(r"<th[^>]*>\s*(?:<div[^>]*>)?\s*(?:<a[^>]*>)?([^<]+)<", html)
+    found += re.findall(r"<summary>\s*([^<]+)<", html)
+    found += re.findall(r"<label[^>]*>([^<]+)<", html)
+    found += re.findall(r'data-filter-title="([^"]+)"', html)
+    return [label.strip() for label in found if label.strip()]
+
+
+@pytest.mark.parametrize("name", ADMIN_PAGES)
+def test_no_label_is_an_auto_generated_field_name(admin_client, make_delivery, name):
+    """Every column, filter and field label reads as words ("UTM source", not "Utm_source")."""
+    delivery = make_delivery(status=Delivery.Status.SENT)
+    url = reverse(name)
+    pages = [admin_client.get(url).content.decode()]
+    if "subscriber" in name:
+        pages.append(
+            admin_client.get(
+                reverse("admin:backpain_report_subscriber_change", args=[delivery.subscriber_id])
+            ).content.decode()
+        )
+    labels = [label for html in pages for label in _labels(html)]
+    assert labels
+    ugly = [label for label in labels if re.search(r"[a-z]_[a-z]", label) or "Utm" in label]
+    assert not ugly, ugly
+
+
+def test_source_fields_are_labelled_utm():
+    from backpain_report.models import PendingSignup
+
+    for model in (Subscriber, PendingSignup):
+        names = {f.name: str(f.verbose_name) for f in model._meta.fields}
+        assert names["utm_source"] == "UTM source"
+        assert names["utm_medium"] == "UTM medium"
+        assert names["utm_campaign"] == "UTM campaign"
+
+
+def test_source_article_filter_names_its_empty_choice(admin_client, make_subscriber):
+    """The "no article" choice has a name (it was a bare "-") and lists only those readers."""
+    make_subscriber(name="with")
+    make_subscriber(name="without", source_article=None)
+    html = rows(admin_client.get(reverse(LIST)))
+    block = html.split('data-filter-title="source article"')[1].split("</details>")[0]
+    choices = [c.strip() for c in re.findall(r"<a [^>]*>([^<]*)</a>", block)]
+    assert all(c and c not in {"-", "—"} for c in choices), choices
+    assert "(no article)" in choices
+    link = re.search(r'<a href="(\?[^"]*)"[^>]*>\(no article\)</a>', block)[1]
+    filtered = rows(admin_client.get(reverse(LIST) + link.replace("&amp;", "&")))
+    assert ">without<" in filtered and ">with<" not in filtered

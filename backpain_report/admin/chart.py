@@ -1,8 +1,10 @@
-"""A small line chart as inline SVG, rendered on the server: no JavaScript, nothing fetched.
+"""Small line charts as inline SVG, rendered on the server: no JavaScript, nothing fetched.
 
-Counts are whole numbers, so the value axis has whole-number ticks only. Lines never hide each
-other: each series has its own colour, dash pattern, marker and width (the first drawn widest,
-so a later line lying exactly on it still shows it as an outline), and the legend shows each.
+Counts are whole numbers, so the value axis has whole-number ticks only. The funnel draws
+:func:`panel_chart_svg`: each series in a band of its own, so no line can hide another.
+:func:`line_chart_svg` draws several series in one plot, each with its own colour, dash
+pattern, marker and width (the first drawn widest, so a later line lying exactly on it still
+shows it as an outline), and a legend.
 """
 
 from __future__ import annotations
@@ -145,5 +147,81 @@ def line_chart_svg(
             f"{escape(name)}</text>"
         )
         legend_x += label_w
+    out.append("</svg>")
+    return mark_safe("".join(out))  # every text above is escaped
+
+
+def panel_chart_svg(
+    *,
+    labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[int]]],
+    title: str,
+    width: int = 760,
+    panel_height: int = 74,
+    styles: Sequence[int] = (),
+) -> SafeString:
+    """Several series over ``labels`` as stacked panels sharing the day axis: each series in
+    its own band with its own whole-number scale, a solid line in its colour, named above it.
+
+    Lines drawn in one plot lay on top of each other (a handful of sign-ups a day beside
+    hundreds of views, or sign-ups and deliveries with the same counts) and dash patterns
+    crossing made them unreadable; in panels no line can hide another, and a small count
+    keeps a readable scale. ``styles`` picks each series' colour, as in :func:`line_chart_svg`.
+    Every text is escaped; the chart has a ``<title>`` and ``role="img"``.
+    """
+    left, right, bottom, gap, head = 52, 16, 28, 10, 18
+    plot_w = width - left - right
+    plot_h = panel_height - head
+    height = len(series) * (panel_height + gap) + bottom
+    count = len(labels)
+    marked = count <= MAX_MARKED_POINTS
+
+    def x(i: int) -> float:
+        return left + (plot_w * i / (count - 1) if count > 1 else plot_w / 2)
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="backpain-chart" role="img" '
+        f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMidYMid meet" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+    ]
+    for index, (name, values) in enumerate(series):
+        style = styles[index] if index < len(styles) else index
+        colour = PALETTE[style % len(PALETTE)]
+        top = index * (panel_height + gap) + head
+        peak = integer_ticks(max(values, default=0), most=2)[-1]
+
+        def y(v: float, top: int = top, peak: int = peak) -> float:
+            return top + plot_h - plot_h * v / peak
+
+        out.append(
+            f'<text x="{left}" y="{top - 5}" font-size="12" font-weight="bold" '
+            f'fill="{colour}">{escape(name)}</text>'
+        )
+        for value in (0, peak):
+            out.append(
+                f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" '
+                f'y2="{y(value):.1f}" stroke="#ddd" stroke-width="1"/>'
+                f'<text x="{left - 6}" y="{y(value) + 4:.1f}" font-size="11" '
+                f'text-anchor="end" fill="#555">{value}</text>'
+            )
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+        if count > 1:
+            out.append(
+                f'<polyline class="backpain-series" fill="none" stroke="{colour}" '
+                f'stroke-width="2" stroke-linejoin="round" points="{points}">'
+                f"<title>{escape(name)}</title></polyline>"
+            )
+        if marked or count == 1:
+            out.extend(
+                f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}"/>'
+                for i, v in enumerate(values)
+            )
+    step = max(1, math.ceil(count / 8))
+    for i in range(0, count, step):
+        out.append(
+            f'<text x="{x(i):.1f}" y="{height - bottom + 16}" font-size="11" '
+            f'text-anchor="middle" fill="#555">{escape(labels[i])}</text>'
+        )
     out.append("</svg>")
     return mark_safe("".join(out))  # every text above is escaped

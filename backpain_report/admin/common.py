@@ -87,15 +87,24 @@ def csv_response(queryset: QuerySet[Subscriber]) -> StreamingHttpResponse:
     return response
 
 
-def date_cell(when: datetime.datetime | None, pattern: str = "j M Y") -> SafeString | str:
+def date_cell(
+    when: datetime.datetime | None, pattern: str = "j M Y", *, with_time: bool = False
+) -> SafeString | str:
     """``when`` (local time) as a short ``<time>`` that never wraps, the full date and time in
-    its tooltip; "—" when empty. Keeps list columns narrow."""
+    its tooltip; "—" when empty. Keeps list columns narrow. ``with_time`` adds the time
+    (``H:i``) on a line of its own under the date."""
     if when is None:
         return "—"
     local = timezone.localtime(when) if timezone.is_aware(when) else when
+    time = (
+        format_html('<span class="backpain-quiet">{}</span>', date_format(local, "H:i"))
+        if with_time
+        else ""
+    )
     return format_html(
-        '<time class="backpain-date" datetime="{}" title="{}">{}</time>',
+        '<time class="backpain-date" datetime="{}" title="{}">{}</time>{}',
         local.isoformat(),
         localized_date(local, "DATETIME_FORMAT"),
         date_format(local, pattern),
+        time,
     )

@@ -3,6 +3,8 @@ new edition whenever a report's content is edited."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -23,6 +25,27 @@ from .common import date_cell
 
 #: The reader's name on a PDF previewed from the admin.
 SAMPLE_READER = "Sam Sample"
+#: Text inputs as wide as a title can be (Django's default cut "Your Practical Relief Guide").
+WIDE_FIELDS = ("title", "subtitle", "summary", "slug", "author", "template_name")
+#: The Markdown box's width in characters: the bundled report's longest source line (98) and
+#: a little room, so each line of the source stays one line in the box.
+MARKDOWN_COLUMNS = 100
+
+
+class WideFieldsMixin:
+    """Give titles and Markdown the width they need (styled in ``css/admin.css``)."""
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)  # type: ignore[misc]
+        if formfield is None:
+            return None
+        attrs = formfield.widget.attrs
+        if db_field.name in WIDE_FIELDS:
+            attrs["class"] = f"{attrs.get('class', '')} backpain-wide".strip()
+        elif db_field.name == "body":
+            attrs.update(cols=MARKDOWN_COLUMNS, rows=24, spellcheck="true")
+            attrs["class"] = f"{attrs.get('class', '')} backpain-markdown".strip()
+        return formfield
 
 
 def markdown_preview(text: str) -> SafeString:
@@ -31,7 +54,7 @@ def markdown_preview(text: str) -> SafeString:
 
 
 @admin.register(Report)
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(WideFieldsMixin, admin.ModelAdmin):
     list_display = ["title", "edition", "updated"]
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
@@ -106,7 +129,7 @@ class ReportAdmin(admin.ModelAdmin):
 
 
 @admin.register(Article)
-class ArticleAdmin(admin.ModelAdmin):
+class ArticleAdmin(WideFieldsMixin, admin.ModelAdmin):
     # The original publication date is on the article's page; these fit a 1280 px screen.
     list_display = ["title", "status", "report", "published"]
     list_filter = ["status", "published_at"]

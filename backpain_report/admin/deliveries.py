@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format as localized_date
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
@@ -17,6 +22,60 @@ from ..services import deliveries, privacy
 from .common import date_cell, report_resend, unconfirmed_report
 from .filters import date_range_filter
 from .paginator import LargeTablePaginator
+
+#: The steps of a delivery, in the order they happen; each is shown once it has a value.
+STEP_FIELDS = (
+    "enqueued_at", "claimed_at", "next_attempt_at", "publish_failed_at", "last_error",
+    "sent_at", "message_id", "downloaded_at",
+)  # fmt: skip
+
+
+def delivery_steps_shown(delivery: Delivery) -> list[str]:
+    """The status, the attempts, and the steps with a value; a sent report also shows
+    whether it was downloaded ("-" means not yet) and its download link's version."""
+    shown = ["status", "attempts"]
+    shown += [name for name in STEP_FIELDS if getattr(delivery, name) not in (None, "")]
+    if delivery.status == Delivery.Status.SENT and delivery.kind == Delivery.Kind.REPORT:
+        shown += [name for name in ("downloaded_at", "link_version") if name not in shown]
+    return shown
+
+
+def _when(value: datetime.datetime) -> str:
+    return localized_date(timezone.localtime(value), "DATETIME_FORMAT")
+
+
+def delivery_summary(delivery: Delivery) -> str:
+    """One sentence on where the delivery stands, e.g. "Failed after 5 attempts: …"."""
+    attempts = delivery.attempts
+    if delivery.status == Delivery.Status.SENT:
+        text = (
+            _("Sent on %(when)s.") % {"when": _when(delivery.sent_at)}
+            if delivery.sent_at
+            else _("Sent.")
+        )
+        if delivery.kind == Delivery.Kind.REPORT:
+            text += " " + (
+                _("Downloaded on %(when)s.") % {"when": _when(delivery.downloaded_at)}
+                if delivery.downloaded_at
+                else _("Not downloaded yet.")
+            )
+        return str(text)
+    if delivery.status == Delivery.Status.FAILED:
+        return ngettext(
+            "Failed after %(n)d attempt: %(error)s",
+            "Failed after %(n)d attempts: %(error)s",
+            attempts,
+        ) % {"n": attempts, "error": delivery.last_error or "—"}
+    if delivery.status == Delivery.Status.CANCELLED:
+        return str(_("Cancelled: nothing more will be sent."))
+    if delivery.status == Delivery.Status.SENDING:
+        return str(_("Waiting: a worker is sending it now."))
+    if delivery.next_attempt_at:
+        return str(
+            _("Waiting: the next attempt is at %(when)s.")
+            % {"when": _when(delivery.next_attempt_at)}
+        )
+    return str(_("Waiting for a worker."))
 
 
 @admin.register(Delivery)
@@ -44,11 +103,26 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_per_page = 100
     raw_id_fields = ["subscriber"]
     readonly_fields = [
-        "subscriber", "report", "edition", "kind", "reason", "status", "attempts",
+        "summary", "subscriber", "report", "edition", "kind", "reason", "status", "attempts",
         "next_attempt_at", "claimed_at", "enqueued_at", "publish_failed_at", "last_error",
         "sent_at", "message_id", "downloaded_at", "link_version", "created_at", "updated_at",
     ]  # fmt: skip
     actions = ["resend_report", "retry_failed", "cancel_pending", "revoke_links", "reissue_links"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Delivery | None = None) -> Any:
+        """What matters for the delivery's state: a one-line summary and what it is, then
+        only the steps it went through (no row of empty dates), then its record, folded."""
+        if obj is None:
+            return super().get_fieldsets(request, obj)
+        return [
+            (None, {"fields": ["summary", "subscriber", "report", "edition", "kind", "reason"]}),
+            (_("What happened"), {"fields": delivery_steps_shown(obj)}),
+            (_("Record"), {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+        ]
+
+    @admin.display(description=_("where it stands"))
+    def summary(self, obj: Delivery) -> SafeString:
+        return format_html('<p id="delivery-summary">{}</p>', delivery_summary(obj))
 
     def delete_model(self, request: HttpRequest, obj: Delivery) -> None:
         privacy.deliveries_delete(Delivery.objects.filter(pk=obj.pk))

@@ -80,6 +80,26 @@ class LastStatusFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(latest))
 
 
+class SourceArticleFilter(admin.RelatedFieldListFilter):
+    """The source article, with its empty choice named "(no article)" rather than a bare "-"
+    (readers whose article was deleted, or who signed up through another page)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.empty_value_display = _("(no article)")  # type: ignore[assignment]
+
+
+def titled_date_filter(title: str | Promise) -> type[admin.DateFieldListFilter]:
+    """Django's date filter ("Today", "Past 7 days"...) headed ``title`` instead of the field's
+    name (a field named "signed up" reads "By signed up")."""
+
+    def __init__(self: admin.DateFieldListFilter, *args: Any, **kwargs: Any) -> None:
+        admin.DateFieldListFilter.__init__(self, *args, **kwargs)
+        self.title = title  # type: ignore[assignment]
+
+    return type("TitledDateFieldListFilter", (admin.DateFieldListFilter,), {"__init__": __init__})
+
+
 class DateRangeFilter(admin.ListFilter):
     """From / to dates (both included, in the current time zone) on one datetime field.
 

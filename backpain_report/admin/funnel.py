@@ -21,7 +21,7 @@ from django.utils.translation import gettext_lazy as _
 from .. import pageviews, stats
 from ..conf import app_settings
 from ..models import Article, PageView
-from .chart import line_chart_svg
+from .chart import panel_chart_svg
 
 MAX_DAYS = 366
 ISO_DATE = {"type": "date"}
@@ -65,8 +65,74 @@ class FunnelForm(forms.Form):
         return data
 
 
+#: The headline figures: (step or rate, label), in the order shown.
+HEADLINE = (
+    ("views", _("Page views")),
+    ("signups", _("Sign-ups")),
+    ("signup_rate", _("Conversion")),
+    ("delivered", _("Reports delivered")),
+    ("downloads", _("Downloads")),
+    ("unsubscribes", _("Unsubscribes")),
+)
+MINUS = "\u2212"
+
+
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def _direction(delta: float) -> str:
+    return "up" if delta > 0 else "down" if delta < 0 else "same"
+
+
+def count_change(current: int, previous: int) -> tuple[str, str]:
+    """How ``current`` compares with ``previous``: ``("+20%", "up")``; ``("new", "up")`` when
+    there was nothing before, ``("—", "same")`` when there is nothing either time."""
+    if not previous:
+        return ("new", "up") if current else ("—", "same")
+    delta = (current - previous) / previous * 100
+    sign = "+" if delta > 0 else MINUS if delta < 0 else "±"
+    return f"{sign}{abs(delta):.0f}%", _direction(delta)
+
+
+def rate_change(current: float | None, previous: float | None) -> tuple[str, str]:
+    """The change of a rate in percentage points: ``("+1.0 pts", "up")``; ``("—", "same")``
+    when either period has no rate (nothing to divide by)."""
+    if current is None or previous is None:
+        return "—", "same"
+    delta = round((current - previous) * 100, 1)
+    sign = "+" if delta > 0 else MINUS if delta < 0 else "±"
+    return f"{sign}{abs(delta):.1f} pts", _direction(delta)
+
+
+def headline_figures(funnel: stats.Funnel) -> list[dict[str, Any]]:
+    """The period's headline figures, each with its change against :attr:`Funnel.previous`."""
+    now, before = funnel.total, funnel.previous
+    figures = []
+    for key, label in HEADLINE:
+        if key in now.counts:
+            value = str(now.counts[key])
+            change, direction = count_change(now.counts[key], before.counts[key])
+        else:
+            value = _percent(now.rates[key])
+            change, direction = rate_change(now.rates[key], before.rates[key])
+        figures.append({"label": label, "value": value, "change": change, "direction": direction})
+    return figures
+
+
+def quiet_day_ranges(days: list[stats.FunnelRow], steps: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The runs of consecutive days without any activity, as ``(first, last)`` ISO dates."""
+    runs: list[list[str]] = []
+    previous: datetime.date | None = None
+    for day in days:
+        if any(day.counts[s] for s in steps) or not isinstance(day.key, datetime.date):
+            continue
+        if runs and previous and day.key - previous == datetime.timedelta(days=1):
+            runs[-1][1] = day.label
+        else:
+            runs.append([day.label, day.label])
+        previous = day.key
+    return [(first, last) for first, last in runs]
 
 
 def _cells(
@@ -103,7 +169,7 @@ def funnel_context(
 
     def chart(title: str, *wanted: str) -> SafeString:
         shown = [s for s in wanted if s in steps]
-        return line_chart_svg(
+        return panel_chart_svg(
             labels=labels,
             series=[(str(STEP_LABELS[s]), [day.counts[s] for day in funnel.days]) for s in shown],
             title=title,
@@ -132,7 +198,10 @@ def funnel_context(
         "total": row(funnel.total),
         "articles": [row(r) for r in funnel.articles],
         "sources": [row(r) for r in funnel.sources],
-        "days": [row(r) for r in reversed(funnel.days)],
+        "days": [row(r) for r in reversed(funnel.days) if any(r.counts[s] for s in steps)],
+        "quiet_days": sum(1 for r in funnel.days if not any(r.counts[s] for s in steps)),
+        "quiet_ranges": quiet_day_ranges(funnel.days, steps),
+        "headline": headline_figures(funnel),
         "chart_top": chart(str(_("Page views and sign-ups per day")), "views", "signups"),
         "chart_after": chart(
             str(_("After the sign-up, per day")),
@@ -176,6 +245,8 @@ class FunnelAdmin(admin.ModelAdmin):
             "start": start,
             "end": end,
             "span": (end - start).days + 1,
+            "previous_start": start - datetime.timedelta(days=(end - start).days + 1),
+            "previous_end": start - datetime.timedelta(days=1),
             **funnel_context(
                 funnel, link=urlencode({"start": start.isoformat(), "end": end.isoformat()})
             ),

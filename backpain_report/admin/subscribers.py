@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -27,19 +28,30 @@ from ..conf import app_settings
 from ..export import with_last_status
 from ..models import Delivery, Subscriber
 from ..services import deliveries, privacy
-from ..sources import SOURCE_FIELDS
+from ..sources import SOURCE_FIELDS, source_label
 from .common import csv_response, date_cell, report_resend
 from .filters import (
     ConfirmedFilter,
     LastStatusFilter,
+    SourceArticleFilter,
     SuppressedFilter,
     UnsubscribedFilter,
     date_range_filter,
+    titled_date_filter,
 )
 from .paginator import LargeTablePaginator
 from .timeline import timeline_events
 
 STATUS_LABELS = dict(Delivery.Status.choices)
+#: The report's status in the list, in the owner's words: it went out, it failed, or it is on
+#: its way (queued or being sent).
+REPORT_STATUS_LABELS: dict[str, str | Promise] = {
+    Delivery.Status.SENT: _("Sent"),
+    Delivery.Status.FAILED: _("Failed"),
+    Delivery.Status.PENDING: _("Waiting"),
+    Delivery.Status.SENDING: _("Waiting"),
+    Delivery.Status.CANCELLED: _("Cancelled"),
+}
 CONSENT_FIELDS = (
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
     *SOURCE_FIELDS, "created_at", "confirmed_at", "unsubscribed_at", "language",
@@ -59,6 +71,21 @@ def subscriber_state(subscriber: Subscriber, *, double_opt_in: bool) -> str | Pr
     return _("Subscribed")
 
 
+def report_status_label(status: str | None) -> str:
+    """The list's word for the status of a reader's latest report: "Sent", "Failed",
+    "Waiting" (pending or sending), "Cancelled", or "—" when no report was sent yet."""
+    return str(REPORT_STATUS_LABELS.get(status, "—")) if status else "—"
+
+
+def last_report_status() -> Subquery:
+    """The status of a subscriber's latest report (not a confirmation request), for
+    ``.annotate()``: one lookup on the (subscriber, created_at) index per listed row."""
+    latest = Delivery.objects.filter(subscriber=OuterRef("pk"), kind=Delivery.Kind.REPORT).order_by(
+        "-created_at", "-pk"
+    )
+    return Subquery(latest.values("status")[:1])
+
+
 class DeliveryInline(admin.TabularInline):
     model = Delivery
     extra = 0
@@ -75,17 +102,18 @@ class DeliveryInline(admin.TabularInline):
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     # What an owner scans for first; the article, the consent record and every date are on the
-    # subscriber's page. The columns fit a 1280 px screen with both sidebars open.
-    list_display = ["subscriber", "state", "last_status", "signed_up"]
+    # subscriber's page. The columns fit a 1280 px screen with both sidebars open (measured in
+    # tests/realservices/test_admin_browser.py).
+    list_display = ["subscriber", "state", "report_status", "source", "language_cell", "signed_up"]
     list_display_links = ["subscriber"]
     list_filter = [
         ConfirmedFilter,
         UnsubscribedFilter,
         SuppressedFilter,
         LastStatusFilter,
-        ("created_at", admin.DateFieldListFilter),
-        date_range_filter("created_at", _("signed up between")),
-        "source_article",
+        ("created_at", titled_date_filter(_("sign-up date"))),
+        date_range_filter("created_at", _("sign-up date, from and to")),
+        ("source_article", SourceArticleFilter),
     ]
     search_fields = ["email_canonical", "name"]
     search_help_text = _(
@@ -118,7 +146,8 @@ class SubscriberAdmin(admin.ModelAdmin):
     ]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Subscriber]:
-        return with_last_status(super().get_queryset(request))
+        queryset = with_last_status(super().get_queryset(request))
+        return queryset.annotate(last_report_status=last_report_status())
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Subscriber], search_term: str
@@ -147,12 +176,32 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("signed up"), ordering="created_at")
     def signed_up(self, obj: Subscriber) -> SafeString | str:
-        return date_cell(obj.created_at)
+        return date_cell(obj.created_at, with_time=True)
 
-    @admin.display(description=_("last delivery"))
-    def last_status(self, obj: Subscriber) -> str:
-        status = getattr(obj, "last_delivery_status", None)
-        return str(STATUS_LABELS.get(status, "—")) if status else "—"
+    @admin.display(description=_("report"))
+    def report_status(self, obj: Subscriber) -> str:
+        return report_status_label(getattr(obj, "last_report_status", None))
+
+    @admin.display(description=_("source"))
+    def source(self, obj: Subscriber) -> SafeString:
+        """The campaign (``utm_source``) or the referring host, the whole source in its
+        tooltip; "(direct)" when neither is known."""
+        full = source_label({name: getattr(obj, name) for name in SOURCE_FIELDS})
+        return format_html(
+            '<span class="backpain-source" title="{}">{}</span>',
+            full,
+            obj.utm_source or obj.referrer_host or full,
+        )
+
+    @admin.display(description=_("language"))
+    def language_cell(self, obj: Subscriber) -> SafeString:
+        """The language code the reader's emails are in (blank: the site's), named in its
+        tooltip."""
+        code = obj.language or settings.LANGUAGE_CODE
+        name = dict(settings.LANGUAGES).get(code) or dict(settings.LANGUAGES).get(
+            code.split("-")[0], code
+        )
+        return format_html('<abbr title="{}">{}</abbr>', str(name), code.split("-")[0])
 
     @admin.display(description=_("timeline"))
     def delivery_timeline(self, obj: Subscriber) -> str:

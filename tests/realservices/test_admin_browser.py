@@ -41,8 +41,11 @@ article = Article.objects.create(
 for n in range(EXTRA):
     email = f"a.rather.long.address.number{n}@subdomain.mail.example.com"
     Subscriber.objects.create(
-        email=email, email_canonical=email, name=f"Reader Number {n}", source_article=article,
-        consent_text="I agree.", consent_version="1", consented_at=now,
+        email=email, email_canonical=email, source_article=article,
+        name=f"Maximiliane Reader-Number-{n} von Hohenzollern-Sigmaringen-Langname",
+        consent_text="I agree.", consent_version="1", consented_at=now, language="de",
+        utm_source="spring-back-pain-newsletter-second-edition-partner-sites",
+        utm_medium="email", referrer_host="a-very-long-forum-host.community.example.org",
     )
     PendingSignup.objects.create(
         email=email, email_canonical=email, name="Pending Person", article=article,
@@ -243,6 +246,98 @@ def test_every_admin_list_the_funnel_and_a_subscriber_fit_1280_px(
         expect(small.locator("svg.backpain-chart")).to_have_count(2)
         _fits(small, 390)  # the tables and charts scroll inside their own boxes
         shots(small, "funnel-390")
+    finally:
+        phone.close()
+    print(f"\nscreenshots: {shots.folder} ({shots.count} files)")
+
+
+#: The pages issue 22 changed (the owner's items 12-14), looked at on a laptop and a phone.
+CHANGED_PAGES = {
+    "subscribers": "/admin/backpain_report/subscriber/",
+    "funnel": "/admin/backpain_report/pageview/",
+    "report-edit": None,  # the first report's change page
+    "delivery-sent": "sent",  # a delivery change page in that state
+    "delivery-failed": "failed",
+    "delivery-pending": "pending",
+}
+
+
+def _changed_page_urls(base: str, database) -> dict[str, str]:
+    urls = {}
+    for name, target in CHANGED_PAGES.items():
+        if name == "report-edit":
+            report = database.query("SELECT id FROM backpain_report_report ORDER BY id LIMIT 1")
+            urls[name] = f"{base}/admin/backpain_report/report/{report[0]['id']}/change/"
+        elif name.startswith("delivery-"):
+            found = database.query(
+                "SELECT id FROM backpain_report_delivery WHERE status = %s AND kind = 'report' "
+                "ORDER BY length(last_error) DESC, id LIMIT 1",
+                [target],
+            )
+            if found:
+                urls[name] = f"{base}/admin/backpain_report/delivery/{found[0]['id']}/change/"
+        else:
+            urls[name] = base + target
+    return urls
+
+
+#: How many columns of the textarea's own font fit in its text area, the longest source line,
+#: and every ancestor's width (for the message).
+MARKDOWN_BOX = """ta => {
+    const style = getComputedStyle(ta);
+    const ctx = document.createElement("canvas").getContext("2d");
+    ctx.font = `${style.fontSize} ${style.fontFamily}`;
+    const inner = ta.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    const chain = [];
+    for (let e = ta; e && e !== document.body; e = e.parentElement)
+        chain.push(`${e.tagName}.${e.className}:${e.clientWidth}`);
+    return {
+        columns: Math.floor(inner / ctx.measureText("0").width),
+        longest: Math.max(...ta.value.split("\\n").map(l => l.length)),
+        chain: chain.join(" < "),
+    };
+}"""
+
+
+def _whole_lines(page) -> None:
+    """The title is shown whole and each Markdown source line fits the box (no ragged breaks)."""
+    title = page.locator("#id_title").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert title[0] <= title[1], f"the title is cut off: {title}"
+    box = page.locator("#id_body").evaluate(MARKDOWN_BOX)
+    assert box["columns"] >= box["longest"], box
+
+
+def test_the_owner_pages_at_1280_and_390(page, chromium, admin_site, artefacts_dir):
+    """The subscriber list never scrolls sideways at 1280 px, long addresses, names and
+    campaign names included; every page issue 22 changed is photographed at 1280 and 390."""
+    from playwright.sync_api import expect
+
+    base, username, password, database = admin_site
+    shots = Shots(artefacts_dir / "browser" / "admin-owner")
+    urls = _changed_page_urls(base, database)
+    assert {"subscribers", "funnel", "report-edit", "delivery-sent"} <= set(urls)
+    _log_in(page, base, username, password)
+    page.goto(urls["subscribers"])
+    expect(page.locator("#result_list")).to_contain_text("spring-back-pain-newsletter")
+    expect(page.locator("#result_list")).to_contain_text("Hohenzollern")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 1280, f"the subscriber list is {width} px wide at 1280 px"
+    _fits(page, 1280)
+    for name, url in urls.items():
+        page.goto(url)
+        if name == "report-edit":
+            _whole_lines(page)
+        if name != "subscribers":
+            assert page.evaluate("document.documentElement.scrollWidth") <= 1280, name
+        shots(page, f"{name}-1280")
+
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, locale="en-GB")
+    try:
+        small = phone.new_page()
+        _log_in(small, base, username, password)
+        for name, url in urls.items():
+            small.goto(url)
+            shots(small, f"{name}-390")
     finally:
         phone.close()
     print(f"\nscreenshots: {shots.folder} ({shots.count} files)")
