@@ -82,10 +82,12 @@ def article_page_context(
     # Two forms: "form" after the article, "offer_form" in the offer block; a bound form (shown
     # again with its errors) takes the place it was posted from, the other is the unbound one.
     for key, place in (("form", ""), ("offer_form", PLACE_OFFER)):
-        if form is not None and form.place_name == place:
-            context[key] = form
-        else:
+        if form is None:
             context.update(_unbound_form(article.slug, place, key))
+        elif form.place_name == place:
+            context[key] = form
+        else:  # the page shown with errors is this reader's: the other form keeps the source
+            context[key] = SignupForm(article_slug=article.slug, place=place, source=form.source)
     page_url = seo.absolute_url(request, article.get_absolute_url())
     image_url = ""
     if article.report is not None:
