@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Layout, Submit
 from django import forms
@@ -13,8 +15,31 @@ from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_nam
 from .conf import app_settings
 from .links import privacy_href
 from .sources import SOURCE_FIELDS, Source, source_clean
+from .throttling import address_window_text
 
 HONEYPOT_FIELD = "website"
+#: Where a form sits on the article page: in the offer block near the top, or (the default,
+#: also any other page) after the article. Each place has element ids of its own, so the two
+#: forms on one page never share an id (``label for``, ``aria-describedby``).
+PLACE_OFFER = "offer"
+PLACES = ("", PLACE_OFFER)
+
+
+def thanks_context(to_address: str = "") -> dict[str, object]:
+    """What the thank-you says, alike for every sign-up: the address the email goes to (as
+    typed; "" for "the address you gave us"), the sender's address to add to the contacts,
+    double opt-in or not, and the window within which a repeat request is not mailed again."""
+    return {
+        "double_opt_in": app_settings.DOUBLE_OPT_IN,
+        "to_address": to_address,
+        "from_address": parseaddr(str(app_settings.FROM_EMAIL or ""))[1],
+        "repeat_window": address_window_text(),
+    }
+
+
+def form_place(value: object) -> str:
+    """``value`` if it names a place in :data:`PLACES`, else the default place ("")."""
+    return value if isinstance(value, str) and value in PLACES else ""
 
 
 class SourceField(forms.CharField):
@@ -52,6 +77,9 @@ class SignupForm(forms.Form):
     # The source article's slug; an unknown one falls back to the default article (it is a
     # hidden field: the reader could not correct it).
     article = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
+    # Which of the page's forms was posted (see PLACES): a form with errors is shown again in
+    # the same place. Any other value is the default place, never an error.
+    place = forms.CharField(required=False, max_length=20, widget=forms.HiddenInput)
     # Where the reader came from (see sources.py): filled in by the browser (signup.js) from the
     # page's address and referrer, posted back, cleaned and cut to length, never an error (the
     # reader could not correct it).
@@ -66,9 +94,21 @@ class SignupForm(forms.Form):
     )
 
     def __init__(
-        self, *args, article_slug: str = "", source: Source | None = None, **kwargs
+        self,
+        *args,
+        article_slug: str = "",
+        source: Source | None = None,
+        place: str | None = None,
+        **kwargs,
     ) -> None:
+        if place is None:  # a bound form goes back where it was posted from
+            data = args[0] if args else kwargs.get("data")
+            place = form_place(data.get("place") if data is not None else "")
+        self.place_name = form_place(place)
+        if self.place_name:
+            kwargs.setdefault("auto_id", f"id_{self.place_name}_%s")
         super().__init__(*args, **kwargs)
+        self.fields["place"].initial = self.place_name
         self.fields["consent"].label = app_settings.CONSENT_TEXT
         privacy = privacy_href()
         if privacy:
@@ -84,7 +124,9 @@ class SignupForm(forms.Form):
             self.fields[name].initial = value
         self.helper = FormHelper(self)
         self.helper.form_action = reverse("backpain_report:signup")
-        self.helper.form_id = "backpain-report-signup"
+        self.helper.form_id = "backpain-report-signup" + (
+            f"-{self.place_name}" if self.place_name else ""
+        )
         # No CSRF token: the form is the same for every reader, and the sign-up is protected
         # by Fetch Metadata instead (crossorigin.py).
         self.helper.disable_csrf = True
@@ -94,15 +136,26 @@ class SignupForm(forms.Form):
             Field("email"),
             Field("consent"),
             Field("article"),
+            Field("place"),
             *(Field(name) for name in SOURCE_FIELDS),
             Div(Field(HONEYPOT_FIELD), css_class="backpain-report-hp", aria_hidden="true"),
-            Submit("submit", _("Send me the free report"), css_class="btn-lg"),
+            Submit(
+                "submit",
+                _("Send me the free report"),
+                css_class="btn-lg",
+                **({"css_id": f"submit-id-{self.place_name}-submit"} if self.place_name else {}),
+            ),
         )
 
     @property
     def double_opt_in(self) -> bool:
         """Whether a sign-up is confirmed by email first (the success message says so)."""
         return app_settings.DOUBLE_OPT_IN
+
+    @property
+    def thanks(self) -> dict[str, object]:
+        """The script's thank-you (the same for every reader: it fills in the address)."""
+        return thanks_context()
 
     def focus_first_error(self) -> None:
         """Give the first field with an error ``autofocus``: when the page showing the errors

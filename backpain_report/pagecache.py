@@ -470,10 +470,10 @@ def public_cache_control() -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _form_html(slug: str, language: str | None, prefix: str, urlconf: str) -> str:
+def _form_html(slug: str, place: str, language: str | None, prefix: str, urlconf: str) -> str:
     from .forms import SignupForm  # crispy-forms' layout objects: imported where used
 
-    return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug)})
+    return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug, place=place)})
 
 
 @functools.cache
@@ -490,13 +490,14 @@ def form_is_cacheable() -> bool:
     return Path(origin).resolve().is_relative_to(app_templates)
 
 
-def signup_form_html(*, slug: str) -> SafeString:
+def signup_form_html(*, slug: str, place: str = "") -> SafeString:
     """The unbound sign-up form for ``slug``'s article: the same HTML for every reader (no
-    token; the browser fills in the source fields), rendered once per language and URLconf.
+    token; the browser fills in the source fields), rendered once per place (the offer block
+    or after the article: each has ids of its own), language and URLconf.
 
     Only for the app's own form template (see :func:`form_is_cacheable`)."""
     urlconf = str(get_urlconf() or "")
-    return mark_safe(_form_html(slug, get_language(), get_script_prefix(), urlconf))
+    return mark_safe(_form_html(slug, place, get_language(), get_script_prefix(), urlconf))
 
 
 @receiver(setting_changed)

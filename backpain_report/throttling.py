@@ -271,3 +271,17 @@ def download_link_allowed(delivery_id: int) -> bool:
     if limit is None:
         return True
     return _hit(_key("download-link", str(delivery_id)), *limit)
+
+
+def address_window_text() -> str:
+    """``THROTTLE_ADDRESS_WINDOW`` in words, in the active language ("1 hour", "2 days"); ""
+    when there is no window (or it is misshapen, check E002)."""
+    import datetime
+
+    from django.utils.timesince import timesince
+
+    window = app_settings.THROTTLE_ADDRESS_WINDOW
+    if not isinstance(window, int) or isinstance(window, bool) or window <= 0:
+        return ""
+    start = datetime.datetime(2000, 1, 1)  # any moment: only the span is put in words
+    return timesince(start, start + datetime.timedelta(seconds=window), depth=2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
@@ -31,6 +32,7 @@ from django.views.generic import ListView, TemplateView
 from . import (
     covers,
     crossorigin,
+    links,
     offer,
     pagecache,
     pageviews,
@@ -40,9 +42,10 @@ from . import (
     sources,
     throttling,
 )
+from .addresses import MAX_EMAIL_LENGTH
 from .conf import app_settings
 from .emails import pdf_filename
-from .forms import SignupForm
+from .forms import PLACE_OFFER, SignupForm, thanks_context
 from .models import Article, Delivery
 from .services import deliveries, subscribers
 from .tokens import (
@@ -76,14 +79,15 @@ def article_page_context(
     and link previews read. ``form`` None: the unbound form, from :mod:`pagecache` when the
     app's own form template is in use."""
     context: dict[str, Any] = {"article": article}
-    if form is None:
-        # Built only if a (site's) template uses it: the page includes the cached HTML. The
-        # source fields are filled in by the browser (signup.js), never here.
-        context["form"] = SimpleLazyObject(lambda: SignupForm(article_slug=article.slug))
-        if pagecache.form_is_cacheable():  # the same for every reader: rendered once
-            context["signup_form_html"] = pagecache.signup_form_html(slug=article.slug)
-    else:
-        context["form"] = form
+    # Two forms: "form" after the article, "offer_form" in the offer block; a bound form (shown
+    # again with its errors) takes the place it was posted from, the other is the unbound one.
+    for key, place in (("form", ""), ("offer_form", PLACE_OFFER)):
+        if form is None:
+            context.update(_unbound_form(article.slug, place, key))
+        elif form.place_name == place:
+            context[key] = form
+        else:  # the page shown with errors is this reader's: the other form keeps the source
+            context[key] = SignupForm(article_slug=article.slug, place=place, source=form.source)
     page_url = seo.absolute_url(request, article.get_absolute_url())
     image_url = ""
     if article.report is not None:
@@ -94,6 +98,22 @@ def article_page_context(
     context["structured_data"] = seo.json_ld(
         seo.article_structured_data(article, url=page_url, image_url=image_url)
     )
+    return context
+
+
+def _unbound_form(slug: str, place: str, key: str) -> dict[str, Any]:
+    """The unbound form for ``place`` as ``key`` in the page's context, and its cached HTML
+    as ``signup_form_html`` / ``offer_form_html`` when the app's own form template is in use."""
+
+    def build() -> SignupForm:
+        return SignupForm(article_slug=slug, place=place)
+
+    # Built only if a (site's) template uses it: the page includes the cached HTML. The source
+    # fields are filled in by the browser (signup.js), never here.
+    context: dict[str, Any] = {key: SimpleLazyObject(build)}
+    if pagecache.form_is_cacheable():  # the same for every reader: rendered once
+        html_key = "offer_form_html" if place else "signup_form_html"
+        context[html_key] = pagecache.signup_form_html(slug=slug, place=place)
     return context
 
 
@@ -188,6 +208,7 @@ class SignupView(View):
         origin = crossorigin.embed_origin(request)
         if origin:  # posted from another site's page: the done page links back there
             response["Location"] += "?" + urlencode({"from": origin})
+        signup_done_cookie_set(response, request)
         return response
 
     def forbidden(self, request: HttpRequest, reason: str) -> HttpResponse:
@@ -338,17 +359,65 @@ class PageViewView(View):
         )
 
 
+#: The no-JS thank-you's cookie: the address as typed and the article's slug, signed, for the
+#: done page only and for a few minutes. Never in a URL (logs, history, Referer) and never in
+#: the article page, which is the same for everyone.
+DONE_COOKIE = "bpr_signup_to"
+DONE_COOKIE_SALT = "backpain_report.views.signup_done"
+DONE_COOKIE_MAX_AGE = 600
+
+
+def signup_done_cookie_set(response: HttpResponse, request: HttpRequest) -> None:
+    """Give the done page what it names, for every accepted sign-up alike (a bot's too): the
+    posted address as typed (cut to the longest address) and the posted article's slug."""
+    email = request.POST.get("email", "")
+    slug = request.POST.get("article", "")
+    value = json.dumps([email.strip()[:MAX_EMAIL_LENGTH], slug[:200]])
+    response.set_signed_cookie(
+        DONE_COOKIE,
+        value,
+        salt=DONE_COOKIE_SALT,
+        max_age=DONE_COOKIE_MAX_AGE,
+        path=reverse("backpain_report:signup_done"),
+        secure=request.is_secure(),
+        httponly=True,
+        samesite="Lax",
+    )
+
+
+def signup_done_cookie_read(request: HttpRequest) -> tuple[str, str]:
+    """The (address, article slug) of the done cookie; ("", "") when missing or forged."""
+    raw = request.get_signed_cookie(
+        DONE_COOKIE, default="", salt=DONE_COOKIE_SALT, max_age=DONE_COOKIE_MAX_AGE
+    )
+    try:
+        email, slug = json.loads(raw) if raw else ("", "")
+    except (ValueError, TypeError):
+        return "", ""
+    return (email, slug) if isinstance(email, str) and isinstance(slug, str) else ("", "")
+
+
 @method_decorator(never_cache, name="dispatch")
 class SignupDoneView(TemplateView):
+    """The thank-you without JavaScript: the address the email goes to and the sender's, and
+    a way back to the article and the site."""
+
     template_name = "backpain_report/signup_done.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         back = self.request.GET.get("from", "")
         back = back if back in crossorigin.embed_origins() else ""
+        email, slug = signup_done_cookie_read(self.request)
+        article = selectors.article_ref_for_signup(slug=slug) if slug else None
         return super().get_context_data(
             double_opt_in=app_settings.DOUBLE_OPT_IN,
+            thanks=thanks_context(email),
             back_url=back,
             back_site=urlsplit(back).netloc,  # "www.example.org", as a reader knows the site
+            article_url=article.get_absolute_url() if article else "",
+            home_url=reverse("backpain_report:home"),
+            site_url=links.site_url() + "/" if app_settings.SITE_URL else "",
+            site_host=links.site_host(),
             **kwargs,
         )
 

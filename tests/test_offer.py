@@ -56,12 +56,13 @@ def test_the_offer_comes_before_the_article_text_and_the_form_after_it(client, a
     offer_at = page.index('class="bpr-offer"')
     first_paragraph = "<p>" + read_article().body.split("\n\n")[0][:60]
     assert page.index("<h1>") < offer_at < page.index(first_paragraph)
-    assert page.index(first_paragraph) < page.index('id="free-report"') < page.index('name="email"')
+    free_report_at = page.index('id="free-report"')
+    assert page.index(first_paragraph) < free_report_at < page.index('name="email"', free_report_at)
     block = page[offer_at : page.index("</section>", offer_at)]
     assert "Get the free guide to back muscle spasms" in block
     assert article.report.title in block
     assert f'src="{cover_url(article.report)}"' in block
-    assert 'href="#free-report"' in block
+    assert 'id="backpain-report-signup-offer"' in block  # issue 22: the form itself, not a link
     items = re.findall(r"<li>(.*?)</li>", block)
     assert 3 <= len(items) <= 5
     assert items == ["Meet the erector spinae", "Your two goals", "Caring for your back at home",
@@ -236,7 +237,8 @@ def test_json_callers_still_get_status_codes(client, article, no_broker):
 def test_the_form_carries_its_success_message_for_the_script(client, article, settings):
     page = client.get(article.get_absolute_url()).content.decode()
     success = page[page.index("<template data-bpr-success>") :]
-    assert "Check your inbox" in success and "on its way" in success
+    # Issue 22: no "on its way" (a repeat sign-up within the window is sent nothing).
+    assert "Check your inbox" in success and "We are emailing your free report to" in success
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
     page = client.get(article.get_absolute_url()).content.decode()
     success = page[page.index("<template data-bpr-success>") :]
@@ -449,3 +451,127 @@ def test_the_cover_png_decodes(client, article):
 
     image = Image.open(io.BytesIO(client.get(cover_url(article.report)).content))
     assert image.format == "PNG" and image.size[0] == covers.WIDTH
+
+
+# --- Issue 22: the form inside the offer -----------------------------------------------------
+
+
+class _Ids(HTMLParser):
+    """Every element id, every ``label for`` and ``aria-describedby`` / ``href="#…"`` target,
+    and each form's fields (by ``name``) and submit buttons."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.refs: list[str] = []
+        self.forms: dict[str, list[str]] = {}
+        self._form: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.append(attrs["id"])
+        if tag == "label" and attrs.get("for"):
+            self.refs.append(attrs["for"])
+        self.refs += (attrs.get("aria-describedby") or "").split()
+        if tag == "form":
+            self._form = attrs.get("id", "")
+            self.forms[self._form] = []
+        elif self._form is not None and tag in {"input", "button"} and attrs.get("name"):
+            submit = "!" if attrs.get("type") == "submit" else ""
+            self.forms[self._form].append(attrs["name"] + submit)
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+
+
+def _ids(page: str) -> _Ids:
+    parser = _Ids()
+    parser.feed(page)
+    return parser
+
+
+def _offer_block(page: str) -> str:
+    start = page.index('class="bpr-offer"')
+    return page[start : page.index('class="bpr-article-body"', start)]
+
+
+def test_the_offer_holds_the_form_and_the_end_of_the_article_another(client, article):
+    page = client.get(article.get_absolute_url()).content.decode()
+    parsed = _ids(page)
+    offer_form, end_form = "backpain-report-signup-offer", "backpain-report-signup"
+    assert list(parsed.forms) == [offer_form, end_form]
+    for fields in parsed.forms.values():
+        assert {"name", "email", "consent", "website", "article", "submit!"} <= set(fields)
+    block = _offer_block(page)
+    assert 'id="backpain-report-signup-offer"' in block and 'name="place" value="offer"' in block
+    assert 'action="/back-pain/signup/"' in block
+    # Two forms on one page: no id twice, and every label and description finds its element.
+    assert len(parsed.ids) == len(set(parsed.ids)), sorted(parsed.ids)
+    assert set(parsed.refs) <= set(parsed.ids), set(parsed.refs) - set(parsed.ids)
+    assert {"id_offer_name", "id_offer_email", "id_offer_consent", "id_name", "id_email"} <= set(
+        parsed.ids
+    )
+
+
+def test_the_page_with_two_forms_is_the_same_for_every_reader(client, article):
+    first = client.get(article.get_absolute_url(), HTTP_X_REAL_IP="192.0.2.1")
+    client.cookies.clear()
+    second = client.get(article.get_absolute_url() + "?utm_source=x", HTTP_COOKIE="a=b")
+    assert first.content == second.content and first["ETag"] == second["ETag"]
+    assert first["Cache-Control"].startswith("public")
+    assert "csrfmiddlewaretoken" not in first.content.decode()
+
+
+def test_the_offers_form_signs_up_without_javascript(client, article, no_broker):
+    response = client.post(
+        SIGNUP,
+        {"name": "Ann", "email": "ann@example.com", "consent": "on", "article": article.slug,
+         "place": "offer"},
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert Subscriber.objects.get().email == "ann@example.com"  # processed at once (no_broker)
+
+
+def test_errors_in_the_offers_form_show_in_the_offer_without_javascript(client, article):
+    response = client.post(
+        SIGNUP, {"name": "Ann", "email": "nope", "consent": "", "article": article.slug,
+                 "place": "offer"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    page = response.content.decode()
+    block = _offer_block(page)
+    assert '<a href="#id_offer_email">Enter a valid email address.</a>' in block
+    [focused] = re.findall(r"<input[^>]*autofocus[^>]*>", page)
+    assert 'id="id_offer_email"' in focused
+    # The form after the article is the unbound one, with no error of its own.
+    end = page[page.index('id="free-report"') :]
+    assert "is-invalid" not in end and "Enter a valid email address." not in end
+    parsed = _ids(page)
+    assert len(parsed.ids) == len(set(parsed.ids))
+    assert not Subscriber.objects.exists()
+
+
+def test_an_unknown_place_is_the_form_after_the_article(client, article):
+    response = client.post(
+        SIGNUP, {"name": "Ann", "email": "nope", "consent": "on", "article": article.slug,
+                 "place": "<script>"},
+    )  # fmt: skip
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Enter a valid email address." not in _offer_block(page)
+    assert '<a href="#id_email">Enter a valid email address.</a>' in page
+    assert "<script>" not in page.split("</head>", 1)[1].replace('<script src="', "")
+
+
+def test_the_offers_honeypot_answers_as_any_sign_up_and_stores_nothing(client, article):
+    from backpain_report.models import PendingSignup
+
+    response = client.post(
+        SIGNUP,
+        {"name": "Bot", "email": "bot@example.com", "consent": "on", "article": article.slug,
+         "place": "offer", "website": "http://spam.example"},
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert not PendingSignup.objects.exists() and not Subscriber.objects.exists()

@@ -94,7 +94,11 @@ def test_no_enumeration_same_answer_for_every_kind_of_address(
     ):
         response = post(client, email=email, remote_addr=f"192.0.2.{n}")
         page = client.get(response["Location"])
-        answers.add((response.status_code, response["Location"], page.content))
+        # Issue 22: the page names the address as typed (the reader's own words, which tell
+        # nothing); with it put aside, every byte of the answer is the same.
+        content = page.content.replace(email.encode(), b"<the address typed>")
+        assert content != page.content
+        answers.add((response.status_code, response["Location"], content))
     assert len(answers) == 1
     assert not mail.outbox
 

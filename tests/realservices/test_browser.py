@@ -48,6 +48,13 @@ READER_UA = (
     "Chrome/140.0.0.0 Safari/537.36"
 )
 SEND = re.compile("free report", re.I)
+#: The form after the article (the page has a second one in the offer, issue 22).
+END_FORM = "#free-report"
+
+
+def end_button(page):
+    """The submit button of the form after the article."""
+    return page.locator(END_FORM).get_by_role("button", name=SEND)
 
 
 class Shots:
@@ -135,7 +142,7 @@ def test_reader_signs_up_and_staff_resends(
     expect(consent).to_be_checked()
     expect(name_field).to_have_value(name)
     shots(page, "form-filled", full_page=False)
-    page.get_by_role("button", name=re.compile("free report", re.I)).click()
+    end_button(page).click()
     # The script answers in place (issue 12); the page without it is tested below.
     expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
     assert page.url == base + "/", page.url
@@ -331,8 +338,9 @@ def test_the_offer_is_above_the_fold_and_the_form_submits_in_place(
         offer.screenshot(path=str(shots.folder / "offer.png"))
         assert_accessible(page, "article")
 
-        # The offer's button brings the reader to the form, the cursor in its first field.
-        page.get_by_role("link", name="Get the free report").click()
+        # The article's call to action brings the reader to the form after the article, the
+        # cursor in its first field (issue 22: the offer holds a form of its own, see below).
+        page.locator(".bpr-article-cta a[data-bpr-to-form]").click()
         expect(page.locator("#id_name")).to_be_focused()
         consent, label = page.locator("#id_consent"), page.locator("label[for=id_consent]")
         checkbox_box, label_box = consent.bounding_box(), label.bounding_box()
@@ -342,8 +350,8 @@ def test_the_offer_is_above_the_fold_and_the_form_submits_in_place(
         # Errors, in place: no page load, the message focused and announced.
         page.evaluate("window.__samePage = true")
         fill_signup(page, name="Ann", email="not-an-address", consent=False)
-        page.get_by_role("button", name=re.compile("free report", re.I)).click()
-        message = page.locator("[data-bpr-message]")
+        end_button(page).click()
+        message = page.locator(END_FORM + " [data-bpr-message]")
         expect(message).to_contain_text("Enter a valid email address.")
         expect(message).to_be_focused()
         assert message.get_attribute("aria-live") == "polite"
@@ -355,7 +363,7 @@ def test_the_offer_is_above_the_fold_and_the_form_submits_in_place(
         # Success, in place.
         email = f"page-{size}-{secrets.token_hex(4)}@example.com"
         fill_signup(page, name="Ann", email=email, consent=True)
-        page.get_by_role("button", name=re.compile("free report", re.I)).click()
+        end_button(page).click()
         expect(message).to_contain_text("Check your inbox")
         expect(message).to_be_focused()
         expect(page.locator("#backpain-report-signup")).to_be_hidden()
@@ -374,6 +382,71 @@ def test_the_offer_is_above_the_fold_and_the_form_submits_in_place(
         page.context.close()
 
 
+def in_first_screen(page, selector: str, size: str) -> dict:
+    """The element's box, asserted to lie wholly inside the first screen (no scrolling)."""
+    box = page.locator(selector).bounding_box()
+    assert box is not None, f"{selector} is not shown"
+    assert box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORTS[size]["height"], (selector, box)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORTS[size]["width"], (selector, box)
+    return box
+
+
+OFFER_FIELDS = ("#id_offer_name", "#id_offer_email", "#id_offer_consent", "#submit-id-offer-submit")
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "nojs"])
+def test_a_phone_reader_signs_up_in_the_offer_without_scrolling(
+    chromium, redis_stack, rs_database, artefacts_dir, axe_ready, javascript
+):
+    """Issue 22: at 390 px the offer holds the form: the cover stacked above the text at a size
+    its title can be read, the fields and the button in the first screen; the sign-up goes
+    through that form, with the script or without it."""
+    from playwright.sync_api import expect
+
+    size = "390"
+    shots = Shots(artefacts_dir / f"browser-offer-form-{'js' if javascript else 'nojs'}")
+    base = redis_stack.base_url
+    page = new_page(chromium, size, javascript=javascript)
+    try:
+        page.goto(base + "/" + UTM_QUERY)
+        offer = page.locator(".bpr-offer")
+        cover = in_first_screen(page, ".bpr-offer-cover", size)
+        heading = in_first_screen(page, "#bpr-offer-title", size)
+        assert cover["width"] >= 160, f"the cover is a thumbnail: {cover}"
+        assert cover["y"] + cover["height"] <= heading["y"], "the cover is not above the text"
+        for selector in OFFER_FIELDS:
+            in_first_screen(page, selector, size)
+        assert page.evaluate("window.scrollY") == 0
+        shots(page, "offer-form-390", full_page=False)
+        if javascript:
+            assert_accessible(page, "the offer with its form")
+
+        email = f"offer-{'js' if javascript else 'nojs'}-{secrets.token_hex(4)}@example.com"
+        offer.locator("#id_offer_name").fill("Ann")
+        offer.locator("#id_offer_email").fill(email)
+        offer.locator("#id_offer_consent").check()
+        with page.expect_response(lambda r: r.request.method == "POST") as posted:
+            offer.get_by_role("button", name=SEND).click()
+        if javascript:
+            assert posted.value.status == 202, posted.value.status
+            message = offer.locator("[data-bpr-message]")
+            expect(message).to_contain_text("Check your inbox")
+            expect(message).to_be_focused()
+            expect(page.locator("#backpain-report-signup-offer")).to_be_hidden()
+            expect(page.locator("#backpain-report-signup")).to_be_visible()  # the other one
+            assert page.url.split("#")[0] == base + "/" + UTM_QUERY
+            assert_no_csp_violation(page, "the offer's form")
+        else:
+            assert posted.value.status == 303, posted.value.status
+            expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+            assert page.url == base + "/signup/done/"
+        shots(page, "offer-form-success", full_page=False)
+    finally:
+        page.context.close()
+    expected_source = {**UTM, "referrer_host": ""}
+    assert subscriber_source(rs_database, email) == expected_source
+
+
 @pytest.mark.parametrize("size", sorted(VIEWPORTS))
 def test_without_javascript_errors_show_the_article_and_success_is_a_303(
     chromium, redis_stack, rs_database, artefacts_dir, size
@@ -389,17 +462,18 @@ def test_without_javascript_errors_show_the_article_and_success_is_a_303(
     try:
         page.goto(base + "/" + UTM_QUERY)
         fill_signup(page, name="Ann", email="not-an-address", consent=False)
-        page.get_by_role("button", name=re.compile("free report", re.I)).click()
+        end_button(page).click()
         expect(page.locator("h1")).to_have_text("Back Pain Muscle Spasms. Finding the Culprits")
         expect(page.locator(".bpr-offer")).to_be_visible()
-        expect(page.locator("[data-bpr-message]")).to_contain_text("Enter a valid email address.")
+        end_message = page.locator(END_FORM + " [data-bpr-message]")
+        expect(end_message).to_contain_text("Enter a valid email address.")
         expect(page.locator("#id_email")).to_be_focused()  # autofocus: no script needed
         shots(page, "form-errors-nojs", full_page=False)
 
         email = f"nojs-{size}-{secrets.token_hex(4)}@example.com"
         fill_signup(page, name="Ann", email=email, consent=True)
         with page.expect_response(lambda r: r.request.method == "POST") as posted:
-            page.get_by_role("button", name=re.compile("free report", re.I)).click()
+            end_button(page).click()
         assert posted.value.status == 303, posted.value.status
         expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
         assert page.url == base + "/signup/done/"
@@ -425,7 +499,7 @@ def test_the_other_pages_pass_axe_and_the_keyboard_journey_works(
         page.evaluate(
             "HTMLFormElement.prototype.submit.call(document.getElementById('backpain-report-signup'))"
         )
-        expect(page.locator("[data-bpr-message]")).to_contain_text("Please correct")
+        expect(page.locator(END_FORM + " [data-bpr-message]")).to_contain_text("Please correct")
         assert_accessible(page, "error state without the script")
 
         token = manage(
@@ -451,27 +525,25 @@ def test_the_other_pages_pass_axe_and_the_keyboard_journey_works(
         link = page.get_by_role("link", name="Back to the article")
         assert link.evaluate("a => getComputedStyle(a).color") != "rgb(0, 0, 238)"
 
-        # Keyboard only: from the top of the article to the success message.
+        # Keyboard only: from the top of the article to the success message, through the form
+        # in the offer (issue 22), the first thing to tab to.
         page.goto(base + "/")
-        for _ in range(10):
-            page.keyboard.press("Tab")
-            if page.evaluate("document.activeElement.textContent.trim()") == "Get the free report":
-                break
-        page.keyboard.press("Enter")
-        expect(page.locator("#id_name")).to_be_focused()
+        page.keyboard.press("Tab")
+        expect(page.locator("#id_offer_name")).to_be_focused()
         page.keyboard.type("Kim")
         page.keyboard.press("Tab")
         page.keyboard.type(f"keys-{secrets.token_hex(4)}@example.com")
         page.keyboard.press("Tab")
-        expect(page.locator("#id_consent")).to_be_focused()
+        expect(page.locator("#id_offer_consent")).to_be_focused()
         page.keyboard.press("Space")
         page.keyboard.press("Tab")
-        expect(page.get_by_role("link", name="our privacy notice")).to_be_focused()
+        offer = page.locator(".bpr-offer")
+        expect(offer.get_by_role("link", name="our privacy notice")).to_be_focused()
         page.keyboard.press("Tab")
-        expect(page.get_by_role("button", name=re.compile("free report", re.I))).to_be_focused()
+        expect(offer.get_by_role("button", name=re.compile("free report", re.I))).to_be_focused()
         page.keyboard.press("Enter")
-        expect(page.locator("[data-bpr-message]")).to_be_focused()
-        expect(page.locator("[data-bpr-message]")).to_contain_text("Check your inbox")
+        expect(offer.locator("[data-bpr-message]")).to_be_focused()
+        expect(offer.locator("[data-bpr-message]")).to_contain_text("Check your inbox")
         shots(page, "keyboard-success", full_page=False)
 
         assert page.request.get(base + "/favicon.ico").status == 200
@@ -615,9 +687,9 @@ def test_the_browser_fills_in_the_source_of_a_page_that_is_the_same_for_everyone
         email = f"source-js-{secrets.token_hex(4)}@example.com"
         fill_signup(page, name="Ann", email=email, consent=True)
         with page.expect_response(signup_post) as posted:
-            page.get_by_role("button", name=SEND).click()
+            page.locator(END_FORM).get_by_role("button", name=SEND).click()
         assert posted.value.status == 202, posted.value.status
-        expect(page.locator("[data-bpr-message]")).to_contain_text("Check your inbox")
+        expect(page.locator(END_FORM + " [data-bpr-message]")).to_contain_text("Check your inbox")
         assert page.url == article
     finally:
         page.context.close()

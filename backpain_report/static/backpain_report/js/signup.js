@@ -2,7 +2,8 @@
  *
  * Progressive enhancement, no dependencies, no inline code (works under a Content-Security-Policy
  * of script-src 'self'). Each `[data-bpr-signup]` block's form is posted with
- * `Accept: application/json`: 202 shows the success message in place of the form, 400 marks the
+ * `Accept: application/json`: 202 shows the success message in place of the form (naming the
+ * address typed, in its `[data-bpr-address]`), 400 marks the
  * fields with their errors, 429 says to try later; the message is announced (aria-live) and
  * focused. Anything else (a network error, an expired CSRF token, a server error) submits the
  * form the ordinary way, so the reader always gets an answer. Links marked `data-bpr-to-form`
@@ -122,6 +123,19 @@
     return fallback;
   }
 
+  // The thank-you names the address as the reader typed it (as text, never as markup): the
+  // page is the same for everyone, so only the browser knows it.
+  function withAddress(content, form) {
+    var input = form.querySelector('[name="email"]');
+    var typed = input ? input.value.trim() : "";
+    if (typed && content.querySelectorAll) {
+      Array.prototype.forEach.call(content.querySelectorAll("[data-bpr-address]"), function (node) {
+        node.textContent = typed;
+      });
+    }
+    return content;
+  }
+
   function submitNormally(form) {
     // form.submit may be shadowed by an input named "submit": call the method itself.
     HTMLFormElement.prototype.submit.call(form);
@@ -161,7 +175,7 @@
           if (response.status === 202) {
             clearErrors(form);
             form.hidden = true;
-            show(block, message, fromTemplate(block, "success"));
+            show(block, message, withAddress(fromTemplate(block, "success"), form));
             return;
           }
           if (response.status === 429) {
