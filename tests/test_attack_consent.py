@@ -1,0 +1,159 @@
+"""An independent review's attacks on issue 22's consent fixes (double opt-in, resends, names).
+
+Each test names the README promise it breaks and fails on the code it was written against
+(bb96a0e). The helpers are those of ``test_consent_rounds``.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from backpain_report.models import Delivery, Subscriber
+from backpain_report.services.deliveries import deliveries_resend
+from backpain_report.tokens import ConfirmState, read_confirm_token
+
+from .test_consent_rounds import (
+    HOUR,
+    confirm,
+    confirm_link_in,
+    is_confirmation,
+    send_due,
+    sign_up,
+    unsubscribe,
+)
+
+DAY = datetime.timedelta(days=1)
+MINUTE = datetime.timedelta(minutes=1)
+
+
+@pytest.fixture
+def clock():
+    """The clock, stopped at the real now and moved by the test."""
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def double_opt_in(settings):
+    """Double opt-in with the app's defaults otherwise (a one-hour address window, links that
+    work seven days)."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+
+
+def emails_within(window: datetime.timedelta) -> int:
+    """The most emails one address was sent inside any window of that length."""
+    times = sorted(Delivery.objects.filter(status="sent").values_list("sent_at", flat=True))
+    return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
+
+
+def _confirmed_reader_with_report(client, capture) -> Subscriber:
+    reader = sign_up(client, capture)
+    send_due()
+    confirm(mail.outbox[0])
+    send_due()
+    assert [is_confirmation(m) for m in mail.outbox] == [True, False]
+    return reader
+
+
+# README, Unsubscribe: "Either way at most one email per THROTTLE_ADDRESS_WINDOW: with double
+# opt-in, a new consent inside the window of the last email gets its confirmation request when
+# that window ends". The window after a waiting confirmation is counted from when its row was
+# made, not from when it was sent, so the next consent's request follows it within the window.
+def test_attack_the_window_after_a_waiting_confirmation_counts_from_when_it_was_sent(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
+):
+    capture = django_capture_on_commit_callbacks
+    reader = _confirmed_reader_with_report(client, capture)  # the report at 0
+    clock.shift(20 * MINUTE)
+    unsubscribe(reader)
+    sign_up(client, capture)  # +20 min: a new consent, its request waits until +60 min
+    clock.shift(41 * MINUTE)
+    send_due()  # +61 min: the request goes
+    assert is_confirmation(mail.outbox[-1]) and len(mail.outbox) == 3
+    clock.shift(4 * MINUTE)
+    unsubscribe(reader)  # +65 min: "not now" (the request's own unsubscribe link)
+    clock.shift(5 * MINUTE)
+    sign_up(client, capture)  # +70 min: and yes after all: a new consent inside the window
+    for _ in range(12):  # the workers, every five minutes for an hour
+        clock.shift(5 * MINUTE)
+        send_due()
+    assert emails_within(HOUR) == 1  # fails: a second request 20 minutes after the first
+
+
+# README, How delivery works: "a confirmation, unless one for this consent went out whose link
+# may still work (an ignored request is not followed by more until it has expired ...)".
+# "Went out within CONFIRM_MAX_AGE" is measured from the row's creation; a request that waited
+# for the window is sent (and its link built) up to a window later, so a sign-up in that last
+# stretch of its link's life gets a second request while the first link still works.
+def test_attack_no_second_request_while_a_waited_requests_link_still_works(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
+):
+    capture = django_capture_on_commit_callbacks
+    reader = _confirmed_reader_with_report(client, capture)
+    clock.shift(10 * MINUTE)
+    unsubscribe(reader)
+    sign_up(client, capture)  # waits until +60 min
+    clock.shift(51 * MINUTE)
+    send_due()
+    first = mail.outbox[-1]
+    assert is_confirmation(first) and len(mail.outbox) == 3
+    clock.shift(7 * DAY - 10 * MINUTE)  # the first link has ten minutes left
+    assert read_confirm_token(confirm_link_in(first)).state is ConfirmState.VALID
+    sign_up(client, capture)
+    send_due()
+    assert len(mail.outbox) == 3  # fails: a second request while the first link works
+
+
+# README, Unsubscribe: "at most one email per THROTTLE_ADDRESS_WINDOW" and How delivery works:
+# no other confirmation while this consent's "is on its way". An operator with a long window
+# (30 days, "one email a month") and the default 7-day links: a request that has waited longer
+# than CONFIRM_MAX_AGE no longer counts as on its way, so each later sign-up queues another one
+# and they all go out together when the window ends.
+def test_attack_a_request_still_waiting_counts_as_on_its_way_however_long_it_waits(
+    client,
+    article,
+    double_opt_in,
+    settings,
+    no_broker,
+    django_capture_on_commit_callbacks,
+    clock,
+):
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_ADDRESS_WINDOW": 30 * 24 * 3600,
+    }
+    capture = django_capture_on_commit_callbacks
+    reader = _confirmed_reader_with_report(client, capture)
+    clock.shift(HOUR)
+    unsubscribe(reader)
+    sign_up(client, capture)  # a new consent: its request waits for the month to end
+    for _ in range(3):  # a sign-up every eight days while it waits
+        clock.shift(8 * DAY)
+        sign_up(client, capture)
+    waiting = Delivery.objects.filter(kind="confirmation", status="pending").count()
+    assert waiting == 1  # fails: 4 requests queued for the same consent
+    clock.shift(30 * DAY)
+    send_due()
+    assert emails_within(30 * DAY) == 1
+
+
+# README, Double opt-in: "Readers who signed up before double opt-in was turned on were never
+# asked, and are not held back." and "A confirmed reader's name is never changed by a sign-up."
+# A single opt-in reader has confirmed_at NULL; once double opt-in is on, one anonymous sign-up
+# of their address by a stranger renames them and holds them back from every staff resend.
+def test_attack_a_stranger_cannot_hold_back_or_rename_a_reader_from_before_double_opt_in(
+    client, article, make_subscriber, no_broker, django_capture_on_commit_callbacks, settings
+):
+    earlier = make_subscriber(name="Ann", email="ann@example.com")  # single opt-in, had it
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+    sign_up(client, django_capture_on_commit_callbacks, name="Stranger Chosen Words")
+    send_due()
+    mail.outbox.clear()
+    result = deliveries_resend([Subscriber.objects.get(pk=earlier.pk)])
+    name = Subscriber.objects.get(pk=earlier.pk).name
+    assert (result.queued, name) == (1, "Ann")  # fails: (0, 'Stranger Chosen Words')
