@@ -157,3 +157,50 @@ def test_attack_a_stranger_cannot_hold_back_or_rename_a_reader_from_before_doubl
     result = deliveries_resend([Subscriber.objects.get(pk=earlier.pk)])
     name = Subscriber.objects.get(pk=earlier.pk).name
     assert (result.queued, name) == (1, "Ann")  # fails: (0, 'Stranger Chosen Words')
+
+
+# README, Double opt-in: "An address asked to confirm gets nothing but the confirmation request,
+# whoever asks: a staff resend (admin or backpain_resend) ... skip it". "Asked" is read as
+# confirmation_requested_at being set, which a sign-up under double opt-in leaves empty when
+# the article it names offers no report (the form's hidden field is the attacker's to set).
+# A staff resend then sends the site's first report, greeting the stranger's name, to an
+# address that never confirmed anything.
+def test_attack_a_sign_up_under_double_opt_in_is_never_sent_the_report_unconfirmed(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks
+):
+    from backpain_report.models import Article
+
+    other = Article.objects.create(
+        slug="no-offer-here",
+        title="An article without a report",
+        body="Text.",
+        status=Article.Status.PUBLISHED,
+        published_at=article.published_at,
+    )
+    victim = sign_up(
+        client,
+        django_capture_on_commit_callbacks,
+        name="Stranger Chosen Words",
+        email="victim@example.com",
+        article=other.slug,
+    )
+    send_due()
+    assert mail.outbox == []  # nothing to confirm: no report offered
+    deliveries_resend([Subscriber.objects.get(pk=victim.pk)])  # staff: "resend the report"
+    send_due()
+    greetings = [m.body.splitlines()[0] for m in mail.outbox]
+    assert greetings == []  # fails: ['Hello Stranger Chosen Words,'], the PDF attached
+
+
+# Bad configuration must not become a traceback: under double opt-in a brand-new address now
+# computes the end of its window too (before bb96a0e only a known address did), so a window
+# longer than the calendar behind "now" (an operator's "never email an address twice") makes
+# every new sign-up's worker raise OverflowError: the new consent never gets its request.
+def test_attack_a_huge_window_does_not_crash_a_new_sign_up_under_double_opt_in(
+    article, double_opt_in, settings, no_broker
+):
+    from backpain_report.services.subscribers import subscriber_signup
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 10**11}
+    result = subscriber_signup(name="Ann", email="new@example.com", article=article)
+    assert result.delivery is not None and result.delivery.kind == "confirmation"
