@@ -204,3 +204,66 @@ def test_attack_a_huge_window_does_not_crash_a_new_sign_up_under_double_opt_in(
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 10**11}
     result = subscriber_signup(name="Ann", email="new@example.com", article=article)
     assert result.delivery is not None and result.delivery.kind == "confirmation"
+
+
+# README, Privacy operations: "The purge ... only for a request that was sent (a confirmation
+# made for their latest consent and delivered: never one still waiting, failed or never
+# made)". A reader sent a request for their latest consent who ignored it, whose later
+# request for the same consent (their link had expired and they signed up again) failed, is
+# never purged: the code counts only a confirmation made after the latest *request*, not the
+# latest consent. Either the sentence or the rule is wrong; the table entry for
+# purge-unconfirmed ("who were sent that request") says the other thing.
+def test_attack_the_purge_follows_the_readme_consent_not_request(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
+):
+    from backpain_report.services.privacy import subscribers_unconfirmed_stale
+
+    capture = django_capture_on_commit_callbacks
+    reader = sign_up(client, capture)
+    send_due()
+    assert is_confirmation(mail.outbox[0])  # delivered, for this consent, and ignored
+    clock.shift(8 * DAY)
+    sign_up(client, capture)  # the link expired: a second request for the same consent ...
+    Delivery.objects.filter(kind="confirmation", status="pending").update(status="failed")
+    consent = Subscriber.objects.get(pk=reader.pk).consented_at
+    clock.shift(9 * DAY)
+    assert Subscriber.objects.get(pk=reader.pk).consented_at == consent  # the same consent
+    assert list(subscribers_unconfirmed_stale(older_than_days=8)) == [reader]  # fails: []
+
+
+# README, Double opt-in: an address gets "nothing but the confirmation request" until it
+# confirms, and then the report; and "at most one email per THROTTLE_ADDRESS_WINDOW". Once
+# confirmed, a confirmation request still queued for the address (here one of those that
+# piled up behind a long window) is sent anyway: the worker checks a report's reader, never a
+# confirmation's, so the reader gets a pointless "please confirm" after their report.
+def test_attack_a_confirmed_reader_is_not_sent_a_confirmation_still_queued(
+    client,
+    article,
+    double_opt_in,
+    settings,
+    no_broker,
+    django_capture_on_commit_callbacks,
+    clock,
+):
+    settings.BACKPAIN_REPORT = {
+        **settings.BACKPAIN_REPORT,
+        "THROTTLE_ADDRESS_WINDOW": 30 * 24 * 3600,
+    }
+    capture = django_capture_on_commit_callbacks
+    reader = _confirmed_reader_with_report(client, capture)
+    clock.shift(HOUR)
+    unsubscribe(reader)
+    sign_up(client, capture)
+    clock.shift(8 * DAY)
+    sign_up(client, capture)
+    first_due = Delivery.objects.filter(kind="confirmation", status="pending").earliest(
+        "next_attempt_at"
+    )
+    clock.move_to(first_due.next_attempt_at + MINUTE)
+    send_due()  # the first request of this consent goes; the second still waits
+    assert len(mail.outbox) == 3 and is_confirmation(mail.outbox[2])
+    confirm(mail.outbox[2])
+    clock.shift(2 * HOUR)
+    send_due()
+    kinds = ["confirmation" if is_confirmation(m) else "report" for m in mail.outbox[3:]]
+    assert kinds == ["report"]  # fails: ['report', 'confirmation'], an hour apart
