@@ -267,3 +267,36 @@ def test_attack_a_confirmed_reader_is_not_sent_a_confirmation_still_queued(
     send_due()
     kinds = ["confirmation" if is_confirmation(m) else "report" for m in mail.outbox[3:]]
     assert kinds == ["report"]  # fails: ['report', 'confirmation'], an hour apart
+
+
+# README, Double opt-in: "A confirmed reader's name is never changed by a sign-up" and a
+# stranger's name reaches an address "nothing until the address is confirmed". Under double
+# opt-in a re-subscription now takes the new sign-up's name at once, and re-subscribing
+# re-opens the reader's old download links (valid while "subscribed"): a stranger who signs
+# up the address of a reader who unsubscribed makes her own old link, from the report she
+# confirmed, render a PDF greeting the stranger's words, before anyone confirmed anything.
+def test_attack_a_readers_old_download_link_never_greets_a_strangers_name(
+    client, article, double_opt_in, settings, no_broker, django_capture_on_commit_callbacks, clock
+):
+    import subprocess
+
+    from django.urls import reverse
+
+    from backpain_report.tokens import make_download_token
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "both"}
+    capture = django_capture_on_commit_callbacks
+    reader = _confirmed_reader_with_report(client, capture)
+    report = Delivery.objects.get(kind="report")
+    clock.shift(HOUR)
+    unsubscribe(reader)
+    clock.shift(2 * HOUR)
+    sign_up(client, capture, name="Stranger Chosen Words")  # not Ann: a new, unconfirmed consent
+    old_link = reverse("backpain_report:download", args=[make_download_token(report)])
+    response = client.get(old_link)
+    if response.status_code == 200:
+        pdf = b"".join(response.streaming_content) if response.streaming else response.content
+        text = subprocess.run(
+            ["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True
+        ).stdout.decode()
+        assert "Stranger" not in text  # fails: the cover greets "Stranger Chosen Words"
