@@ -401,3 +401,62 @@ def test_a_site_can_override_the_sources_block(tmp_path: Path) -> None:
         )
     assert "Our own sources" in source and "nice.org.uk" not in source
     assert "Your next step" in source
+
+
+# ---- Page flow: whole checklist groups, no heading left at a page's foot, reading order -------
+
+
+def page_texts(path: Path, pages: int) -> list[str]:
+    """Each page's text (pdftotext's reading order), whitespace collapsed."""
+    return [re.sub(r"\s+", " ", pdftotext(path, n)) for n in range(1, pages + 1)]
+
+
+def checklist_groups(body: str) -> list[tuple[str, list[str]]]:
+    """``(heading, items)`` of every "### heading" followed by "- [ ] item" lines in ``body``."""
+    groups = []
+    for match in re.finditer(r"^### (.+)\n\n((?:- \[[ xX]\] .+\n(?: {2}.+\n)*)+)", body, re.M):
+        items = re.findall(r"^- \[[ xX]\] (.+(?:\n {2}.+)*)", match.group(2), re.M)
+        groups.append((match.group(1), [re.sub(r"\s+", " ", item) for item in items]))
+    return groups
+
+
+def page_of(texts: list[str], phrase: str) -> int:
+    """The number of the one page whose text holds ``phrase`` (its first words)."""
+    start = " ".join(phrase.split()[:6])
+    found = [number for number, text in enumerate(texts, 1) if start in text]
+    assert len(found) == 1, (phrase, found)
+    return found[0]
+
+
+def test_no_checklist_group_is_split_across_pages(pdf_path: Path, sample: PdfReader) -> None:
+    texts = page_texts(pdf_path, len(sample.pages))
+    groups = checklist_groups(make_report().body)
+    assert len(groups) >= 8  # standing ... sleeping, and the plan's three
+    for heading, items in groups:
+        pages = {page_of(texts, item) for item in items}
+        # The heading reads straight before its first item, on the same page.
+        assert pages == {page_of(texts, f"{heading} {items[0]}")}, (heading, pages)
+
+
+def last_lines(path: Path, pages: int) -> dict[int, str]:
+    """The last line of text inside each page's content box (not the running footer)."""
+    found = {}
+    pattern = r'<line xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">(.*?)</line>'
+    for number in range(2, pages + 1):
+        xml = pdftotext(path, number, "-bbox-layout")
+        lines = [
+            (float(y_max), re.sub(r"<[^>]+>", " ", inner))
+            for y_min, y_max, inner in re.findall(pattern, xml, re.S)
+            if CONTENT_TOP - 2 < float(y_min) and float(y_max) < CONTENT_BOTTOM + 2
+        ]
+        found[number] = re.sub(r"\s+", " ", max(lines)[1]).strip() if lines else ""
+    return found
+
+
+def test_no_heading_is_the_last_thing_on_a_page(pdf_path: Path, sample: PdfReader) -> None:
+    headings = {
+        re.sub(r"\s+", " ", heading).strip()
+        for heading in re.findall(r"^#{2,3} (.+)$", make_report().body, re.M)
+    }
+    for number, line in last_lines(pdf_path, len(sample.pages)).items():
+        assert line not in headings and not re.fullmatch(r"\d\d", line), (number, line)
