@@ -447,7 +447,7 @@ def last_lines(path: Path, pages: int) -> dict[int, str]:
         lines = [
             (float(y_max), re.sub(r"<[^>]+>", " ", inner))
             for y_min, y_max, inner in re.findall(pattern, xml, re.S)
-            if CONTENT_TOP - 2 < float(y_min) and float(y_max) < CONTENT_BOTTOM + 2
+            if float(y_min) > CONTENT_TOP - 2 and float(y_max) < CONTENT_BOTTOM + 2
         ]
         found[number] = re.sub(r"\s+", " ", max(lines)[1]).strip() if lines else ""
     return found
@@ -460,3 +460,50 @@ def test_no_heading_is_the_last_thing_on_a_page(pdf_path: Path, sample: PdfReade
     }
     for number, line in last_lines(pdf_path, len(sample.pages)).items():
         assert line not in headings and not re.fullmatch(r"\d\d", line), (number, line)
+
+
+# ---- The closing page's next step: the site's name, never a raw URL ---------------------------
+
+
+def closing_html(**extra: object) -> str:
+    with override_settings(BACKPAIN_REPORT=app_settings(**extra)):
+        source = render_report_html(
+            report=make_report(), reader_name=READER, prepared_on=PREPARED_ON
+        )
+    return source[source.index('class="next-step"') :]
+
+
+def next_step_button(source: str) -> str:
+    match = re.search(r'<p class="next-step-link"><a href="([^"]+)">([^<]*)</a>', source)
+    assert match, "no next step"
+    return match.group(2).strip()
+
+
+def test_the_next_step_names_the_site_not_its_url(pdf_path: Path, sample: PdfReader) -> None:
+    last = re.sub(r"\s+", " ", pdftotext(pdf_path, len(sample.pages)))
+    assert "Back Pain Reports" in last  # FROM_EMAIL's display name: the name readers know
+    assert "https://" not in last.split("Sources")[0]
+
+
+def test_a_loopback_site_url_is_never_shown_as_the_sites_name() -> None:
+    source = closing_html(SITE_URL="http://127.0.0.1:8137")
+    assert next_step_button(source) == "Back Pain Reports"
+    assert 'href="http://127.0.0.1:8137/back-pain/"' in source
+    assert "http://127.0.0.1" not in re.sub(r'href="[^"]*"', "", source)
+
+
+def test_without_a_senders_name_the_next_step_shows_the_sites_host() -> None:
+    source = closing_html(FROM_EMAIL="reports@example.com")
+    assert next_step_button(source) == "reports.example.com"
+
+
+def test_the_sites_framework_names_the_site_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    apps = [*settings.INSTALLED_APPS, "django.contrib.sites"]
+    with override_settings(INSTALLED_APPS=apps, SITE_ID=1):
+        from django.contrib.sites.models import Site
+
+        named = Site(name="Rückenpraxis")
+        monkeypatch.setattr(Site.objects, "get_current", lambda request=None: named)
+        assert next_step_button(closing_html()) == "Rückenpraxis"
+        named.name = " "
+        assert next_step_button(closing_html()) == "Back Pain Reports"
