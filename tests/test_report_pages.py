@@ -352,6 +352,10 @@ def test_exercises_are_illustrated_with_the_packages_drawings(
     assert len(drawings) == 6
     for drawing in drawings:
         svg = drawing.read_text()
+        # One style: the same frame, a floor line, filled limbs and an arrowhead for the movement.
+        assert 'viewBox="25 0 250 100"' in svg and 'stroke="#c9d6db"' in svg, drawing.name
+        assert 'stroke="#1f4e5f"' in svg and re.search(r'stroke-width="1[3-9]"', svg), drawing.name
+        assert '<polygon points="' in svg and 'fill="#d9643a"' in svg, drawing.name
         assert (
             "<title>" in svg
             and "href" not in svg
