@@ -542,3 +542,39 @@ def test_the_sites_framework_names_the_site_when_installed(monkeypatch: pytest.M
         assert next_step_button(closing_html()) == "Rückenpraxis"
         named.name = " "
         assert next_step_button(closing_html()) == "Back Pain Reports"
+
+
+def test_text_reads_in_order_headings_before_their_text_cards_one_by_one(
+    pdf_path: Path, sample: PdfReader
+) -> None:
+    """In content order (``pdftotext -raw``, as a screen reader or a copy takes it) each exercise
+    card reads heading, then text, then the next card; in pdftotext's physical order each card's
+    heading still comes before its text and the cards keep their order."""
+    cards = re.findall(r"^### (\d\. .+)\n\n(.+)$", make_report().body, re.M)
+    assert len(cards) == 6
+    pages = str(len(sample.pages))
+    for mode in (["-raw"], []):
+        args = ["pdftotext", *mode, "-f", "3", "-l", pages, str(pdf_path), "-"]
+        text = re.sub(
+            r"\s+", " ", subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        )
+        headings = [text.index(heading) for heading, _ in cards]
+        # Each card's first words, found after its heading (two cards begin alike).
+        starts = [
+            text.find(" ".join(first.split()[:6]), at)
+            for at, (_, first) in zip(headings, cards, strict=True)
+        ]
+        assert headings == sorted(headings) and -1 not in starts, mode
+        if mode:
+            assert all(map(int.__lt__, starts[:-1], headings[1:])), "card text after the next card"
+    sections = [title for _page, title in section_starts(sample)]
+    flat = re.sub(
+        r"\s+",
+        " ",
+        subprocess.run(
+            ["pdftotext", "-raw", str(pdf_path), "-"], check=True, capture_output=True, text=True
+        ).stdout,
+    )
+    body = flat[flat.index("01 " + sections[0]) :]
+    positions = [body.find(title) for title in sections]
+    assert -1 not in positions and positions == sorted(positions), positions
