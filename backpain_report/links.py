@@ -10,8 +10,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import iri_to_uri, punycode
 from django.utils.functional import Promise
@@ -95,6 +99,28 @@ def site_host(subscriber: Subscriber | None = None) -> str:
     return ""
 
 
+def sites_framework_name() -> str:
+    """The current ``Site``'s name if ``django.contrib.sites`` is installed and set up, else ""."""
+    if not apps.is_installed("django.contrib.sites"):
+        return ""
+    from django.contrib.sites.models import Site
+
+    try:
+        return Site.objects.get_current().name.strip()
+    except (ImproperlyConfigured, ObjectDoesNotExist, DatabaseError):
+        return ""
+
+
+def site_name() -> str:
+    """The site's name for text, never a URL: the ``Site``'s name (``django.contrib.sites``), else
+    the display name of ``FROM_EMAIL`` (the name readers see on the emails), else the site's
+    host as people write it ("reports.example.com"); "" when none is known."""
+    name = sites_framework_name()
+    if not name and isinstance(app_settings.FROM_EMAIL, str):
+        name = parseaddr(app_settings.FROM_EMAIL)[0].strip()
+    return name or site_host()
+
+
 #: The next step on the report's closing page when ``REPORT_CTA`` is not set.
 DEFAULT_CTA_TEXT = gettext_lazy("Visit our site for more on looking after your back")
 CTA_TEXT_MAX = 200
@@ -149,8 +175,9 @@ def report_site() -> dict[str, str] | None:
 
 
 def report_cta() -> dict[str, str | Promise] | None:
-    """The closing page's next step, ``{"text", "url"}``: ``REPORT_CTA``, else back to the site
-    (None when neither is known)."""
+    """The closing page's next step, ``{"text", "url", "label"}``: ``REPORT_CTA`` (labelled with
+    its URL as written), else back to the site, labelled with :func:`site_name` (None when
+    neither is known)."""
     configured = app_settings.REPORT_CTA
     problem = report_cta_problem(configured)
     if configured and problem is None:
@@ -161,7 +188,7 @@ def report_cta() -> dict[str, str | Promise] | None:
     site = report_site()
     if site is None:
         return None
-    return {"text": DEFAULT_CTA_TEXT, "url": site["url"], "label": site["url"]}
+    return {"text": DEFAULT_CTA_TEXT, "url": site["url"], "label": site_name() or site["host"]}
 
 
 def absolute(path: str, subscriber: Subscriber | None = None) -> str:

@@ -115,8 +115,8 @@ def render_report_html(
 
     With ``cover_only`` the template is asked (context variable ``cover_only``) to render the
     cover page alone; a site template that ignores it still works, only slower. ``next_step``
-    (``REPORT_CTA``) and ``site`` (``SITE_URL``) feed the closing page, see
-    :func:`backpain_report.links.report_cta`.
+    (``REPORT_CTA``, else the site by its name) and ``site`` (``SITE_URL``) feed the closing
+    page, see :func:`backpain_report.links.report_cta` (which may read the current ``Site``).
     """
     from .links import report_cta, report_site  # links imports the models
 

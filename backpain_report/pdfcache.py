@@ -14,16 +14,18 @@ no eviction surprises, and can be looked at. Each process also keeps the last fe
 memory, so storage is read once per process and edition.
 
 The file name holds the report's pk, its edition and a keyed hash (HMAC with ``SECRET_KEY``) of
-the HTML the body is rendered from (template, stylesheet, Markdown, title, ...) and of the
-renderer's versions: editing the report, its template or upgrading WeasyPrint changes the name, so
-a stale body is never used, and nobody without the key can work the name out. Files are written
-under a temporary name and moved into place (or saved whole to object storage), so two workers
-rendering one edition at once both succeed and no reader of the cache sees half a file.
+the HTML the body is rendered from (template, stylesheet, Markdown, title, ...), of the drawings
+the stylesheet fetches and of the renderer's versions: editing the report, its template, a
+drawing or upgrading WeasyPrint changes the name, so a stale body is never used, and nobody
+without the key can work the name out. Files are written under a temporary name and moved into
+place (or saved whole to object storage), so two workers rendering one edition at once both
+succeed and no reader of the cache sees half a file.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import threading
 from collections import OrderedDict
@@ -34,6 +36,7 @@ from django.core.files.storage import Storage
 
 from . import __version__
 from .pdf import (
+    PACKAGE_DIR,
     PDF_OPTIONS,
     ReportLike,
     layout_html,
@@ -48,6 +51,8 @@ from .privatestorage import file_write, keyed_digest, private_storage
 logger = logging.getLogger(__name__)
 
 CACHE_DIR = "backpain_report/cache"
+#: The drawings the report's stylesheet fetches (their bytes are part of the cached body's name).
+DRAWINGS_DIR = PACKAGE_DIR / "templates" / "backpain_report" / "report" / "exercises"
 #: Date and name on the placeholder cover of the cached render (the cover is replaced).
 PLACEHOLDER_DATE = datetime.date(2000, 1, 1)
 PLACEHOLDER_NAME = ""
@@ -75,10 +80,26 @@ def _placeholder_html(report: ReportLike) -> str:
     )
 
 
+def drawings_digest() -> str:
+    """A digest of the report's drawings (``report/exercises/*.svg``): the stylesheet fetches
+    them by URL, so, unlike the stylesheet itself, they are not in the HTML. Read on each call
+    (six small files): a redrawn figure renames the cached body even within one version."""
+    digest = hashlib.sha256()
+    for path in sorted(DRAWINGS_DIR.glob("*.svg")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def cache_name(report: StoredReportLike, source: str | None = None) -> str:
     """The storage name of the cached body of ``report``'s current edition and content."""
     source = _placeholder_html(report) if source is None else source
-    parts = (source, __version__, weasyprint.__version__, repr(sorted(PDF_OPTIONS.items())))
+    parts = (
+        source,
+        drawings_digest(),
+        __version__,
+        weasyprint.__version__,
+        repr(sorted(PDF_OPTIONS.items())),
+    )
     digest = keyed_digest("pdfcache", "\0".join(parts), length=20)
     return f"{CACHE_DIR}/report-{report.pk}-ed{report.edition}-{digest}.pdf"
 

@@ -435,7 +435,8 @@ SETTINGS: tuple[Setting, ...] = (
         "http(s) URL (check `E009`; a value the check refuses is never used: the default is, "
         "and an error is logged); the link's host is IDNA-encoded, the URL as written is "
         'shown; `None`: "Visit our site for more on looking after your back", linking to '
-        "`SITE_URL` and the app's home page (nothing without `SITE_URL`)",
+        "`SITE_URL` and the app's home page, labelled with the site's name (nothing without "
+        "`SITE_URL`)",
         validate=report_cta_problem,
         check_id="backpain_report.E009",
         hint='For example: {"text": "Book a free call with our physiotherapist", '

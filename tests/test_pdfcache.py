@@ -20,7 +20,7 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from backpain_report import pdfcache
-from backpain_report.pdf import render_report_pdf
+from backpain_report.pdf import PACKAGE_DIR, render_report_pdf
 from backpain_report.pdfjoin import BasePdf, JoinError, swap_cover
 from backpain_report.privatestorage import file_write
 from tests.samples import make_report
@@ -211,6 +211,33 @@ def test_cache_name_follows_edition_and_content(cache_dir: Path) -> None:
     assert pdfcache.cache_name(make_report(body=report.body + "\nMore.")) != name
     assert pdfcache.cache_name(make_report(title="Another title")) != name
     assert pdfcache.cache_name(make_report(pk=8)) != name
+
+
+def test_cache_name_follows_the_stylesheet_and_the_drawings(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stylesheet is inlined in the HTML; the exercise drawings are fetched by URL, so a
+    redrawn figure must change the name too, or a cached body keeps the old drawing."""
+    report = make_report()
+    name = pdfcache.cache_name(report)
+    drawing = PACKAGE_DIR / "templates/backpain_report/report/exercises/bridge.svg"
+    original = Path.read_bytes
+
+    def redrawn(path: Path) -> bytes:
+        data = original(path)
+        return data.replace(b"</svg>", b"<!-- redrawn --></svg>") if path == drawing else data
+
+    monkeypatch.setattr(Path, "read_bytes", redrawn)
+    assert pdfcache.cache_name(report) != name
+    monkeypatch.undo()
+    # A site's own report.css (an override in its templates) is inlined: a new name too.
+    folder = cache_dir.parent / "site-templates" / "backpain_report" / "report"
+    folder.mkdir(parents=True)
+    css = PACKAGE_DIR / "templates/backpain_report/report/report.css"
+    (folder / "report.css").write_text(css.read_text() + "\n/* edited */\n")
+    templates = [{**settings.TEMPLATES[0], "DIRS": [str(folder.parent.parent)]}]
+    with override_settings(TEMPLATES=templates):
+        assert pdfcache.cache_name(report) != name
 
 
 def test_two_workers_rendering_one_edition_at_once(cache_dir: Path) -> None:

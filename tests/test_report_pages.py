@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.files.storage import InMemoryStorage
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import translation
 from PIL import Image
 from pypdf import PdfReader
 
@@ -209,24 +210,54 @@ def test_every_page_as_png_for_looking_at(pdf_path: Path, sample: PdfReader) -> 
     assert all(png.read_bytes().startswith(b"\x89PNG") for png in pngs)
 
 
-def test_no_page_after_the_cover_is_less_than_a_third_full(
-    pdf_path: Path, sample: PdfReader, tmp_path: Path
-) -> None:
+#: The section kept whole (heading, introduction and the red-flag box: the red flags are never
+#: split, nor parted from their heading) that may leave the page before it part empty, when it
+#: does not fit below the exercise cards. No other page may end short.
+KEPT_WHOLE = "When to see a doctor"
+
+
+@pytest.fixture(scope="module")
+def pdf_path_de(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("report-de") / "report.pdf"
+    with translation.override("de"):
+        path.write_bytes(render_bytes())
+    return path
+
+
+def page_fills(pdf_path: Path, folder: Path) -> dict[int, float]:
+    """How far down its content box each page after the cover is inked (0 to 1): the lowest
+    row of the page's text area darker than light grey (table rules count; tints do not)."""
     dpi = 30
     subprocess.run(
-        ["pdftoppm", "-gray", "-png", "-r", str(dpi), str(pdf_path), str(tmp_path / "p")],
+        ["pdftoppm", "-gray", "-png", "-r", str(dpi), str(pdf_path), str(folder / "p")],
         check=True,
         timeout=120,
     )
     scale = dpi / 72
     top, bottom = round(CONTENT_TOP * scale), round(CONTENT_BOTTOM * scale)
+    pngs = sorted(folder.glob("p-*.png"))
     fills = {}
-    for number in range(2, len(sample.pages) + 1):
-        png = next(tmp_path.glob(f"p-*{number}.png"))
+    for number, png in enumerate(pngs[1:], 2):
         image = Image.open(png).convert("L").crop((0, top, round(595.28 * scale), bottom))
-        inked = [y for y in range(image.height) if darkest(image, 0, y, image.width, 1) < 200]
+        inked = [y for y in range(image.height) if darkest(image, 0, y, image.width, 1) < 230]
         fills[number] = (max(inked) + 1) / image.height if inked else 0
-    assert all(fill >= 1 / 3 for fill in fills.values()), fills
+    return fills
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_every_page_is_three_quarters_full_but_the_last(
+    language: str, request: pytest.FixtureRequest, sample: PdfReader, tmp_path: Path
+) -> None:
+    """The contents and every body page are at least 75 % full; the closing page, a third. The
+    one exception: the page before the section :data:`KEPT_WHOLE`, at least half full."""
+    path = request.getfixturevalue("pdf_path" if language == "en" else "pdf_path_de")
+    fills = page_fills(path, tmp_path)
+    *pages, last = sorted(fills)
+    kept_whole = dict((title, page) for page, title in section_starts(sample))[KEPT_WHOLE]
+    short = {n: round(fills[n], 2) for n in pages if fills[n] < 0.75}
+    assert set(short) <= {kept_whole - 1}, (short, fills)
+    assert all(fills[n] >= 0.5 for n in pages), fills
+    assert fills[last] >= 1 / 3, fills
 
 
 def test_running_header_names_the_section_that_starts_or_fills_the_page(
@@ -352,6 +383,10 @@ def test_exercises_are_illustrated_with_the_packages_drawings(
     assert len(drawings) == 6
     for drawing in drawings:
         svg = drawing.read_text()
+        # One style: the same frame, a floor line, filled limbs and an arrowhead for the movement.
+        assert 'viewBox="25 0 250 100"' in svg and 'stroke="#c9d6db"' in svg, drawing.name
+        assert 'stroke="#1f4e5f"' in svg and re.search(r'stroke-width="1[3-9]"', svg), drawing.name
+        assert '<polygon points="' in svg and 'fill="#d9643a"' in svg, drawing.name
         assert (
             "<title>" in svg
             and "href" not in svg
@@ -401,3 +436,145 @@ def test_a_site_can_override_the_sources_block(tmp_path: Path) -> None:
         )
     assert "Our own sources" in source and "nice.org.uk" not in source
     assert "Your next step" in source
+
+
+# ---- Page flow: whole checklist groups, no heading left at a page's foot, reading order -------
+
+
+def page_texts(path: Path, pages: int) -> list[str]:
+    """Each page's text (pdftotext's reading order), whitespace collapsed."""
+    return [re.sub(r"\s+", " ", pdftotext(path, n)) for n in range(1, pages + 1)]
+
+
+def checklist_groups(body: str) -> list[tuple[str, list[str]]]:
+    """``(heading, items)`` of every "### heading" followed by "- [ ] item" lines in ``body``."""
+    groups = []
+    for match in re.finditer(r"^### (.+)\n\n((?:- \[[ xX]\] .+\n(?: {2}.+\n)*)+)", body, re.M):
+        items = re.findall(r"^- \[[ xX]\] (.+(?:\n {2}.+)*)", match.group(2), re.M)
+        groups.append((match.group(1), [re.sub(r"\s+", " ", item) for item in items]))
+    return groups
+
+
+def page_of(texts: list[str], phrase: str) -> int:
+    """The number of the one page whose text holds ``phrase`` (its first words)."""
+    start = " ".join(phrase.split()[:6])
+    found = [number for number, text in enumerate(texts, 1) if start in text]
+    assert len(found) == 1, (phrase, found)
+    return found[0]
+
+
+def test_no_checklist_group_is_split_across_pages(pdf_path: Path, sample: PdfReader) -> None:
+    texts = page_texts(pdf_path, len(sample.pages))
+    groups = checklist_groups(make_report().body)
+    assert len(groups) >= 8  # standing ... sleeping, and the plan's three
+    for heading, items in groups:
+        pages = {page_of(texts, item) for item in items}
+        # The heading reads straight before its first item, on the same page.
+        assert pages == {page_of(texts, f"{heading} {items[0]}")}, (heading, pages)
+
+
+def last_lines(path: Path, pages: int) -> dict[int, str]:
+    """The last line of text inside each page's content box (not the running footer)."""
+    found = {}
+    pattern = r'<line xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">(.*?)</line>'
+    for number in range(2, pages + 1):
+        xml = pdftotext(path, number, "-bbox-layout")
+        lines = [
+            (float(y_max), re.sub(r"<[^>]+>", " ", inner))
+            for y_min, y_max, inner in re.findall(pattern, xml, re.S)
+            if float(y_min) > CONTENT_TOP - 2 and float(y_max) < CONTENT_BOTTOM + 2
+        ]
+        found[number] = re.sub(r"\s+", " ", max(lines)[1]).strip() if lines else ""
+    return found
+
+
+def test_no_heading_is_the_last_thing_on_a_page(pdf_path: Path, sample: PdfReader) -> None:
+    headings = {
+        re.sub(r"\s+", " ", heading).strip()
+        for heading in re.findall(r"^#{2,3} (.+)$", make_report().body, re.M)
+    }
+    for number, line in last_lines(pdf_path, len(sample.pages)).items():
+        assert line not in headings and not re.fullmatch(r"\d\d", line), (number, line)
+
+
+# ---- The closing page's next step: the site's name, never a raw URL ---------------------------
+
+
+def closing_html(**extra: object) -> str:
+    with override_settings(BACKPAIN_REPORT=app_settings(**extra)):
+        source = render_report_html(
+            report=make_report(), reader_name=READER, prepared_on=PREPARED_ON
+        )
+    return source[source.index('class="next-step"') :]
+
+
+def next_step_button(source: str) -> str:
+    match = re.search(r'<p class="next-step-link"><a href="([^"]+)">([^<]*)</a>', source)
+    assert match, "no next step"
+    return match.group(2).strip()
+
+
+def test_the_next_step_names_the_site_not_its_url(pdf_path: Path, sample: PdfReader) -> None:
+    last = re.sub(r"\s+", " ", pdftotext(pdf_path, len(sample.pages)))
+    assert "Back Pain Reports" in last  # FROM_EMAIL's display name: the name readers know
+    assert "https://" not in last.split("Sources")[0]
+
+
+def test_a_loopback_site_url_is_never_shown_as_the_sites_name() -> None:
+    source = closing_html(SITE_URL="http://127.0.0.1:8137")
+    assert next_step_button(source) == "Back Pain Reports"
+    assert 'href="http://127.0.0.1:8137/back-pain/"' in source
+    assert "http://127.0.0.1" not in re.sub(r'href="[^"]*"', "", source)
+
+
+def test_without_a_senders_name_the_next_step_shows_the_sites_host() -> None:
+    source = closing_html(FROM_EMAIL="reports@example.com")
+    assert next_step_button(source) == "reports.example.com"
+
+
+def test_the_sites_framework_names_the_site_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    apps = [*settings.INSTALLED_APPS, "django.contrib.sites"]
+    with override_settings(INSTALLED_APPS=apps, SITE_ID=1):
+        from django.contrib.sites.models import Site
+
+        named = Site(name="Rückenpraxis")
+        monkeypatch.setattr(Site.objects, "get_current", lambda request=None: named)
+        assert next_step_button(closing_html()) == "Rückenpraxis"
+        named.name = " "
+        assert next_step_button(closing_html()) == "Back Pain Reports"
+
+
+def test_text_reads_in_order_headings_before_their_text_cards_one_by_one(
+    pdf_path: Path, sample: PdfReader
+) -> None:
+    """In content order (``pdftotext -raw``, as a screen reader or a copy takes it) each exercise
+    card reads heading, then text, then the next card; in pdftotext's physical order each card's
+    heading still comes before its text and the cards keep their order."""
+    cards = re.findall(r"^### (\d\. .+)\n\n(.+)$", make_report().body, re.M)
+    assert len(cards) == 6
+    pages = str(len(sample.pages))
+    for mode in (["-raw"], []):
+        args = ["pdftotext", *mode, "-f", "3", "-l", pages, str(pdf_path), "-"]
+        text = re.sub(
+            r"\s+", " ", subprocess.run(args, check=True, capture_output=True, text=True).stdout
+        )
+        headings = [text.index(heading) for heading, _ in cards]
+        # Each card's first words, found after its heading (two cards begin alike).
+        starts = [
+            text.find(" ".join(first.split()[:6]), at)
+            for at, (_, first) in zip(headings, cards, strict=True)
+        ]
+        assert headings == sorted(headings) and -1 not in starts, mode
+        if mode:
+            assert all(map(int.__lt__, starts[:-1], headings[1:])), "card text after the next card"
+    sections = [title for _page, title in section_starts(sample)]
+    flat = re.sub(
+        r"\s+",
+        " ",
+        subprocess.run(
+            ["pdftotext", "-raw", str(pdf_path), "-"], check=True, capture_output=True, text=True
+        ).stdout,
+    )
+    body = flat[flat.index("01 " + sections[0]) :]
+    positions = [body.find(title) for title in sections]
+    assert -1 not in positions and positions == sorted(positions), positions
