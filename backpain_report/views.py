@@ -417,7 +417,7 @@ class SignupDoneView(TemplateView):
             article_url=article.get_absolute_url() if article else "",
             home_url=reverse("backpain_report:home"),
             site_url=links.site_url() + "/" if app_settings.SITE_URL else "",
-            site_host=links.site_host(),
+            site_name=links.site_name(),
             **kwargs,
         )
 

@@ -79,6 +79,8 @@ def test_the_done_page_leads_back_to_the_article_and_the_site(client, article, n
     text = _done_text(client, _post(client, article))
     assert f'href="{article.get_absolute_url()}"' in text
     assert 'href="https://reports.example.com/"' in text  # SITE_URL (tests/settings.py)
+    # Named as the PDF's closing page names it (links.site_name), never as a raw URL or host.
+    assert "Visit Back Pain Reports" in _normalised(text)
 
 
 def test_double_opt_in_speaks_of_the_confirmation_email(client, article, no_broker, settings):
