@@ -1,9 +1,11 @@
 """Whose consent still waits for its confirmation: the rule every sending path asks.
 
-Under double opt-in, an address that was asked to confirm and has not gets nothing but the
+Under double opt-in, a consent given (a first sign-up, or a re-subscription) is recorded with
+``confirmation_requested_at``; until it is confirmed, its address gets nothing but the
 confirmation request, whoever asks for the report (a sign-up, a staff resend, retrying a failed
-delivery, the sweep). A reader who signed up before double opt-in was turned on was never asked,
-and is not held back.
+delivery, the sweep, a download link). A reader who signed up before double opt-in was turned on
+gave a consent that needed no confirmation, and is not held back (nor asked, nor renamed, by a
+later sign-up of the address).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from .models import Subscriber
 
 #: ``last_error`` of a report that was not sent because its address awaits confirmation.
 UNCONFIRMED_ERROR = "Not sent: the address has not confirmed (double opt-in)."
+#: ``last_error`` of a confirmation request not sent because the address confirmed meanwhile.
+ALREADY_CONFIRMED_ERROR = "Not sent: the address is confirmed already."
 
 
 def awaits_confirmation(subscriber: Subscriber) -> bool:

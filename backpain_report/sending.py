@@ -39,7 +39,12 @@ from django.utils import timezone, translation
 from . import signals
 from .addresses import email_masked
 from .conf import app_settings
-from .consent import UNCONFIRMED_ERROR, awaiting_confirmation_q, awaits_confirmation
+from .consent import (
+    ALREADY_CONFIRMED_ERROR,
+    UNCONFIRMED_ERROR,
+    awaiting_confirmation_q,
+    awaits_confirmation,
+)
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .models import Delivery, Subscriber
@@ -126,6 +131,8 @@ def _claim_renew(delivery: Delivery) -> bool:
     )
     if delivery.kind == Delivery.Kind.REPORT:  # double opt-in: not before the confirmation
         subscribed = subscribed.exclude(awaiting_confirmation_q())
+    else:  # a confirmation request: not once the address is confirmed
+        subscribed = subscribed.filter(confirmed_at__isnull=True)
     renewed = Delivery.objects.filter(
         Exists(subscribed),
         pk=delivery.pk,
@@ -171,10 +178,12 @@ def _stop_error(delivery: Delivery) -> str:
     reason = state.values_list("suppressed_reason", flat=True).first()
     if reason is not None:
         return suppressed_error(reason)
+    subscribed = Subscriber.objects.filter(pk=delivery.subscriber_id, unsubscribed_at__isnull=True)
     if delivery.kind == Delivery.Kind.REPORT:
-        waiting = Subscriber.objects.filter(awaiting_confirmation_q(), pk=delivery.subscriber_id)
-        if waiting.filter(unsubscribed_at__isnull=True).exists():
+        if subscribed.filter(awaiting_confirmation_q()).exists():
             return UNCONFIRMED_ERROR
+    elif subscribed.filter(confirmed_at__isnull=False).exists():
+        return ALREADY_CONFIRMED_ERROR
     return UNSUBSCRIBED_ERROR
 
 
@@ -310,6 +319,8 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
         return _stop_before_sending(delivery)
     if delivery.kind == Delivery.Kind.REPORT and awaits_confirmation(delivery.subscriber):
         return _stop_before_sending(delivery)  # only the confirmation goes before it
+    if delivery.kind != Delivery.Kind.REPORT and delivery.subscriber.confirmed_at is not None:
+        return _stop_before_sending(delivery)  # confirmed meanwhile: nothing left to ask
     message_id = delivery_message_id(delivery)
     mailer = connection
     try:

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from .conf import app_settings
+from .consent import awaiting_confirmation_q, awaits_confirmation
 from .models import Delivery, Subscriber
 
 UNSUBSCRIBE_SALT = "backpain_report.unsubscribe"
@@ -121,13 +122,15 @@ def read_download_token(token: str) -> DownloadToken:
         delivery is None
         or delivery.link_version != data.get("v")
         or not delivery.subscriber.is_subscribed
+        or awaits_confirmation(delivery.subscriber)  # a new consent, not yet confirmed
     ):
         return DownloadToken(DownloadState.REVOKED)
     return DownloadToken(DownloadState.VALID, delivery)
 
 
 def download_link_stands(delivery: Delivery) -> bool:
-    """Whether a link found valid for ``delivery`` still is: not revoked, its reader subscribed.
+    """Whether a link found valid for ``delivery`` still is: not revoked, its reader subscribed
+    (and, under double opt-in, not waiting to confirm a new consent).
 
     For re-checking after a slow step (a render). It first locks the delivery's row (where the
     database can): revoking links and erasing the reader both update that row, so a revocation
@@ -137,7 +140,7 @@ def download_link_stands(delivery: Delivery) -> bool:
     """
     subscribed = Subscriber.objects.filter(
         pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True
-    )
+    ).exclude(awaiting_confirmation_q())
     with transaction.atomic():
         list(Delivery.objects.select_for_update().filter(pk=delivery.pk).values_list("pk"))
         return Delivery.objects.filter(

@@ -361,3 +361,39 @@ def test_the_name_is_the_last_given_before_the_click(
     confirm(mail.outbox[0])
     send_due()
     assert "Hello Stranger Chosen Words," in mail.outbox[-1].body
+
+
+def test_earlier_download_links_wait_for_the_new_consents_confirmation(
+    client, article, double_opt_in, settings, no_broker, django_capture_on_commit_callbacks, clock
+):
+    from backpain_report.tokens import make_download_token
+
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "both"}
+    capture = django_capture_on_commit_callbacks
+    reader = sign_up(client, capture)
+    send_due()
+    confirm(mail.outbox[0])
+    send_due()
+    link = reverse(
+        "backpain_report:download", args=[make_download_token(Delivery.objects.get(kind="report"))]
+    )
+    assert Client().get(link).status_code == 200
+    unsubscribe(reader)
+    clock.shift(2 * HOUR)
+    sign_up(client, capture, name="Someone Else")  # a new consent, not confirmed
+    assert Client().get(link).status_code == 410  # "no longer available", as when unsubscribed
+    send_due()
+    confirm(mail.outbox[-1])
+    assert Client().get(link).status_code == 200
+
+
+def test_a_window_longer_than_a_century_counts_as_a_century(
+    article, make_subscriber, make_delivery, double_opt_in, settings, no_broker
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "THROTTLE_ADDRESS_WINDOW": 10**12}
+    reader = make_subscriber(email="ann@example.com", unsubscribed_at=timezone.now())
+    make_delivery(subscriber=reader, status="sent", sent_at=timezone.now())
+    result = subscriber_signup(name="Ann", email="ann@example.com", article=article)
+    assert result.delivery is not None and result.delivery.kind == "confirmation"
+    waits = result.delivery.next_attempt_at - timezone.now()
+    assert datetime.timedelta(days=100 * 365) < waits <= datetime.timedelta(days=100 * 366)

@@ -268,7 +268,9 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
         # A re-subscribed reader who never confirmed again (asked 30 days ago: the request was
         # sent) is purged with their old PDF.
         asked = timezone.now() - datetime.timedelta(days=30)
-        Subscriber.objects.filter(pk=cat.subscriber_id).update(confirmation_requested_at=asked)
+        Subscriber.objects.filter(pk=cat.subscriber_id).update(
+            consented_at=asked, confirmation_requested_at=asked
+        )
         request = make_delivery(subscriber=cat.subscriber, kind=Delivery.Kind.CONFIRMATION)
         Delivery.objects.filter(pk=request.pk).update(
             created_at=asked, status=Delivery.Status.SENT, sent_at=asked

@@ -68,8 +68,9 @@ def _asked(make_subscriber, days_ago: int, **fields) -> Subscriber:
     now = timezone.now()
     subscriber = make_subscriber(**fields)
     asked = now - timezone.timedelta(days=days_ago)
+    signed_up = now - timezone.timedelta(days=365)
     Subscriber.objects.filter(pk=subscriber.pk).update(
-        created_at=now - timezone.timedelta(days=365), confirmation_requested_at=asked
+        created_at=signed_up, consented_at=signed_up, confirmation_requested_at=asked
     )
     report = subscriber.source_article.report
     request = Delivery.objects.create(

@@ -108,9 +108,10 @@ def subscribers_unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscribe
         Q(sent_at__gte=cutoff) | Q(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING])
     )
     # Only a request that went out is ignored: a consent whose confirmation was never sent
-    # (one made before its re-subscription does not count) is not purged for it.
+    # (one made before its re-subscription, for the consent before, does not count) is not
+    # purged for it.
     asked = confirmations.filter(
-        status=Delivery.Status.SENT, created_at__gte=OuterRef("confirmation_requested_at")
+        status=Delivery.Status.SENT, created_at__gte=OuterRef("consented_at")
     )
     return Subscriber.objects.filter(
         Exists(asked),

@@ -15,12 +15,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Max, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import get_language
 
 from .. import selectors, signals
 from ..addresses import canonical_email
 from ..conf import app_settings
+from ..consent import awaits_confirmation
 from ..models import Article, Delivery, PendingSignup, Report, Subscriber
 from ..publishing import publish_deliveries, publish_on_commit, publish_signup_on_commit
 from ..sending import UNSUBSCRIBED_ERROR
@@ -137,45 +140,64 @@ def signup_process(*, signup_id: int) -> SignupResult | None:
         )
 
 
+def _address_window() -> timedelta:
+    """``THROTTLE_ADDRESS_WINDOW`` as a span, at most what the calendar can hold from now."""
+    return timedelta(seconds=min(int(app_settings.THROTTLE_ADDRESS_WINDOW), _LONGEST_WINDOW))
+
+
+#: Longer windows count as this long (about 100 years): "never twice", without an overflow.
+_LONGEST_WINDOW = 100 * 366 * 24 * 3600
+
+
+def _emails(subscriber: Subscriber) -> QuerySet[Delivery]:
+    """This reader's emails, each with ``emailed_at``: when it went (``sent_at``), or when it is
+    due to go (a waiting or retried one's ``next_attempt_at``), else when it was made."""
+    return (
+        subscriber.deliveries.exclude(status=Delivery.Status.CANCELLED)
+        .annotate(emailed_at=Coalesce("sent_at", "next_attempt_at", "created_at"))
+        .order_by()
+    )
+
+
 def _recently_emailed(subscriber: Subscriber) -> bool:
     """Whether a report or confirmation went to (or is on its way to) this reader within
     ``THROTTLE_ADDRESS_WINDOW``: then a sign-up sends nothing new."""
-    since = timezone.now() - timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
-    return (
-        subscriber.deliveries.filter(created_at__gte=since)
-        .exclude(status=Delivery.Status.CANCELLED)
-        .exists()
-    )
+    return _window_end(subscriber) is not None
 
 
 def _window_end(subscriber: Subscriber) -> datetime | None:
-    """When ``THROTTLE_ADDRESS_WINDOW`` after the last email to this reader ends, if it has
-    not yet; None when the reader may be written to now."""
-    window = timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
-    last = (
-        subscriber.deliveries.filter(created_at__gte=timezone.now() - window)
-        .exclude(status=Delivery.Status.CANCELLED)
-        .order_by("-created_at")
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    return None if last is None else last + window
+    """When ``THROTTLE_ADDRESS_WINDOW`` after the last email to this reader (sent, or due to
+    go) ends, if it has not yet; None when the reader may be written to now."""
+    now = timezone.now()
+    window = _address_window()
+    last = _emails(subscriber).aggregate(last=Max("emailed_at"))["last"]
+    if last is None or last + window <= now:
+        return None
+    return last + window
 
 
 def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
-    """Whether this consent's confirmation is on its way, or went out within
-    ``CONFIRM_MAX_AGE`` and its link may still work: then a sign-up sends no other one (an
-    ignored request is not followed by more until its link has expired).
+    """Whether this consent's confirmation is on its way (however long it waits), or went out
+    within ``CONFIRM_MAX_AGE`` and its link may still work: then a sign-up sends no other one
+    (an ignored request is not followed by more until its link has expired).
 
-    Only a confirmation asked for this consent counts (made at or after
-    ``confirmation_requested_at``, which a re-subscription sets before asking): the link of one
-    sent before the reader unsubscribed stopped working with the new consent.
+    Only a confirmation made for this consent counts (at or after ``consented_at``, which a
+    re-subscription renews): the link of one sent before the reader unsubscribed stopped
+    working with the new consent.
     """
-    since = timezone.now() - timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
-    asked = subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION, created_at__gte=since)
-    if subscriber.confirmation_requested_at is not None:
-        asked = asked.filter(created_at__gte=subscriber.confirmation_requested_at)
-    return asked.exclude(status__in=[Delivery.Status.CANCELLED, Delivery.Status.FAILED]).exists()
+    link_life = timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
+    live = Q(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]) | Q(
+        status=Delivery.Status.SENT, sent_at__gte=timezone.now() - link_life
+    )
+    return confirmations_for_consent(subscriber).filter(live).exists()
+
+
+def confirmations_for_consent(subscriber: Subscriber) -> QuerySet[Delivery]:
+    """The confirmation requests made for the reader's current consent."""
+    asked = subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION)
+    if subscriber.consented_at is not None:
+        asked = asked.filter(created_at__gte=subscriber.consented_at)
+    return asked
 
 
 def _confirmation_for_signup(
@@ -291,9 +313,12 @@ def subscriber_signup(
     canonical = canonical_email(email)
     consent = consent or _consent_fields(ip=ip, user_agent=user_agent, source_url=source_url)
     with transaction.atomic():
+        # Under double opt-in a first consent waits for its confirmation from the start (even
+        # when its article offers no report to ask with): nothing else reaches the address.
+        waits = {"confirmation_requested_at": timezone.now()} if app_settings.DOUBLE_OPT_IN else {}
         subscriber, created = Subscriber.objects.get_or_create(
             email_canonical=canonical,
-            defaults={"email": email, "name": name, "source_article": article, **consent},
+            defaults={"email": email, "name": name, "source_article": article, **consent, **waits},
         )
         if not created:  # one sign-up of an address at a time decides what it means
             subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
@@ -319,7 +344,7 @@ def subscriber_signup(
             pass
         elif subscriber.is_suppressed:
             delivery = _suppressed_signup_record(subscriber, report)
-        elif app_settings.DOUBLE_OPT_IN and subscriber.confirmed_at is None:
+        elif awaits_confirmation(subscriber):  # double opt-in: a consent not yet confirmed
             if not created:
                 _unconfirmed_name_update(subscriber, name)
             if not _asked_to_confirm_recently(subscriber):  # this consent gets its request,
@@ -336,10 +361,11 @@ def subscriber_signup(
 
 
 def _unconfirmed_name_update(subscriber: Subscriber, name: str) -> None:
-    """Under double opt-in, an unconfirmed address's name is only a request: the latest
-    sign-up's replaces it, so the report greets the name given last before the confirmation
-    (the confirmation email shows no name). A confirmed reader's name is never changed by a
-    sign-up."""
+    """Under double opt-in, the name of a consent not yet confirmed is only a request: the
+    latest sign-up's replaces it, so the report greets the name given last before the
+    confirmation (the confirmation email shows no name; no download link of the address works
+    meanwhile). A confirmed reader's name, or that of a reader from before double opt-in, is
+    never changed by a sign-up."""
     if name and subscriber.name != name:
         Subscriber.objects.filter(pk=subscriber.pk, confirmed_at__isnull=True).update(name=name)
         subscriber.name = name
