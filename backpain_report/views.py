@@ -270,7 +270,7 @@ class ReportCoverView(View):
 
     def get(self, request: HttpRequest, slug: str, edition: int) -> HttpResponse:
         report = selectors.report_offered_get(slug=slug)
-        if edition != report.edition or request.path != offer.cover_path(report):
+        if edition != report.edition or not offer.cover_path_is_current(request.path, report):
             return HttpResponseRedirect(offer.cover_path(report))  # also for "cover-01.png"
         try:
             image = covers.report_cover(report)
