@@ -281,9 +281,14 @@ def test_confirm_signal_receiver_errors_never_break_the_confirmation(
 
 @pytest.mark.parametrize(
     "name",
-    ["Call \u2464\u2464\u2464 \u2460\u2461\u2462\u2463", "Ann \u2075\u2075\u2075 \u00b9\u00b2\u00b3\u2074",
-     "Ann \u248c\u248c\u248c", "Ann \u2474\u2475\u2476", "Ann \u216b"],
-)  # fmt: skip
+    [
+        "Call \u2464\u2464\u2464 \u2460\u2461\u2462\u2463",
+        "Ann \u2075\u2075\u2075 \u00b9\u00b2\u00b3\u2074",
+        "Ann \u248c\u248c\u248c",
+        "Ann \u2474\u2475\u2476",
+        "Ann \u216b",
+    ],
+)
 def test_a_name_with_numbers_in_another_form_is_a_form_error_and_nothing_is_sent(
     client, article, no_broker, django_capture_on_commit_callbacks, name
 ):
