@@ -48,6 +48,7 @@ from .services import deliveries, subscribers
 from .tokens import (
     ConfirmState,
     DownloadState,
+    DownloadToken,
     download_link_stands,
     read_confirm_token,
     read_download_token,
@@ -431,12 +432,14 @@ class DownloadView(View):
         checked = self.check(request, token)
         if isinstance(checked, HttpResponse):
             return checked
-        delivery = checked
+        delivery = checked.delivery
+        assert delivery is not None  # a valid token's
         if not throttling.download_link_allowed(delivery.pk):
             return self.throttled(request)
         try:
             stored = pdfstore.delivery_pdf_get(
                 delivery=delivery,
+                language=checked.language,
                 still_wanted=lambda: download_link_stands(delivery),
             )
         except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept
@@ -453,9 +456,10 @@ class DownloadView(View):
         checked = self.check(request, token)
         if isinstance(checked, HttpResponse):
             return checked
-        delivery = checked
+        delivery = checked.delivery
+        assert delivery is not None  # a valid token's
         try:
-            stored = pdfstore.delivery_pdf_find(delivery)
+            stored = pdfstore.delivery_pdf_find(delivery, language=checked.language)
         except Exception:  # a sick storage: answer as if nothing were stored
             logger.warning("Private storage unreadable for delivery %s", delivery.pk, exc_info=True)
             stored = None
@@ -471,14 +475,15 @@ class DownloadView(View):
             self.describe(response, delivery, stored.size())
         return self.finish(response, stored)
 
-    def check(self, request: HttpRequest, token: str) -> Delivery | HttpResponse:
-        """The link's delivery, or the answer for a throttled client or a bad link."""
+    def check(self, request: HttpRequest, token: str) -> DownloadToken | HttpResponse:
+        """The link's delivery and language, or the answer for a throttled client or a bad
+        link."""
         if not throttling.download_ip_allowed(throttling.client_ip(request)):
             return self.throttled(request)
         checked = read_download_token(token)
         if checked.state is not DownloadState.VALID or checked.delivery is None:
             return self.unavailable(request, checked.state)
-        return checked.delivery
+        return checked
 
     @staticmethod
     def conditional(request: HttpRequest, stored: pdfstore.StoredPdf) -> HttpResponse | None:
