@@ -124,9 +124,7 @@ def test_the_stored_pdfs_name_includes_its_language(make_delivery):
     assert len(names) == 2
 
 
-def test_a_link_naming_a_language_the_site_does_not_offer_serves_the_readers(
-    client, make_delivery
-):
+def test_a_link_naming_a_language_the_site_does_not_offer_serves_the_readers(client, make_delivery):
     from django.urls import reverse
 
     from backpain_report.tokens import make_download_token
