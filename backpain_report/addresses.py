@@ -91,7 +91,8 @@ def name_has_address(name: str) -> bool:
 
 def clean_name(value: str) -> str:
     """Normalise a reader's name: NFC, control characters removed, spaces collapsed, bounded;
-    a name holding a web or email address (:func:`name_has_address`) or a digit is refused."""
+    a name holding a web or email address (:func:`name_has_address`) or a number
+    (:func:`name_has_number`) is refused."""
     value = unicodedata.normalize("NFC", value or "")
     value = _UNSAFE_CHARS.sub(" ", value)
     value = " ".join(value.split())
@@ -106,11 +107,21 @@ def clean_name(value: str) -> str:
         raise ValidationError(
             _("Please enter just your name — no web or email addresses."), code="address"
         )
-    if any(unicodedata.category(char) == "Nd" for char in value):
+    if name_has_number(value):
         # A phone number is the one call to action left once links and addresses are refused:
         # with single opt-in the name reaches an unconfirmed address (greeting, PDF cover).
         raise ValidationError(_("Please enter just your name — no numbers."), code="digits")
     return value
+
+
+def name_has_number(name: str) -> bool:
+    """Whether ``name`` holds a number in any form: a character of a Unicode number category
+    (``Nd`` digits in any script, fullwidth and mathematical ones included; ``Nl`` letter
+    numbers such as "Ⅻ"; ``No`` such as "⑤", "⁵", "⒌", "⑴", "¼"), also once compatibility
+    forms are folded (NFKC: "㏩" is "10日"). Ideographs with a numeric value ("三郎") are
+    letters and pass."""
+    folded = unicodedata.normalize("NFKC", name)
+    return any(unicodedata.category(char)[0] == "N" for char in name + folded)
 
 
 def email_masked(address: str) -> str:

@@ -19,7 +19,7 @@ from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import iri_to_uri, punycode
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy
+from django.utils.translation import get_language, gettext_lazy
 
 from .conf import app_settings
 from .models import Delivery, Subscriber
@@ -214,8 +214,9 @@ def confirm_url(subscriber: Subscriber) -> str:
 
 
 def download_url(delivery: Delivery) -> str:
-    """The signed, expiring link to this delivery's PDF."""
-    token = make_download_token(delivery)
+    """The signed, expiring link to this delivery's PDF, in the active language: the one the
+    email that carries it is written in, so the link serves what the email promised."""
+    token = make_download_token(delivery, language=get_language() or "")
     return absolute(reverse("backpain_report:download", args=[token]), delivery.subscriber)
 
 

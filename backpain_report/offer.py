@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from django.urls import reverse
 from django.utils.functional import Promise
@@ -63,6 +64,14 @@ def cover_path(report: Report) -> str:
     return reverse(
         "backpain_report:report_cover", kwargs={"slug": report.slug, "edition": report.edition}
     )
+
+
+def cover_path_is_current(request_path: str, report: Report) -> bool:
+    """Whether ``request_path`` (``request.path``: decoded, with the script name) is the
+    current edition's cover path. :func:`cover_path` is percent-encoded, as ``reverse()``
+    returns it, so it is decoded before the two are compared: under an include or a script
+    name with a space or a non-ASCII character they differ only in encoding."""
+    return request_path == unquote(cover_path(report))
 
 
 def report_offer(report: Report) -> Offer:

@@ -202,8 +202,10 @@ def page_views_flush(*, today: datetime.date | None = None) -> int:
     """Move the page views counted in the cache into the database; return how many moved.
 
     Each counter is decremented by what was read (atomically), so views counted meanwhile stay
-    for the next flush and none is counted twice; views whose rows could not be written go back
-    to their counter. A no-op when views are counted in the database.
+    for the next flush; a decrement that finds fewer views than were read (another flush took
+    them meanwhile) takes only those (:func:`_counter_take`), so none is counted twice. Views
+    whose rows could not be written go back to their counter. A no-op when views are counted
+    in the database.
     """
     cache = _counter_cache()
     if cache is None:
@@ -270,9 +272,11 @@ def _flush(cache: BaseCache, today: datetime.date, token: str) -> int:
             if cache.get(FLUSH_LOCK) != token:
                 logger.warning("The page-view flush outlived its lock; the rest waits")
                 break
-            cache.decr(key, count)
+            count = _counter_take(cache, key, int(count))
         except Exception:
             logger.warning("Could not take %s page views from the cache", count, exc_info=True)
+            continue
+        if not count:
             continue
         article_id, day, source = counters[key]
         try:
@@ -282,6 +286,23 @@ def _flush(cache: BaseCache, today: datetime.date, token: str) -> int:
             raise
         moved += int(count)
     return moved
+
+
+def _counter_take(cache: BaseCache, key: str, count: int) -> int:
+    """Take up to ``count`` views (the count read) from the counter ``key``; how many were
+    still there to take.
+
+    The decrement is the read that counts: a counter below zero after it means another flush
+    took some of these views since they were read (a flush that outlived its lock, and the one
+    that took the lock over), and only what was still there is ours; the rest goes back. A
+    counter never holds more than the views nobody has taken, so no view is taken twice.
+    (Redis counts below zero; Memcached stops a decrement at zero, so there an overdraw cannot
+    be seen and the flush lock alone keeps two flushes apart.)"""
+    left = cache.decr(key, count)
+    taken = max(0, min(count, left + count))
+    if taken < count:
+        _views_give_back(cache, key, count - taken)  # our overdraw, undone
+    return taken
 
 
 def _views_give_back(cache: BaseCache, key: str, count: int) -> None:

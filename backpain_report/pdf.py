@@ -20,6 +20,7 @@ import html
 import re
 import ssl
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
@@ -48,6 +49,15 @@ DEFAULT_KEYWORDS = (
 )
 #: Options given to WeasyPrint for every render: a tagged (structured, accessible) PDF.
 PDF_OPTIONS: dict[str, Any] = {"pdf_tags": True}
+
+#: The most code points the cover lets join into one unbreakable unit after a base character:
+#: a family emoji or a flag's tag sequence has fewer; a longer run (100 halfwidth sound marks,
+#: emoji chained by joiners, Hangul jamo) is given break opportunities.
+MAX_JOINED = 8
+#: The most combining marks the cover stacks on one character (Vietnamese, Thai and Tibetan
+#: names need up to three); more would rise out of the name's line into the text above.
+MAX_MARKS = 3
+_ZWSP = "\u200b"  # a break opportunity, invisible
 
 _thread = threading.local()
 _H2_RE = re.compile(r'<h2 id="([^"]+)">(.*?)</h2>', re.DOTALL)
@@ -104,6 +114,55 @@ def report_sections(body_html: str) -> list[tuple[str, str]]:
     ]
 
 
+def _is_jamo(char: str) -> bool:
+    code = ord(char)
+    return 0x1100 <= code <= 0x11FF or 0xA960 <= code <= 0xA97F or 0xD7B0 <= code <= 0xD7FF
+
+
+def _joins_previous(char: str, previous: str) -> bool:
+    """Whether a line may not break between ``previous`` and ``char`` (they are one grapheme
+    cluster, or nearly): a mark, a format character (joiners, tags, prepended marks) or what
+    follows one, a halfwidth sound mark, a skin tone, a Hangul jamo after a jamo or syllable."""
+    if unicodedata.category(char)[0] == "M" or unicodedata.category(char) == "Cf":
+        return True
+    if previous and unicodedata.category(previous) == "Cf":
+        return True
+    code = ord(char)
+    if 0xFF9E <= code <= 0xFF9F or 0x1F3FB <= code <= 0x1F3FF:
+        return True
+    return (
+        _is_jamo(char)
+        and bool(previous)
+        and (_is_jamo(previous) or "\uac00" <= previous <= "\ud7a3")
+    )
+
+
+def reader_name_breakable(name: str) -> str:
+    """``name`` as the cover shows it: an invisible break opportunity in every run of more
+    than :data:`MAX_JOINED` joined code points, so that no unit the line breaker cannot split
+    is wider than the cover (``overflow-wrap: anywhere`` breaks between grapheme clusters only,
+    and 100 halfwidth sound marks are one), and no more than :data:`MAX_MARKS` combining marks
+    in a row. Names of real scripts are left as they are."""
+    out: list[str] = []
+    run = marks = 0
+    previous = ""
+    for char in name:
+        is_mark = unicodedata.category(char)[0] == "M"
+        marks = marks + 1 if is_mark else 0
+        if is_mark and marks > MAX_MARKS:
+            continue  # stacked higher than a line: left off the cover
+        if _joins_previous(char, previous):
+            run += 1
+            if run > MAX_JOINED:
+                out.append(_ZWSP)
+                run = 1
+        else:
+            run = 0
+        out.append(char)
+        previous = char
+    return "".join(out)
+
+
 def render_report_html(
     *,
     report: ReportLike,
@@ -125,7 +184,7 @@ def render_report_html(
     half = (len(sections) + 1) // 2
     context = {
         "report": report,
-        "reader_name": reader_name,
+        "reader_name": reader_name_breakable(reader_name),
         "prepared_on": prepared_on,
         "body_html": body_html,
         "sections": sections,

@@ -10,8 +10,10 @@ download link, else by the download view on the first GET. It lives in the app's
 (:mod:`backpain_report.privatestorage`) as ``backpain_report/readers/<d[:2]>/<d>/<c>.pdf``:
 ``d`` is a keyed hash (HMAC with ``SECRET_KEY``) of the delivery's id and ``c`` a keyed hash of
 everything the PDF is made of (delivery, report, edition, the reader's name, the date on the
-cover). Nobody without the key can work a name out; a renamed reader or a new edition is a new
-file; and deleting a delivery's files is emptying one small folder.
+cover, the language). Nobody without the key can work a name out; a renamed reader, a new
+edition or another language is a new file; and deleting a delivery's files is emptying one
+small folder. A download link names the language of the email that carried it, so an old
+email's link keeps serving its language after the reader signs up again in another.
 
 The file holds the reader's name: :func:`delivery_files_delete` must run wherever deliveries go
 (erasure calls :func:`subscriber_files_delete`; a purge that deletes rows calls the former), and
@@ -69,12 +71,22 @@ def delivery_prepared_on(delivery: Delivery) -> datetime.date:
     return timezone.localdate(delivery.sent_at or timezone.now())
 
 
-def delivery_pdf(delivery: Delivery) -> bytes:
-    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in the
-    reader's language (also when a download link renders it in a web request)."""
+def delivery_language(delivery: Delivery, language: str | None = None) -> str:
+    """The language of ``delivery``'s PDF: ``language`` (a download link's, the email's that
+    carried it) when the site offers it, else the reader's current language."""
+    fallback = subscriber_language(delivery.subscriber)
+    try:  # one spelling per language: "en-us" and "en" name one file where the site has "en"
+        return translation.get_supported_language_variant(language or fallback)
+    except LookupError:
+        return fallback
+
+
+def delivery_pdf(delivery: Delivery, language: str | None = None) -> bytes:
+    """The reader's PDF for a delivery, dated the day it was (or is being) sent, in
+    :func:`delivery_language` (also when a download link renders it in a web request)."""
     from .pdfcache import report_pdf  # WeasyPrint: imported where the PDF is rendered
 
-    with translation.override(subscriber_language(delivery.subscriber)):
+    with translation.override(delivery_language(delivery, language)):
         return report_pdf(
             report=delivery.report,
             reader_name=delivery.subscriber.name,
@@ -87,8 +99,11 @@ def _delivery_dirs(delivery_id: int) -> list[str]:
     return [f"{READERS_DIR}/{d[:2]}/{d}" for d in keyed_digests("reader-pdf", str(delivery_id))]
 
 
-def delivery_pdf_name(delivery: Delivery, prepared_on: datetime.date | None = None) -> str:
-    """The storage name of ``delivery``'s PDF as it would be rendered now (or ``prepared_on``)."""
+def delivery_pdf_name(
+    delivery: Delivery, prepared_on: datetime.date | None = None, *, language: str | None = None
+) -> str:
+    """The storage name of ``delivery``'s PDF as it would be rendered now (or ``prepared_on``)
+    in :func:`delivery_language`: a PDF in another language is another file."""
     prepared_on = prepared_on or delivery_prepared_on(delivery)
     folder = keyed_digest("reader-pdf", str(delivery.pk))
     made_of = "\0".join(
@@ -99,6 +114,7 @@ def delivery_pdf_name(delivery: Delivery, prepared_on: datetime.date | None = No
             delivery.report.edition,
             delivery.subscriber.name,
             prepared_on.isoformat(),
+            delivery_language(delivery, language),
         )
     )
     content = keyed_digest("reader-pdf-content", made_of)
@@ -117,10 +133,10 @@ def _modified(storage: Storage, name: str) -> datetime.datetime | None:
         return None
 
 
-def delivery_pdf_find(delivery: Delivery) -> StoredPdf | None:
-    """The stored PDF of ``delivery`` if it is there (and current), else None."""
+def delivery_pdf_find(delivery: Delivery, *, language: str | None = None) -> StoredPdf | None:
+    """The stored PDF of ``delivery`` in ``language`` if it is there (and current), else None."""
     storage = private_storage()
-    name = delivery_pdf_name(delivery)
+    name = delivery_pdf_name(delivery, language=language)
     if not storage.exists(name):
         return None
     return StoredPdf(
@@ -137,9 +153,11 @@ def delivery_pdf_save(
     data: bytes,
     prepared_on: datetime.date,
     *,
+    language: str | None = None,
     still_wanted: Callable[[], bool] | None = None,
 ) -> StoredPdf:
-    """Store ``data`` as ``delivery``'s PDF; its older files (another date, name, edition) go.
+    """Store ``data`` as ``delivery``'s PDF in ``language``; its older files (another date,
+    name, edition or language) go.
 
     ``still_wanted`` is asked once the file is written; if it answers False (or raises), the
     delivery's files are deleted again and :class:`PdfNoLongerWanted` is raised (or its error).
@@ -158,7 +176,7 @@ def delivery_pdf_save(
     one run inside a larger transaction (deleting the files before it commits) is ordered.
     """
     storage = private_storage()
-    name = delivery_pdf_name(delivery, prepared_on)
+    name = delivery_pdf_name(delivery, prepared_on, language=language)
     file_write(storage, name, data)
     folder, _, current = name.rpartition("/")
     for other in storage.listdir(folder)[1]:
@@ -181,9 +199,11 @@ def delivery_pdf_save(
 def delivery_pdf_get(
     *,
     delivery: Delivery,
+    language: str | None = None,
     still_wanted: Callable[[], bool] | None = None,
 ) -> StoredPdf:
-    """The stored PDF of ``delivery``; rendered with :func:`delivery_pdf` and stored if missing.
+    """The stored PDF of ``delivery`` in ``language`` (see :func:`delivery_language`);
+    rendered with :func:`delivery_pdf` and stored if missing.
 
     ``still_wanted`` is as in :func:`delivery_pdf_save`: after a render, a delivery that is no
     longer wanted keeps no file and :class:`PdfNoLongerWanted` is raised. A storage that fails
@@ -191,21 +211,23 @@ def delivery_pdf_get(
     only the next request renders it again.
     """
     try:
-        stored = delivery_pdf_find(delivery)
+        stored = delivery_pdf_find(delivery, language=language)
     except Exception:  # a sick storage costs a render, not the download
         logger.warning("Private storage unreadable for delivery %s", delivery.pk, exc_info=True)
         stored = None
     if stored is not None:
         return stored
     prepared_on = delivery_prepared_on(delivery)
-    data = delivery_pdf(delivery)
+    data = delivery_pdf(delivery, language)
     try:
-        return delivery_pdf_save(delivery, data, prepared_on, still_wanted=still_wanted)
+        return delivery_pdf_save(
+            delivery, data, prepared_on, language=language, still_wanted=still_wanted
+        )
     except PdfNoLongerWanted:
         raise
     except Exception:  # as above
         logger.warning("Could not store the PDF of delivery %s", delivery.pk, exc_info=True)
-        name = delivery_pdf_name(delivery, prepared_on)
+        name = delivery_pdf_name(delivery, prepared_on, language=language)
         return StoredPdf(name=name, etag=_etag(name), data=data)
 
 

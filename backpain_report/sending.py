@@ -243,8 +243,9 @@ def deliveries_send(*, delivery_ids: list[int]) -> list[SendResult]:
     return results
 
 
-def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
-    """Keep the PDF a download link will serve, so the web process never renders it.
+def _store_for_link(delivery: Delivery, pdf: bytes, language: str) -> bool:
+    """Keep the PDF (in the email's ``language``) a download link will serve, so the web
+    process never renders it.
 
     Once the file is written the claim is re-checked and renewed (:func:`_claim_renew`): if the
     delivery may no longer be sent (its reader was erased or unsubscribed during the render, or
@@ -260,6 +261,7 @@ def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
             delivery,
             pdf,
             delivery_prepared_on(delivery),
+            language=language,
             still_wanted=lambda: _claim_renew(delivery),
         )
     except PdfNoLongerWanted:
@@ -272,17 +274,18 @@ def _store_for_link(delivery: Delivery, pdf: bytes) -> bool:
 def _build_message(delivery: Delivery, message_id: str) -> Any | None:
     """The email for ``delivery`` in the reader's language; None when it stopped while its PDF
     was stored for a link."""
-    with translation.override(subscriber_language(delivery.subscriber)):
-        return _build_message_now(delivery, message_id)
+    language = subscriber_language(delivery.subscriber)
+    with translation.override(language):
+        return _build_message_now(delivery, message_id, language)
 
 
-def _build_message_now(delivery: Delivery, message_id: str) -> Any | None:
+def _build_message_now(delivery: Delivery, message_id: str, language: str) -> Any | None:
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
     mode = app_settings.DELIVERY
-    pdf = delivery_pdf(delivery)
+    pdf = delivery_pdf(delivery)  # in the reader's language, as the email
     carries_link = mode != "attach" or not fits_in_email(pdf)
-    if carries_link and not _store_for_link(delivery, pdf):
+    if carries_link and not _store_for_link(delivery, pdf, language):
         return None
     return build_report_email(
         delivery=delivery, pdf=pdf if mode != "link" else None, message_id=message_id

@@ -88,6 +88,16 @@ def subscribers_unsuppress(subscribers: QuerySet[Subscriber]) -> int:
     )
 
 
+def message_id_bracketed(message_id: str) -> str:
+    """``message_id`` as our deliveries store it, ``<id@domain>``: services report it with or
+    without the angle brackets (SES's ``commonHeaders.messageId`` as the header was written,
+    Mailgun's ``message-id`` without), sometimes with spaces around; "" for an empty one."""
+    core = message_id.strip()
+    if core.startswith("<") and core.endswith(">"):
+        core = core[1:-1].strip()
+    return f"<{core}>" if core else ""
+
+
 def _subscriber_for(
     recipient: str, message_ids: list[str]
 ) -> tuple[Subscriber | None, Delivery | None]:
@@ -101,7 +111,7 @@ def _subscriber_for(
             canonical = ""
         if canonical:
             subscriber = Subscriber.objects.filter(email_canonical=canonical).first()
-    ids = [i for i in message_ids if i]
+    ids = [bracketed for bracketed in map(message_id_bracketed, message_ids) if bracketed]
     deliveries = Delivery.objects.filter(message_id__in=ids) if ids else Delivery.objects.none()
     if subscriber is not None:
         deliveries = deliveries.filter(subscriber=subscriber)

@@ -90,11 +90,13 @@ def read_confirm_token(token: str) -> ConfirmToken:
     return ConfirmToken(ConfirmState.VALID, subscriber)
 
 
-def make_download_token(delivery: Delivery) -> str:
-    """A link to one delivery's PDF; revoked when the delivery's ``link_version`` is bumped."""
-    return signing.dumps(
-        {"d": delivery.pk, "v": delivery.link_version}, salt=DOWNLOAD_SALT, compress=True
-    )
+def make_download_token(delivery: Delivery, *, language: str = "") -> str:
+    """A link to one delivery's PDF in ``language`` (the email's that carries it; none: the
+    reader's current one); revoked when the delivery's ``link_version`` is bumped."""
+    payload: dict[str, object] = {"d": delivery.pk, "v": delivery.link_version}
+    if language:
+        payload["l"] = language
+    return signing.dumps(payload, salt=DOWNLOAD_SALT, compress=True)
 
 
 class DownloadState(enum.Enum):
@@ -108,6 +110,7 @@ class DownloadState(enum.Enum):
 class DownloadToken:
     state: DownloadState
     delivery: Delivery | None = None
+    language: str = ""  # the PDF's language, as the link says ("" for a link made without)
 
 
 def read_download_token(token: str) -> DownloadToken:
@@ -125,7 +128,10 @@ def read_download_token(token: str) -> DownloadToken:
         or awaits_confirmation(delivery.subscriber)  # a new consent, not yet confirmed
     ):
         return DownloadToken(DownloadState.REVOKED)
-    return DownloadToken(DownloadState.VALID, delivery)
+    language = data.get("l")
+    return DownloadToken(
+        DownloadState.VALID, delivery, language if isinstance(language, str) else ""
+    )
 
 
 def download_link_stands(delivery: Delivery) -> bool:

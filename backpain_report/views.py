@@ -51,6 +51,7 @@ from .services import deliveries, subscribers
 from .tokens import (
     ConfirmState,
     DownloadState,
+    DownloadToken,
     download_link_stands,
     read_confirm_token,
     read_download_token,
@@ -291,7 +292,7 @@ class ReportCoverView(View):
 
     def get(self, request: HttpRequest, slug: str, edition: int) -> HttpResponse:
         report = selectors.report_offered_get(slug=slug)
-        if edition != report.edition or request.path != offer.cover_path(report):
+        if edition != report.edition or not offer.cover_path_is_current(request.path, report):
             return HttpResponseRedirect(offer.cover_path(report))  # also for "cover-01.png"
         try:
             image = covers.report_cover(report)
@@ -500,12 +501,14 @@ class DownloadView(View):
         checked = self.check(request, token)
         if isinstance(checked, HttpResponse):
             return checked
-        delivery = checked
+        delivery = checked.delivery
+        assert delivery is not None  # a valid token's
         if not throttling.download_link_allowed(delivery.pk):
             return self.throttled(request)
         try:
             stored = pdfstore.delivery_pdf_get(
                 delivery=delivery,
+                language=checked.language,
                 still_wanted=lambda: download_link_stands(delivery),
             )
         except pdfstore.PdfNoLongerWanted:  # revoked or erased while it rendered: no file kept
@@ -522,9 +525,10 @@ class DownloadView(View):
         checked = self.check(request, token)
         if isinstance(checked, HttpResponse):
             return checked
-        delivery = checked
+        delivery = checked.delivery
+        assert delivery is not None  # a valid token's
         try:
-            stored = pdfstore.delivery_pdf_find(delivery)
+            stored = pdfstore.delivery_pdf_find(delivery, language=checked.language)
         except Exception:  # a sick storage: answer as if nothing were stored
             logger.warning("Private storage unreadable for delivery %s", delivery.pk, exc_info=True)
             stored = None
@@ -540,14 +544,15 @@ class DownloadView(View):
             self.describe(response, delivery, stored.size())
         return self.finish(response, stored)
 
-    def check(self, request: HttpRequest, token: str) -> Delivery | HttpResponse:
-        """The link's delivery, or the answer for a throttled client or a bad link."""
+    def check(self, request: HttpRequest, token: str) -> DownloadToken | HttpResponse:
+        """The link's delivery and language, or the answer for a throttled client or a bad
+        link."""
         if not throttling.download_ip_allowed(throttling.client_ip(request)):
             return self.throttled(request)
         checked = read_download_token(token)
         if checked.state is not DownloadState.VALID or checked.delivery is None:
             return self.unavailable(request, checked.state)
-        return checked.delivery
+        return checked
 
     @staticmethod
     def conditional(request: HttpRequest, stored: pdfstore.StoredPdf) -> HttpResponse | None:

@@ -105,6 +105,49 @@ def test_names_with_digits_are_refused_with_the_reason(name):
     assert caught.value.messages == ["Please enter just your name — no numbers."]
 
 
+# Issue 22, defect 5: numbers in every Unicode form, not only decimal digits (category Nd).
+NUMBER_NAMES = [
+    "Call \u2464\u2464\u2464 \u2460\u2461\u2462\u2463",  # circled digits (No)
+    "Ann \u2075\u2075\u2075 \u00b9\u00b2\u00b3\u2074",  # superscript digits (No)
+    "Ann \u248c\u248c\u248c",  # digit full stop (No)
+    "Ann \u2474\u2475\u2476",  # parenthesized digits (No)
+    "Ann \u216b",  # roman numeral twelve (Nl)
+    "Ann \u2170\u2171",  # small roman numerals (Nl)
+    "Ann \u00bc",  # vulgar fraction (No)
+    "Ann \u2082\u2080",  # subscript digits (No)
+    "Ann \u24f5\u24f6",  # double circled digits (No)
+    "Ann \U0001f102",  # digit one comma (No)
+    "Ann \u3007\u3007",  # ideographic number zero (Nl)
+    "Ann \u3021\u3022",  # Hangzhou numerals (Nl)
+    "Ann \u0f2a",  # Tibetan half digit (No)
+    "Ann \U0001d7d3\U0001d7d3",  # mathematical bold digits (Nd)
+    "Ann \uff15\uff15\uff15",  # fullwidth digits (Nd)
+    "Ann \u0665\u0665",  # Arabic-Indic digits (Nd)
+    # Symbols (So) that hold a number in compatibility form (NFKC): "10日", "1月", "0点".
+    "Ann \u33e9",
+    "Ann \u32c0",
+    "Ann \u3358",
+    "Ann \u3251",  # circled number twenty one (No)
+]
+# Letters with a numeric value (ideographs in names) and names written with letters pass.
+NAMES_WITH_NUMERIC_LETTERS = ["\u4e09\u90ce", "\u674e\u56db", "Louis XIV", "\u4e07\u91cc"]
+
+
+@pytest.mark.parametrize("name", NUMBER_NAMES)
+def test_names_with_numbers_in_any_form_are_refused_with_the_reason(name):
+    """A phone number written in circled, superscript, roman or compatibility forms is a call
+    to action too."""
+    with pytest.raises(ValidationError) as caught:
+        clean_name(name)
+    assert caught.value.code == "digits"
+    assert caught.value.messages == ["Please enter just your name — no numbers."]
+
+
+@pytest.mark.parametrize("name", NAMES_WITH_NUMERIC_LETTERS)
+def test_names_whose_letters_have_a_numeric_value_pass(name):
+    assert clean_name(name) == name
+
+
 @pytest.mark.parametrize(
     ("address", "length"),
     [

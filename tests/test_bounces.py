@@ -305,6 +305,50 @@ def test_mailgun_finds_the_reader_by_our_message_id_when_the_recipient_is_unknow
     assert Subscriber.objects.get(pk=sent_report.subscriber_id).suppressed_at is not None
 
 
+@pytest.mark.parametrize("brackets", ["without", "with"])
+def test_mailgun_finds_the_delivery_by_a_message_id_with_or_without_angle_brackets(
+    client, sent_report, brackets
+):
+    """Mailgun's ``message-id`` header field comes without angle brackets (anymail adds them
+    today; an older release, or another path, may not): either way it finds the delivery."""
+    bare = sent_report.message_id.strip("<>")
+    message_id = bare if brackets == "without" else f"<{bare}>"
+    body = mailgun_failed("someone-else@example.com", message_id=message_id)
+    assert post_mailgun(client, body).status_code == 200
+    assert Subscriber.objects.get(pk=sent_report.subscriber_id).suppressed_at is not None
+    assert MailEvent.objects.get().delivery_id == sent_report.pk
+
+
+@pytest.mark.parametrize("written", ["{}", "<{}>", " <{}> ", "{} "])
+def test_ses_finds_the_delivery_by_our_message_id_with_or_without_angle_brackets(
+    client, sent_report, written
+):
+    """SES's ``mail.commonHeaders.messageId`` is the header as written (the documentation's
+    examples show it without brackets); SES's own ``mail.messageId`` is not ours."""
+    ours = written.format(sent_report.message_id.strip("<>"))
+    sns = ses_bounce("someone-else@example.com", our_message_id=ours)
+    assert post_ses(client, sns).status_code == 200
+    assert Subscriber.objects.get(pk=sent_report.subscriber_id).suppressed_at is not None
+    assert MailEvent.objects.get().delivery_id == sent_report.pk
+
+
+def test_a_bare_message_id_from_any_service_finds_the_delivery(sent_report):
+    from backpain_report.suppression import mail_event_record
+
+    result = mail_event_record(
+        esp="Postmark",
+        event_id="evt-1",
+        kind=MailEvent.Kind.HARD_BOUNCE,
+        recipient="",
+        message_ids=[sent_report.message_id.strip("<>")],
+        occurred_at=None,
+        description="",
+    )
+    assert result is not None
+    assert MailEvent.objects.get().delivery_id == sent_report.pk
+    assert Subscriber.objects.get(pk=sent_report.subscriber_id).suppressed_at is not None
+
+
 def test_an_unknown_recipient_is_ignored(client, make_subscriber):
     reader = make_subscriber(email="ann@example.com")
     assert post_ses(client, ses_bounce("stranger@example.com")).status_code == 200

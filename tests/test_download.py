@@ -12,6 +12,7 @@ from pypdf import PdfReader
 
 from backpain_report.emails import build_report_email
 from backpain_report.models import Delivery
+from backpain_report.selectors import subscriber_language
 from backpain_report.sending import delivery_send
 from backpain_report.tokens import make_download_token
 
@@ -21,7 +22,9 @@ def mode(settings, value, **extra):
 
 
 def download_path(delivery):
-    return reverse("backpain_report:download", args=[make_download_token(delivery)])
+    """The link an email to ``delivery`` carries: it names the email's language (issue 22)."""
+    token = make_download_token(delivery, language=subscriber_language(delivery.subscriber))
+    return reverse("backpain_report:download", args=[token])
 
 
 def test_attach_mode_attaches_and_has_no_link(make_delivery):

@@ -279,6 +279,33 @@ def test_confirm_signal_receiver_errors_never_break_the_confirmation(
 # --- Hostile review (issue 10): what a stranger can make the app send to someone else ------
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Call \u2464\u2464\u2464 \u2460\u2461\u2462\u2463",
+        "Ann \u2075\u2075\u2075 \u00b9\u00b2\u00b3\u2074",
+        "Ann \u248c\u248c\u248c",
+        "Ann \u2474\u2475\u2476",
+        "Ann \u216b",
+    ],
+)
+def test_a_name_with_numbers_in_another_form_is_a_form_error_and_nothing_is_sent(
+    client, article, no_broker, django_capture_on_commit_callbacks, name
+):
+    """Issue 22, defect 5: circled, superscript, parenthesized and roman numerals are numbers
+    too. The article page shows the form again with the reason; nothing is stored or sent."""
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("backpain_report:signup"),
+            {**SIGNUP, "name": name, "email": "victim@example.com"},
+        )
+    assert response.status_code == 200
+    assert "Please enter just your name — no numbers." in response.content.decode()
+    send_all()
+    assert mail.outbox == []
+    assert not Subscriber.objects.filter(email_canonical="victim@example.com").exists()
+
+
 def test_a_stranger_cannot_put_a_call_to_action_in_front_of_an_unconfirmed_address(
     client, article, no_broker, django_capture_on_commit_callbacks
 ):

@@ -40,7 +40,7 @@ def renders(monkeypatch) -> list[int]:
     """Replace the download view's renderer; the ids of the deliveries it rendered."""
     rendered: list[int] = []
 
-    def render(delivery: Delivery) -> bytes:
+    def render(delivery: Delivery, language: str | None = None) -> bytes:
         rendered.append(delivery.pk)
         return FAKE_PDF + str(delivery.pk).encode()
 
@@ -369,7 +369,7 @@ def test_a_download_racing_an_erasure_or_a_revocation_keeps_no_pdf(
 
     delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
 
-    def render_while_changed(requested):
+    def render_while_changed(requested, language=None):
         if change == "erase":
             subscriber_erase(subscriber=requested.subscriber)
         else:
