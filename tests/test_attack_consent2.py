@@ -299,3 +299,78 @@ def test_attack2_resend_status_failed_says_how_many_it_skipped_and_why(
     text = out.getvalue()
     assert "Queued 0 failed deliveries again." in text
     assert "unsubscribed" in text and "suppressed" in text  # fails: neither is said
+
+
+# --- The expired link's "Send me a fresh link" ---------------------------------------------------
+
+
+# README, Threat model: "THROTTLE_ADDRESS_WINDOW: at most one email per address per window", and
+# How delivery works: no other confirmation while this consent's "is waiting to go ... or went
+# out within CONFIRM_MAX_AGE". The expired page's "Send me a fresh link" asks only the cache
+# throttle, which no sign-up's email counts: right after a sign-up sent this consent a fresh
+# request, a POST with the old (expired) link sends another one at once, minutes apart.
+def test_attack2_a_fresh_link_from_an_expired_page_respects_the_window(
+    client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    capture = django_capture_on_commit_callbacks
+    sign_up(client, capture)
+    send_due()
+    old = confirm_link_in(confirmations()[0])
+    clock.shift(8 * DAY)  # the link expired unanswered
+    sign_up(client, capture)  # a new request for the same consent, sent at once
+    send_due()
+    assert len(confirmations()) == 2
+    clock.shift(5 * MINUTE)
+    assert read_confirm_token(old).state is ConfirmState.EXPIRED
+    with capture(execute=True):
+        Client().post(reverse("backpain_report:confirm", args=[old]), {"resend": "1"})
+    send_due()
+    assert len(confirmations()) == 2  # fails: 3, two requests five minutes apart
+
+
+# --- A previous consent's link, in a race -----------------------------------------------------
+
+
+# README, Double opt-in: links "stop working when the reader signs up afresh". The confirm view
+# checks the token (consent version included), then subscriber_confirm confirms the row with a
+# conditional UPDATE that asks only "not confirmed, not unsubscribed", not "the same consent".
+# If the address is unsubscribed and re-subscribed (by a stranger, with a name of their choosing)
+# between the two, the click on the earlier consent's link confirms the stranger's consent, and
+# the report greets the stranger's words. (The interleaving is forced here; on a live site it
+# is the time between two queries, so low severity.)
+def test_attack2_an_earlier_consents_link_never_confirms_a_later_consent(
+    client,
+    article,
+    double_opt_in,
+    no_broker,
+    django_capture_on_commit_callbacks,
+    clock,
+    monkeypatch,
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    from backpain_report.services import subscribers
+
+    capture = django_capture_on_commit_callbacks
+    reader = sign_up(client, capture)
+    send_due()
+    token = confirm_link_in(confirmations()[0])
+    original = subscribers.subscriber_confirm
+
+    def interleaved(*, subscriber):
+        clock.shift(MINUTE)
+        unsubscribe(subscriber)
+        clock.shift(MINUTE)
+        sign_up(client, capture, name="Stranger Chosen Words")  # a new consent
+        return original(subscriber=subscriber)
+
+    monkeypatch.setattr(subscribers, "subscriber_confirm", interleaved)
+    with capture(execute=True):
+        Client().post(reverse("backpain_report:confirm", args=[token]))
+    send_due()
+    assert Subscriber.objects.get(pk=reader.pk).confirmed_at is None  # fails: confirmed
+    assert reports() == []
