@@ -136,6 +136,12 @@ class Subscriber(SignupSource):
     confirmation_requested_at = models.DateTimeField(
         _("confirmation requested"), null=True, blank=True
     )
+    # When the worker recorded the current consent, by the worker's own clock: the deliveries
+    # made for this consent are those made since (``consented_at`` is the web request's clock).
+    consent_recorded_at = models.DateTimeField(_("consent recorded"), null=True, blank=True)
+    # When the latest sign-up of the address was given (the web request's clock): a sign-up
+    # given earlier but processed later (a delayed message) changes neither name nor language.
+    latest_signup_at = models.DateTimeField(_("latest sign-up"), null=True, blank=True)
     unsubscribed_at = models.DateTimeField(_("unsubscribed"), null=True, blank=True)
     # Set by a hard bounce, a complaint or a reject (or enough soft bounces) reported by the
     # site's email service: nothing is sent to the address until staff lift it (suppression.py).

@@ -442,7 +442,7 @@ class ConfirmView(View):
             return self.page(request, token, read_confirm_token(token).state)
         if checked.state is ConfirmState.EXPIRED and subscriber and request.POST.get("resend"):
             if throttling.address_allowed(subscriber.email_canonical):
-                subscribers.confirmation_resend(subscriber=subscriber)
+                subscribers.confirmation_fresh(subscriber=subscriber)
             return self.page(request, token, "resent")
         return self.page(request, token, checked.state)
 

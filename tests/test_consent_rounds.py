@@ -23,9 +23,9 @@ from backpain_report.consent import UNCONFIRMED_ERROR
 from backpain_report.models import Delivery, Subscriber
 from backpain_report.sending import delivery_send
 from backpain_report.services.deliveries import (
-    deliveries_held_for_confirmation,
     deliveries_resend,
     deliveries_retry_failed,
+    deliveries_retry_skipped,
 )
 from backpain_report.services.privacy import subscribers_unconfirmed_stale
 from backpain_report.services.subscribers import subscriber_signup
@@ -231,7 +231,7 @@ def test_retrying_failed_reports_holds_back_unconfirmed_readers(
     assert "Skipped 1 reports of readers who have not confirmed" in out
     send_due()
     assert mail.outbox == []
-    assert deliveries_held_for_confirmation(Delivery.objects.all()) == 1
+    assert deliveries_retry_skipped(Delivery.objects.all()).unconfirmed == 1
     assert deliveries_retry_failed(Delivery.objects.all()) == 0
 
 

@@ -16,7 +16,7 @@ from django.utils.translation import ngettext
 
 from ..export import export_filename, subscriber_csv_lines
 from ..models import Subscriber
-from ..services.deliveries import ResendResult
+from ..services.deliveries import ResendResult, RetrySkipped
 
 
 def report_resend(
@@ -58,6 +58,30 @@ def report_resend(
             messages.WARNING,
         )
     unconfirmed_report(model_admin, request, result.unconfirmed)
+
+
+def retry_skipped_report(
+    model_admin: admin.ModelAdmin, request: HttpRequest, skipped: RetrySkipped
+) -> None:
+    """Tell staff how many failed deliveries retrying left alone, and why."""
+    if skipped.total:
+        model_admin.message_user(
+            request,
+            ngettext(
+                "Left %(n)d failed delivery alone: unsubscribed %(unsubscribed)d, address "
+                "suppressed %(suppressed)d, not confirmed (double opt-in) %(unconfirmed)d.",
+                "Left %(n)d failed deliveries alone: unsubscribed %(unsubscribed)d, address "
+                "suppressed %(suppressed)d, not confirmed (double opt-in) %(unconfirmed)d.",
+                skipped.total,
+            )
+            % {
+                "n": skipped.total,
+                "unsubscribed": skipped.unsubscribed,
+                "suppressed": skipped.suppressed,
+                "unconfirmed": skipped.unconfirmed,
+            },
+            messages.WARNING,
+        )
 
 
 def unconfirmed_report(model_admin: admin.ModelAdmin, request: HttpRequest, count: int) -> None:

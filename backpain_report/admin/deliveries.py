@@ -19,7 +19,7 @@ from django.utils.translation import ngettext
 from ..addresses import canonical_email
 from ..models import Delivery, Subscriber
 from ..services import deliveries, privacy
-from .common import date_cell, report_resend, unconfirmed_report
+from .common import date_cell, report_resend, retry_skipped_report
 from .filters import date_range_filter
 from .paginator import LargeTablePaginator
 
@@ -194,7 +194,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry the selected failed deliveries"), permissions=["change"])
     def retry_failed(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
-        held = deliveries.deliveries_held_for_confirmation(queryset)
+        skipped = deliveries.deliveries_retry_skipped(queryset)
         count = deliveries.deliveries_retry_failed(queryset)
         self.message_user(
             request,
@@ -204,7 +204,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             % count,
             messages.SUCCESS if count else messages.WARNING,
         )
-        unconfirmed_report(self, request, held)
+        retry_skipped_report(self, request, skipped)
 
     @admin.action(description=_("Cancel the selected pending deliveries"), permissions=["change"])
     def cancel_pending(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

@@ -113,11 +113,30 @@ def deliveries_retry_failed(deliveries: QuerySet[Delivery]) -> int:
     return len(ids)
 
 
-def deliveries_held_for_confirmation(deliveries: QuerySet[Delivery]) -> int:
-    """How many failed reports among ``deliveries`` :func:`deliveries_retry_failed` leaves
-    alone because their reader has not confirmed (double opt-in)."""
+@dataclass(frozen=True)
+class RetrySkipped:
+    """The failed deliveries :func:`deliveries_retry_failed` leaves alone, by reason."""
+
+    unsubscribed: int = 0
+    suppressed: int = 0  # their address bounced or complained: lift the suppression first
+    unconfirmed: int = 0  # double opt-in: reports of readers who have not confirmed
+
+    @property
+    def total(self) -> int:
+        return self.unsubscribed + self.suppressed + self.unconfirmed
+
+
+def deliveries_retry_skipped(deliveries: QuerySet[Delivery]) -> RetrySkipped:
+    """How many failed deliveries among ``deliveries`` retrying leaves alone, and why."""
+    failed = deliveries.filter(status=Delivery.Status.FAILED)
     held = _HELD_FOR_CONFIRMATION & awaiting_confirmation_q("subscriber__")
-    return _retryable(deliveries).filter(held).count()
+    return RetrySkipped(
+        unsubscribed=failed.filter(subscriber__unsubscribed_at__isnull=False).count(),
+        suppressed=failed.filter(
+            subscriber__unsubscribed_at__isnull=True, subscriber__suppressed_at__isnull=False
+        ).count(),
+        unconfirmed=_retryable(deliveries).filter(held).count(),
+    )
 
 
 def deliveries_cancel_pending(deliveries: QuerySet[Delivery]) -> int:

@@ -11,6 +11,7 @@ import math
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .. import pdfstore
@@ -111,7 +112,8 @@ def subscribers_unconfirmed_stale(*, older_than_days: int) -> QuerySet[Subscribe
     # (one made before its re-subscription, for the consent before, does not count) is not
     # purged for it.
     asked = confirmations.filter(
-        status=Delivery.Status.SENT, created_at__gte=OuterRef("consented_at")
+        status=Delivery.Status.SENT,
+        created_at__gte=Coalesce(OuterRef("consent_recorded_at"), OuterRef("consented_at")),
     )
     return Subscriber.objects.filter(
         Exists(asked),

@@ -181,9 +181,8 @@ def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
     within ``CONFIRM_MAX_AGE`` and its link may still work: then a sign-up sends no other one
     (an ignored request is not followed by more until its link has expired).
 
-    Only a confirmation made for this consent counts (at or after ``consented_at``, which a
-    re-subscription renews): the link of one sent before the reader unsubscribed stopped
-    working with the new consent.
+    Only a confirmation made for this consent counts (see :func:`confirmations_for_consent`):
+    the link of one sent before the reader unsubscribed stopped working with the new consent.
     """
     link_life = timedelta(seconds=int(app_settings.CONFIRM_MAX_AGE))
     live = Q(status__in=[Delivery.Status.PENDING, Delivery.Status.SENDING]) | Q(
@@ -193,11 +192,17 @@ def _asked_to_confirm_recently(subscriber: Subscriber) -> bool:
 
 
 def confirmations_for_consent(subscriber: Subscriber) -> QuerySet[Delivery]:
-    """The confirmation requests made for the reader's current consent."""
+    """The confirmation requests made for the reader's current consent (since the worker
+    recorded it, by its own clock)."""
     asked = subscriber.deliveries.filter(kind=Delivery.Kind.CONFIRMATION)
-    if subscriber.consented_at is not None:
-        asked = asked.filter(created_at__gte=subscriber.consented_at)
-    return asked
+    since = _consent_recorded(subscriber)
+    return asked if since is None else asked.filter(created_at__gte=since)
+
+
+def _consent_recorded(subscriber: Subscriber) -> datetime | None:
+    """When the current consent was recorded (by the worker's clock; rows from before that was
+    kept: the consent's own time)."""
+    return subscriber.consent_recorded_at or subscriber.consented_at
 
 
 def _confirmation_for_signup(
@@ -261,8 +266,9 @@ def _delivery_for_signup(
         edition=report.edition,
         status__in=_DELIVERED_OR_ON_ITS_WAY,
     )
-    if subscriber.consented_at is not None:
-        has_it = has_it.filter(created_at__gte=subscriber.consented_at)
+    since = _consent_recorded(subscriber)
+    if since is not None:
+        has_it = has_it.filter(created_at__gte=since)
     existing = has_it.order_by("-created_at").first()
     if existing is not None:
         return existing
@@ -312,69 +318,120 @@ def subscriber_signup(
     """
     canonical = canonical_email(email)
     consent = consent or _consent_fields(ip=ip, user_agent=user_agent, source_url=source_url)
+    given_at = consent.get("consented_at") or timezone.now()  # the web request's clock
     with transaction.atomic():
+        now = timezone.now()  # this worker's clock: what its deliveries are dated by
         # Under double opt-in a first consent waits for its confirmation from the start (even
         # when its article offers no report to ask with): nothing else reaches the address.
-        waits = {"confirmation_requested_at": timezone.now()} if app_settings.DOUBLE_OPT_IN else {}
+        waits = {"confirmation_requested_at": now} if app_settings.DOUBLE_OPT_IN else {}
         subscriber, created = Subscriber.objects.get_or_create(
             email_canonical=canonical,
-            defaults={"email": email, "name": name, "source_article": article, **consent, **waits},
+            defaults={
+                "email": email,
+                "name": name,
+                "source_article": article,
+                **consent,
+                **waits,
+                "consent_recorded_at": now,
+                "latest_signup_at": given_at,
+            },
         )
+        resubscribed = False
         if not created:  # one sign-up of an address at a time decides what it means
             subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
-            language = consent.get("language")
-            if language and subscriber.language != language:  # the latest sign-up's language
-                Subscriber.objects.filter(pk=subscriber.pk).update(language=language)
-                subscriber.language = language
-        resubscribed = False
-        if not created and subscriber.unsubscribed_at is not None:
-            fresh = {"unsubscribed_at": None, **consent}
-            if app_settings.DOUBLE_OPT_IN:  # a new consent is confirmed anew, with its name
-                fresh.update(confirmed_at=None, confirmation_requested_at=timezone.now(), name=name)
-            # Conditional: of two concurrent re-subscriptions, one wins.
-            resubscribed = bool(
-                Subscriber.objects.filter(pk=subscriber.pk, unsubscribed_at__isnull=False).update(
-                    **fresh
+            if _given_before_unsubscribing(subscriber, given_at):
+                logger.info(
+                    "Sign-up for subscriber %s was given before they unsubscribed; ignored.",
+                    subscriber.pk,
                 )
-            )
-            subscriber.refresh_from_db()
-        delivery = None
-        report = article.report
-        if report is None or not subscriber.is_subscribed:
-            pass
-        elif subscriber.is_suppressed:
-            delivery = _suppressed_signup_record(subscriber, report)
-        elif awaits_confirmation(subscriber):  # double opt-in: a consent not yet confirmed
-            if not created:
-                _unconfirmed_name_update(subscriber, name)
-            if not _asked_to_confirm_recently(subscriber):  # this consent gets its request,
-                delivery = _confirmation_for_signup(  # after the window if one is running
-                    subscriber, report, publish=publish, not_before=_window_end(subscriber)
-                )
-        elif not created and _recently_emailed(subscriber):
-            logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
-        else:
-            delivery = _delivery_for_signup(subscriber, report, publish=publish)
+                return SignupResult(subscriber=subscriber, delivery=None, created=False)
+            if subscriber.unsubscribed_at is not None:
+                resubscribed = _resubscribe(subscriber, name, consent, now=now)
+            elif _is_latest_signup(subscriber, given_at):
+                _latest_signup_record(subscriber, name, consent.get("language"), given_at)
+        delivery = _delivery_decide(subscriber, article.report, created=created, publish=publish)
         if created or resubscribed:
             send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
 
 
-def _unconfirmed_name_update(subscriber: Subscriber, name: str) -> None:
-    """Under double opt-in, the name of a consent not yet confirmed is only a request: the
-    latest sign-up's replaces it, so the report greets the name given last before the
-    confirmation (the confirmation email shows no name; no download link of the address works
-    meanwhile). A confirmed reader's name, or that of a reader from before double opt-in, is
-    never changed by a sign-up."""
-    if name and subscriber.name != name:
-        Subscriber.objects.filter(pk=subscriber.pk, confirmed_at__isnull=True).update(name=name)
-        subscriber.name = name
+def _given_before_unsubscribing(subscriber: Subscriber, given_at: datetime) -> bool:
+    """Whether this sign-up was given before the reader unsubscribed (a message delayed, then
+    processed after the unsubscribe): the unsubscribe withdrew it, so it changes nothing."""
+    return subscriber.unsubscribed_at is not None and given_at < subscriber.unsubscribed_at
+
+
+def _is_latest_signup(subscriber: Subscriber, given_at: datetime) -> bool:
+    """Whether no sign-up of the address given later was processed before this one."""
+    return subscriber.latest_signup_at is None or given_at >= subscriber.latest_signup_at
+
+
+def _resubscribe(subscriber: Subscriber, name: str, consent: dict, *, now: datetime) -> bool:
+    """Record a new consent for an address that had unsubscribed; True if this call did.
+
+    With double opt-in it is confirmed anew, and it takes the name given with it (no report or
+    download link reaches the address until it is confirmed)."""
+    fresh = {
+        "unsubscribed_at": None,
+        **consent,
+        "consent_recorded_at": now,
+        "latest_signup_at": consent.get("consented_at") or now,
+    }
+    if app_settings.DOUBLE_OPT_IN:
+        fresh.update(confirmed_at=None, confirmation_requested_at=now, name=name)
+    # Conditional: of two concurrent re-subscriptions, one wins.
+    done = Subscriber.objects.filter(pk=subscriber.pk, unsubscribed_at__isnull=False).update(
+        **fresh
+    )
+    subscriber.refresh_from_db()
+    return bool(done)
+
+
+def _latest_signup_record(
+    subscriber: Subscriber, name: str, language: str | None, given_at: datetime
+) -> None:
+    """A known, subscribed address signed up again: the latest sign-up's language, and under
+    double opt-in the name of a consent not yet confirmed, replace the earlier ones.
+
+    That name is only a request: the report greets the name given last before the confirmation
+    (the confirmation email shows no name; no download link of the address works meanwhile). A
+    confirmed reader's name, or that of a reader from before double opt-in, is never changed by
+    a sign-up."""
+    changes: dict = {"latest_signup_at": given_at}
+    if language:
+        changes["language"] = language
+    if name and awaits_confirmation(subscriber):
+        changes["name"] = name
+    Subscriber.objects.filter(pk=subscriber.pk).update(**changes)
+    for field, value in changes.items():
+        setattr(subscriber, field, value)
+
+
+def _delivery_decide(
+    subscriber: Subscriber, report: Report | None, *, created: bool, publish: bool
+) -> Delivery | None:
+    """What a sign-up of this (locked) subscriber sends: a confirmation, the report or nothing."""
+    if report is None or not subscriber.is_subscribed:
+        return None
+    if subscriber.is_suppressed:
+        return _suppressed_signup_record(subscriber, report)
+    if awaits_confirmation(subscriber):  # double opt-in: a consent not yet confirmed
+        if _asked_to_confirm_recently(subscriber):
+            return None
+        # This consent gets its request, after the address's window if one is running.
+        return _confirmation_for_signup(
+            subscriber, report, publish=publish, not_before=_window_end(subscriber)
+        )
+    if not created and _recently_emailed(subscriber):
+        logger.info("Subscriber %s was emailed recently; nothing new sent.", subscriber.pk)
+        return None
+    return _delivery_for_signup(subscriber, report, publish=publish)
 
 
 def _suppressed_signup_record(subscriber: Subscriber, report: Report) -> Delivery | None:
     """A sign-up of a suppressed address sends nothing: it leaves a cancelled delivery saying
     why (on the subscriber's timeline), at most one per ``THROTTLE_ADDRESS_WINDOW``."""
-    since = timezone.now() - timedelta(seconds=int(app_settings.THROTTLE_ADDRESS_WINDOW))
+    since = timezone.now() - _address_window()
     if subscriber.deliveries.filter(created_at__gte=since).exists():
         return None
     logger.info("Subscriber %s is suppressed; the sign-up sends nothing.", subscriber.pk)
@@ -396,14 +453,23 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
     re-subscription of a reader who had it before.
     """
     with transaction.atomic():
+        # The consent the link was made for (``subscriber`` as its token was read): a
+        # re-subscription in between is another consent, which this link does not confirm.
         changed = Subscriber.objects.filter(
-            pk=subscriber.pk, confirmed_at__isnull=True, unsubscribed_at__isnull=True
+            pk=subscriber.pk,
+            email_canonical=subscriber.email_canonical,
+            consented_at=subscriber.consented_at,
+            confirmed_at__isnull=True,
+            unsubscribed_at__isnull=True,
         ).update(confirmed_at=timezone.now())
         if not changed:
             return False
+        asked = subscriber.confirmation_requested_at is not None
         subscriber.refresh_from_db()
         report = selectors.report_for_subscriber(subscriber=subscriber)
-        if app_settings.DOUBLE_OPT_IN and report is not None:
+        # A consent that waited for this gets its report, even if double opt-in was turned off
+        # meanwhile.
+        if report is not None and (app_settings.DOUBLE_OPT_IN or asked):
             _delivery_for_signup(subscriber, report)
         send_after_commit(signals.subscriber_confirmed, sender=Subscriber, subscriber=subscriber)
     return True
@@ -421,6 +487,25 @@ def confirmation_resend(*, subscriber: Subscriber) -> Delivery | None:
         return None
     with transaction.atomic():
         return _confirmation_for_signup(subscriber, report)
+
+
+def confirmation_fresh(*, subscriber: Subscriber) -> Delivery | None:
+    """A fresh confirmation asked for on an expired link's page, sent as a sign-up's would be.
+
+    None while this consent's request is on its way or went out with a link that may still
+    work; otherwise it goes after the address's ``THROTTLE_ADDRESS_WINDOW``, if one is running.
+    Only for a consent waiting for its confirmation (double opt-in).
+    """
+    with transaction.atomic():
+        subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+        if not awaits_confirmation(subscriber) or not subscriber.is_subscribed:
+            return None
+        if subscriber.is_suppressed or _asked_to_confirm_recently(subscriber):
+            return None
+        report = selectors.report_for_subscriber(subscriber=subscriber)
+        if report is None:
+            return None
+        return _confirmation_for_signup(subscriber, report, not_before=_window_end(subscriber))
 
 
 def subscriber_unsubscribe(*, subscriber_id: int) -> bool:

@@ -4,9 +4,9 @@ from django.core.management.base import BaseCommand, CommandError
 from backpain_report.addresses import canonical_email
 from backpain_report.models import Delivery, Subscriber
 from backpain_report.services.deliveries import (
-    deliveries_held_for_confirmation,
     deliveries_resend,
     deliveries_retry_failed,
+    deliveries_retry_skipped,
 )
 
 
@@ -29,12 +29,17 @@ class Command(BaseCommand):
             raise CommandError("Give one or more email addresses, or --status failed.")
         if status:
             failed = Delivery.objects.filter(status=status)
-            held = deliveries_held_for_confirmation(failed)
+            skipped = deliveries_retry_skipped(failed)
             count = deliveries_retry_failed(failed)
             self.stdout.write(f"Queued {count} failed deliveries again.")
-            if held:
+            if skipped.unsubscribed or skipped.suppressed:
                 self.stdout.write(
-                    f"Skipped {held} reports of readers who have not confirmed "
+                    f"Skipped {skipped.unsubscribed} of unsubscribed readers and "
+                    f"{skipped.suppressed} of suppressed addresses (lift the suppression first)."
+                )
+            if skipped.unconfirmed:
+                self.stdout.write(
+                    f"Skipped {skipped.unconfirmed} reports of readers who have not confirmed "
                     "their address (double opt-in): they get only the confirmation request."
                 )
         if emails:
