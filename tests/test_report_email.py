@@ -204,3 +204,43 @@ def test_german_button_and_alt_text(make_delivery, settings):
     assert f'alt="Titelseite von {delivery.report.title}"' in html
     assert "Ratgeber herunterladen (PDF):" in message.body
 
+
+# ---- An expired link ----------------------------------------------------------------------
+
+
+def _sign_up_and_send(article) -> str:
+    """Sign Ann up, send her report; the download link in her latest email."""
+    from backpain_report.services import subscribers
+
+    result = subscribers.subscriber_signup(
+        name="Ann", email="ann@example.com", article=article, publish=False
+    )
+    if result.delivery is not None and result.delivery.status == "pending":
+        delivery_send(delivery_id=result.delivery.pk)
+    return re.search(r"https://\S+/download/\S+", mail.outbox[-1].body).group(0)
+
+
+def test_an_expired_link_is_replaced_by_signing_up_again(article, client, settings):
+    """The expired link's page says "sign up again and we will send you a fresh copy": the
+    reader who does so gets a new email with a working link, though they had the edition."""
+    import datetime
+
+    import time_machine
+    from django.utils import timezone
+
+    mode(settings, "link", THROTTLE_ADDRESS_WINDOW=3600)
+    start = timezone.now()
+    first = _sign_up_and_send(article)
+    path = first.removeprefix(SITE)
+    assert client.get(path).status_code == 200
+    max_age = datetime.timedelta(seconds=DEFAULTS["DOWNLOAD_MAX_AGE"])
+    with time_machine.travel(start + datetime.timedelta(days=2), tick=False):
+        _sign_up_and_send(article)  # the link still works: nothing new
+        assert len(mail.outbox) == 1
+    with time_machine.travel(start + max_age + datetime.timedelta(hours=1), tick=False):
+        expired = client.get(path)
+        assert expired.status_code == 410
+        assert "Sign up again with the same address" in expired.content.decode()
+        fresh = _sign_up_and_send(article)
+        assert len(mail.outbox) == 2 and fresh != first
+        assert client.get(fresh.removeprefix(SITE)).status_code == 200
