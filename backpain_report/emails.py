@@ -11,10 +11,10 @@ from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
 from django.utils.encoding import punycode
 
-from . import links
+from . import links, offer
 from .conf import app_settings
 from .mailheaders import headers_replace
-from .models import Delivery
+from .models import Article, Delivery
 
 SUBJECT_TEMPLATE = "backpain_report/email/report_subject.txt"
 TEXT_TEMPLATE = "backpain_report/email/report.txt"
@@ -110,11 +110,22 @@ def fits_in_email(pdf: bytes) -> bool:
     return len(pdf) * 4 / 3 + _MESSAGE_OVERHEAD <= int(app_settings.MAX_EMAIL_SIZE)
 
 
+def report_cover_url(delivery: Delivery) -> str:
+    """The absolute URL of the report's cover PNG for the email, or "" when there is none to
+    show: no site URL is known, or no published article offers the report (its cover's URL
+    answers 404 then, and the email would show a broken picture)."""
+    base = links.site_url(delivery.subscriber)
+    if not base or not Article.objects.published().filter(report=delivery.report_id).exists():
+        return ""
+    return base + offer.cover_path(delivery.report)
+
+
 def build_report_email(*, delivery: Delivery, pdf: bytes | None, message_id: str) -> DeliveryEmail:
     """The report message for one delivery, per the ``DELIVERY`` mode.
 
     ``pdf`` is attached in "attach" and "both" modes; "link" and "both" carry a signed download
-    link, and so does "attach" when the PDF would push the message over ``MAX_EMAIL_SIZE``.
+    link (a button under the report's cover), and so does "attach" when the PDF would push the
+    message over ``MAX_EMAIL_SIZE``. The cover shows in every mode.
     """
     mode = app_settings.DELIVERY
     attach = pdf is not None and mode in ("attach", "both") and fits_in_email(pdf)
@@ -125,6 +136,7 @@ def build_report_email(*, delivery: Delivery, pdf: bytes | None, message_id: str
         message_id,
         templates,
         attached=attach,
+        cover_url=report_cover_url(delivery),
         download_url=links.download_url(delivery) if link else "",
         download_days=max(1, int(app_settings.DOWNLOAD_MAX_AGE) // 86400),
     )

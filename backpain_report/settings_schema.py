@@ -340,10 +340,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "DELIVERY",
-        "attach",
+        "link",
         (str,),
-        '`"attach"` the PDF, send a signed download `"link"`, or `"both"` (any other is check '
-        "`E012`)",
+        'send a signed download `"link"` (a button under the report\'s cover), `"attach"` the PDF, '
+        'or `"both"` (any other is check `E012`); why a link by default, and what each mode '
+        "sends: [The report email](#the-report-email)",
         validate=delivery_problem,
         check_id="backpain_report.E012",
     ),

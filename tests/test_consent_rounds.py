@@ -35,6 +35,12 @@ SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
 HOUR = datetime.timedelta(hours=1)
 
 
+@pytest.fixture(autouse=True)
+def _pdf_attached(settings):
+    """These tests tell the report from the confirmation request by its PDF: attach it."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "attach"}
+
+
 @pytest.fixture
 def double_opt_in(settings):
     settings.BACKPAIN_REPORT = {

@@ -27,7 +27,8 @@ def download_path(delivery):
     return reverse("backpain_report:download", args=[token])
 
 
-def test_attach_mode_attaches_and_has_no_link(make_delivery):
+def test_attach_mode_attaches_and_has_no_link(make_delivery, settings):
+    mode(settings, "attach")
     delivery_send(delivery_id=make_delivery().pk)
     message = mail.outbox[0]
     assert len(message.attachments) == 1
@@ -154,7 +155,8 @@ def test_every_mode_passes_the_checks(settings, value):
     assert {m.id for m in check_settings()} == {"backpain_report.E012"}
 
 
-def test_an_attachment_is_named_by_the_edition_it_holds(make_delivery, report):
+def test_an_attachment_is_named_by_the_edition_it_holds(make_delivery, report, settings):
+    mode(settings, "attach")
     delivery = make_delivery()  # queued for edition 1
     report.edition = 2  # edited before it is sent (e.g. during a retry's backoff)
     report.save()

@@ -83,7 +83,8 @@ def test_an_email_with_a_link_stores_the_pdf_and_the_link_never_renders(
     assert "/download/" in mail.outbox[0].body
 
 
-def test_an_email_with_the_pdf_attached_stores_nothing(make_delivery, private_dir):
+def test_an_email_with_the_pdf_attached_stores_nothing(make_delivery, private_dir, settings):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "attach"}
     delivery_send(delivery_id=make_delivery().pk)
     assert mail.outbox[0].attachments and stored_files(private_dir) == []
 

@@ -19,7 +19,10 @@ def _sent_lines(caplog) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == SENDING and r.levelname == "INFO"]
 
 
-def test_a_delivery_logs_one_line_with_the_address_masked(make_subscriber, make_delivery, caplog):
+def test_a_delivery_logs_one_line_with_the_address_masked(
+    make_subscriber, make_delivery, caplog, settings
+):
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "attach"}
     subscriber = make_subscriber(email="maria.lopez@example.com", name="Maria Lopez")
     delivery = make_delivery(subscriber=subscriber)
     with caplog.at_level(logging.DEBUG):  # even with everything on, one line per delivery

@@ -255,17 +255,20 @@ def _delivery_for_signup(
 ) -> Delivery:
     """The current edition for this reader, unless they already have it since their consent.
 
-    A reader "has" the edition when a report of it was sent, or is on its way, after their
-    latest consent: a failed or cancelled one does not count, nor one sent before they
-    unsubscribed and signed up afresh. The first report of an edition is the unique sign-up
-    delivery; any later one is a "signed up again" delivery.
+    A reader "has" the edition when a report of it is on its way, or was sent after their
+    latest consent and its download link still works (``DOWNLOAD_MAX_AGE``): a failed or
+    cancelled one does not count, nor one sent before they unsubscribed and signed up afresh,
+    nor one whose link has expired (its page tells the reader to sign up again for a fresh
+    copy). The first report of an edition is the unique sign-up delivery; any later one is a
+    "signed up again" delivery.
     """
+    link_works_since = timezone.now() - timedelta(seconds=int(app_settings.DOWNLOAD_MAX_AGE))
     has_it = subscriber.deliveries.filter(
         kind=Delivery.Kind.REPORT,
         report=report,
         edition=report.edition,
         status__in=_DELIVERED_OR_ON_ITS_WAY,
-    )
+    ).exclude(status=Delivery.Status.SENT, sent_at__lt=link_works_since)
     since = _consent_recorded(subscriber)
     if since is not None:
         has_it = has_it.filter(created_at__gte=since)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from .support.checks import check_report_pdf, pdf_attachment
+from .support.checks import check_report_pdf, pdf_downloaded
 from .support.gating import services_required, unavailable
 from .support.processes import free_port, wait_until
 from .support.stack import ROOT, _start_web, http_ok, manage
@@ -74,8 +74,11 @@ class Shots:
         return path
 
 
-def show_email(context, message, shots: Shots, pdf: bytes) -> None:
-    """Screenshot the email's HTML body (no network) and keep the PDF beside the shots."""
+def show_email(context, message, shots: Shots, pdf: bytes, base: str) -> None:
+    """Screenshot the email's HTML body (nothing loaded but the cover picture from the site) at
+    1280 and 390 px, and keep the PDF beside the shots."""
+    from playwright.sync_api import expect
+
     html_part = message.get_body(("html",))
     assert html_part is not None, "the email has no HTML body"
     pdf_path = shots.folder / "report.pdf"
@@ -91,11 +94,27 @@ def show_email(context, message, shots: Shots, pdf: bytes) -> None:
         assert len(list(shots.folder.glob("report-*.png"))) == pages
     viewer = context.new_page()
     try:
-        viewer.route("**/*", lambda route: route.abort())  # an email may load nothing remote
+        viewer.set_viewport_size({"width": 1280, "height": 900})
+        viewer.route("**/*", lambda route: _cover_only(route, base))
         viewer.set_content(html_part.get_content())
+        cover = viewer.locator("img")
+        expect(cover).to_have_count(1)
+        viewer.wait_for_function("document.images[0].complete")
+        assert viewer.evaluate("document.images[0].naturalWidth") > 0, "the cover did not load"
         shots(viewer, "email-html")
+        viewer.set_viewport_size({"width": 390, "height": 844})
+        shots(viewer, "email-html-390")
     finally:
         viewer.close()
+
+
+def _cover_only(route, base: str) -> None:
+    """Let the email load its cover picture from the site, and nothing else."""
+    url = route.request.url
+    if url.startswith(base + "/") and "/cover-" in url and url.endswith(".png"):
+        route.continue_()
+    else:
+        route.abort()
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +169,12 @@ def test_reader_signs_up_and_staff_resends(
 
     first = smtp_server.sink.wait_for_count({email}, 1, timeout=DELIVERY_WAIT)
     assert first, f"no email for {email} within {DELIVERY_WAIT:.0f} s\n{redis_stack.diagnostics()}"
-    first_pdf = pdf_attachment(first[0].message)[1]
+    first_pdf = pdf_downloaded(first[0].message)[1]
     check_report_pdf(first_pdf, reader_name=name)
     closing = PdfReader(io.BytesIO(first_pdf)).pages[-1]  # the next step: back to the site
     links = [a.get_object()["/A"].get("/URI") for a in closing.get("/Annots") or []]
     assert base + "/" in links, links
-    show_email(page.context, first[0].message, shots, first_pdf)
+    show_email(page.context, first[0].message, shots, first_pdf, base)
 
     # Staff: log in, find the subscriber, resend from the changelist.
     username, password = staff
@@ -195,7 +214,7 @@ def test_reader_signs_up_and_staff_resends(
     assert len(both) == 2, (
         f"{len(both)} emails for {email} after the resend\n{redis_stack.diagnostics()}"
     )
-    check_report_pdf(pdf_attachment(both[1].message)[1], reader_name=name)
+    check_report_pdf(pdf_downloaded(both[1].message)[1], reader_name=name)
 
     # Both deliveries show in the admin's Deliveries list, sent.
     page.goto(base + "/admin/backpain_report/delivery/?q=" + email)

@@ -1,4 +1,5 @@
-"""A sign-up over HTTP reaches the reader as an email with the personalised PDF, per broker."""
+"""A sign-up over HTTP reaches the reader as an email whose button serves the personalised PDF,
+per broker."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from .support.checks import check_report_pdf, pdf_attachment
+from .support.checks import check_report_pdf, pdf_downloaded
 from .support.web import SIGNUP_DONE_PATH, sign_up
 
 pytestmark = pytest.mark.services
@@ -42,7 +43,7 @@ def test_signup_is_delivered_over_the_wire(broker, stack_for, smtp_server, rs_da
     assert received.rcpt_tos == (email,)
     assert str(message["To"]).strip().endswith(f"<{email}>") or str(message["To"]) == email
     assert message["List-Unsubscribe"] and message["List-Unsubscribe-Post"]
-    filename, pdf = pdf_attachment(message)
+    filename, pdf = pdf_downloaded(message)  # the button in the email, as a reader clicks it
     facts = check_report_pdf(pdf, reader_name=name)
 
     rows = rs_database.deliveries_for([email])

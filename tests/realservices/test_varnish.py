@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.checks import pdf_attachment
+from .support.checks import pdf_downloaded
 from .support.gating import unavailable
 from .support.processes import Process, free_port, signals_deferred, wait_until
 from .support.stack import ROOT, Stack, _start_web, env_json, http_ok
@@ -440,7 +440,7 @@ def test_a_sign_up_through_varnish_is_delivered(cached_site, signed_up, smtp_ser
         f"no report for {signed_up.email} within {DELIVERY_WAIT:.0f} s: "
         f"{rs_database.deliveries_for([signed_up.email])}\n{cached_site.diagnostics()}"
     )
-    _filename, pdf = pdf_attachment(arrived[0].message)
+    _filename, pdf = pdf_downloaded(arrived[0].message)
     assert pdf.startswith(b"%PDF-")
 
 

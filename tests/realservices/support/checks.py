@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import re
+import urllib.request
 from email.message import EmailMessage
+from html.parser import HTMLParser
 
 from pypdf import PdfReader
 
@@ -24,6 +26,47 @@ def pdf_attachment(message: EmailMessage) -> tuple[str, bytes]:
     payload = pdfs[0].get_payload(decode=True)
     assert payload and payload.startswith(b"%PDF-"), "the attachment is not a PDF"
     return pdfs[0].get_filename() or "", payload
+
+
+DOWNLOAD_LINK = re.compile(r"https?://\S+/download/\S+/")
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs).get("src") or "")
+
+
+def _get(url: str) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def pdf_downloaded(message: EmailMessage) -> tuple[str, bytes]:
+    """The (filename, bytes) of the PDF behind the email's download button, fetched from the
+    site as a reader's click would; the email carries no attachment (``DELIVERY`` is "link",
+    the default). Also checks the cover picture above the button loads."""
+    assert not list(message.iter_attachments()), "the default delivery attaches nothing"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    [link] = set(DOWNLOAD_LINK.findall(text.get_content()))
+    assert f'href="{link}"' in html.get_content(), "the HTML has the text's download link"
+    images = _Images()
+    images.feed(html.get_content())
+    [cover] = images.sources
+    status, headers, body = _get(cover)
+    assert status == 200 and headers.get("Content-Type") == "image/png", (cover, status)
+    assert body.startswith(b"\x89PNG")
+    status, headers, pdf = _get(link)
+    assert status == 200 and headers.get("Content-Type") == "application/pdf", (link, status)
+    assert pdf.startswith(b"%PDF-"), "the download is not a PDF"
+    filename = re.search(r'filename="([^"]+)"', headers.get("Content-Disposition", ""))
+    return (filename.group(1) if filename else ""), pdf
 
 
 def normalise(text: str) -> str:
