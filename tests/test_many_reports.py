@@ -87,8 +87,10 @@ def sign_up(client, form_html: str, *, name: str, email: str) -> None:
 
 
 def test_two_articles_two_reports_each_sign_up_gets_its_own_pdf(
-    client, admin_client, article, celery_worker, tmp_path
+    client, admin_client, article, celery_worker, tmp_path, settings
 ):
+    # The PDF read from the email itself (DELIVERY "link", the default, sends a link instead).
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "attach"}
     desk = editor_adds_report_and_article(admin_client)
     tag = Template("{% load backpain_report %}{% report_signup_form slug %}")
 

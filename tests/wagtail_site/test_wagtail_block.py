@@ -62,7 +62,11 @@ def pdf_text(pdf: bytes, tmp_path: Path) -> str:
     ).stdout
 
 
-def test_a_page_with_the_block_delivers_the_chosen_report(article, celery_worker, tmp_path):
+def test_a_page_with_the_block_delivers_the_chosen_report(
+    article, celery_worker, tmp_path, settings
+):
+    # The PDF read from the email itself (DELIVERY "link", the default, sends a link instead).
+    settings.BACKPAIN_REPORT = {**getattr(settings, "BACKPAIN_REPORT", {}), "DELIVERY": "attach"}
     page = make_page(article)
     client = Client(enforce_csrf_checks=True)
     response = client.get(page.url + "?utm_source=clinic&utm_campaign=winter")
