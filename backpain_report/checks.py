@@ -38,16 +38,16 @@ from django.core import mail
 from django.core.checks import Error, Tags, Warning, register
 from django.core.files.storage import FileSystemStorage, storages
 
-from .conf import SETTING_NAME, user_settings
-from .mailer import (
+from .conf import SETTING_NAME, app_settings, user_settings
+from .config.schema import BY_NAME, SETTINGS, Setting
+from .config.storage import SITE_ALIAS, fallback_location
+from .config.timing import (
     RENDER_BUDGET,
     SMTP_WAITS_PER_MESSAGE,
     lease_mail_timeout,
-    mail_timeout,
+    mailer_timeout,
     send_time_bound,
 )
-from .privatestorage import SITE_ALIAS, fallback_location
-from .settings_schema import BY_NAME, SETTINGS, Setting
 
 REQUIRED_APPS = ["crispy_forms", "crispy_bootstrap5"]
 
@@ -185,7 +185,7 @@ def _check_claim_lease(config: dict) -> list:
     if _wrong_type(config, "CLAIM_LEASE"):
         return []  # E002 says so
     lease = config.get("CLAIM_LEASE", BY_NAME["CLAIM_LEASE"].default)
-    configured = mail_timeout()
+    configured = mailer_timeout(app_settings.MAILER)
     timeout = lease_mail_timeout(lease) if configured is None else configured
     needed = send_time_bound(timeout)
     if needed <= lease:
@@ -304,7 +304,7 @@ def _check_private_storage(config: dict) -> list:
             f"The private storage {alias!r}, which holds readers' PDFs with their names, looks "
             f"public: {reason}.",
             hint=f"Use a storage without URLs outside MEDIA_ROOT, e.g. STORAGES[{SITE_ALIAS!r}] "
-            '= {"BACKEND": "backpain_report.privatestorage.PrivateStorage", '
+            '= {"BACKEND": "backpain_report.report.privatestorage.PrivateStorage", '
             '"OPTIONS": {"location": "/srv/yoursite/private"}}.',
             id="backpain_report.W005",
         )

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .settings_schema import SETTING_NAME, SETTINGS
+from .config.schema import SETTING_NAME, SETTINGS
 
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 """Each key's default, from the schema in settings_schema.py (its one declaration)."""

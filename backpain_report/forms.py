@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import functools
 from email.utils import parseaddr
 
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import Div, Field, Layout, Submit
 from django import forms
-from django.urls import reverse
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.template.loader import render_to_string
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
-from .addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
 from .conf import app_settings
-from .links import privacy_href
-from .sources import SOURCE_FIELDS, Source, source_clean
-from .throttling import address_window_text
+from .page.pagecache import DEPENDS_ON, FORM_TEMPLATE
+from .page.sources import SOURCE_FIELDS, Source, source_clean
+from .rights.addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
+from .rights.throttling import address_window_text
+from .site import privacy_href
 
 HONEYPOT_FIELD = "website"
 #: Where a form sits on the article page: in the offer block near the top, or (the default,
@@ -180,3 +187,42 @@ class SignupForm(forms.Form):
     def is_bot(self) -> bool:
         """True when the honeypot was filled in (only bots see it)."""
         return bool(self.data.get(HONEYPOT_FIELD))
+
+
+# --- The form's HTML on any page --------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=64)
+def _form_html(slug: str, place: str, language: str | None, prefix: str, urlconf: str) -> str:
+    return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug, place=place)})
+
+
+@functools.cache
+def form_is_cacheable() -> bool:
+    """Whether the form template in use is the app's own: a site's override may use the page's
+    context (the article, the request, the user), so it is rendered with the page every time."""
+    from pathlib import Path
+
+    from django.template.loader import get_template
+
+    app_templates = Path(__file__).resolve().parent / "templates"
+    # Every Django template backend's templates have an origin; django-stubs' protocol omits it.
+    origin = get_template(FORM_TEMPLATE).origin.name  # type: ignore[attr-defined]
+    return Path(origin).resolve().is_relative_to(app_templates)
+
+
+def signup_form_html(*, slug: str, place: str = "") -> SafeString:
+    """The unbound sign-up form for ``slug``'s article: the same HTML for every reader (no
+    token; the browser fills in the source fields), rendered once per place (the offer block
+    or after the article: each has ids of its own), language and URLconf.
+
+    Only for the app's own form template (see :func:`form_is_cacheable`)."""
+    urlconf = str(get_urlconf() or "")
+    return mark_safe(_form_html(slug, place, get_language(), get_script_prefix(), urlconf))
+
+
+@receiver(setting_changed)
+def _forget_on_setting_change(*, setting: str, **kwargs: object) -> None:
+    if setting in DEPENDS_ON:
+        _form_html.cache_clear()
+        form_is_cacheable.cache_clear()

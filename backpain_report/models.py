@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import TypedDict
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext_lazy as _
+
+from .config.validators import CONSENT_VERSION_MAX_LENGTH, MESSAGE_ID_MAX_LENGTH
 
 DEFAULT_REPORT_TEMPLATE = "backpain_report/report/report.html"
 
@@ -97,7 +101,7 @@ _EMPTY: _Empty = {"default": "", "db_default": ""}
 
 
 class SignupSource(models.Model):
-    """Where a sign-up came from (see :mod:`backpain_report.sources`): the article page's
+    """Where a sign-up came from (see :mod:`backpain_report.page.sources`): the article page's
     ``utm_*`` parameters and the referring host, kept with the consent record."""
 
     utm_source = models.CharField(_("UTM source"), max_length=100, blank=True, **_EMPTY)
@@ -125,7 +129,9 @@ class Subscriber(SignupSource):
     )
     source_url = models.URLField(_("source page"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"), blank=True)
-    consent_version = models.CharField(_("consent version"), max_length=20, blank=True)
+    consent_version = models.CharField(
+        _("consent version"), max_length=CONSENT_VERSION_MAX_LENGTH, blank=True
+    )
     consented_at = models.DateTimeField(_("consented"), null=True, blank=True)
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
@@ -179,6 +185,15 @@ class Subscriber(SignupSource):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.email}>"
+
+    def writing_language(self) -> str:
+        """The language this reader's emails and report are written in: the one they signed up
+        in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the
+        site no longer lists the stored one."""
+        try:
+            return translation.get_supported_language_variant(self.language or "")
+        except LookupError:
+            return settings.LANGUAGE_CODE
 
     @property
     def is_subscribed(self) -> bool:
@@ -235,7 +250,7 @@ class Delivery(models.Model):
     publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=MESSAGE_ID_MAX_LENGTH, blank=True)
     downloaded_at = models.DateTimeField(_("first downloaded"), null=True, blank=True)
     link_version = models.PositiveIntegerField(
         _("download link version"), default=1, help_text=_("Bumped to revoke download links.")
@@ -287,7 +302,7 @@ class PendingSignup(SignupSource):
     )
     source_url = models.URLField(_("source page"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"))
-    consent_version = models.CharField(_("consent version"), max_length=20)
+    consent_version = models.CharField(_("consent version"), max_length=CONSENT_VERSION_MAX_LENGTH)
     consented_at = models.DateTimeField(_("consented"))
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
@@ -365,7 +380,7 @@ class SourceView(SignupSource):
 class MailEvent(models.Model):
     """A bounce, complaint or reject the site's email service reported for a subscriber.
 
-    Written by :func:`backpain_report.suppression.mail_event_record` from anymail's tracking
+    Written by :func:`backpain_report.rights.suppression.mail_event_record` from anymail's tracking
     webhooks; ``(esp, event_id)`` is unique, so a replayed webhook records (and counts) nothing
     twice. Soft bounces are counted from these rows against ``SOFT_BOUNCE_LIMIT``.
     """

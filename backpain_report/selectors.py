@@ -8,14 +8,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Exists, OuterRef
 from django.http import Http404
-from django.utils import translation
 
 from .conf import app_settings
 from .models import Article, PendingSignup, Report, Subscriber
-from .sources import SOURCE_FIELDS
+from .page.sources import SOURCE_FIELDS
 
 
 def _with_report():
@@ -98,13 +96,9 @@ def report_offered_get(*, slug: str) -> Report:
 
 
 def subscriber_language(subscriber: Subscriber) -> str:
-    """The language a subscriber's emails and report are written in: the one they signed up
-    in (or its variant in ``LANGUAGES``), else the site's ``LANGUAGE_CODE``, also when the site
-    no longer lists the stored one."""
-    try:
-        return translation.get_supported_language_variant(subscriber.language or "")
-    except LookupError:
-        return settings.LANGUAGE_CODE
+    """The language a subscriber's emails and report are written in (see
+    :meth:`Subscriber.writing_language`)."""
+    return subscriber.writing_language()
 
 
 def report_for_subscriber(*, subscriber: Subscriber) -> Report | None:

@@ -7,9 +7,9 @@ from urllib.parse import urlsplit
 
 from django.contrib.sitemaps import Sitemap
 
-from . import links
 from .conf import app_settings
 from .models import Article
+from .site import site_url
 
 
 class ArticleSitemap(Sitemap):
@@ -28,10 +28,10 @@ class ArticleSitemap(Sitemap):
 
     def get_protocol(self, protocol: str | None = None) -> str:
         if app_settings.SITE_URL:
-            return urlsplit(links.site_url()).scheme
+            return urlsplit(site_url()).scheme
         return super().get_protocol(protocol)
 
     def get_domain(self, site=None) -> str:
         if app_settings.SITE_URL:
-            return urlsplit(links.site_url()).netloc
+            return urlsplit(site_url()).netloc
         return super().get_domain(site)

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .models import Article, Delivery, PageView, SourceView, Subscriber
-from .sources import SOURCE_FIELDS, source_label
+from .page.sources import SOURCE_FIELDS, source_label
 
 logger = logging.getLogger(__name__)
 

@@ -7,25 +7,25 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .models import Delivery
-from .pageviews import page_views_flush
-from .publishing import (
+from .delivery.publishing import (
     DELIVER_BATCH_TASK,
     DELIVER_TASK,
     SIGNUP_TASK,
     SWEEP_TASK,
     publish_delivery,
 )
-from .retry import TASK_OPTIONS
-from .sending import Outcome, deliveries_send, delivery_send
+from .delivery.retry import TASK_OPTIONS
+from .delivery.sending import Outcome, deliveries_send, delivery_send
+from .delivery.sweep import deliveries_sweep, signups_sweep
+from .models import Delivery
+from .page.pageviews import page_views_flush
 from .services.subscribers import signup_process
-from .sweep import deliveries_sweep, signups_sweep
 
 
 @shared_task(name=DELIVER_TASK, **TASK_OPTIONS)
 def deliver_report(delivery_id: int) -> str:
     """Send one delivery; a temporary failure schedules the next attempt with the backoff
-    :mod:`backpain_report.retry` decided."""
+    :mod:`backpain_report.delivery.retry` decided."""
     result = delivery_send(delivery_id=delivery_id)
     if result.outcome is Outcome.RETRY:
         # The row holds the schedule; if this publish fails the sweep picks the row up.

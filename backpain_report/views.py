@@ -29,26 +29,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.generic import ListView, TemplateView
 
-from . import (
-    covers,
-    crossorigin,
-    links,
-    offer,
-    pagecache,
-    pageviews,
-    pdfstore,
-    selectors,
-    seo,
-    sources,
-    throttling,
-)
-from .addresses import MAX_EMAIL_LENGTH
+from . import forms, selectors, site
 from .conf import app_settings
-from .emails import pdf_filename
-from .forms import PLACE_OFFER, SignupForm, thanks_context
-from .models import Article, Delivery
-from .services import deliveries, subscribers
-from .tokens import (
+from .delivery.emails import pdf_filename
+from .delivery.tokens import (
     ConfirmState,
     DownloadState,
     DownloadToken,
@@ -57,6 +41,13 @@ from .tokens import (
     read_download_token,
     read_unsubscribe_token,
 )
+from .forms import PLACE_OFFER, SignupForm, thanks_context
+from .models import Article, Delivery
+from .page import crossorigin, offer, pagecache, pageviews, seo, sources
+from .report import covers, pdfstore
+from .rights import throttling
+from .rights.addresses import MAX_EMAIL_LENGTH
+from .services import deliveries, subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +103,9 @@ def _unbound_form(slug: str, place: str, key: str) -> dict[str, Any]:
     # Built only if a (site's) template uses it: the page includes the cached HTML. The source
     # fields are filled in by the browser (signup.js), never here.
     context: dict[str, Any] = {key: SimpleLazyObject(build)}
-    if pagecache.form_is_cacheable():  # the same for every reader: rendered once
+    if forms.form_is_cacheable():  # the same for every reader: rendered once
         html_key = "offer_form_html" if place else "signup_form_html"
-        context[html_key] = pagecache.signup_form_html(slug=slug, place=place)
+        context[html_key] = forms.signup_form_html(slug=slug, place=place)
     return context
 
 
@@ -417,8 +408,8 @@ class SignupDoneView(TemplateView):
             back_site=urlsplit(back).netloc,  # "www.example.org", as a reader knows the site
             article_url=article.get_absolute_url() if article else "",
             home_url=reverse("backpain_report:home"),
-            site_url=links.site_url() + "/" if app_settings.SITE_URL else "",
-            site_name=links.site_name(),
+            site_url=site.site_url() + "/" if app_settings.SITE_URL else "",
+            site_name=site.site_name(),
             **kwargs,
         )
 

@@ -46,15 +46,21 @@ CATEGORIES: list[tuple[str, Callable[[str], bool], bool]] = [
     ("sign-up form: crispy-forms render", lambda f: "/crispy_" in f, True),
     (
         "article body: Markdown + nh3",
-        lambda f: f.endswith("backpain_report/markup.py") or "/markdown/" in f or "/nh3" in f,
+        lambda f: (
+            f.endswith("backpain_report/report/markup.py") or "/markdown/" in f or "/nh3" in f
+        ),
         True,
     ),
     (
         "broker publish (Celery, kombu, redis-py)",
-        lambda f: f.endswith("backpain_report/publishing.py") or "/kombu/" in f or "/celery/" in f,
+        lambda f: (
+            f.endswith("backpain_report/delivery/publishing.py")
+            or "/kombu/" in f
+            or "/celery/" in f
+        ),
         True,
     ),
-    ("per-IP throttle (cache)", lambda f: f.endswith("backpain_report/throttling.py"), True),
+    ("per-IP throttle (cache)", lambda f: f.endswith("backpain_report/rights/throttling.py"), True),
     ("CSRF middleware and token", lambda f: f.endswith("django/middleware/csrf.py"), True),
     ("sessions middleware", lambda f: "django/contrib/sessions/" in f, True),
     (
@@ -66,7 +72,7 @@ CATEGORIES: list[tuple[str, Callable[[str], bool], bool]] = [
         "form: build and validate",
         lambda f: (
             "django/forms/" in f
-            or f.endswith(("backpain_report/forms.py", "backpain_report/addresses.py"))
+            or f.endswith(("backpain_report/forms.py", "backpain_report/rights/addresses.py"))
         ),
         True,
     ),

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/throttle_counts.py [--hits 50] [--rounds 5]
 
-Runs ``backpain_report.throttling.hit_count`` from ``--hits`` threads released at once
+Runs ``backpain_report.rights.throttling.hit_count`` from ``--hits`` threads released at once
 (processes for the database cache on PostgreSQL) and prints, per backend, what the count reached
 in each round. Local memory, the file cache and the database cache on SQLite always run; the
 database cache on PostgreSQL with ``BACKPAIN_TEST_POSTGRES_URL`` (in a database it creates and
@@ -94,7 +94,7 @@ def count_with_threads(alias: str, hits: int) -> int:
     from django.db import connections
     from django.test.utils import override_settings
 
-    from backpain_report import throttling
+    from backpain_report.rights import throttling
 
     key = f"backpain_report:throttle:bench:{secrets.token_hex(8)}"
     barrier = threading.Barrier(hits)
@@ -118,7 +118,7 @@ def count_with_threads(alias: str, hits: int) -> int:
 def _process_hit(key: str) -> None:
     from django.db import connections
 
-    from backpain_report import throttling
+    from backpain_report.rights import throttling
 
     throttling.hit_count(key, 600)
     connections.close_all()
@@ -129,7 +129,7 @@ def count_with_processes(alias: str, hits: int) -> int:
     from django.db import connections
     from django.test.utils import override_settings
 
-    from backpain_report import throttling
+    from backpain_report.rights import throttling
 
     key = f"backpain_report:throttle:bench:{secrets.token_hex(8)}"
     app = {"FROM_EMAIL": "bench@example.com", "THROTTLE_CACHE": alias}

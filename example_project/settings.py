@@ -167,7 +167,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     # The app's private files (report bodies, readers' PDFs): never under MEDIA_ROOT, no URLs.
     "backpain_report": {
-        "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+        "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
         "OPTIONS": {"location": str(VAR_DIR / "private")},
     },
 }

@@ -141,7 +141,7 @@ def _fresh_throttles():
     test's database is rolled back without the signals that drop stored pages)."""
     from django.core.cache import cache
 
-    from backpain_report.pagecache import pages_invalidate
+    from backpain_report.page.pagecache import pages_invalidate
 
     cache.clear()
     pages_invalidate()
@@ -160,7 +160,7 @@ def no_broker(monkeypatch):
     A sign-up's message is processed at once, as the worker would (``signup_process``), and the
     delivery the worker would then send is recorded; other publishes are recorded as they go.
     """
-    from backpain_report import publishing
+    from backpain_report.delivery import publishing
     from backpain_report.services import subscribers
 
     published: list[int] = []
@@ -190,7 +190,7 @@ def shared_counter(monkeypatch):
     (tests/test_throttle_caches.py runs the same counting on real Redis and Memcached)."""
     from django.core.cache.backends.locmem import LocMemCache
 
-    from backpain_report import pageviews
+    from backpain_report.page import pageviews
 
     counter = LocMemCache("page-views", {})
     counter.clear()

@@ -5,7 +5,7 @@ import time
 import types
 from pathlib import Path
 
-from backpain_report.pdf import REPORT_TEMPLATE
+from backpain_report.report.pdf import REPORT_TEMPLATE
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "backpain_report"
 

@@ -78,7 +78,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     # The app's private files: report bodies (backpain_report/cache/) and readers' PDFs.
     "backpain_report": {
-        "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+        "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
         "OPTIONS": {"location": str(TEST_DB_DIR / "test-private")},
     },
 }

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from backpain_report.addresses import canonical_email, clean_email, clean_name, email_masked
+from backpain_report.rights.addresses import canonical_email, clean_email, clean_name, email_masked
 
 
 def test_canonical_email_folds_case_and_encodes_idn():
@@ -171,8 +171,8 @@ def test_an_address_whose_stored_form_is_too_long_is_a_form_error(address, lengt
 
 def test_the_length_limits_are_the_columns_lengths():
     """Every field the sign-up form writes is bounded by the column that stores it."""
-    from backpain_report.addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH
     from backpain_report.models import PendingSignup, Subscriber
+    from backpain_report.rights.addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH
 
     for model in (PendingSignup, Subscriber):
         assert model._meta.get_field("email").max_length == MAX_EMAIL_LENGTH

@@ -42,7 +42,7 @@ def test_cancel_pending_action(admin_client, make_delivery):
 
 
 def test_a_cancelled_delivery_is_never_claimed(make_delivery):
-    from backpain_report.sending import delivery_claim
+    from backpain_report.delivery.sending import delivery_claim
 
     pending = make_delivery(status=Delivery.Status.PENDING)
     deliveries_cancel_pending(Delivery.objects.filter(pk=pending.pk))

@@ -12,7 +12,7 @@ import backpain_report
 from backpain_report import stats
 from backpain_report.admin.chart import integer_ticks, line_chart_svg, nice_ceiling
 from backpain_report.models import Article, PageView, Report
-from backpain_report.pageviews import is_bot
+from backpain_report.page.pageviews import is_bot
 
 URL = "admin:backpain_report_pageview_changelist"
 

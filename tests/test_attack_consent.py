@@ -13,9 +13,9 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
+from backpain_report.delivery.tokens import ConfirmState, read_confirm_token
 from backpain_report.models import Delivery, Subscriber
 from backpain_report.services.deliveries import deliveries_resend
-from backpain_report.tokens import ConfirmState, read_confirm_token
 
 from .test_consent_rounds import (
     HOUR,
@@ -292,7 +292,7 @@ def test_attack_a_readers_old_download_link_never_greets_a_strangers_name(
 
     from django.urls import reverse
 
-    from backpain_report.tokens import make_download_token
+    from backpain_report.delivery.tokens import make_download_token
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "both"}
     capture = django_capture_on_commit_callbacks

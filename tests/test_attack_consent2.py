@@ -16,9 +16,9 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
+from backpain_report.delivery.tokens import ConfirmState, read_confirm_token
 from backpain_report.models import Delivery, Subscriber
 from backpain_report.services.subscribers import signup_process, signup_submit
-from backpain_report.tokens import ConfirmState, read_confirm_token
 
 from .test_consent_rounds import (
     HOUR,

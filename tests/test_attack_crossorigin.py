@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from backpain_report.crossorigin import origin_problem
 from backpain_report.models import PendingSignup, Subscriber
+from backpain_report.page.crossorigin import origin_problem
 
 pytestmark = pytest.mark.django_db
 

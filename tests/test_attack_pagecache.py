@@ -26,8 +26,8 @@ from django.core.cache import cache
 from django.middleware.locale import LocaleMiddleware
 from django.test import Client, override_settings
 
-from backpain_report import pagecache
 from backpain_report.models import Article
+from backpain_report.page import pagecache
 
 pytestmark = pytest.mark.django_db
 

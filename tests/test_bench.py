@@ -7,7 +7,7 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
-from backpain_report import pdfcache
+from backpain_report.report import pdfcache
 
 # Seconds a test: the bench command over hundreds of requests; `make test-fast` skips it.
 pytestmark = pytest.mark.heavy

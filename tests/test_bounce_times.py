@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from backpain_report.checks import check_settings
 from backpain_report.models import MailEvent
-from backpain_report.suppression import mail_event_record
+from backpain_report.rights.suppression import mail_event_record
 from tests.test_bounces import anymail_test_backend, post_ses, ses_bounce  # noqa: F401
 
 pytest.importorskip("anymail")

@@ -25,12 +25,14 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import bounces, publishing, selectors, stats, tasks
+from backpain_report import selectors, stats, tasks
+from backpain_report.delivery import publishing
+from backpain_report.delivery.sending import Outcome, delivery_send
+from backpain_report.delivery.sweep import deliveries_sweep
 from backpain_report.models import Delivery, MailEvent, Subscriber
-from backpain_report.sending import Outcome, delivery_send
+from backpain_report.rights import bounces
+from backpain_report.rights.suppression import SUPPRESSED_PREFIX
 from backpain_report.services import deliveries, privacy, subscribers
-from backpain_report.suppression import SUPPRESSED_PREFIX
-from backpain_report.sweep import deliveries_sweep
 
 pytest.importorskip("anymail")
 
@@ -233,8 +235,8 @@ def test_the_receiver_is_connected_when_anymail_is_installed():
     from anymail.signals import tracking
 
     assert bounces.connect() is True  # again: still one receiver (dispatch_uid)
-    assert tracking.disconnect(dispatch_uid="backpain_report.bounces") is True
-    assert tracking.disconnect(dispatch_uid="backpain_report.bounces") is False
+    assert tracking.disconnect(dispatch_uid="backpain_report.rights.bounces") is True
+    assert tracking.disconnect(dispatch_uid="backpain_report.rights.bounces") is False
     assert bounces.connect() is True
 
 
@@ -333,7 +335,7 @@ def test_ses_finds_the_delivery_by_our_message_id_with_or_without_angle_brackets
 
 
 def test_a_bare_message_id_from_any_service_finds_the_delivery(sent_report):
-    from backpain_report.suppression import mail_event_record
+    from backpain_report.rights.suppression import mail_event_record
 
     result = mail_event_record(
         esp="Postmark",
@@ -517,7 +519,8 @@ def test_what_is_hard_and_what_is_soft(esp, event_type, bounce_type, kind):
 def test_a_suppression_arriving_during_the_render_stops_the_send(
     make_subscriber, make_delivery, monkeypatch
 ):
-    from backpain_report import sending, suppression
+    from backpain_report.delivery import sending
+    from backpain_report.rights import suppression
 
     reader = make_subscriber(email="ann@example.com")
     delivery = make_delivery(subscriber=reader)
@@ -564,7 +567,7 @@ def test_soft_bounces_before_a_lift_no_longer_count(client, make_subscriber):
     reader = make_subscriber(email="ann@example.com")
     post_mailgun(client, mailgun_failed("ann@example.com", severity="temporary"))
     post_mailgun(client, mailgun_failed("ann@example.com", severity="temporary"))
-    from backpain_report.suppression import subscribers_unsuppress
+    from backpain_report.rights.suppression import subscribers_unsuppress
 
     assert subscribers_unsuppress(Subscriber.objects.filter(pk=reader.pk)) == 1
     post_mailgun(client, mailgun_failed("ann@example.com", severity="temporary"))

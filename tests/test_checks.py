@@ -195,7 +195,7 @@ def test_the_readme_settings_table_is_the_schema():
     """Each setting is declared once, in settings_schema.py: README's settings table is its rows
     (name, default as shown, meaning), in its order, and conf's defaults are its defaults."""
     from backpain_report.conf import DEFAULTS
-    from backpain_report.settings_schema import SETTINGS
+    from backpain_report.config.schema import SETTINGS
 
     table = README.read_text().split("## Settings reference")[1].split("### System checks")[0]
     documented = re.findall(r"^\| `[A-Z_]+` \|.*\|$", table, re.MULTILINE)
@@ -212,7 +212,7 @@ def test_a_changed_default_or_doc_line_no_longer_matches_the_readme():
     """The comparison above sees a default, a doc line and a note (the rows differ)."""
     from dataclasses import replace
 
-    from backpain_report.settings_schema import BY_NAME
+    from backpain_report.config.schema import BY_NAME
 
     setting = BY_NAME["DOWNLOAD_MAX_AGE"]
     row = setting.readme_row()
@@ -227,7 +227,7 @@ def test_a_changed_default_or_doc_line_no_longer_matches_the_readme():
 
 
 def test_every_default_has_its_type_and_passes_its_validator(settings):
-    from backpain_report.settings_schema import SETTINGS
+    from backpain_report.config.schema import SETTINGS
 
     settings.BACKPAIN_REPORT = {"FROM_EMAIL": "a@b.com"}
     for setting in SETTINGS:
@@ -240,7 +240,8 @@ def test_every_default_has_its_type_and_passes_its_validator(settings):
 
 def test_every_check_id_is_documented_once():
     """The ids checks.py raises and the ones the schema declares are README's checks table."""
-    from backpain_report import checks, settings_schema
+    from backpain_report import checks
+    from backpain_report.config import schema as settings_schema
 
     checks_table = README.read_text().split("### System checks")[1].split("\n## ")[0]
     documented = re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M)
@@ -290,7 +291,7 @@ def test_a_consent_version_up_to_its_column_s_length_passes(settings):
 def test_a_from_email_no_message_id_can_be_made_from_is_e001(settings, from_email, problem):
     """Regression: a FROM_EMAIL whose domain cannot be encoded, or makes a Message-ID longer
     than its column, passed E001 and then failed every delivery."""
-    from backpain_report.emails import delivery_message_id
+    from backpain_report.delivery.emails import delivery_message_id
     from backpain_report.models import Delivery
 
     assert ids({**BASE, "FROM_EMAIL": from_email}, settings) == {"backpain_report.E001"}

@@ -19,9 +19,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report.consent import UNCONFIRMED_ERROR
+from backpain_report.delivery.sending import delivery_send
+from backpain_report.delivery.tokens import ConfirmState, make_unsubscribe_token, read_confirm_token
 from backpain_report.models import Delivery, Subscriber
-from backpain_report.sending import delivery_send
+from backpain_report.rights.consent import UNCONFIRMED_ERROR
 from backpain_report.services.deliveries import (
     deliveries_resend,
     deliveries_retry_failed,
@@ -29,7 +30,6 @@ from backpain_report.services.deliveries import (
 )
 from backpain_report.services.privacy import subscribers_unconfirmed_stale
 from backpain_report.services.subscribers import subscriber_signup
-from backpain_report.tokens import ConfirmState, make_unsubscribe_token, read_confirm_token
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
 HOUR = datetime.timedelta(hours=1)
@@ -338,7 +338,7 @@ def test_single_opt_in_keeps_a_known_readers_name(article, make_subscriber, no_b
 def test_a_waiting_confirmation_whose_message_is_lost_is_sent_by_the_sweep(
     client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
 ):
-    from backpain_report.sweep import deliveries_sweep
+    from backpain_report.delivery.sweep import deliveries_sweep
 
     capture = django_capture_on_commit_callbacks
     reader = sign_up(client, capture)
@@ -372,7 +372,7 @@ def test_the_name_is_the_last_given_before_the_click(
 def test_earlier_download_links_wait_for_the_new_consents_confirmation(
     client, article, double_opt_in, settings, no_broker, django_capture_on_commit_callbacks, clock
 ):
-    from backpain_report.tokens import make_download_token
+    from backpain_report.delivery.tokens import make_download_token
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "both"}
     capture = django_capture_on_commit_callbacks

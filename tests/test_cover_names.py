@@ -12,7 +12,7 @@ import unicodedata
 import pypdfium2 as pdfium
 import pytest
 
-from backpain_report.pdf import MAX_MARKS, reader_name_breakable, render_cover_pdf
+from backpain_report.report.pdf import MAX_MARKS, reader_name_breakable, render_cover_pdf
 from tests.samples import make_report
 
 pytestmark = pytest.mark.heavy  # one WeasyPrint render per name

@@ -20,7 +20,8 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from django.urls import include, path, set_script_prefix
 
-from backpain_report import covers, offer
+from backpain_report.page import offer
+from backpain_report.report import covers
 
 
 def urlconf(prefix: str) -> types.ModuleType:

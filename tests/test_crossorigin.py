@@ -9,8 +9,8 @@ from django.core.management.base import SystemCheckError
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from backpain_report.crossorigin import origin_problem
 from backpain_report.models import PendingSignup, Subscriber
+from backpain_report.page.crossorigin import origin_problem
 
 pytestmark = pytest.mark.django_db
 
@@ -141,7 +141,7 @@ def test_a_misshapen_embed_origin_is_a_check_error(settings):
 
 def test_confirm_and_unsubscribe_keep_djangos_csrf(make_subscriber):
     """The per-reader pages keep their token: a POST without it is Django's 403."""
-    from backpain_report.tokens import make_unsubscribe_token
+    from backpain_report.delivery.tokens import make_unsubscribe_token
 
     reader = make_subscriber(email="ann@example.com")
     token = make_unsubscribe_token(reader.pk)

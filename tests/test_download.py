@@ -10,11 +10,11 @@ from django.urls import reverse
 from django.utils import timezone
 from pypdf import PdfReader
 
-from backpain_report.emails import build_report_email
+from backpain_report.delivery.emails import build_report_email
+from backpain_report.delivery.sending import delivery_send
+from backpain_report.delivery.tokens import make_download_token
 from backpain_report.models import Delivery
 from backpain_report.selectors import subscriber_language
-from backpain_report.sending import delivery_send
-from backpain_report.tokens import make_download_token
 
 
 def mode(settings, value, **extra):

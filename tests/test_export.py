@@ -5,8 +5,8 @@ import tracemalloc
 import pytest
 from django.urls import reverse
 
-from backpain_report.export import subscriber_csv_lines
 from backpain_report.models import Subscriber
+from backpain_report.rights.export import subscriber_csv_lines
 from benchmarks.devtools.populate import populate
 
 

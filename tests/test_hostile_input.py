@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from backpain_report.addresses import canonical_email
-from backpain_report.emails import build_report_email
+from backpain_report.delivery.emails import build_report_email
 from backpain_report.models import Delivery, Subscriber
+from backpain_report.rights.addresses import canonical_email
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
 URL = "/back-pain/signup/"

@@ -26,7 +26,8 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import translation
 
-from backpain_report import seed, selectors, sending
+from backpain_report import seed, selectors
+from backpain_report.delivery import sending
 from backpain_report.models import Delivery, PendingSignup, Subscriber
 from backpain_report.services import deliveries, subscribers
 
@@ -303,7 +304,8 @@ def test_a_reader_without_a_language_gets_the_sites(make_subscriber, report) -> 
 
 
 def test_the_cover_picture_follows_the_page_language(client, article, german_site) -> None:
-    from backpain_report import covers, offer
+    from backpain_report.page import offer
+    from backpain_report.report import covers
 
     covers.clear_memory()
     url = offer.cover_path(article.report)

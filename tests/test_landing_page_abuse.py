@@ -13,8 +13,10 @@ from django.urls import reverse
 from django.utils.encoding import punycode
 from pypdf import PdfReader
 
-from backpain_report import checks, covers, offer
+from backpain_report import checks
 from backpain_report.models import Article
+from backpain_report.page import offer
+from backpain_report.report import covers
 from tests.test_offer import SIGNUP, _head, cover_url, forget_stored_covers
 from tests.test_report_pages import PREPARED_ON, READER, app_settings, uris
 
@@ -62,7 +64,7 @@ def test_an_unusable_privacy_url_is_never_linked_even_with_the_checks_silenced(
 ):
     from django.core import mail
 
-    from backpain_report.sending import delivery_send
+    from backpain_report.delivery.sending import delivery_send
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PRIVACY_URL": value}
     page = client.get(article.get_absolute_url()).content.decode()
@@ -88,7 +90,7 @@ def test_an_unusable_privacy_url_is_never_linked_even_with_the_checks_silenced(
     ],
 )
 def test_an_unusable_report_cta_never_reaches_the_pdf(value, caplog):
-    from backpain_report.pdf import render_report_pdf
+    from backpain_report.report.pdf import render_report_pdf
     from tests.samples import make_report
 
     with override_settings(BACKPAIN_REPORT=app_settings(REPORT_CTA=value)):
@@ -102,7 +104,7 @@ def test_an_unusable_report_cta_never_reaches_the_pdf(value, caplog):
 
 @pytest.mark.heavy  # a PDF render
 def test_a_report_cta_on_a_non_ascii_host_is_an_ascii_uri_in_the_pdf():
-    from backpain_report.pdf import render_report_pdf
+    from backpain_report.report.pdf import render_report_pdf
     from tests.samples import make_report
 
     cta = {"text": "Book", "url": "https://rückenschmerz.example/buchen/"}
@@ -118,7 +120,7 @@ def test_a_report_cta_on_a_non_ascii_host_is_an_ascii_uri_in_the_pdf():
 
 
 def test_a_cover_that_cannot_render_is_no_500(client, article, monkeypatch):
-    import backpain_report.pdf as pdf_module
+    import backpain_report.report.pdf as pdf_module
 
     def broken(**kwargs):
         raise RuntimeError("WeasyPrint fell over")
@@ -265,14 +267,12 @@ def test_without_site_url_the_sitemap_uses_the_request(client, article, settings
 def test_the_stored_article_page_costs_no_query_and_no_render(
     client, article, django_assert_max_num_queries, monkeypatch
 ):
-    from backpain_report import pagecache
+    from backpain_report import forms  # the form's HTML is rendered there (issue 23)
 
     client.get(article.get_absolute_url())
     calls = []
-    real = pagecache.render_to_string
-    monkeypatch.setattr(
-        pagecache, "render_to_string", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    real = forms.render_to_string
+    monkeypatch.setattr(forms, "render_to_string", lambda *a, **k: calls.append(1) or real(*a, **k))
     with django_assert_max_num_queries(0):
         response = client.get(article.get_absolute_url())
     assert response.status_code == 200 and calls == []
@@ -284,7 +284,7 @@ def test_the_stored_article_page_costs_no_query_and_no_render(
 
 @pytest.mark.heavy  # a PDF render
 def test_script_links_in_the_report_body_never_become_pdf_links():
-    from backpain_report.pdf import render_report_pdf
+    from backpain_report.report.pdf import render_report_pdf
     from tests.samples import make_report
 
     report = make_report()

@@ -10,15 +10,15 @@ from django.test import Client
 from django.urls import reverse
 
 from backpain_report import signals
-from backpain_report.emails import build_confirmation_email
-from backpain_report.models import Delivery, Subscriber
-from backpain_report.sending import delivery_send
-from backpain_report.tokens import (
+from backpain_report.delivery.emails import build_confirmation_email
+from backpain_report.delivery.sending import delivery_send
+from backpain_report.delivery.tokens import (
     ConfirmState,
     make_confirm_token,
     make_unsubscribe_token,
     read_confirm_token,
 )
+from backpain_report.models import Delivery, Subscriber
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
 

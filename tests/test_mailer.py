@@ -2,7 +2,7 @@
 
 import pytest
 
-from backpain_report.mailer import lease_mail_timeout, open_mailer
+from backpain_report.delivery.mailer import lease_mail_timeout, open_mailer
 from tests.mail_backends import smtp_configure
 
 

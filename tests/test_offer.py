@@ -18,8 +18,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from backpain_report import covers, offer, pdfcache
 from backpain_report.models import Delivery, Report, Subscriber
+from backpain_report.page import offer
+from backpain_report.report import covers, pdfcache
 from backpain_report.seed import read_article
 
 SIGNUP = reverse("backpain_report:signup")
@@ -133,7 +134,7 @@ def test_the_cover_is_a_png_of_page_one_of_the_readers_pdf(client, article):
 
 
 def test_the_cover_is_cached_with_validators_and_rendered_once(client, article, monkeypatch):
-    import backpain_report.pdf as pdf_module
+    import backpain_report.report.pdf as pdf_module
 
     forget_stored_covers(article.report)
     renders = []
@@ -156,7 +157,7 @@ def test_the_cover_is_cached_with_validators_and_rendered_once(client, article, 
 
 
 def test_concurrent_requests_for_a_new_cover_render_it_once(article, monkeypatch):
-    import backpain_report.pdf as pdf_module
+    import backpain_report.report.pdf as pdf_module
 
     report = Report.objects.defer("body").get(pk=article.report.pk)
     forget_stored_covers(report)
@@ -259,7 +260,7 @@ def test_the_privacy_notice_is_linked_next_to_the_consent_checkbox(client, artic
 
 
 def test_the_emails_footer_links_the_privacy_notice(make_delivery, settings):
-    from backpain_report.sending import delivery_send
+    from backpain_report.delivery.sending import delivery_send
 
     delivery_send(delivery_id=make_delivery().pk)
     [message] = mail.outbox
@@ -272,7 +273,7 @@ def test_the_emails_footer_links_the_privacy_notice(make_delivery, settings):
 
 
 def test_the_confirmation_email_links_it_too(make_delivery, settings):
-    from backpain_report.emails import build_confirmation_email
+    from backpain_report.delivery.emails import build_confirmation_email
 
     settings.BACKPAIN_REPORT = {
         **settings.BACKPAIN_REPORT,
@@ -417,7 +418,7 @@ def _inline_problems(page: str) -> list[str]:
 
 
 def test_no_page_has_inline_script_or_style(client, article, make_subscriber):
-    from backpain_report.tokens import make_confirm_token, make_unsubscribe_token
+    from backpain_report.delivery.tokens import make_confirm_token, make_unsubscribe_token
 
     subscriber = make_subscriber()
     pages = [

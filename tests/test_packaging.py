@@ -48,7 +48,7 @@ def test_wheel_ships_everything_the_app_needs(dist):
         "backpain_report/static/backpain_report/css/backpain_report.css",
         "backpain_report/fonts/Vollkorn-Regular.ttf",
         "backpain_report/fonts/Inter-OFL.txt",
-        "backpain_report/pdfjoin.py",
+        "backpain_report/report/pdfjoin.py",
         "backpain_report/locale/de/LC_MESSAGES/django.po",
         "backpain_report/locale/de/LC_MESSAGES/django.mo",
         *(

@@ -13,8 +13,8 @@ import pytest
 from django.core.cache.backends.locmem import LocMemCache
 from django.db.models import Sum
 
-from backpain_report import pageviews
 from backpain_report.models import PageView, SourceView
+from backpain_report.page import pageviews
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import pageviews, stats
+from backpain_report import stats
 from backpain_report.models import Article, PageView, SourceView
+from backpain_report.page import pageviews
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from django.test import Client, override_settings
 from django.test.signals import template_rendered
 from django.utils.safestring import mark_safe
 
-from backpain_report import pagecache
 from backpain_report.models import Article
+from backpain_report.page import pagecache
 from backpain_report.services.content import report_save
 
 from .test_i18n import LOCALE_MIDDLEWARE
@@ -247,13 +247,15 @@ def test_each_language_is_a_page_of_its_own_and_vary_names_only_the_language(art
 def test_a_base_template_that_depends_on_the_reader_is_never_public_or_shared(
     article, settings, tmp_path, caplog, renders, base, reason
 ):
-    own = (Path(pagecache.__file__).parent / "templates/backpain_report/base.html").read_text()
+    own = (
+        Path(pagecache.__file__).parent.parent / "templates/backpain_report/base.html"
+    ).read_text()
     _page_template(tmp_path, "base.html", own.replace("<main", base + "<main", 1), settings)
     ann = User.objects.create_user("ann", password="pw-ann-123")
     bob = User.objects.create_user("bob", password="pw-bob-123")
     url = article.get_absolute_url()
     pages = []
-    with caplog.at_level(logging.WARNING, logger="backpain_report.pagecache"):
+    with caplog.at_level(logging.WARNING, logger="backpain_report.page.pagecache"):
         for user in (ann, bob, None):
             client = Client()
             if user is not None:
@@ -325,7 +327,7 @@ def test_a_sick_page_cache_still_serves_the_page(client, article, monkeypatch, c
 
     monkeypatch.setattr(pagecache, "_cache", lambda: Broken())
     monkeypatch.setattr(pagecache, "GENERATION_RECHECK", 0.0)
-    with caplog.at_level(logging.WARNING, logger="backpain_report.pagecache"):
+    with caplog.at_level(logging.WARNING, logger="backpain_report.page.pagecache"):
         for _ in range(2):
             response = client.get(article.get_absolute_url())
             assert response.status_code == 200 and response["Cache-Control"].startswith("public")

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.test import override_settings
 from pypdf import PdfReader
 
-from backpain_report.pdf import (
+from backpain_report.report.pdf import (
     FONTS_DIR,
     PACKAGE_DIR,
     PackageOnlyURLFetcher,
@@ -364,7 +364,7 @@ def test_font_configuration_is_reused_per_thread() -> None:
 
 
 def _page_png(document, tmp_path: Path, name: str) -> bytes:
-    from backpain_report.pdf import write_report_pdf
+    from backpain_report.report.pdf import write_report_pdf
 
     pdf_path = tmp_path / f"{name}.pdf"
     pdf_path.write_bytes(write_report_pdf(document, report=make_report(), prepared_on=PREPARED_ON))
@@ -382,7 +382,7 @@ def test_the_stylesheet_parsed_once_renders_the_same_pages(tmp_path: Path) -> No
     out as it is."""
     from weasyprint import HTML
 
-    from backpain_report import pdf
+    from backpain_report.report import pdf
 
     source = render_report_html(
         report=make_report(), reader_name=READER, prepared_on=PREPARED_ON, cover_only=True
@@ -410,7 +410,7 @@ def _first_color(document, tag: str) -> tuple:
 def test_a_site_template_with_its_own_rules_keeps_the_cascade() -> None:
     from weasyprint import HTML
 
-    from backpain_report import pdf
+    from backpain_report.report import pdf
 
     css = pdf.render_to_string(pdf.REPORT_CSS)
     # A site's report.html: the bundled stylesheet, then a rule of its own of lower specificity
@@ -432,7 +432,7 @@ def test_a_site_style_element_in_capitals_keeps_the_cascade(tag: str) -> None:
     report.css is not handed over parsed (as a user stylesheet its rules would lose to it)."""
     from weasyprint import HTML
 
-    from backpain_report import pdf
+    from backpain_report.report import pdf
 
     css = pdf.render_to_string(pdf.REPORT_CSS)
     source = (

@@ -15,9 +15,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone, translation
 
-from backpain_report import pdfstore
+from backpain_report.delivery.sending import delivery_send
 from backpain_report.models import Delivery
-from backpain_report.sending import delivery_send
+from backpain_report.report import pdfstore
 from backpain_report.services import subscribers
 
 pytestmark = pytest.mark.heavy  # whole WeasyPrint renders
@@ -33,7 +33,7 @@ def _link_mode(settings, tmp_path):
     settings.STORAGES = {
         **settings.STORAGES,
         "backpain_report": {
-            "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+            "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
             "OPTIONS": {"location": str(tmp_path)},
         },
     }
@@ -127,7 +127,7 @@ def test_the_stored_pdfs_name_includes_its_language(make_delivery):
 def test_a_link_naming_a_language_the_site_does_not_offer_serves_the_readers(client, make_delivery):
     from django.urls import reverse
 
-    from backpain_report.tokens import make_download_token
+    from backpain_report.delivery.tokens import make_download_token
 
     delivery = make_delivery(status=Delivery.Status.SENT, sent_at=timezone.now())
     token = make_download_token(delivery, language="xx-unknown")

@@ -19,10 +19,10 @@ from django.test import override_settings
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
-from backpain_report import pdfcache
-from backpain_report.pdf import PACKAGE_DIR, render_report_pdf
-from backpain_report.pdfjoin import BasePdf, JoinError, swap_cover
-from backpain_report.privatestorage import file_write
+from backpain_report.report import pdfcache
+from backpain_report.report.pdf import PACKAGE_DIR, render_report_pdf
+from backpain_report.report.pdfjoin import BasePdf, JoinError, swap_cover
+from backpain_report.report.privatestorage import file_write
 from tests.samples import make_report
 
 # Seconds a test: a dozen full PDF renders; `make test-fast` skips it.
@@ -36,7 +36,7 @@ def storages_in(folder: Path) -> dict[str, Any]:
     return {
         **settings.STORAGES,
         "backpain_report": {
-            "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+            "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
             "OPTIONS": {"location": str(folder)},
         },
     }
@@ -392,7 +392,7 @@ def test_a_damaged_cover_is_refused_cleanly() -> None:
     base = BasePdf.from_bytes(
         render_report_pdf(report=report, reader_name="A", prepared_on=PREPARED_ON)
     )
-    from backpain_report.pdf import render_cover_pdf
+    from backpain_report.report.pdf import render_cover_pdf
 
     cover = render_cover_pdf(report=report, reader_name="Ann", prepared_on=PREPARED_ON)
     cuts = range(len(cover) // 3, len(cover), max(1, len(cover) // 40))

@@ -13,11 +13,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import http_date, parse_http_date
 
-from backpain_report import pdfstore
+from backpain_report.delivery.sending import delivery_send
+from backpain_report.delivery.tokens import make_download_token
 from backpain_report.models import Delivery
-from backpain_report.sending import delivery_send
+from backpain_report.report import pdfstore
 from backpain_report.services.privacy import subscriber_erase
-from backpain_report.tokens import make_download_token
 
 FAKE_PDF = b"%PDF-1.7\n% a stand-in for a rendered report\n%%EOF\n"
 
@@ -28,7 +28,7 @@ def private_dir(settings, tmp_path: Path) -> Path:
     settings.STORAGES = {
         **settings.STORAGES,
         "backpain_report": {
-            "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+            "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
             "OPTIONS": {"location": str(tmp_path / "private")},
         },
     }
@@ -286,7 +286,7 @@ def test_deleting_subscribers_or_deliveries_anywhere_deletes_their_stored_pdfs(
 @pytest.fixture
 def fake_worker_render(monkeypatch) -> None:
     """The worker "renders" FAKE_PDF (what is stored is the point, not the PDF)."""
-    from backpain_report import sending
+    from backpain_report.delivery import sending
 
     monkeypatch.setattr(sending, "delivery_pdf", lambda delivery: FAKE_PDF)
 
@@ -296,7 +296,7 @@ def test_an_erasure_racing_the_worker_leaves_no_pdf_with_the_name(
     make_delivery, settings, private_dir, fake_worker_render, monkeypatch, when
 ):
     """The orderings test_privacy's mid-render erasure (before the write) does not reach."""
-    from backpain_report import sending
+    from backpain_report.delivery import sending
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
     delivery = make_delivery()
@@ -327,7 +327,7 @@ def test_an_erasure_racing_the_worker_leaves_no_pdf_with_the_name(
 def test_a_reader_who_unsubscribes_during_a_link_render_keeps_no_stored_pdf(
     make_delivery, settings, private_dir, monkeypatch
 ):
-    from backpain_report import sending
+    from backpain_report.delivery import sending
     from backpain_report.services.subscribers import subscriber_unsubscribe
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}

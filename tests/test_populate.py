@@ -2,8 +2,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
+from backpain_report.delivery.sweep import deliveries_sweep
 from backpain_report.models import Delivery, PageView, Subscriber
-from backpain_report.sweep import deliveries_sweep
 
 NOT_PRODUCTION = "--i-know-this-is-not-production"
 

@@ -176,8 +176,9 @@ def test_erase_command_erases_an_address_whose_signup_waits_in_the_inbox(article
 
 
 def test_erasure_during_a_render_leaves_no_pdf_with_the_name(make_delivery, settings, monkeypatch):
-    from backpain_report import pdfstore, sending
-    from backpain_report.privatestorage import private_storage
+    from backpain_report.delivery import sending
+    from backpain_report.report import pdfstore
+    from backpain_report.report.privatestorage import private_storage
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "link"}
     delivery = make_delivery()
@@ -229,12 +230,12 @@ def test_purge_at_the_minimum_age_deletes_nobody_holding_a_working_link(
 ):
     from unittest import mock
 
-    from backpain_report import links
+    from backpain_report.delivery import links
+    from backpain_report.delivery.tokens import ConfirmState, read_confirm_token
     from backpain_report.services.privacy import (
         subscribers_purge_min_days,
         subscribers_purge_unconfirmed,
     )
-    from backpain_report.tokens import ConfirmState, read_confirm_token
 
     reader = _asked(make_subscriber, 0)
     asked = timezone.now() - timezone.timedelta(days=7, hours=1)

@@ -9,9 +9,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, storages
 
-from backpain_report import pdfcache, privatestorage
 from backpain_report.checks import check_settings
-from backpain_report.privatestorage import PrivateStorage, file_write, private_storage
+from backpain_report.report import pdfcache, privatestorage
+from backpain_report.report.privatestorage import PrivateStorage, file_write, private_storage
 from tests.samples import make_report
 
 # A production site: its privacy notice set (W007 is tested in test_checks.py).
@@ -20,7 +20,7 @@ APP = {"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example", "PRIVACY_
 
 def private(location: Path) -> dict:
     return {
-        "BACKEND": "backpain_report.privatestorage.PrivateStorage",
+        "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
         "OPTIONS": {"location": str(location)},
     }
 

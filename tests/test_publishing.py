@@ -4,7 +4,7 @@ import contextlib
 
 import pytest
 
-from backpain_report import publishing
+from backpain_report.delivery import publishing
 
 
 @pytest.fixture

@@ -12,11 +12,12 @@ import pytest
 from django.core import mail
 from django.utils import translation
 
-from backpain_report import links, offer
+from backpain_report import site
 from backpain_report.conf import DEFAULTS
-from backpain_report.emails import build_report_email
+from backpain_report.delivery.emails import build_report_email
+from backpain_report.delivery.sending import delivery_send
 from backpain_report.models import Article, Report
-from backpain_report.sending import delivery_send
+from backpain_report.page import offer
 
 SUBJECT_MAX = 55
 SITE = "https://reports.example.com"
@@ -167,7 +168,7 @@ def test_the_cover_url_is_absolute_without_site_url_too(make_delivery, settings)
     }
     delivery = make_delivery()
     html = built(delivery).alternatives[0][0]
-    base = links.site_url(delivery.subscriber)
+    base = site.site_url(delivery.subscriber)
     assert base == SITE  # the fixture's source_url
     assert f'src="{base}{offer.cover_path(delivery.report)}"' in html
 

@@ -25,15 +25,16 @@ from django.utils import translation
 from PIL import Image
 from pypdf import PdfReader
 
-from backpain_report import checks, pdfcache
-from backpain_report.links import DEFAULT_CTA_TEXT
-from backpain_report.pdf import (
+from backpain_report import checks
+from backpain_report.report import pdfcache
+from backpain_report.report.pdf import (
     PACKAGE_DIR,
     PackageOnlyURLFetcher,
     layout_html,
     render_report_html,
     render_report_pdf,
 )
+from backpain_report.site import DEFAULT_CTA_TEXT
 from tests.samples import make_report
 
 PREPARED_ON = datetime.date(2025, 3, 14)

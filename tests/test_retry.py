@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import smtplib
 
-from backpain_report import retry, tasks
+from backpain_report import tasks
+from backpain_report.delivery import retry
 
 
 def test_a_5xx_answer_gives_up_at_once_and_a_4xx_one_backs_off(settings):

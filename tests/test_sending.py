@@ -5,9 +5,9 @@ from email import policy
 import pytest
 from django.core import mail
 
+from backpain_report.delivery.retry import retry_delay
+from backpain_report.delivery.sending import Outcome, delivery_send
 from backpain_report.models import Delivery
-from backpain_report.retry import retry_delay
-from backpain_report.sending import Outcome, delivery_send
 from tests.mail_backends import smtp_configure
 
 
@@ -65,7 +65,7 @@ def test_a_sent_delivery_is_never_sent_again(make_delivery):
 
 def test_a_fresh_claim_is_not_taken_twice(make_delivery):
     delivery = make_delivery()
-    from backpain_report.sending import delivery_claim
+    from backpain_report.delivery.sending import delivery_claim
 
     assert delivery_claim(delivery_id=delivery.pk) is not None
     assert delivery_claim(delivery_id=delivery.pk) is None
@@ -150,7 +150,7 @@ def test_a_batch_reuses_one_connection_and_survives_a_dropped_one(
 ):
     """Fault: the server drops the connection at the 3rd message of 10. Expected: the other
     nine are sent over the (re)opened connection, the 3rd retries; nobody gets two."""
-    from backpain_report import sending
+    from backpain_report.delivery import sending
     from tests.mail_backends import ScriptedBackend
 
     deliveries = [make_delivery() for _ in range(10)]
@@ -182,7 +182,7 @@ def test_a_batch_opens_one_smtp_connection(make_delivery, settings):
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Sink
 
-    from backpain_report import sending
+    from backpain_report.delivery import sending
     from tests.mail_backends import CountingSMTPBackend
 
     with socket.socket() as probe:
@@ -236,7 +236,7 @@ def test_a_worker_whose_claim_was_taken_before_sending_sends_nothing(
 ):
     """Regression (issue 10, item 3): the claim is re-checked right before the message is handed
     to the mail backend; a run whose claim was taken over meanwhile sends nothing."""
-    from backpain_report import sending
+    from backpain_report.delivery import sending
 
     delivery = make_delivery()
     original_build = sending._build_message
@@ -254,7 +254,7 @@ def test_a_worker_whose_claim_was_taken_before_sending_sends_nothing(
     # The row belongs to the new claim: this run wrote nothing.
     assert delivery.status == Delivery.Status.SENDING and delivery.attempts == 2
     assert delivery.message_id == "" and delivery.sent_at is None
-    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    [record] = [r for r in caplog.records if r.name == "backpain_report.delivery.sending"]
     assert record.levelname == "WARNING"
     assert record.getMessage() == (
         f"Delivery {delivery.pk}: the claim no longer stands; nothing recorded"
@@ -282,7 +282,7 @@ def test_a_send_whose_claim_was_taken_meanwhile_is_not_reported_sent(
     assert len(mail.outbox) == 1 and not delivered_signals
     delivery.refresh_from_db()
     assert delivery.status == Delivery.Status.SENDING and delivery.sent_at is None
-    [record] = [r for r in caplog.records if r.name == "backpain_report.sending"]
+    [record] = [r for r in caplog.records if r.name == "backpain_report.delivery.sending"]
     assert record.levelname == "WARNING"
     text = record.getMessage()
     assert text == (
@@ -318,7 +318,7 @@ def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, mon
     clients that de-duplicate by it show one message); another delivery gets another one."""
     import re
 
-    from backpain_report.emails import delivery_message_id
+    from backpain_report.delivery.emails import delivery_message_id
     from tests.mail_backends import ScriptedBackend
 
     delivery = make_delivery()
@@ -349,7 +349,8 @@ def test_the_message_id_is_stable_per_delivery(make_delivery, scripted_mail, mon
 def test_a_receiver_that_raises_breaks_no_batch(make_delivery, caplog):
     """A report_delivered receiver that raises is logged; the batch goes on, every delivery is
     sent once and stays SENT (no retry)."""
-    from backpain_report import sending, signals
+    from backpain_report import signals
+    from backpain_report.delivery import sending
 
     def broken_receiver(sender, delivery, **kwargs):
         raise RuntimeError("receiver bug")
@@ -375,7 +376,7 @@ def test_a_stale_claim_without_attempts_left_is_failed_not_reclaimed(make_delive
 
     from django.utils import timezone
 
-    from backpain_report.sending import delivery_claim
+    from backpain_report.delivery.sending import delivery_claim
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "MAX_ATTEMPTS": 3}
     delivery = make_delivery()
@@ -437,7 +438,7 @@ def test_a_hung_smtp_server_cannot_hold_a_claim_without_a_configured_timeout(
 def test_a_reader_who_unsubscribes_during_the_render_is_not_sent_the_report(
     make_delivery, monkeypatch
 ):
-    from backpain_report import sending
+    from backpain_report.delivery import sending
     from backpain_report.services.subscribers import subscriber_unsubscribe
 
     delivery = make_delivery()

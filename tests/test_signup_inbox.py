@@ -15,11 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import publishing
+from backpain_report.delivery import publishing
+from backpain_report.delivery.sending import delivery_send
+from backpain_report.delivery.sweep import signups_sweep
 from backpain_report.models import Delivery, PendingSignup, Subscriber
-from backpain_report.sending import delivery_send
 from backpain_report.services import subscribers
-from backpain_report.sweep import signups_sweep
 from backpain_report.tasks import process_signup
 
 SIGNUP = {"name": "Ann", "consent": "on"}

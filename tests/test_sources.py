@@ -15,9 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backpain_report import stats
-from backpain_report.export import subscriber_csv_lines
 from backpain_report.models import Delivery, PageView, PendingSignup, Subscriber
-from backpain_report.sources import (
+from backpain_report.page.sources import (
     MAX_UTM_LENGTH,
     SOURCE_FIELDS,
     host_clean,
@@ -25,6 +24,7 @@ from backpain_report.sources import (
     source_label,
     utm_clean,
 )
+from backpain_report.rights.export import subscriber_csv_lines
 
 UTM = "?utm_source=newsletter&utm_medium=email&utm_campaign=spring-2026"
 REFERER = "https://www.example.org/some/path?reader=ann@example.com#frag"

@@ -39,13 +39,13 @@ STARTUP_MODULES = (
     "backpain_report.tasks",
     "backpain_report.urls",
     "backpain_report.views",
-    "backpain_report.sending",
+    "backpain_report.delivery.sending",
     "backpain_report.services.subscribers",
     "backpain_report.services.deliveries",
     "backpain_report.services.content",
     "backpain_report.services.privacy",
-    "backpain_report.sweep",
-    "backpain_report.covers",
+    "backpain_report.delivery.sweep",
+    "backpain_report.report.covers",
     "example_project.urls",
     "example_project.celery",
 )
@@ -80,7 +80,7 @@ def test_manage_py_check_imports_no_pdf_library(tmp_path):
 
 def test_the_runner_sees_a_pdf_library_when_one_is_imported(tmp_path):
     """The check above can fail: importing the renderer puts WeasyPrint in sys.modules."""
-    modules = (*STARTUP_MODULES, "backpain_report.pdf")
+    modules = (*STARTUP_MODULES, "backpain_report.report.pdf")
     code = f"LIBRARIES = {PDF_LIBRARIES!r}\nMODULES = {modules!r}\n{RUNNER}"
     loaded = _run(code, tmp_path)
     assert loaded["after_check"] == []

@@ -2,8 +2,9 @@ import datetime
 
 import pytest
 
-from backpain_report import pageviews, stats
+from backpain_report import stats
 from backpain_report.models import Article, Delivery, PageView, Subscriber
+from backpain_report.page import pageviews
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36"
 DAY = datetime.date(2026, 3, 10)
@@ -98,7 +99,7 @@ def test_default_range_is_the_last_30_days():
 
 def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared_counter):
     from backpain_report.models import PageView
-    from backpain_report.pageviews import page_view_record, page_views_flush
+    from backpain_report.page.pageviews import page_view_record, page_views_flush
 
     for _ in range(5):
         assert page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -111,8 +112,8 @@ def test_views_counted_in_a_shared_cache_reach_the_database_once(article, shared
 
 
 def test_a_failing_counter_cache_counts_in_the_database(article, monkeypatch):
-    from backpain_report import pageviews
     from backpain_report.models import PageView
+    from backpain_report.page import pageviews
 
     class Broken:
         def incr(self, *args, **kwargs):
@@ -124,7 +125,7 @@ def test_a_failing_counter_cache_counts_in_the_database(article, monkeypatch):
 
 
 def test_a_per_process_or_non_atomic_cache_is_never_used_for_counting(settings, tmp_path):
-    from backpain_report.pageviews import _counter_cache
+    from backpain_report.page.pageviews import _counter_cache
 
     for backend in (
         "django.core.cache.backends.locmem.LocMemCache",
@@ -145,7 +146,7 @@ def test_a_per_process_or_non_atomic_cache_is_never_used_for_counting(settings, 
 
 def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, admin_client):
     from backpain_report.models import PageView
-    from backpain_report.pageviews import page_view_record
+    from backpain_report.page.pageviews import page_view_record
     from backpain_report.tasks import sweep_deliveries
 
     page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -157,7 +158,7 @@ def test_the_sweep_and_the_funnel_flush_the_counters(article, shared_counter, ad
 
 def test_two_flushes_at_once_never_count_a_view_twice(article, shared_counter):
     from backpain_report.models import PageView
-    from backpain_report.pageviews import page_view_record, page_views_flush
+    from backpain_report.page.pageviews import page_view_record, page_views_flush
 
     for _ in range(5):
         page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -182,8 +183,8 @@ def test_a_flush_whose_database_write_fails_loses_no_view(article, shared_counte
     during the sweep), the views go back to the counter for the next flush."""
     from django.db import OperationalError
 
-    from backpain_report import pageviews
     from backpain_report.models import PageView
+    from backpain_report.page import pageviews
 
     for _ in range(3):
         pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")
@@ -204,8 +205,8 @@ def test_a_flush_whose_database_write_fails_loses_no_view(article, shared_counte
 def test_a_flush_that_outlived_its_lock_never_counts_a_view_twice(article, shared_counter):
     """The flush lock expires by itself (a flush stuck on a slow database for a minute): a
     second flush then reads the same counters meanwhile, and still no view is added twice."""
-    from backpain_report import pageviews
     from backpain_report.models import PageView
+    from backpain_report.page import pageviews
 
     for _ in range(5):
         pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from backpain_report import selectors
 from backpain_report.models import MailEvent, Subscriber
-from backpain_report.suppression import mail_event_record
+from backpain_report.rights.suppression import mail_event_record
 
 SOFT = MailEvent.Kind.SOFT_BOUNCE
 

@@ -11,9 +11,9 @@ from django.core.management import CommandError, call_command
 from django.db import ProgrammingError
 from django.utils import timezone
 
-from backpain_report import publishing
+from backpain_report.delivery import publishing
+from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep
 from backpain_report.models import Delivery, PendingSignup
-from backpain_report.sweep import deliveries_sweep, signups_sweep
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_a_signup_queued_behind_a_long_backlog_is_republished_at_doubling_interv
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         _pending_signup("queued@example.com", "Queued Reader", at=start)
-    with mock.patch("backpain_report.sweep.publish_signups", side_effect=len):
+    with mock.patch("backpain_report.delivery.sweep.publish_signups", side_effect=len):
         assert _republished_at(signups_sweep, start) == [12, 24, 48, 96, 192]
 
 
@@ -369,7 +369,7 @@ def test_a_signup_published_after_a_long_broker_outage_is_recovered_within_the_c
             enqueued_at=timezone.now(),
             publish_failed_at=timezone.now(),
         )
-    with mock.patch("backpain_report.sweep.publish_signups", side_effect=len):
+    with mock.patch("backpain_report.delivery.sweep.publish_signups", side_effect=len):
         with time_machine.travel(start, tick=False):
             assert signups_sweep().found == 1  # the broker is back: published (and lost)
         assert _republished_at(signups_sweep, start, every=600, until=2 * 3600) == [3600, 7200]

@@ -72,7 +72,7 @@ def test_lost_message_is_recovered_by_the_sweep(make_delivery, celery_worker):
 
 
 def test_a_batch_is_delivered_by_the_worker(make_delivery, celery_worker):
-    from backpain_report.publishing import publish_batches
+    from backpain_report.delivery.publishing import publish_batches
 
     deliveries = [make_delivery() for _ in range(3)]
     assert publish_batches([d.pk for d in deliveries]) == 3

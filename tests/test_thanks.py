@@ -10,7 +10,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from backpain_report import throttling
+from backpain_report.rights import throttling
 
 SIGNUP = reverse("backpain_report:signup")
 DONE = reverse("backpain_report:signup_done")
@@ -79,7 +79,7 @@ def test_the_done_page_leads_back_to_the_article_and_the_site(client, article, n
     text = _done_text(client, _post(client, article))
     assert f'href="{article.get_absolute_url()}"' in text
     assert 'href="https://reports.example.com/"' in text  # SITE_URL (tests/settings.py)
-    # Named as the PDF's closing page names it (links.site_name), never as a raw URL or host.
+    # Named as the PDF's closing page names it (site.site_name), never as a raw URL or host.
     assert "Visit Back Pain Reports" in _normalised(text)
 
 

@@ -25,7 +25,7 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connections
 
-from backpain_report import throttling
+from backpain_report.rights import throttling
 from tests.realservices.support.gating import require_service, unavailable
 from tests.realservices.support.processes import Process, free_port
 
@@ -286,14 +286,14 @@ def test_page_views_on_a_real_shared_cache_reach_the_database_once(backend, arti
     every view flushed once, per article and per source, a Redis counter created with its
     expiry."""
     from backpain_report.models import PageView, SourceView
-    from backpain_report.pageviews import (
+    from backpain_report.page.pageviews import (
         COUNTER_TTL,
         _counter_key,
         page_view_record,
         page_views_flush,
         source_key,
     )
-    from backpain_report.sources import empty_source
+    from backpain_report.page.sources import empty_source
 
     news = {"utm_source": "news", "utm_medium": "email"}
     for n in range(5):
@@ -324,8 +324,8 @@ def test_two_flushes_around_the_locks_expiry_move_each_view_once(backend, articl
         pytest.skip("the overdraw shows on Redis only (the other caches: tests/test_page_views)")
     from django.db.models import Sum
 
-    from backpain_report import pageviews
     from backpain_report.models import PageView
+    from backpain_report.page import pageviews
 
     for _ in range(5):
         pageviews.page_view_record(article=article, user_agent="Mozilla/5.0")

@@ -6,8 +6,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import throttling
 from backpain_report.models import Delivery, Subscriber
+from backpain_report.rights import throttling
 
 SIGNUP = {"name": "Ann", "email": "ann@example.com", "consent": "on"}
 
@@ -193,7 +193,7 @@ def test_requests_without_a_client_ip_share_one_count_and_a_warning_says_so_once
     assert throttling.ip_allowed("198.51.100.7")  # a client with an IP counts on its own
     request = RequestFactory().get("/", REMOTE_ADDR="")
     assert throttling.client_ip(request) is None
-    [warning] = [r for r in caplog.records if r.name == "backpain_report.throttling"]
+    [warning] = [r for r in caplog.records if r.name == "backpain_report.rights.throttling"]
     assert warning.levelname == "WARNING"
     assert "REMOTE_ADDR" in warning.getMessage() and "TRUSTED_PROXIES" in warning.getMessage()
 

@@ -30,7 +30,8 @@ def test_make_lint_runs_ruff_and_mypy_on_the_package():
     lines = result.stdout.splitlines()
     assert any(line.endswith("ruff check .") for line in lines)
     assert any(line.endswith("ruff format --check .") for line in lines)
-    assert lines[-1] == ".venv-x/bin/python -m mypy backpain_report"
+    assert ".venv-x/bin/python -m mypy backpain_report" in lines
+    assert lines[-1] == ".venv-x/bin/lint-imports"  # the layers (issue 23)
 
 
 def test_ci_lints_before_the_suite():

@@ -3,8 +3,8 @@ from django.test import Client
 from django.urls import reverse
 
 from backpain_report import signals
+from backpain_report.delivery.tokens import make_unsubscribe_token
 from backpain_report.models import Delivery
-from backpain_report.tokens import make_unsubscribe_token
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from email.parser import BytesParser
 import pytest
 from django.urls import reverse
 
-from backpain_report import links
+from backpain_report import site
+from backpain_report.delivery.sending import Outcome, delivery_send
+from backpain_report.delivery.tokens import read_unsubscribe_token
 from backpain_report.models import Delivery, Report
-from backpain_report.sending import Outcome, delivery_send
-from backpain_report.tokens import read_unsubscribe_token
 from tests.mail_backends import smtp_configure
 from tests.realservices.support.smtp import SmtpServer
 
@@ -93,7 +93,7 @@ def test_headers_go_out_raw_and_only_non_ascii_text_is_encoded(
     )
     assert match, unsubscribe
     url, token = match.group(1).decode(), match.group(2).decode()
-    assert url == links.absolute(
+    assert url == site.absolute(
         reverse("backpain_report:one_click_unsubscribe", args=[token]), subscriber
     )
     assert url.startswith(LONG_SITE_URL + "/")

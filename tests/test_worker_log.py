@@ -8,11 +8,11 @@ import re
 import pytest
 from django.core import mail
 
-from backpain_report import logs
+from backpain_report.delivery import logs
 from backpain_report.models import Delivery
 from backpain_report.tasks import deliver_report
 
-SENDING = "backpain_report.sending"
+SENDING = "backpain_report.delivery.sending"
 
 
 def _sent_lines(caplog) -> list[str]:

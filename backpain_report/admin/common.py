@@ -14,8 +14,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
-from ..export import export_filename, subscriber_csv_lines
 from ..models import Subscriber
+from ..rights.export import export_filename, subscriber_csv_lines
 from ..services.deliveries import ResendResult, RetrySkipped
 
 

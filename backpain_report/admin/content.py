@@ -18,8 +18,8 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..markup import render_markdown
 from ..models import Article, Report
+from ..report.markup import render_markdown
 from ..services import content
 from .common import date_cell
 
@@ -104,7 +104,7 @@ class ReportAdmin(WideFieldsMixin, admin.ModelAdmin):
         report = get_object_or_404(Report, pk=object_id)
         if not self.has_change_permission(request, report):
             raise PermissionDenied
-        from ..pdf import render_report_pdf  # WeasyPrint: imported where the PDF is rendered
+        from ..report.pdf import render_report_pdf  # WeasyPrint: imported where the PDF is rendered
 
         pdf = render_report_pdf(
             report=report, reader_name=SAMPLE_READER, prepared_on=timezone.localdate()

@@ -16,8 +16,8 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from ..addresses import canonical_email
 from ..models import Delivery, Subscriber
+from ..rights.addresses import canonical_email
 from ..services import deliveries, privacy
 from .common import date_cell, report_resend, retry_skipped_report
 from .filters import date_range_filter

@@ -18,9 +18,10 @@ from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from .. import pageviews, stats
+from .. import stats
 from ..conf import app_settings
 from ..models import Article, PageView
+from ..page import pageviews
 from .chart import panel_chart_svg
 
 MAX_DAYS = 366

@@ -22,13 +22,14 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from .. import selectors, suppression
-from ..addresses import canonical_email
+from .. import selectors
 from ..conf import app_settings
-from ..export import with_last_status
 from ..models import Delivery, Subscriber
+from ..page.sources import SOURCE_FIELDS, source_label
+from ..rights import suppression
+from ..rights.addresses import canonical_email
+from ..rights.export import with_last_status
 from ..services import deliveries, privacy
-from ..sources import SOURCE_FIELDS, source_label
 from .common import csv_response, date_cell, report_resend
 from .filters import (
     ConfirmedFilter,

@@ -6,7 +6,7 @@
 - :mod:`.privacy`: erasure, the purge of unconfirmed sign-ups, deleting with stored PDFs.
 
 Reads are in :mod:`backpain_report.selectors`; sending a delivery is
-:mod:`backpain_report.sending`'s, suppressing an address :mod:`backpain_report.suppression`'s.
-Plain keyword-only functions, no HTTP objects: views, admin actions, commands, tasks and tests
-call the same ones.
+:mod:`backpain_report.delivery.sending`'s, suppressing an address
+:mod:`backpain_report.rights.suppression`'s. Plain keyword-only functions, no HTTP objects: views,
+admin actions, commands, tasks and tests call the same ones.
 """

@@ -9,8 +9,9 @@ from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from .. import pagecache, seed
+from .. import seed
 from ..models import Article, Report
+from ..page import pagecache
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ def report_save(*, report: Report, changed_fields: Iterable[str], created: bool 
             Report.objects.filter(pk=report.pk).update(edition=F("edition") + 1)
         report.refresh_from_db(fields=["edition"])
     if bumped:
-        from .. import pdfcache  # WeasyPrint is heavy: import it only when needed
+        from ..report import pdfcache  # WeasyPrint is heavy: import it only when needed
 
         try:
             pdfcache.invalidate(report)

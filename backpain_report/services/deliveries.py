@@ -1,7 +1,7 @@
 """Deliveries (the outbox): resends, retrying failed ones, cancelling, download links.
 
 Plain functions (no HTTP objects) behind the admin actions, the commands and the views. Sending
-a delivery is :mod:`backpain_report.sending`'s; creating one for a sign-up is
+a delivery is :mod:`backpain_report.delivery.sending`'s; creating one for a sign-up is
 :mod:`backpain_report.services.subscribers`'.
 """
 
@@ -15,9 +15,9 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from .. import selectors
-from ..consent import awaiting_confirmation_q, awaits_confirmation
+from ..delivery.publishing import publish_on_commit
 from ..models import Delivery, Report, Subscriber
-from ..publishing import publish_on_commit
+from ..rights.consent import awaiting_confirmation_q, awaits_confirmation
 
 
 def delivery_resend(

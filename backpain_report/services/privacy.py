@@ -14,9 +14,9 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .. import pdfstore
 from ..conf import app_settings
 from ..models import Delivery, MailEvent, PendingSignup, Subscriber
+from ..report import pdfstore
 
 ERASED_DOMAIN = "erased.invalid"
 

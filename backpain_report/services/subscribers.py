@@ -21,15 +21,15 @@ from django.utils import timezone
 from django.utils.translation import get_language
 
 from .. import selectors, signals
-from ..addresses import canonical_email
 from ..conf import app_settings
-from ..consent import awaits_confirmation
+from ..delivery.publishing import publish_deliveries, publish_on_commit, publish_signup_on_commit
+from ..delivery.sending import UNSUBSCRIBED_ERROR
 from ..models import Article, Delivery, PendingSignup, Report, Subscriber
-from ..publishing import publish_deliveries, publish_on_commit, publish_signup_on_commit
-from ..sending import UNSUBSCRIBED_ERROR
+from ..page.sources import SOURCE_FIELDS, Source, source_clean
+from ..rights.addresses import canonical_email
+from ..rights.consent import awaits_confirmation
+from ..rights.suppression import suppressed_error
 from ..signals import send_after_commit
-from ..sources import SOURCE_FIELDS, Source, source_clean
-from ..suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
 

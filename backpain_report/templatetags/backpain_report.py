@@ -7,9 +7,9 @@ from typing import Any
 from django import template
 from django.template.loader import render_to_string
 
-from ..forms import SignupForm
+from ..forms import SignupForm, form_is_cacheable, signup_form_html
 from ..models import Article
-from ..pagecache import FORM_TEMPLATE, form_is_cacheable, signup_form_html
+from ..page.pagecache import FORM_TEMPLATE
 
 register = template.Library()
 
@@ -32,6 +32,6 @@ def report_signup_form(context: template.Context, article: Article | str | None 
 @register.filter(name="markdown")
 def markdown_filter(text: str):
     """Render Markdown to sanitised HTML."""
-    from ..markup import render_markdown
+    from ..report.markup import render_markdown
 
     return render_markdown(text or "")

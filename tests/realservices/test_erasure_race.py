@@ -17,7 +17,7 @@ import django
 django.setup()
 from django.db import connections, transaction
 from django.utils import timezone
-from backpain_report import sending, tokens
+from backpain_report.delivery import sending, tokens
 from backpain_report.models import Delivery, Report, Subscriber
 from backpain_report.services.privacy import subscriber_erase
 

@@ -59,7 +59,7 @@ import json, sys, threading
 import django
 django.setup()
 from django.db import connection
-from backpain_report import publishing
+from backpain_report.delivery import publishing
 from backpain_report.services import subscribers
 from backpain_report.models import Article, Delivery, Subscriber
 

@@ -17,7 +17,7 @@ import django
 django.setup()
 from django.db import connections, transaction
 from backpain_report.models import MailEvent, Subscriber
-from backpain_report.suppression import mail_event_record
+from backpain_report.rights.suppression import mail_event_record
 
 HOLD = 1.5  # seconds the first webhook's transaction stays open after recording its bounce
 

@@ -470,7 +470,7 @@ def test_a_cross_site_sign_up_through_varnish_is_refused(cached_site, article, r
 # --- 3. Page views ------------------------------------------------------------------------------
 
 FLUSH_VIEWS = """
-from backpain_report.pageviews import page_views_flush
+from backpain_report.page.pageviews import page_views_flush
 from backpain_report.models import PageView, SourceView
 moved = 0
 for _ in range(20):
@@ -658,7 +658,7 @@ def test_an_edit_shows_through_varnish_after_max_age(cached_site, article):
 
 LINKS = """
 from urllib.parse import urlsplit
-from backpain_report import links
+from backpain_report.delivery import links
 from backpain_report.models import Delivery
 delivery = Delivery.objects.select_related("subscriber").get(
     subscriber__email_canonical=sys.argv[1]

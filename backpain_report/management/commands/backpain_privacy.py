@@ -3,8 +3,8 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from backpain_report.addresses import canonical_email, email_masked
 from backpain_report.models import Subscriber
+from backpain_report.rights.addresses import canonical_email, email_masked
 from backpain_report.selectors import pending_signups_export, subscriber_export
 from backpain_report.services.privacy import (
     PurgeNotApplicable,

@@ -1,8 +1,8 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from backpain_report.addresses import canonical_email
 from backpain_report.models import Delivery, Subscriber
+from backpain_report.rights.addresses import canonical_email
 from backpain_report.services.deliveries import (
     deliveries_resend,
     deliveries_retry_failed,

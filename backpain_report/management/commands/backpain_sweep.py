@@ -7,8 +7,8 @@ import traceback
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from backpain_report.pageviews import page_views_flush
-from backpain_report.sweep import deliveries_sweep, signups_sweep
+from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep
+from backpain_report.page.pageviews import page_views_flush
 
 
 class Command(BaseCommand):

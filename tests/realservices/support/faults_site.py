@@ -62,7 +62,8 @@ SIGNUP = (
     _SNIPPET_HEAD
     + """
 from django.db import transaction
-from backpain_report import publishing, selectors
+from backpain_report.delivery import publishing
+from backpain_report import selectors
 from backpain_report.services import subscribers
 
 class Rollback(Exception):

@@ -24,9 +24,10 @@ from typing import Any
 from django.core.files.storage import FileSystemStorage
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from backpain_report import pdfcache, seed
+from backpain_report import seed
 from backpain_report.models import Report
-from backpain_report.pdf import render_report_pdf
+from backpain_report.report import pdfcache
+from backpain_report.report.pdf import render_report_pdf
 
 PREPARED_ON = datetime.date(2025, 3, 14)
 

@@ -7,7 +7,7 @@ file, rendering and storing it when it is missing.
 
 A reader's PDF is stored the first time it is rendered: by the worker when the email carries a
 download link, else by the download view on the first GET. It lives in the app's private storage
-(:mod:`backpain_report.privatestorage`) as ``backpain_report/readers/<d[:2]>/<d>/<c>.pdf``:
+(:mod:`backpain_report.report.privatestorage`) as ``backpain_report/readers/<d[:2]>/<d>/<c>.pdf``:
 ``d`` is a keyed hash (HMAC with ``SECRET_KEY``) of the delivery's id and ``c`` a keyed hash of
 everything the PDF is made of (delivery, report, edition, the reader's name, the date on the
 cover, the language). Nobody without the key can work a name out; a renamed reader, a new
@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from django.core.files.storage import Storage
 from django.utils import timezone, translation
 
-from .models import Delivery
+from ..models import Delivery
 from .privatestorage import file_write, keyed_digest, keyed_digests, private_storage
-from .selectors import subscriber_language
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +73,7 @@ def delivery_prepared_on(delivery: Delivery) -> datetime.date:
 def delivery_language(delivery: Delivery, language: str | None = None) -> str:
     """The language of ``delivery``'s PDF: ``language`` (a download link's, the email's that
     carried it) when the site offers it, else the reader's current language."""
-    fallback = subscriber_language(delivery.subscriber)
+    fallback = delivery.subscriber.writing_language()
     try:  # one spelling per language: "en-us" and "en" name one file where the site has "en"
         return translation.get_supported_language_variant(language or fallback)
     except LookupError:

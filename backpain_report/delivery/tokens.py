@@ -10,9 +10,9 @@ from django.core import signing
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from .conf import app_settings
-from .consent import awaiting_confirmation_q, awaits_confirmation
-from .models import Delivery, Subscriber
+from ..conf import app_settings
+from ..models import Delivery, Subscriber
+from ..rights.consent import awaiting_confirmation_q, awaits_confirmation
 
 UNSUBSCRIBE_SALT = "backpain_report.unsubscribe"
 CONFIRM_SALT = "backpain_report.confirm"

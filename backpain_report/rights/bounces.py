@@ -2,7 +2,7 @@
 
 :func:`tracking_received` listens to ``anymail.signals.tracking`` (connected in
 ``AppConfig.ready`` only when django-anymail is installed) and hands what matters to
-:func:`backpain_report.suppression.mail_event_record`: a hard bounce, a complaint or a reject
+:func:`backpain_report.rights.suppression.mail_event_record`: a hard bounce, a complaint or a reject
 suppresses the address; a soft bounce counts towards ``SOFT_BOUNCE_LIMIT``. Every other event
 (sent, delivered, opened...) is ignored.
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from .models import MailEvent
+from ..models import MailEvent
 from .suppression import MailEventResult, mail_event_record
 
 AMAZON_SES = "Amazon SES"
@@ -105,5 +105,5 @@ def connect() -> bool:
         from anymail.signals import tracking
     except ImportError:
         return False
-    tracking.connect(tracking_received, dispatch_uid="backpain_report.bounces")
+    tracking.connect(tracking_received, dispatch_uid="backpain_report.rights.bounces")
     return True

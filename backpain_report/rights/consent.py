@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from django.db.models import Q
 
-from .conf import app_settings
-from .models import Subscriber
+from ..conf import app_settings
+from ..models import Subscriber
 
 #: ``last_error`` of a report that was not sent because its address awaits confirmation.
 UNCONFIRMED_ERROR = "Not sent: the address has not confirmed (double opt-in)."

@@ -15,8 +15,8 @@ from urllib.parse import unquote
 from django.urls import reverse
 from django.utils.functional import Promise
 
-from .conf import DEFAULTS, app_settings
-from .models import Report
+from ..conf import DEFAULTS, app_settings
+from ..models import Report
 
 #: How many section titles the offer lists (the issue asks for 3 to 5).
 HIGHLIGHTS = 5
@@ -37,7 +37,7 @@ class Offer:
 
 @functools.lru_cache(maxsize=64)
 def _section_titles(pk: int, edition: int, changed: object) -> tuple[str, ...]:
-    from .pdf import body_to_html, report_sections  # WeasyPrint: imported where used
+    from ..report.pdf import body_to_html, report_sections  # WeasyPrint: imported where used
 
     body = Report.objects.filter(pk=pk).values_list("body", flat=True).first() or ""
     return tuple(title for _anchor, title in report_sections(body_to_html(body)))

@@ -1,15 +1,14 @@
-"""Absolute URLs for links that leave the site in emails and PDFs.
+"""The site's own address and name, as the emails, the PDF and the pages write them.
 
-Their host is IDNA-encoded ("https://rückenschmerz.example" links to
-``https://xn--rckenschmerz-…``): the links go into ``List-Unsubscribe``, a header that must be
-ASCII, and work the same in every mail client.
+Its host is IDNA-encoded ("https://rückenschmerz.example" links to ``https://xn--rckenschmerz-…``):
+the links go into ``List-Unsubscribe``, a header that must be ASCII, and work the same in every
+mail client. The validators of ``SITE_URL``, ``PRIVACY_URL`` and ``REPORT_CTA`` are in
+:mod:`backpain_report.config.validators`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import re
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -17,54 +16,26 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
 from django.db import DatabaseError
 from django.urls import NoReverseMatch, reverse
-from django.utils.encoding import iri_to_uri, punycode
+from django.utils.encoding import iri_to_uri
 from django.utils.functional import Promise
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext_lazy
 
 from .conf import app_settings
-from .models import Delivery, Subscriber
-from .tokens import make_confirm_token, make_download_token, make_unsubscribe_token
+from .config.validators import (  # noqa: F401  (site_url_problem, ...: this module's API too)
+    CTA_TEXT_MAX,
+    SCHEMES,
+    UNSAFE_IN_URL,
+    netloc_ascii,
+    privacy_url_problem,
+    report_cta_problem,
+    site_url_problem,
+)
+from .models import Subscriber
 
 logger = logging.getLogger(__name__)
 
-SCHEMES = ("http", "https")
 # Characters browsers drop from a URL (tab, newline) or read as a slash (a backslash): a path
 # holding one can lead off the site (backslash + "evil.example" after "/" is "//evil.example").
-_UNSAFE_IN_URL = re.compile(r"[\x00-\x20\x7f\\]")
-
-
-def netloc_ascii(netloc: str) -> str:
-    """``netloc`` (``host[:port]``) with its host IDNA-encoded; raises UnicodeError if the host
-    cannot be (an empty label, one over 63 characters)."""
-    if netloc.isascii():
-        return netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    host, colon, port = hostport.partition(":")  # not an IPv6 literal: those are ASCII
-    return f"{userinfo}{at}{punycode(host)}{colon}{port}"
-
-
-def site_url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable as ``SITE_URL`` (an origin: ``https://host[:port]``), or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        return "is not a URL"
-    if parts.scheme not in SCHEMES or not parts.hostname:
-        return 'must be an absolute http(s) URL with a host, e.g. "https://www.example.com"'
-    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
-        return (
-            "must be the site's origin alone (scheme, host and optionally a port), without a "
-            "path, query, fragment or user name"
-        )
-    try:
-        ipaddress.ip_address(parts.hostname)
-    except ValueError:
-        try:
-            punycode(parts.hostname)
-        except UnicodeError:
-            return "has a host that is not a host name (an empty label or one over 63 characters)"
-    return None
 
 
 def _origin(url: str) -> str:
@@ -123,33 +94,6 @@ def site_name() -> str:
 
 #: The next step on the report's closing page when ``REPORT_CTA`` is not set.
 DEFAULT_CTA_TEXT = gettext_lazy("Visit our site for more on looking after your back")
-CTA_TEXT_MAX = 200
-
-
-def report_cta_problem(value: object) -> str | None:
-    """What makes ``value`` unusable as ``REPORT_CTA``, or None (None itself is fine)."""
-    if value is None:
-        return None
-    if not isinstance(value, dict) or set(value) != {"text", "url"}:
-        return 'must be None or a dict with exactly the keys "text" and "url"'
-    text, url = value["text"], value["url"]
-    if isinstance(text, Promise):  # gettext_lazy("..."): shown in the reader's language
-        text = str(text)
-    if not isinstance(text, str) or not text.strip() or len(text) > CTA_TEXT_MAX:
-        return f'needs a "text" of 1 to {CTA_TEXT_MAX} characters'
-    if not isinstance(url, str):
-        return 'needs a "url" that is a string'
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return 'needs a "url" that is a URL'
-    if parts.scheme not in SCHEMES or not parts.hostname or _UNSAFE_IN_URL.search(url):
-        return 'needs an absolute http(s) "url", e.g. "https://www.example.com/book/"'
-    try:
-        netloc_ascii(parts.netloc)
-    except UnicodeError:
-        return 'needs a "url" whose host is a host name'
-    return None
 
 
 def uri_ascii(url: str) -> str:
@@ -193,47 +137,6 @@ def report_cta() -> dict[str, str | Promise] | None:
 
 def absolute(path: str, subscriber: Subscriber | None = None) -> str:
     return site_url(subscriber) + path
-
-
-def unsubscribe_url(subscriber: Subscriber) -> str:
-    """The page that shows an "Unsubscribe" button (GET) and acts on POST."""
-    token = make_unsubscribe_token(subscriber.pk)
-    return absolute(reverse("backpain_report:unsubscribe", args=[token]), subscriber)
-
-
-def one_click_unsubscribe_url(subscriber: Subscriber) -> str:
-    """The RFC 8058 endpoint mail clients POST to from the List-Unsubscribe header."""
-    token = make_unsubscribe_token(subscriber.pk)
-    return absolute(reverse("backpain_report:one_click_unsubscribe", args=[token]), subscriber)
-
-
-def confirm_url(subscriber: Subscriber) -> str:
-    """The double opt-in page (GET shows a button, POST confirms)."""
-    token = make_confirm_token(subscriber)
-    return absolute(reverse("backpain_report:confirm", args=[token]), subscriber)
-
-
-def download_url(delivery: Delivery) -> str:
-    """The signed, expiring link to this delivery's PDF, in the active language: the one the
-    email that carries it is written in, so the link serves what the email promised."""
-    token = make_download_token(delivery, language=get_language() or "")
-    return absolute(reverse("backpain_report:download", args=[token]), delivery.subscriber)
-
-
-def privacy_url_problem(url: str) -> str | None:
-    """What makes ``url`` unusable as ``PRIVACY_URL`` (an http(s) URL or a path on the site),
-    or None."""
-    if _UNSAFE_IN_URL.search(url) or url.startswith("//"):
-        return "must be an http(s) URL or a path on the site starting with /"
-    if url.startswith("/"):
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in SCHEMES or not parts.hostname:
-        return "must be an http(s) URL or a path on the site starting with /"
-    return None
 
 
 def privacy_href() -> str:

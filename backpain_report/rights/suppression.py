@@ -1,13 +1,13 @@
 """Suppressed addresses: what the site's email service reported as undeliverable or unwanted.
 
 A hard bounce, a complaint (the reader marked the email as spam) or a reject suppresses the
-subscriber's address at once; soft bounces (temporary failures) only once ``SOFT_BOUNCE_LIMIT``
-of them arrived within its window. Nothing is sent to a suppressed address again: pending
-deliveries are cancelled here, the worker refuses to send (:mod:`backpain_report.sending`), and
+subscriber's address at once; soft bounces (temporary failures) only once ``SOFT_BOUNCE_LIMIT`` of
+them arrived within its window. Nothing is sent to a suppressed address again: pending deliveries
+are cancelled here, the worker refuses to send (:mod:`backpain_report.delivery.sending`), and
 sign-ups and resends create nothing to send (:mod:`backpain_report.services.subscribers`), each with
 :func:`suppressed_error` as the reason, until staff lift the suppression.
 
-Events arrive through anymail's tracking webhooks (:mod:`backpain_report.bounces` translates
+Events arrive through anymail's tracking webhooks (:mod:`backpain_report.rights.bounces` translates
 them); this module knows nothing about anymail. Each event is stored once per
 ``(esp, event_id)``, so a replayed webhook changes nothing.
 """
@@ -24,9 +24,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from ..conf import DEFAULTS, app_settings
+from ..models import Delivery, MailEvent, Subscriber
 from .addresses import canonical_email
-from .conf import DEFAULTS, app_settings
-from .models import Delivery, MailEvent, Subscriber
 from .throttling import limit_parse
 
 logger = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import Delivery, PendingSignup
+from ..conf import app_settings
+from ..models import Delivery, PendingSignup
 
 logger = logging.getLogger(__name__)
 

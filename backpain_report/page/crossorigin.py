@@ -20,38 +20,11 @@ from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest
 from django.utils.http import is_same_domain
 
-from .conf import app_settings
-from .sources import host_clean
+from ..conf import app_settings
+from ..config.validators import origin_problem
 
 #: ``Sec-Fetch-Site`` values of a request the site itself (or the reader, typing) started.
 SAME_ORIGIN = frozenset({"same-origin", "none"})
-
-
-def origin_problem(value: object) -> str | None:
-    """What is wrong with ``value`` as an origin (``https://host[:port]``), or None."""
-    if not isinstance(value, str):
-        return "is not a string"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  (raises ValueError for a port that is no number)
-    except ValueError:
-        return "is not a URL"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "is not an http(s) origin"
-    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
-        return "has more than a scheme, host and port"
-    if value != value.lower().rstrip("/"):
-        return "is not written as browsers send it (lower case, no trailing slash)"
-    host = parts.hostname
-    if not (host_clean(host) or ":" in host):  # a name (ASCII, IDNA-encoded), or an IPv6 literal
-        return "has a host browsers do not send (IDNA-encode it: xn--...; no wildcard)"
-    default = {"http": 80, "https": 443}[parts.scheme]
-    netloc = f"[{host}]" if ":" in host else host
-    port = parts.port
-    canonical = f"{parts.scheme}://{netloc}" + (f":{port}" if port not in (None, default) else "")
-    if value != canonical:
-        return f"is not written as browsers send it ({canonical})"
-    return None
 
 
 def own_origin(request: HttpRequest) -> str:

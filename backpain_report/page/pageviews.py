@@ -32,10 +32,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import Article, PageView, SourceView
+from ..conf import app_settings
+from ..models import Article, PageView, SourceView
+from ..rights.throttling import counts_atomically, is_plain_redis, redis_count
 from .sources import SOURCE_FIELDS, Source, empty_source, source_clean
-from .throttling import counts_atomically, is_plain_redis, redis_count
 
 logger = logging.getLogger(__name__)
 

@@ -21,20 +21,18 @@ from urllib.parse import parse_qs, urlsplit
 from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, QueryDict
 
+from ..config.validators import MAX_HOST_LENGTH, host_clean  # noqa: F401  (API too)
+
 #: The ``utm_*`` parameters kept, in the order they are shown.
 UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign")
 #: Every source field: the form's hidden fields and the model fields share these names.
 SOURCE_FIELDS = (*UTM_FIELDS, "referrer_host")
 #: The longest ``utm_*`` value kept (longer ones are cut).
 MAX_UTM_LENGTH = 100
-#: The longest host name DNS allows.
-MAX_HOST_LENGTH = 253
 
 # Letters (any script), digits and a few separators campaign tools use; everything else
 # (control characters, quotes, angle brackets, formula starters) is dropped.
 _UTM_DROP = re.compile(r"[^\w .,:/+~@()-]")
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 
 Source = dict[str, str]
 
@@ -51,17 +49,6 @@ def utm_clean(value: object) -> str:
         return ""
     text = " ".join(_UTM_DROP.sub("", value[: MAX_UTM_LENGTH * 4]).split())
     return text[:MAX_UTM_LENGTH].strip()
-
-
-def host_clean(value: object) -> str:
-    """A host name fit to store (lower case, IDNA/ASCII letters, digits, dots and hyphens,
-    at most :data:`MAX_HOST_LENGTH`), else ``""``."""
-    if not isinstance(value, str):
-        return ""
-    host = value.strip().lower().rstrip(".")
-    if len(host) > MAX_HOST_LENGTH or not _HOST.match(host):
-        return ""
-    return host
 
 
 def referrer_host(referer: str, *, own_host: str = "") -> str:

@@ -1,12 +1,12 @@
 """The report PDF at volume: the body is rendered once per edition, only the cover per reader.
 
-:func:`report_pdf` is what :func:`backpain_report.pdfstore.delivery_pdf` calls. For each edition of
-a report the whole document is rendered once with a placeholder cover (so page numbers, "Page x of
-y", the contents, links, bookmarks and tags are exactly those of a full render) and kept in the
-app's private storage (:mod:`backpain_report.privatestorage`) under ``backpain_report/cache/``. For
-each reader only the cover is rendered, and :func:`backpain_report.pdfjoin.swap_cover` writes it
-over page 1 of the cached file as a PDF incremental update: the cached bytes are copied unchanged,
-so the join costs milliseconds.
+:func:`report_pdf` is what :func:`backpain_report.report.pdfstore.delivery_pdf` calls. For each
+edition of a report the whole document is rendered once with a placeholder cover (so page numbers,
+"Page x of y", the contents, links, bookmarks and tags are exactly those of a full render) and kept
+in the app's private storage (:mod:`backpain_report.report.privatestorage`) under
+``backpain_report/cache/``. For each reader only the cover is rendered, and
+:func:`backpain_report.report.pdfjoin.swap_cover` writes it over page 1 of the cached file as a PDF
+incremental update: the cached bytes are copied unchanged, so the join costs milliseconds.
 
 Why file storage and not the cache framework: a cached body (~120 kB) outlives restarts and
 deploys, is shared by every worker on every host, has no item-size limit (memcached: 1 MB) and
@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import weasyprint
 from django.core.files.storage import Storage
 
-from . import __version__
+from .. import __version__
 from .pdf import (
     PACKAGE_DIR,
     PDF_OPTIONS,
@@ -166,8 +166,8 @@ def report_pdf(
 ) -> bytes:
     """The report personalised for ``reader_name``: the cached body with a fresh cover.
 
-    Same arguments and result as :func:`backpain_report.pdf.render_report_pdf` (``report`` also
-    needs ``pk``), at a fraction of the cost. A report whose template the cover swap cannot
+    Same arguments and result as :func:`backpain_report.report.pdf.render_report_pdf` (``report``
+    also needs ``pk``), at a fraction of the cost. A report whose template the cover swap cannot
     handle (e.g. links on the cover) is rendered in full instead, and a warning logged.
     ``storage`` (default :func:`cache_storage`) holds the cached bodies.
     """

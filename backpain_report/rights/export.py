@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
-from .models import Delivery, Subscriber
+from ..models import Delivery, Subscriber
 
 CHUNK_SIZE = 2000
 

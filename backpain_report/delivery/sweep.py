@@ -10,8 +10,8 @@ deliveries that are due and have waited as long (counted from the last publish, 
 from when it fell due), and ``sending`` claims older than ``CLAIM_LEASE`` (their worker died)
 with attempts left. A stale claim that used the last of ``MAX_ATTEMPTS`` is not re-published:
 the sweep marks it failed ("Worker lost while sending ..."), as a claim would (the lease, the
-attempt limit and "due" are :mod:`backpain_report.retry`'s). Several hosts may sweep at once:
-rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped ``enqueued_at`` before
+attempt limit and "due" are :mod:`backpain_report.delivery.retry`'s). Several hosts may sweep at
+once: rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED`` and stamped ``enqueued_at`` before
 publishing, so each is re-published by one sweeper; a duplicate message would be harmless
 anyway, because sending claims the row.
 """
@@ -26,8 +26,8 @@ from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F,
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from .conf import app_settings
-from .models import Delivery, PendingSignup
+from ..conf import app_settings
+from ..models import Delivery, PendingSignup
 from .publishing import publish_batches, publish_signups
 from .retry import attempt_due, stale_claim_reclaimable
 from .sending import stale_claims_fail

@@ -8,7 +8,7 @@ sends nothing, and a reader who unsubscribed (or whose address was suppressed) d
 is sent nothing (their row ends cancelled, the reason in ``last_error``). Temporary
 failures put the row back to pending with ``next_attempt_at`` set by exponential backoff with
 jitter; permanent ones (SMTP 5xx) and exhausted attempts mark it failed: the policy is
-:mod:`backpain_report.retry`'s, this module records it. Every failure is written to
+:mod:`backpain_report.delivery.retry`'s, this module records it. Every failure is written to
 ``last_error``.
 
 A reclaim counts as an attempt; a stale claim that already used ``MAX_ATTEMPTS`` is failed
@@ -36,19 +36,25 @@ from typing import Any
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 
-from . import signals
-from .addresses import email_masked
-from .conf import app_settings
-from .consent import (
+from .. import signals
+from ..conf import app_settings
+from ..models import Delivery, Subscriber
+from ..report.pdfstore import (
+    PdfNoLongerWanted,
+    delivery_pdf,
+    delivery_pdf_save,
+    delivery_prepared_on,
+)
+from ..rights.addresses import email_masked
+from ..rights.consent import (
     ALREADY_CONFIRMED_ERROR,
     UNCONFIRMED_ERROR,
     awaiting_confirmation_q,
     awaits_confirmation,
 )
+from ..rights.suppression import suppressed_error
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
-from .models import Delivery, Subscriber
-from .pdfstore import PdfNoLongerWanted, delivery_pdf, delivery_pdf_save, delivery_prepared_on
 from .retry import (
     EARLY_ARRIVAL_SLACK,
     attempt_due,
@@ -57,8 +63,6 @@ from .retry import (
     stale_claim_reclaimable,
     worker_lost_error,
 )
-from .selectors import subscriber_language
-from .suppression import suppressed_error
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +207,7 @@ def _stop_before_sending(delivery: Delivery) -> SendResult:
 
 
 def _record_failure(delivery: Delivery, exc: BaseException) -> SendResult:
-    """Record a failed attempt as :func:`~backpain_report.retry.failure_decide` decides."""
+    """Record a failed attempt as :func:`~backpain_report.delivery.retry.failure_decide` decides."""
     decision = failure_decide(attempts=delivery.attempts, exc=exc)
     error, lost = decision.error, decision.connection_lost
     if decision.give_up:
@@ -251,7 +255,7 @@ def _store_for_link(delivery: Delivery, pdf: bytes, language: str) -> bool:
     delivery may no longer be sent (its reader was erased or unsubscribed during the render, or
     the claim was taken over), the file is deleted again and False is returned, so an erasure
     racing the render leaves no PDF with the reader's name, whichever commits first (the
-    orderings are in :func:`~backpain_report.pdfstore.delivery_pdf_save`). A claim taken over
+    orderings are in :func:`~backpain_report.report.pdfstore.delivery_pdf_save`). A claim taken over
     costs the new run's link one render on its first download (the file may be the same).
 
     A storage error is logged, not raised (True): the link then renders on its first download.
@@ -274,7 +278,7 @@ def _store_for_link(delivery: Delivery, pdf: bytes, language: str) -> bool:
 def _build_message(delivery: Delivery, message_id: str) -> Any | None:
     """The email for ``delivery`` in the reader's language; None when it stopped while its PDF
     was stored for a link."""
-    language = subscriber_language(delivery.subscriber)
+    language = delivery.subscriber.writing_language()
     with translation.override(language):
         return _build_message_now(delivery, message_id, language)
 

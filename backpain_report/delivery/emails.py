@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from email.utils import parseaddr
 from typing import Any
 
 from django.core.mail import EmailMultiAlternatives
 from django.core.mail.utils import DNS_NAME
 from django.template.loader import render_to_string
 from django.utils.crypto import salted_hmac
-from django.utils.encoding import punycode
 
-from . import links, offer
-from .conf import app_settings
+from .. import site
+from ..conf import app_settings
+from ..config.validators import MESSAGE_ID_FORMAT, message_id_domain
+from ..models import Article, Delivery
+from ..page import offer
+from . import links
 from .mailheaders import headers_replace
-from .models import Article, Delivery
 
 SUBJECT_TEMPLATE = "backpain_report/email/report_subject.txt"
 TEXT_TEMPLATE = "backpain_report/email/report.txt"
@@ -33,7 +34,7 @@ def pdf_filename(delivery: Delivery) -> str:
     return f"{delivery.report.slug}-edition-{delivery.report.edition}.pdf"
 
 
-MESSAGE_ID_SALT = "backpain_report.emails.delivery_message_id"
+MESSAGE_ID_SALT = "backpain_report.delivery.emails.delivery_message_id"
 
 
 def delivery_message_id(delivery: Delivery) -> str:
@@ -45,11 +46,10 @@ def delivery_message_id(delivery: Delivery) -> str:
     sharing a sender domain and across a database whose primary keys start again; a resend is
     a new Delivery and so gets a new id.
     """
-    domain = parseaddr(app_settings.FROM_EMAIL or "")[1].rpartition("@")[2]
-    domain = punycode(domain) if domain else DNS_NAME.get_fqdn()
+    domain = message_id_domain(app_settings.FROM_EMAIL or "") or DNS_NAME.get_fqdn()
     created = delivery.created_at.isoformat() if delivery.created_at else ""
     digest = salted_hmac(MESSAGE_ID_SALT, f"{delivery.pk}:{created}", algorithm="sha256")
-    return f"<{delivery.pk}.{digest.hexdigest()[:16]}@{domain}>"
+    return MESSAGE_ID_FORMAT.format(pk=delivery.pk, digest=digest.hexdigest()[:16], domain=domain)
 
 
 # Headers the app writes itself, all ASCII: sent verbatim on one line (see mailheaders).
@@ -79,9 +79,9 @@ def _message(
         "report": delivery.report,
         "name": subscriber.name,
         "unsubscribe_url": links.unsubscribe_url(subscriber),
-        "site_url": links.site_url(subscriber),  # ASCII, for links
-        "site_host": links.site_host(subscriber),  # as people write it, for text
-        "privacy_url": links.privacy_url(subscriber),
+        "site_url": site.site_url(subscriber),  # ASCII, for links
+        "site_host": site.site_host(subscriber),  # as people write it, for text
+        "privacy_url": site.privacy_url(subscriber),
         **extra,
     }
     subject_template, text_template, html_template = templates
@@ -114,7 +114,7 @@ def report_cover_url(delivery: Delivery) -> str:
     """The absolute URL of the report's cover PNG for the email, or "" when there is none to
     show: no site URL is known, or no published article offers the report (its cover's URL
     answers 404 then, and the email would show a broken picture)."""
-    base = links.site_url(delivery.subscriber)
+    base = site.site_url(delivery.subscriber)
     if not base or not Article.objects.published().filter(report=delivery.report_id).exists():
         return ""
     return base + offer.cover_path(delivery.report)

@@ -26,17 +26,18 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, Storage, storages
 from django.utils.crypto import salted_hmac
 
-from . import conf
+from .. import conf
+from ..config.storage import SITE_ALIAS, fallback_location
 
 #: The ``STORAGES`` alias used when ``PRIVATE_STORAGE`` is not set and the site defines it.
-SITE_ALIAS = "backpain_report"
 
 
 class PrivateStorage(FileSystemStorage):
     """A file system storage with no URLs: files 0600, directories 0700 unless told otherwise.
 
     Use it for the ``"backpain_report"`` alias: ``{"BACKEND":
-    "backpain_report.privatestorage.PrivateStorage", "OPTIONS": {"location": "/srv/private"}}``.
+    "backpain_report.report.privatestorage.PrivateStorage", "OPTIONS": {"location":
+    "/srv/private"}}``.
     """
 
     def __init__(
@@ -57,12 +58,6 @@ class PrivateStorage(FileSystemStorage):
 
     def url(self, name: str | None) -> str:
         raise ValueError("Files in the private storage have no URL.")
-
-
-def fallback_location() -> str:
-    """``<temp dir>/backpain_report-<uid>``: the app's own directory when the site names none."""
-    owner = os.getuid() if hasattr(os, "getuid") else "user"
-    return os.path.join(tempfile.gettempdir(), f"backpain_report-{owner}")
 
 
 @cache

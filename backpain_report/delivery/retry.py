@@ -1,7 +1,7 @@
 """The retry policy: when a failed or abandoned delivery is tried again, and when it is given up.
 
-One module decides it for the sender (:mod:`backpain_report.sending`), the tasks
-(:mod:`backpain_report.tasks`) and the sweep (:mod:`backpain_report.sweep`):
+One module decides it for the sender (:mod:`backpain_report.delivery.sending`), the tasks
+(:mod:`backpain_report.tasks`) and the sweep (:mod:`backpain_report.delivery.sweep`):
 
 - **permanent or temporary**: SMTP 5xx answers are permanent (the delivery fails at once); 4xx
   answers, timeouts and connection errors are temporary (:func:`is_permanent`);
@@ -31,8 +31,8 @@ from typing import TypedDict
 from django.db.models import CharField, Q, Value
 from django.db.models.functions import Cast, Concat
 
-from .conf import app_settings
-from .models import Delivery
+from ..conf import app_settings
+from ..models import Delivery
 
 
 #: How every delivery and sign-up task is run: acknowledged once it ran, delivered again (to

@@ -4,26 +4,23 @@
 is ``E002``; a value its validator refuses is the setting's own check id), and the README's
 settings table is these rows (``tests/test_checks.py`` fails when they differ). A validator
 takes a value of the right type (or the default) and returns what is wrong with it, as the rest
-of the sentence "BACKPAIN_REPORT['KEY'] …", or None. The validators the app also uses at run time
-live beside that use (``links``, ``throttling``) and are called from here, imported when a check
-runs: those modules read the settings, so this one cannot import them first.
+of the sentence "BACKPAIN_REPORT['KEY'] …", or None. The validators are in
+:mod:`.validators`, which imports nothing of the app: the modules that also use them at run time
+import them from there, so the settings sit below everything.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parseaddr
 from numbers import Real
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-if TYPE_CHECKING:
-    from django.db.models import Model
+from . import validators
 
 SETTING_NAME = "BACKPAIN_REPORT"
 NONE = type(None)
@@ -69,63 +66,24 @@ class Setting:
         return f"| `{self.name}` | {self.default_shown()} | {self.doc} |"
 
 
-# --- Validators without a home of their own (the run-time ones are imported when called) ----
-
-
-def _max_length(model: type[Model], name: str) -> int:
-    """The ``max_length`` of the column ``model.name`` (none: no limit)."""
-    return getattr(model._meta.get_field(name), "max_length", None) or sys.maxsize
-
-
-def from_email_problem(value: object) -> str | None:
-    """FROM_EMAIL: an address whose domain makes a Message-ID that fits its column (every
-    email's Message-ID is built from that domain and stored on its delivery). The Message-ID
-    is built from the configured FROM_EMAIL, which is ``value`` when the checks run."""
-    if not isinstance(value, str) or "@" not in parseaddr(value)[1]:
-        return "must be set to the sender of the report emails"
-    from django.utils import timezone
-
-    from .emails import delivery_message_id
-    from .models import Delivery
-
-    limit = _max_length(Delivery, "message_id")
-    largest = Delivery(pk=2**63 - 1, created_at=timezone.now())  # the longest id a pk makes
-    try:
-        length = len(delivery_message_id(largest))
-    except UnicodeError:
-        return (
-            "has a domain that is not a valid host name (it cannot be IDNA-encoded), so no "
-            "email could be sent"
-        )
-    if length > limit:
-        return (
-            f"has a domain too long for the Message-ID built from it: up to {length} "
-            f"characters, stored in a column of {limit}"
-        )
-    return None
+# --- Validators that phrase a value's problem for its setting ------------------------------
 
 
 def site_url_problem(value: str | None) -> str | None:
     """SITE_URL, when set: an http(s) origin (unset is E006/W001, see checks.py)."""
-    from .links import site_url_problem as problem_of
-
-    problem = problem_of(value) if value else None
+    problem = validators.site_url_problem(value) if value else None
     return None if problem is None else f"{problem}: got {value!r}"
 
 
 def privacy_url_problem(value: str | None) -> str | None:
     """PRIVACY_URL, when set: an http(s) URL or a path on the site (unset is W007)."""
-    from .links import privacy_url_problem as problem_of
-
-    problem = problem_of(value) if value else None
+    problem = validators.privacy_url_problem(value) if value else None
     return None if problem is None else f"{problem}: got {value!r}"
 
 
-def report_cta_problem(value: dict | None) -> str | None:
-    """REPORT_CTA: None, or a text and an absolute http(s) URL."""
-    from .links import report_cta_problem as problem_of
-
-    return problem_of(value)
+from_email_problem = validators.from_email_problem
+report_cta_problem = validators.report_cta_problem
+consent_version_problem = validators.consent_version_problem
 
 
 def offer_heading_problem(value: str | Promise) -> str | None:
@@ -135,18 +93,6 @@ def offer_heading_problem(value: str | Promise) -> str | None:
     return "is blank: the offer would have an empty heading (its default is shown instead)"
 
 
-def consent_version_problem(value: str | int) -> str | None:
-    """CONSENT_VERSION: fits the column it is stored in with every sign-up (a database with real
-    varchar limits, PostgreSQL, would refuse every sign-up with a 500)."""
-    from .models import PendingSignup, Subscriber
-
-    limit = min(_max_length(model, "consent_version") for model in (PendingSignup, Subscriber))
-    length = len(str(value))
-    if length <= limit:
-        return None
-    return f"is {length} characters long; it is stored with every sign-up in a column of {limit}"
-
-
 def delivery_problem(value: str) -> str | None:
     """DELIVERY: one of the modes."""
     return None if value in DELIVERY_MODES else f"must be one of {', '.join(DELIVERY_MODES)}"
@@ -154,9 +100,7 @@ def delivery_problem(value: str) -> str | None:
 
 def limit_problem(value: tuple | list) -> str | None:
     """A ``(count, seconds)`` setting: two positive integers."""
-    from .throttling import limit_parse
-
-    if limit_parse(value) is not None:
+    if validators.limit_parse(value) is not None:
         return None
     return f"must be (count, seconds), two positive integers: got {value!r}"
 
@@ -173,10 +117,8 @@ def page_max_age_problem(value: int) -> str | None:
 
 def embed_origins_problem(value: tuple | list) -> str | None:
     """EMBED_ORIGINS: origins as browsers send them (``https://host[:port]``)."""
-    from .crossorigin import origin_problem
-
     for origin in value:
-        problem = origin_problem(origin)
+        problem = validators.origin_problem(origin)
         if problem:
             return f"holds {origin!r}, which {problem}"
     return None

@@ -1,15 +1,16 @@
 """Render the free report to PDF bytes. Knows templates and WeasyPrint, never the database.
 
-The report body (Markdown) is rendered and sanitised by :mod:`backpain_report.markup`, placed in
-an ordinary Django template (overridable by the site, see :data:`REPORT_TEMPLATE`) and laid out by
-WeasyPrint. The renderer may read files inside this package (the template's stylesheet, the
-bundled fonts in ``fonts/``, images) and nothing else: every other URL, local or remote, is
-refused, so neither a reader's name nor an edited template can make the renderer touch the network
-or the file system.
+The report body (Markdown) is rendered and sanitised by :mod:`backpain_report.report.markup`, placed
+in an ordinary Django template (overridable by the site, see :data:`REPORT_TEMPLATE`) and laid out
+by WeasyPrint. The renderer may read files inside this package (the template's stylesheet, the
+bundled fonts in ``fonts/``, images) and nothing else: every other URL, local or remote, is refused,
+so neither a reader's name nor an edited template can make the renderer touch the network or the
+file system.
 
 The PDF is tagged (``pdf_tags``) and carries title, author, subject, keywords, language and
 bookmarks. :func:`render_report_pdf` renders the whole report for one reader;
-:mod:`backpain_report.pdfcache` renders the body once per edition and only the cover per reader.
+:mod:`backpain_report.report.pdfcache` renders the body once per edition and only the cover per
+reader.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .markup import render_markdown
 
 REPORT_TEMPLATE = "backpain_report/report/report.html"
 REPORT_CSS = "backpain_report/report/report.css"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent  # the package's own files
 _BASE_URL = path2url(str(PACKAGE_DIR)) + "/"
 FONTS_DIR = PACKAGE_DIR / "fonts"
 #: The PDF's keywords when the report has none (in the language the report is rendered in).
@@ -172,12 +173,12 @@ def render_report_html(
 ) -> str:
     """The report's HTML, from ``report.template_name`` (default :data:`REPORT_TEMPLATE`).
 
-    With ``cover_only`` the template is asked (context variable ``cover_only``) to render the
-    cover page alone; a site template that ignores it still works, only slower. ``next_step``
-    (``REPORT_CTA``, else the site by its name) and ``site`` (``SITE_URL``) feed the closing
-    page, see :func:`backpain_report.links.report_cta` (which may read the current ``Site``).
+    With ``cover_only`` the template is asked (context variable ``cover_only``) to render the cover
+    page alone; a site template that ignores it still works, only slower. ``next_step``
+    (``REPORT_CTA``, else the site by its name) and ``site`` (``SITE_URL``) feed the closing page,
+    see :func:`backpain_report.delivery.site.report_cta` (which may read the current ``Site``).
     """
-    from .links import report_cta, report_site  # links imports the models
+    from ..site import report_cta, report_site  # site imports the models
 
     body_html = body_to_html(report.body)
     sections = report_sections(body_html)
@@ -304,7 +305,7 @@ def render_cover_pdf(*, report: ReportLike, reader_name: str, prepared_on: datet
     """Render only the personalised cover (page 1) of ``report``, with the full metadata,
     written uncompressed.
 
-    :mod:`backpain_report.pdfcache` puts this page in place of the cover of a cached render,
+    :mod:`backpain_report.report.pdfcache` puts this page in place of the cover of a cached render,
     copying its objects as they are and deflating its streams (cheaper than WeasyPrint's
     compression followed by a parse of the result).
     """

@@ -8,9 +8,9 @@ from typing import Any
 from django.http import HttpRequest
 from django.utils.safestring import SafeString, mark_safe
 
-from . import links
-from .conf import app_settings
-from .models import Article
+from .. import site
+from ..conf import app_settings
+from ..models import Article
 
 # What keeps a JSON string from closing the <script> element (as Django's json_script does).
 _SCRIPT_ESCAPES = {ord(">"): "\\u003E", ord("<"): "\\u003C", ord("&"): "\\u0026"}
@@ -21,7 +21,7 @@ DEFAULT_AUTHOR = "The Back Pain Report team"
 def absolute_url(request: HttpRequest, path: str) -> str:
     """``path`` on the site's canonical origin (``SITE_URL``), else on the request's."""
     if app_settings.SITE_URL:
-        return links.absolute(path)
+        return site.absolute(path)
     return request.build_absolute_uri(path)
 
 

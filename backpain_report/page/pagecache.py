@@ -41,15 +41,13 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port
-from django.template.loader import render_to_string
 from django.urls import get_script_prefix, get_urlconf
 from django.utils.cache import get_conditional_response, patch_cache_control
 from django.utils.http import http_date
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 
-from . import __version__
-from .conf import app_settings
+from .. import __version__
+from ..conf import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +58,7 @@ GENERATION_RECHECK = 1.0
 #: Pages a process keeps a copy of (hosts x paths x languages); the oldest used goes first.
 LOCAL_PAGES = 256
 #: Settings that change what the page looks like; a change drops every stored page.
-_DEPENDS_ON = frozenset(
+DEPENDS_ON = frozenset(
     {
         "BACKPAIN_REPORT",
         "TEMPLATES",
@@ -188,7 +186,7 @@ def _fingerprint() -> str:
     """What of the configuration shapes the page, hashed (a deploy with new settings or a new
     version of the app does not serve pages stored before it)."""
     _config_since[0] = int(time.time())
-    parts = [__version__] + [repr(getattr(settings, name, None)) for name in sorted(_DEPENDS_ON)]
+    parts = [__version__] + [repr(getattr(settings, name, None)) for name in sorted(DEPENDS_ON)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -466,45 +464,9 @@ def public_cache_control() -> str:
     return f"public, max-age={max_age()}, stale-while-revalidate=0"
 
 
-# --- The form's HTML on any page --------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=64)
-def _form_html(slug: str, place: str, language: str | None, prefix: str, urlconf: str) -> str:
-    from .forms import SignupForm  # crispy-forms' layout objects: imported where used
-
-    return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug, place=place)})
-
-
-@functools.cache
-def form_is_cacheable() -> bool:
-    """Whether the form template in use is the app's own: a site's override may use the page's
-    context (the article, the request, the user), so it is rendered with the page every time."""
-    from pathlib import Path
-
-    from django.template.loader import get_template
-
-    app_templates = Path(__file__).resolve().parent / "templates"
-    # Every Django template backend's templates have an origin; django-stubs' protocol omits it.
-    origin = get_template(FORM_TEMPLATE).origin.name  # type: ignore[attr-defined]
-    return Path(origin).resolve().is_relative_to(app_templates)
-
-
-def signup_form_html(*, slug: str, place: str = "") -> SafeString:
-    """The unbound sign-up form for ``slug``'s article: the same HTML for every reader (no
-    token; the browser fills in the source fields), rendered once per place (the offer block
-    or after the article: each has ids of its own), language and URLconf.
-
-    Only for the app's own form template (see :func:`form_is_cacheable`)."""
-    urlconf = str(get_urlconf() or "")
-    return mark_safe(_form_html(slug, place, get_language(), get_script_prefix(), urlconf))
-
-
 @receiver(setting_changed)
 def _forget_on_setting_change(*, setting: str, **kwargs: object) -> None:
-    if setting in _DEPENDS_ON:
-        _form_html.cache_clear()
-        form_is_cacheable.cache_clear()
+    if setting in DEPENDS_ON:
         _fingerprint.cache_clear()
         _locale_middleware_in_use.cache_clear()
         pages_invalidate()

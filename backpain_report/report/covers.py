@@ -1,9 +1,9 @@
 """The report's cover as a PNG: page 1 of the real PDF, rasterised once per edition.
 
 The article page shows it beside the offer and social cards use it as ``og:image``. It is the
-cover the reader gets, rendered by :func:`backpain_report.pdf.render_cover_pdf` (the page the
+cover the reader gets, rendered by :func:`backpain_report.report.pdf.render_cover_pdf` (the page the
 cover swap puts in front of every reader's copy) for "You", dated the day the report was last
-changed: the cached edition render's own cover (:mod:`backpain_report.pdfcache`) carries a
+changed: the cached edition render's own cover (:mod:`backpain_report.report.pdfcache`) carries a
 placeholder date (1 January 2000) that would show on the picture.
 
 The PNG is kept in the app's private storage beside the cached bodies, named by the report's pk,
@@ -29,8 +29,8 @@ from django.dispatch import receiver
 from django.utils import timezone
 from django.utils.translation import get_language
 
-from . import __version__
-from .models import Report
+from .. import __version__
+from ..models import Report
 from .privatestorage import file_write, keyed_digest, private_storage
 
 logger = logging.getLogger(__name__)

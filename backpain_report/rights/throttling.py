@@ -34,7 +34,8 @@ from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 
-from .conf import app_settings
+from ..conf import app_settings
+from ..config.validators import is_count, limit_parse  # noqa: F401  (this module's API too)
 
 logger = logging.getLogger(__name__)
 
@@ -52,18 +53,6 @@ def parse_ip(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
-
-
-def is_count(value: object) -> bool:
-    """Whether ``value`` is a positive int (a bool is not a count)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def limit_parse(value: object) -> tuple[int, int] | None:
-    """A ``(count, seconds)`` setting as two positive ints, or None if it is not one."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_count, value)):
-        return value[0], value[1]
-    return None
 
 
 def _setting_limit(name: str) -> tuple[int, int] | None:
