@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from .docs_text import DOCS, ROOT, docs_pages
+from .docs_text import DOCS, ROOT, docs_page, docs_pages
 
 #: The last commit whose README was the whole manual (1,448 lines), before the docs site.
 README_BEFORE_DOCS = "ce9cf9f1a2cc750556ecd041224591d28e9b1401"
@@ -146,3 +146,26 @@ def test_every_docs_page_is_in_a_table_of_contents():
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     listed = set(re.findall(r"^([a-z][\w/-]*)$", index, re.MULTILINE))
     assert set(docs_pages()) - {"index"} == listed
+
+
+def test_the_module_paths_the_code_map_lists_exist():
+    """docs/reference/code-map.md lists the module paths the other pages name (so a module
+    that moves is updated in one list); each still imports, and the logger still has its name."""
+    import importlib
+
+    section = docs_page("reference/code-map").split("## Module paths named elsewhere")[1]
+    dotted = set(re.findall(r"`(backpain_report(?:\.\w+)+)`", section))
+    assert "backpain_report.privatestorage.PrivateStorage" in dotted
+    package = ROOT / "backpain_report"
+    for path in sorted(dotted - {"backpain_report.sending"}):
+        try:
+            importlib.import_module(path)
+        except ImportError:
+            module, _, name = path.rpartition(".")
+            assert hasattr(importlib.import_module(module), name), path
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in package.rglob("*.py"))
+    assert 'getLogger("backpain_report.sending")' in sources or (
+        "getLogger(__name__)" in (package / "sending.py").read_text(encoding="utf-8")
+    )
+    for name in re.findall(r"`([a-z_]+\.py)`", section):
+        assert list(package.rglob(name)), name
