@@ -10,6 +10,7 @@
 #                       WeasyPrint 68, ...) with Python 3.10: nox's oldest session
 #   make test-matrix    the unit tests on every Django x Python pair of noxfile.py (nox)
 #   make lint           ruff, and mypy on backpain_report/ (make format: ruff's fixes)
+#   make docs           the documentation site (Sphinx, furo) into docs/_build/html; `make test` too
 #   make check-system   the Debian packages WeasyPrint needs (check-system-test: and the tests);
 #                       installed with apt-get when root or `sudo -n` works (APT=0: only check)
 #   make bench          measure the rows of issues 11 and 21 on the real stack, into RESULTS.md
@@ -60,11 +61,11 @@ APT ?= 1
 SYSTEM_PACKAGES = tools/system_packages.sh $(if $(filter 0,$(APT)),--check)
 
 .PHONY: help venv check-system check-system-test check-bench example test test-fast test-future \
-	test-compat \
+	test-compat docs \
 	test-matrix lint format clean bench bench-multihost profile node-tools
 
 help:
-	@sed -n '2,25s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
+	@sed -n '2,26s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
 # The venv is created only when missing (or when it was made by another Python than $(PYTHON));
 # the stamp re-runs the install whenever setup.cfg changes.
@@ -113,8 +114,14 @@ $(AXE): package.json package-lock.json
 
 node-tools: $(AXE)
 
+# The documentation site (docs/: Sphinx, furo, MyST Markdown), warnings as errors, so a broken
+# link, an orphan page or a bad include fails. -E re-reads every page: the settings table is
+# generated from settings_schema.py, which Sphinx does not watch. About 2 s; `make test` runs it.
+docs: venv
+	$(VENV)/bin/sphinx-build -E -W --keep-going -b html docs docs/_build/html
+
 # pytest exits 5 when it collected no test: that is a failure here, never a success.
-test: check-system-test venv node-tools
+test: check-system-test venv node-tools docs
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

@@ -1,6 +1,6 @@
 """The compatibility matrix: the unit tier on each supported Django x Python pair.
 
-    nox                      every session (the whole matrix, README "Compatibility")
+    nox                      every session (the whole matrix, docs "Compatibility")
     nox -t compat            the oldest pair at the lower bounds: ``make test-compat``
     nox -s "tests(django5.2-py3.10-lowest)"   one session; -R reuses its venv and skips the install
 

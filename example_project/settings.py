@@ -235,7 +235,7 @@ BACKPAIN_REPORT = {
     "DOUBLE_OPT_IN": _env_bool("BACKPAIN_DOUBLE_OPT_IN", False),
 }
 # BACKPAIN_EMBED_ORIGINS (comma-separated origins, e.g. https://www.example.org): other sites
-# allowed to post the sign-up form (README, "Embedding the form"); unset: none.
+# allowed to post the sign-up form (docs, "Embedding the form"); unset: none.
 _embed_origins = [
     origin.strip()
     for origin in os.environ.get("BACKPAIN_EMBED_ORIGINS", "").split(",")

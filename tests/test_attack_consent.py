@@ -1,6 +1,6 @@
 """An independent review's attacks on issue 22's consent fixes (double opt-in, resends, names).
 
-Each test names the README promise it breaks and fails on the code it was written against
+Each test names the documented promise it breaks and fails on the code it was written against
 (bb96a0e). The helpers are those of ``test_consent_rounds``.
 """
 
@@ -70,7 +70,7 @@ def _confirmed_reader_with_report(client, capture) -> Subscriber:
     return reader
 
 
-# README, Unsubscribe: "Either way at most one email per THROTTLE_ADDRESS_WINDOW: with double
+# Docs, Unsubscribe: "Either way at most one email per THROTTLE_ADDRESS_WINDOW: with double
 # opt-in, a new consent inside the window of the last email gets its confirmation request when
 # that window ends". The window after a waiting confirmation is counted from when its row was
 # made, not from when it was sent, so the next consent's request follows it within the window.
@@ -95,7 +95,7 @@ def test_attack_the_window_after_a_waiting_confirmation_counts_from_when_it_was_
     assert emails_within(HOUR) == 1  # fails: a second request 20 minutes after the first
 
 
-# README, How delivery works: "a confirmation, unless one for this consent went out whose link
+# Docs, How delivery works: "a confirmation, unless one for this consent went out whose link
 # may still work (an ignored request is not followed by more until it has expired ...)".
 # "Went out within CONFIRM_MAX_AGE" is measured from the row's creation; a request that waited
 # for the window is sent (and its link built) up to a window later, so a sign-up in that last
@@ -119,7 +119,7 @@ def test_attack_no_second_request_while_a_waited_requests_link_still_works(
     assert len(mail.outbox) == 3  # fails: a second request while the first link works
 
 
-# README, Unsubscribe: "at most one email per THROTTLE_ADDRESS_WINDOW" and How delivery works:
+# Docs, Unsubscribe: "at most one email per THROTTLE_ADDRESS_WINDOW" and How delivery works:
 # no other confirmation while this consent's "is on its way". An operator with a long window
 # (30 days, "one email a month") and the default 7-day links: a request that has waited longer
 # than CONFIRM_MAX_AGE no longer counts as on its way, so each later sign-up queues another one
@@ -152,7 +152,7 @@ def test_attack_a_request_still_waiting_counts_as_on_its_way_however_long_it_wai
     assert emails_within(30 * DAY) == 1
 
 
-# README, Double opt-in: "Readers who signed up before double opt-in was turned on were never
+# Docs, Double opt-in: "Readers who signed up before double opt-in was turned on were never
 # asked, and are not held back." and "A confirmed reader's name is never changed by a sign-up."
 # A single opt-in reader has confirmed_at NULL; once double opt-in is on, one anonymous sign-up
 # of their address by a stranger renames them and holds them back from every staff resend.
@@ -169,7 +169,7 @@ def test_attack_a_stranger_cannot_hold_back_or_rename_a_reader_from_before_doubl
     assert (result.queued, name) == (1, "Ann")  # fails: (0, 'Stranger Chosen Words')
 
 
-# README, Double opt-in: "An address asked to confirm gets nothing but the confirmation request,
+# Docs, Double opt-in: "An address asked to confirm gets nothing but the confirmation request,
 # whoever asks: a staff resend (admin or backpain_resend) ... skip it". "Asked" is read as
 # confirmation_requested_at being set, which a sign-up under double opt-in leaves empty when
 # the article it names offers no report (the form's hidden field is the attacker's to set).
@@ -216,7 +216,7 @@ def test_attack_a_huge_window_does_not_crash_a_new_sign_up_under_double_opt_in(
     assert result.delivery is not None and result.delivery.kind == "confirmation"
 
 
-# README, Privacy operations: "The purge ... only for a request that was sent (a confirmation
+# Docs, Privacy operations: "The purge ... only for a request that was sent (a confirmation
 # made for their latest consent and delivered: never one still waiting, failed or never
 # made)". A reader sent a request for their latest consent who ignored it, whose later
 # request for the same consent (their link had expired and they signed up again) failed, is
@@ -241,7 +241,7 @@ def test_attack_the_purge_follows_the_readme_consent_not_request(
     assert list(subscribers_unconfirmed_stale(older_than_days=8)) == [reader]  # fails: []
 
 
-# README, Double opt-in: an address gets "nothing but the confirmation request" until it
+# Docs, Double opt-in: an address gets "nothing but the confirmation request" until it
 # confirms, and then the report; and "at most one email per THROTTLE_ADDRESS_WINDOW". Once
 # confirmed, a confirmation request still queued for the address (here one of those that
 # piled up behind a long window) is sent anyway: the worker checks a report's reader, never a
@@ -279,7 +279,7 @@ def test_attack_a_confirmed_reader_is_not_sent_a_confirmation_still_queued(
     assert kinds == ["report"]  # fails: ['report', 'confirmation'], an hour apart
 
 
-# README, Double opt-in: "A confirmed reader's name is never changed by a sign-up" and a
+# Docs, Double opt-in: "A confirmed reader's name is never changed by a sign-up" and a
 # stranger's name reaches an address "nothing until the address is confirmed". Under double
 # opt-in a re-subscription now takes the new sign-up's name at once, and re-subscribing
 # re-opens the reader's old download links (valid while "subscribed"): a stranger who signs

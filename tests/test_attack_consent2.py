@@ -1,6 +1,6 @@
 """A second independent review's attacks on issue 22's consent rules (after 3028825).
 
-Each test names the README promise (or docstring rule) it breaks and fails on the code it was
+Each test names the documented promise (or docstring rule) it breaks and fails on the code it was
 written against. The helpers are those of ``test_consent_rounds``. A sign-up "whose message was
 lost" is a ``PendingSignup`` written by :func:`signup_submit` outside any captured commit: its
 message is never published, and the test processes it later, as the sweep's re-publish would.
@@ -74,7 +74,7 @@ def confirmations() -> list:
 # if the reader unsubscribed in between, that older consent re-subscribes them.
 
 
-# README, Unsubscribe: "Signing up again later is a new consent" (a sign-up given *before* the
+# Docs, Unsubscribe: "Signing up again later is a new consent" (a sign-up given *before* the
 # reader unsubscribed is not one); single opt-in. The reader gets their report, unsubscribes,
 # and then the sweep's late processing of their own earlier (duplicate) submission re-subscribes
 # them and mails the report again, to an address that withdrew after the last consent it gave.
@@ -95,7 +95,7 @@ def test_attack2_a_sign_up_given_before_the_unsubscribe_does_not_resubscribe(
     assert len(reports()) == 1  # fails: the report again, after the unsubscribe
 
 
-# README, Double opt-in: a new consent gets its confirmation ("with double opt-in the address
+# Docs, Double opt-in: a new consent gets its confirmation ("with double opt-in the address
 # must be confirmed again ... before the report goes out again"; issue 22 item 1: "A new consent
 # must get its confirmation"). The same late sign-up under double opt-in re-subscribes the reader
 # with a consented_at *older* than the confirmation request of the consent before, so that
@@ -126,7 +126,7 @@ def test_attack2_a_late_resubscription_gets_a_working_confirmation_link(
     assert ConfirmState.VALID in states  # fails: [REVOKED], no request made for the new consent
 
 
-# README, Privacy operations: "The purge ... only for a request that was sent (a confirmation
+# Docs, Privacy operations: "The purge ... only for a request that was sent (a confirmation
 # made for their latest consent and delivered: never one still waiting, failed or never made)".
 # After the late re-subscription above, the request of the consent *before* counts as made for
 # the latest one (it was created after the late consent's consented_at), so nine days later
@@ -164,7 +164,7 @@ def test_attack2_a_late_resubscription_is_not_purged_for_the_previous_consents_r
 # worker makes every delivery of the consent look older than it.
 
 
-# README, How delivery works: "a confirmation, unless one for this consent is waiting to go
+# Docs, How delivery works: "a confirmation, unless one for this consent is waiting to go
 # (however long) or went out within CONFIRM_MAX_AGE, so its link may still work (an ignored
 # request is not followed by more until it has expired ...)". With the web host five minutes
 # ahead of the worker, the consent's request does not count as its own: each sign-up after the
@@ -190,7 +190,7 @@ def test_attack2_clock_skew_no_second_request_while_the_first_link_works(
     assert len(confirmations()) == 1  # fails: 2, the second two hours after the first
 
 
-# README, How delivery works (single opt-in, the default): "nothing for a reader who has this
+# Docs, How delivery works (single opt-in, the default): "nothing for a reader who has this
 # edition (a report of it sent, or on its way, since their latest consent ...)". With the web
 # host ahead of the worker, the report sent for the consent predates it, so every sign-up of a
 # known address after the window mails the same edition again.
@@ -215,7 +215,7 @@ def test_attack2_clock_skew_single_opt_in_does_not_resend_an_edition_the_reader_
 # --- Names ----------------------------------------------------------------------------------------
 
 
-# README, Double opt-in: "each sign-up's name replaces the one before, so the report greets the
+# Docs, Double opt-in: "each sign-up's name replaces the one before, so the report greets the
 # name given last before the confirmation (a stranger who signed the address up first does not
 # name its owner ...)". "Last" is the order the worker processes sign-ups in, not the order
 # they were given: a stranger's sign-up made *before* Ann's, whose message was delayed (the
@@ -240,7 +240,7 @@ def test_attack2_a_strangers_earlier_sign_up_processed_late_does_not_name_the_ow
 # --- Toggling DOUBLE_OPT_IN ---------------------------------------------------------------------
 
 
-# README, Double opt-in: "the report follows once the reader presses 'Confirm' on the page the
+# Docs, Double opt-in: "the report follows once the reader presses 'Confirm' on the page the
 # link opens". An owner turns double opt-in off while requests are out: a reader who then
 # confirms is recorded as confirmed and sent nothing (subscriber_confirm queues the report only
 # "if DOUBLE_OPT_IN"), and their sign-up under double opt-in sent no report either: the reader who
@@ -260,7 +260,7 @@ def test_attack2_a_reader_who_confirms_after_double_opt_in_was_turned_off_gets_t
 # --- Wrong settings -----------------------------------------------------------------------------
 
 
-# README, Unsubscribe: "A window longer than a century counts as a century" (and bad input is
+# Docs, Unsubscribe: "A window longer than a century counts as a century" (and bad input is
 # never a traceback). The suppressed-address branch of a sign-up still subtracts the raw window
 # from now: with an operator's "never twice" window every sign-up of a suppressed address raises
 # OverflowError in the worker (the task fails and the sweep retries it forever).
@@ -281,7 +281,7 @@ def test_attack2_a_huge_window_does_not_crash_a_sign_up_of_a_suppressed_address(
 # --- backpain_resend's report -------------------------------------------------------------------
 
 
-# README, Management commands: "backpain_resend EMAIL… | --status failed: ... says how many it
+# Docs, Management commands: "backpain_resend EMAIL… | --status failed: ... says how many it
 # skipped and why (unsubscribed, suppressed, or not confirmed under double opt-in)". With
 # --status failed it names only the unconfirmed: failed deliveries of unsubscribed and of
 # suppressed readers are left alone without a word ("Queued 0 failed deliveries again.").
@@ -304,7 +304,7 @@ def test_attack2_resend_status_failed_says_how_many_it_skipped_and_why(
 # --- The expired link's "Send me a fresh link" ---------------------------------------------------
 
 
-# README, Threat model: "THROTTLE_ADDRESS_WINDOW: at most one email per address per window", and
+# Docs, Threat model: "THROTTLE_ADDRESS_WINDOW: at most one email per address per window", and
 # How delivery works: no other confirmation while this consent's "is waiting to go ... or went
 # out within CONFIRM_MAX_AGE". The expired page's "Send me a fresh link" asks only the cache
 # throttle, which no sign-up's email counts: right after a sign-up sent this consent a fresh
@@ -334,7 +334,7 @@ def test_attack2_a_fresh_link_from_an_expired_page_respects_the_window(
 # --- A previous consent's link, in a race -----------------------------------------------------
 
 
-# README, Double opt-in: links "stop working when the reader signs up afresh". The confirm view
+# Docs, Double opt-in: links "stop working when the reader signs up afresh". The confirm view
 # checks the token (consent version included), then subscriber_confirm confirms the row with a
 # conditional UPDATE that asks only "not confirmed, not unsubscribed", not "the same consent".
 # If the address is unsubscribed and re-subscribed (by a stranger, with a name of their choosing)

@@ -1,4 +1,4 @@
-"""Attacks found by the review of issue 21: sign-up protection (README, "Sign-up protection",
+"""Attacks found by the review of issue 21: sign-up protection (docs, "Sign-up protection",
 "Embedding the form").
 
 - Check E017 accepts EMBED_ORIGINS no browser ever sends ("as browsers send them" is its

@@ -1,4 +1,4 @@
-"""Attacks found by the review of issue 21: the article page in any cache (README, "The
+"""Attacks found by the review of issue 21: the article page in any cache (docs, "The
 article page in any cache").
 
 - A reader whose request carries a malformed CSRF cookie, arriving when the page is not stored
@@ -120,7 +120,7 @@ def _mo(messages: dict[str, str]) -> bytes:
 
 
 def test_a_site_catalogue_in_locale_paths_is_seen_at_once(client, article, settings, tmp_path):
-    """README, "Languages": a site-wide catalogue comes with LOCALE_PATHS; README, "Edits": a
+    """Docs, "Languages": a site-wide catalogue comes with LOCALE_PATHS; docs, "Edits": a
     change of the settings drops the stored pages (the digest is part of the key)."""
     settings.LANGUAGE_CODE = "de"
     client.get(article.get_absolute_url())  # stored
@@ -145,7 +145,7 @@ class SiteLocaleMiddleware(LocaleMiddleware):
     LANGUAGES=[("en", "English"), ("de", "German")],
 )
 def test_a_language_from_the_cookie_is_never_public_with_a_locale_middleware_subclass(article):
-    """README, "Language": a request whose language may come from the language cookie is
+    """Docs, "Language": a request whose language may come from the language cookie is
     answered private; a page in German sent public with only Vary: Accept-Language would be
     kept by a CDN for every English reader."""
     reader = Client(headers={"Accept-Language": "en"})

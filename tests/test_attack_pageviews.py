@@ -1,4 +1,4 @@
-"""Attacks found by the review of issue 21: page views (README, "Page views").
+"""Attacks found by the review of issue 21: page views (docs, "Page views").
 
 - A source that keeps being viewed is listed again after every flush (the flush takes its
   counter down to 0, the next view's INCR returns 1 and is taken for "the first view of a source

@@ -1,4 +1,4 @@
-"""a replayed event counts once (README, "Bounces and complaints"), also from an
+"""a replayed event counts once (docs, "Bounces and complaints"), also from an
 email service that gives no event id (anymail's Brevo, Mailjet, Mandrill: ``event_id=None``)."""
 
 from __future__ import annotations

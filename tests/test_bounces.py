@@ -1,5 +1,5 @@
 """Bounces and complaints: anymail's real tracking webhooks suppress addresses, and nothing is
-sent to a suppressed address again (README, "Bounces and complaints").
+sent to a suppressed address again (docs, "Bounces and complaints").
 
 Payloads have the shapes Amazon SES (inside its SNS envelope) and Mailgun post; they go to the
 webhook URLs of the test site (``/anymail/...``, tests/urls.py) with the auth set in

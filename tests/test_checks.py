@@ -1,4 +1,4 @@
-import itertools
+import importlib.util
 import re
 from pathlib import Path
 
@@ -7,6 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from backpain_report.checks import check_settings
+
+from .docs_text import DOCS, docs_page
 
 # A production site's privacy notice (without it, DEBUG off adds W007 to every list).
 PRIVACY = {"PRIVACY_URL": "/privacy/"}
@@ -188,27 +190,35 @@ def test_throttle_download_is_declared_and_typed(settings):
     )
 
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+def _settings_table() -> list[str]:
+    """The settings table the docs build renders (docs/_ext/backpain_docs.py)."""
+    path = DOCS / "_ext" / "backpain_docs.py"
+    spec = importlib.util.spec_from_file_location("backpain_docs", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.settings_table()
 
 
-def test_the_readme_settings_table_is_the_schema():
-    """Each setting is declared once, in settings_schema.py: README's settings table is its rows
-    (name, default as shown, meaning), in its order, and conf's defaults are its defaults."""
+def test_the_docs_settings_table_is_the_schema():
+    """Each setting is declared once, in settings_schema.py: the docs' settings table is generated
+    from its rows (name, default as shown, meaning), in its order, by the ``backpain-settings``
+    directive the settings page uses (no row copied by hand), and conf's defaults are its
+    defaults."""
     from backpain_report.conf import DEFAULTS
     from backpain_report.config.schema import SETTINGS
 
-    table = README.read_text().split("## Settings reference")[1].split("### System checks")[0]
-    documented = re.findall(r"^\| `[A-Z_]+` \|.*\|$", table, re.MULTILINE)
-    expected = [setting.readme_row() for setting in SETTINGS]
-    assert documented == expected, "\n".join(
-        f"README: {row}\nschema: {want}"
-        for row, want in itertools.zip_longest(documented, expected)
-        if row != want
-    )
+    page = docs_page("reference/settings")
+    assert page.count("```{backpain-settings}\n```") == 1
+    assert re.findall(r"^\| `[A-Z_]+` \|.*\|$", page, re.MULTILINE) == []  # none by hand
+    rows = _settings_table()
+    assert rows[:2] == ["| key | default | meaning |", "| --- | --- | --- |"]
+    assert rows[2:] == [setting.readme_row() for setting in SETTINGS]
+    assert [row.split("`")[1] for row in rows[2:]] == [setting.name for setting in SETTINGS]
     assert {setting.name: setting.default for setting in SETTINGS} == DEFAULTS
 
 
-def test_a_changed_default_or_doc_line_no_longer_matches_the_readme():
+def test_a_changed_default_or_doc_line_no_longer_matches_the_docs():
     """The comparison above sees a default, a doc line and a note (the rows differ)."""
     from dataclasses import replace
 
@@ -239,11 +249,12 @@ def test_every_default_has_its_type_and_passes_its_validator(settings):
 
 
 def test_every_check_id_is_documented_once():
-    """The ids checks.py raises and the ones the schema declares are README's checks table."""
+    """The ids checks.py raises and the ones the schema declares are the docs' checks table
+    (docs/reference/checks.md)."""
     from backpain_report import checks
     from backpain_report.config import schema as settings_schema
 
-    checks_table = README.read_text().split("### System checks")[1].split("\n## ")[0]
+    checks_table = docs_page("reference/checks")
     documented = re.findall(r"^\| `(backpain_report\.[EW]\d{3})` \|", checks_table, re.M)
     used = set(re.findall(r'id="(backpain_report\.[EW]\d{3})"', Path(checks.__file__).read_text()))
     used |= {setting.check_id for setting in settings_schema.SETTINGS if setting.check_id}

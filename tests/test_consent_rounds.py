@@ -358,7 +358,7 @@ def test_a_waiting_confirmation_whose_message_is_lost_is_sent_by_the_sweep(
 def test_the_name_is_the_last_given_before_the_click(
     client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
 ):
-    """The README's limit, pinned: a sign-up between the owner's and her click names her."""
+    """The docs' limit, pinned: a sign-up between the owner's and her click names her."""
     capture = django_capture_on_commit_callbacks
     sign_up(client, capture, name="Ann")
     send_due()

@@ -1,5 +1,5 @@
 """The sign-up without a token: Fetch Metadata and Origin decide which browsers may post it
-(README, "Sign-up protection" and "Embedding the form")."""
+(docs, "Sign-up protection" and "Embedding the form")."""
 
 from __future__ import annotations
 

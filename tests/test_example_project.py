@@ -210,7 +210,7 @@ POPULATE = (
 
 
 def test_dev_tools_are_installed_only_in_development(tmp_path):
-    """README: backpain_populate and backpain_bench come from benchmarks/devtools/, a dev-only app
+    """Docs: backpain_populate and backpain_bench come from benchmarks/devtools/, a dev-only app
     the example installs with DEBUG on or EXAMPLE_DEVTOOLS=1, never from the package."""
     result = run_example(LIST_DEV_COMMANDS, tmp_path / "dev")
     assert result.returncode == 0, result.stderr
@@ -229,13 +229,13 @@ def test_dev_tools_are_installed_only_in_development(tmp_path):
 
 
 def test_double_opt_in_is_one_switch_away(tmp_path):
-    """README: BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow in the example."""
+    """Docs: BACKPAIN_DOUBLE_OPT_IN=1 tries the confirmation flow in the example."""
     got = example_settings(tmp_path / "var", BACKPAIN_DOUBLE_OPT_IN="1")
     assert got["app_settings"]["DOUBLE_OPT_IN"] is True
 
 
 def test_embed_origins_come_from_the_environment(tmp_path):
-    """README: BACKPAIN_EMBED_ORIGINS (comma-separated) lists the sites that may post the form."""
+    """Docs: BACKPAIN_EMBED_ORIGINS (comma-separated) lists the sites that may post the form."""
     assert "EMBED_ORIGINS" not in example_settings(tmp_path / "none")["app_settings"]
     listed = " https://www.example.org, http://127.0.0.2:8001 ,"
     got = example_settings(tmp_path / "var", BACKPAIN_EMBED_ORIGINS=listed)
@@ -246,7 +246,7 @@ def test_embed_origins_come_from_the_environment(tmp_path):
 
 
 def test_page_max_age_and_a_template_dir_come_from_the_environment(tmp_path):
-    """README (Production): BACKPAIN_PAGE_MAX_AGE and EXAMPLE_TEMPLATE_DIR, which the Varnish
+    """Docs (Production): BACKPAIN_PAGE_MAX_AGE and EXAMPLE_TEMPLATE_DIR, which the Varnish
     tier runs its sites with; unset, the app's default and no folder of the site's own."""
     unset = example_settings(tmp_path / "a")
     assert "PAGE_MAX_AGE" not in unset["app_settings"] and unset["template_dirs"] == []

@@ -130,7 +130,7 @@ def test_the_catalogue_lists_every_text_the_app_marks(tmp_path: Path) -> None:
     """``makemessages`` run again finds no msgid the shipped catalogue lacks."""
     copy = tmp_path / "backpain_report"
     shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    # As README says: run in the package's folder (django-admin, not ``python -m``, so the
+    # As the docs say: run in the package's folder (django-admin, not ``python -m``, so the
     # package's own modules do not shadow the standard library's).
     django_admin = Path(sys.executable).parent / "django-admin"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}

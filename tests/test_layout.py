@@ -1,4 +1,4 @@
-"""The repository's layout is what the README says: product commands in the package, dev tools
+"""The repository's layout is what the docs say: product commands in the package, dev tools
 in ``benchmarks/devtools/``, and ``tests/realservices/`` split into tests and a harness."""
 
 from __future__ import annotations
@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .docs_text import docs_page
+
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
 REALSERVICES = ROOT / "tests" / "realservices"
 
 
@@ -15,19 +16,12 @@ def modules(folder: Path) -> set[str]:
     return {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
 
 
-def readme_section(heading: str) -> str:
-    """The README's text under ``heading`` up to the next heading of any level."""
-    start = README.index(f"\n{heading}\n")
-    end = re.compile(r"^#{2,3} ", re.MULTILINE).search(README, start + len(heading) + 2)
-    return README[start : end.start() if end else None]
-
-
 def table_commands(text: str) -> set[str]:
     return set(re.findall(r"^\| `(backpain_\w+)", text, re.MULTILINE))
 
 
-def test_readme_lists_the_package_commands_and_the_dev_commands_apart() -> None:
-    section = readme_section("### Management commands")
+def test_the_docs_list_the_package_commands_and_the_dev_commands_apart() -> None:
+    section = docs_page("reference/commands")
     product, dev = section.split("| dev command |")
     assert table_commands(product) == modules(ROOT / "backpain_report" / "management" / "commands")
     assert table_commands(dev) == modules(
@@ -44,7 +38,8 @@ def test_realservices_holds_only_tests_and_the_support_package() -> None:
     assert not any(name.startswith("test_") for name in modules(REALSERVICES / "support"))
 
 
-def test_readme_names_every_harness_module() -> None:
-    paragraph = README[README.index("`tests/realservices/support/`") :].split("\n\n")[0]
+def test_the_docs_name_every_harness_module() -> None:
+    tests_page = docs_page("development/tests")
+    paragraph = tests_page[tests_page.index("`tests/realservices/support/`") :].split("\n\n")[0]
     named = set(re.findall(r"`(\w+)`", paragraph))
     assert modules(REALSERVICES / "support") <= named

@@ -1,11 +1,13 @@
-"""The code map: each module says in its first line what lives there (README "Where the code
-lives")."""
+"""The code map: each module says in its first line what lives there (docs, "Where the code
+lives": docs/reference/code-map.md)."""
 
 from __future__ import annotations
 
 import ast
 import re
 from pathlib import Path
+
+from .docs_text import docs_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "backpain_report"
@@ -29,9 +31,8 @@ def test_every_module_says_in_its_first_line_what_lives_there():
     assert missing == []
 
 
-def test_the_paths_the_readme_names_in_its_code_map_exist():
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Where the code lives", 1)[1].split("\n## ", 1)[0]
+def test_the_paths_the_docs_name_in_their_code_map_exist():
+    section = docs_page("reference/code-map").split("## Module paths named elsewhere")[0]
     paths = set(re.findall(r"`([a-z_/]+(?:\.py|/))`", section))
     assert {"delivery/retry.py", "selectors.py", "services/subscribers.py"} <= paths
     assert {"report/pdfstore.py", "config/", "rights/"} <= paths

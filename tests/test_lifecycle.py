@@ -333,7 +333,7 @@ def test_a_stranger_cannot_put_a_call_to_action_in_front_of_an_unconfirmed_addre
             assert "Please enter just your name — no numbers." in response.content.decode()
     send_all()
     [message] = mail.outbox
-    assert "Hello Win big at casino dot com," in message.body  # README says so, precisely
+    assert "Hello Win big at casino dot com," in message.body  # the docs say so, precisely
     # With double opt-in nothing typed reaches an unconfirmed address: see
     # test_confirmation_email_carries_no_name.
 

@@ -36,7 +36,7 @@ def test_other_backends_are_left_alone():
 
 
 def test_the_mail_timeout_bounds_each_wait_not_a_whole_step(settings):
-    """README (How delivery works, Production): the timeout is a socket timeout. A server that
+    """Docs (How delivery works, Production): the timeout is a socket timeout. A server that
     drips its reply a byte at a time keeps one SMTP step going far past it."""
     import socket
     import threading

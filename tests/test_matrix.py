@@ -1,4 +1,4 @@
-"""The compatibility matrix (noxfile.py) against what the README, setup.cfg, the Makefile and
+"""The compatibility matrix (noxfile.py) against what the docs, setup.cfg, the Makefile and
 .ci/run say about it; and the `heavy` marker that `make test-fast` skips."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ import configparser
 import re
 from itertools import groupby
 from pathlib import Path
+
+from .docs_text import docs_page
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +32,7 @@ def _noxfile_constant(name: str) -> str:
 
 
 def matrix_line(matrix: list[tuple[str, str, bool, list[str]]]) -> str:
-    """The README's sentence for ``matrix``."""
+    """The docs' sentence for ``matrix`` (docs/reference/compatibility.md)."""
     pairs = []
     for django, rows in groupby(matrix, key=lambda row: row[0]):
         pythons = [
@@ -47,9 +49,9 @@ def matrix_line(matrix: list[tuple[str, str, bool, list[str]]]) -> str:
     )
 
 
-def test_the_readme_states_the_matrix_that_nox_runs():
-    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
-    assert matrix_line(_matrix()) in readme
+def test_the_docs_state_the_matrix_that_nox_runs():
+    page = " ".join(docs_page("reference/compatibility").split())
+    assert matrix_line(_matrix()) in page
 
 
 def test_the_oldest_pair_is_the_lower_bounds_and_make_test_compat_runs_it():

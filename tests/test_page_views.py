@@ -1,5 +1,5 @@
 """Page views counted by the page's beacon and its noscript image, per article and per source
-(README, "Page views")."""
+(docs, "Page views")."""
 
 from __future__ import annotations
 
@@ -197,7 +197,7 @@ def test_the_admin_funnel_shows_views_and_a_rate_per_source(admin_client, articl
 
 
 def test_views_counted_before_sources_show_per_article_and_day_only(article, admin_client):
-    """README: views of the release before (a PageView row and no SourceView) are in the
+    """Docs: views of the release before (a PageView row and no SourceView) are in the
     per-article and per-day figures, and in no source's row."""
     today = timezone.localdate()
     PageView.objects.create(article=article, day=today, views=7)

@@ -1,9 +1,10 @@
 """The article page is the same bytes for every reader, kept once and served from any cache
-(README, "Caching the article page")."""
+(docs, "Caching the article page")."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from backpain_report.models import Article
 from backpain_report.page import pagecache
 from backpain_report.services.content import report_save
 
+from .docs_text import ROOT
 from .test_i18n import LOCALE_MIDDLEWARE
 
 pytestmark = pytest.mark.django_db
@@ -272,6 +274,9 @@ def test_a_base_template_that_depends_on_the_reader_is_never_public_or_shared(
         assert "Hello ann" not in pages[1] + pages[2] and "Hello" not in pages[2]
     warnings = [r.getMessage() for r in caplog.records if "not cacheable" in r.getMessage()]
     assert len(warnings) == 1 and reason in warnings[0]
+    # The warning sends the site owner to the docs page that explains it (the README was).
+    named = re.search(r"docs/[\w/-]+\.md", warnings[0])
+    assert named and "\n## Caching the article page\n" in (ROOT / named.group()).read_text()
 
 
 def test_a_site_article_page_that_renders_the_form_itself_still_gets_it(
@@ -336,7 +341,7 @@ def test_a_sick_page_cache_still_serves_the_page(client, article, monkeypatch, c
 
 def test_the_page_answers_are_public_and_the_per_reader_pages_are_never_cached(client, article):
     """What a shared cache may keep: the article page; never the sign-up's answers, the done,
-    confirm and unsubscribe pages (README, "Caching the article page")."""
+    confirm and unsubscribe pages (docs, "Caching the article page")."""
     from django.urls import reverse
 
     assert client.get(article.get_absolute_url())["Cache-Control"].startswith("public")

@@ -195,7 +195,7 @@ def test_erasure_during_a_render_leaves_no_pdf_with_the_name(make_delivery, sett
     for folder in pdfstore._delivery_dirs(delivery.pk):
         if storage.exists(folder):
             left += storage.listdir(folder)[1]
-    assert left == []  # README: erasing a subscriber deletes their stored PDFs
+    assert left == []  # docs: erasing a subscriber deletes their stored PDFs
 
 
 def test_purge_keeps_a_reader_who_signs_up_afresh_while_it_runs(
@@ -221,7 +221,7 @@ def test_purge_keeps_a_reader_who_signs_up_afresh_while_it_runs(
 
     monkeypatch.setattr(privacy, "Delivery", RacingDelivery)
     privacy.subscribers_purge_unconfirmed(older_than_days=8)
-    # README: "counted from the latest request, so a reader who signed up afresh is kept"
+    # docs: "counted from the latest request, so a reader who signed up afresh is kept"
     assert Subscriber.objects.filter(pk=reader.pk).exists()
 
 

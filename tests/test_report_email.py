@@ -115,7 +115,7 @@ def test_by_default_the_email_carries_a_link_and_no_attachment(make_delivery):
 
 
 def test_a_link_keeps_the_message_small(make_delivery, settings):
-    """README: a message with the bundled report attached is some 40 times one with the link."""
+    """Docs: a message with the bundled report attached is some 40 times one with the link."""
     sizes = {}
     for value in ("link", "attach"):
         mode(settings, value)

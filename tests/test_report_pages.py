@@ -408,7 +408,7 @@ def test_exercises_are_illustrated_with_the_packages_drawings(
 
 
 def test_the_bundled_report_has_eleven_pages(sample: PdfReader) -> None:
-    assert len(sample.pages) == 11  # README: "an eleven-page practical guide"
+    assert len(sample.pages) == 11  # docs: "an eleven-page practical guide"
 
 
 def test_the_next_step_is_part_of_the_cached_bodys_name() -> None:

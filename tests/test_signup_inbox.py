@@ -1,6 +1,6 @@
 """The sign-up inbox: the request does the same work for every address; the worker decides.
 
-README promise: nobody can learn from the answer *or its timing* whether an address is on the
+Documented promise: nobody can learn from the answer *or its timing* whether an address is on the
 list. The request validates the form, writes one ``PendingSignup`` row and publishes one
 message, whatever the address; everything that depends on the address happens in the worker.
 """
@@ -99,7 +99,7 @@ def test_json_answer_is_the_same_for_every_kind_of_address(
 def test_a_bots_signup_gets_the_same_answer_after_less_work(
     client, article, published, django_capture_on_commit_callbacks
 ):
-    """README, exactly: a filled honeypot is answered alike, without a query or a publish; what
+    """Docs, exactly: a filled honeypot is answered alike, without a query or a publish; what
     its timing can tell is that the honeypot was noticed, nothing about the address."""
     answers, work = {}, {}
     for kind, extra in {"reader": {}, "bot": {"website": "http://spam.example"}}.items():
@@ -254,7 +254,7 @@ def test_a_resubscription_inside_the_window_is_sent_the_report_once_the_window_p
     # Two hours later the reader, still without the report they re-asked for, signs up again.
     with time_machine.travel(timezone.timedelta(hours=2)):
         process_signup(_submit(article).pk)
-    assert len(mail.outbox) == 1  # README: "without double opt-in it goes out again"
+    assert len(mail.outbox) == 1  # docs: "without double opt-in it goes out again"
 
 
 @pytest.mark.parametrize("status", ["failed", "cancelled"])
@@ -266,7 +266,7 @@ def test_a_known_reader_whose_delivery_failed_gets_the_report_on_a_new_signup(
     Delivery.objects.filter(pk=old.pk).update(
         created_at=timezone.now() - timezone.timedelta(days=2)
     )
-    process_signup(_submit(article).pk)  # README: nothing only for a reader who *has* it
+    process_signup(_submit(article).pk)  # docs: nothing only for a reader who *has* it
     assert len(mail.outbox) == 1
 
 

@@ -182,7 +182,7 @@ def test_an_hour_window_survives_past_300_seconds(settings, backend, clock):
 
 @pytest.mark.parametrize("backend", backends("locmem", "redis", "memcached"), indirect=True)
 def test_concurrent_hits_all_count(backend):
-    """The backends the README recommends count 50 simultaneous hits as 50."""
+    """The backends the docs recommend count 50 simultaneous hits as 50."""
     name = key()
     barrier = threading.Barrier(CONCURRENT)
     counts: list[int] = []
@@ -319,7 +319,7 @@ def test_two_flushes_around_the_locks_expiry_move_each_view_once(backend, articl
     """Issue 22: flush A passes its lock check, the lock expires, flush B takes it and moves
     the views A read, then A decrements: on Redis (a counter may go below zero) A sees that
     and takes nothing twice. Memcached stops a decrement at zero, so there the flush lock
-    alone keeps two flushes apart (README)."""
+    alone keeps two flushes apart (docs)."""
     if backend.name != "redis":
         pytest.skip("the overdraw shows on Redis only (the other caches: tests/test_page_views)")
     from django.db.models import Sum

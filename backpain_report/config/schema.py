@@ -1,7 +1,7 @@
 """Every key of ``BACKPAIN_REPORT``, declared once: default, type, validator, check id, doc line.
 
 ``conf.py`` takes its defaults from here, ``checks.py`` loops over it (a value of the wrong type
-is ``E002``; a value its validator refuses is the setting's own check id), and the README's
+is ``E002``; a value its validator refuses is the setting's own check id), and the docs'
 settings table is these rows (``tests/test_checks.py`` fails when they differ). A validator
 takes a value of the right type (or the default) and returns what is wrong with it, as the rest
 of the sentence "BACKPAIN_REPORT['KEY'] …", or None. The validators are in
@@ -34,12 +34,12 @@ class Setting:
     name: str
     default: Any
     types: tuple[type, ...]
-    doc: str  # the README's "meaning" cell (Markdown)
+    doc: str  # the "meaning" cell of the docs' settings table (Markdown)
     validate: Callable[[Any], str | None] | None = None
     check_id: str = ""  # the id of the error for a value ``validate`` refuses
     hint: str = ""  # "{default}" in it stands for the default
-    required: bool = False  # the README shows "— (required)" instead of the default
-    note: str = ""  # shown after the default in the README, e.g. "(30 days)"
+    required: bool = False  # the docs show "— (required)" instead of the default
+    note: str = ""  # shown after the default in the docs, e.g. "(30 days)"
 
     def accepts(self, value: object) -> bool:
         """Whether ``value`` has one of the setting's types (a bool is an int only where a bool
@@ -53,7 +53,7 @@ class Setting:
         return self.hint.replace("{default}", repr(self.default)) or None
 
     def default_shown(self) -> str:
-        """The default as the README shows it."""
+        """The default as the docs show it."""
         if self.required:
             return "— (required)"
         value = self.default
@@ -62,7 +62,7 @@ class Setting:
         return f"`{literal}`" + (f" {self.note}" if self.note else "")
 
     def readme_row(self) -> str:
-        """The setting's row in the README's settings table."""
+        """The setting's row in the docs' settings table (docs/_ext/backpain_docs.py renders it)."""
         return f"| `{self.name}` | {self.default_shown()} | {self.doc} |"
 
 
@@ -137,7 +137,7 @@ def alias_problem(setting: str) -> Callable[[str | None], str | None]:
     return problem
 
 
-# --- The settings, in the README's order --------------------------------------------------
+# --- The settings, in the docs' order ----------------------------------------------------
 
 SITE_URL_HINT = (
     "Links in emails are SITE_URL followed by the app's paths. For a site served under a "

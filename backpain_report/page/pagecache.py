@@ -294,7 +294,8 @@ def page_mark_per_reader(key: PageKey, reason: str) -> None:
         logger.warning(
             "The article page is not cacheable: rendering it %s, so it depends on the reader "
             "(usually the site's base template showing the user or messages). It is rendered "
-            "per request and never marked public. See the README, 'Caching the article page'.",
+            "per request and never marked public. See the docs, 'Caching the article page' "
+            "(docs/howto/caching.md).",
             reason,
         )
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
+from ..docs_text import docs_page
 from .support.checks import check_report_pdf, pdf_downloaded
 from .support.gating import services_required, unavailable
 from .support.processes import free_port, wait_until
@@ -814,9 +815,8 @@ def test_a_page_load_in_a_browser_counts_one_view_and_its_source(
 
 
 def embed_snippet(base: str) -> str:
-    """The HTML README's "Embedding the form" gives another site, pointing at ``base``."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("### Embedding the form", 1)[1].split("\n### ", 1)[0]
+    """The HTML the docs' "Embedding the form" gives another site, pointing at ``base``."""
+    section = docs_page("howto/embedding")
     snippet = section.split("```html\n", 1)[1].split("```", 1)[0]
     snippet = snippet.replace("https://reports.example.com/back-pain/", base + "/")
     snippet = snippet.replace("https://reports.example.com/", base + "/")
@@ -854,7 +854,7 @@ def axe_here() -> bool:
 
 
 def fill_embedded(page, *, name: str, email: str) -> None:
-    """The embedded form, found by its labels as the README writes them."""
+    """The embedded form, found by its labels as the docs write them."""
     page.get_by_label("Your first name").fill(name)
     page.get_by_label("Your email address").fill(email)
     page.get_by_label("Yes, email me the free report.").check()
@@ -863,7 +863,7 @@ def fill_embedded(page, *, name: str, email: str) -> None:
 def test_another_site_embeds_the_form_and_an_unlisted_one_is_refused(
     chromium, embed_site, other_sites, rs_database, artefacts_dir
 ):
-    """README, "Embedding the form": the snippet on a listed site signs up in place (the JSON
+    """Docs, "Embedding the form": the snippet on a listed site signs up in place (the JSON
     answer readable there) or, without JavaScript, ends on "Check your inbox" with a link back;
     on an unlisted site the sign-up is refused (403, nothing stored) and the reader lands on the
     page saying so, not on a blank page or a console error."""
@@ -885,7 +885,7 @@ def test_another_site_embeds_the_form_and_an_unlisted_one_is_refused(
             page.set_viewport_size(VIEWPORTS[size])
             shots[size](page, "partner-page")
         if axe:
-            assert_accessible(page, "the README's snippet on another site")
+            assert_accessible(page, "the docs' snippet on another site")
         consent_shown = " ".join(page.locator("label[for=bpr-consent]").inner_text().split())
         message = page.locator("[data-bpr-message]")
         fill_embedded(page, name="Ann", email="ann@")
@@ -940,7 +940,7 @@ def test_another_site_embeds_the_form_and_an_unlisted_one_is_refused(
     source = subscriber_source(rs_database, email)
     assert source is not None, f"no subscriber {email}"
     assert source["utm_source"] == "partner", source  # the embedding page's address
-    # The consent stored is the site's CONSENT_TEXT: the README's snippet shows the same.
+    # The consent stored is the site's CONSENT_TEXT: the docs' snippet shows the same.
     stored = rs_database.query(
         "SELECT consent_text FROM backpain_report_subscriber WHERE email_canonical = %s", (email,)
     )[0]["consent_text"]

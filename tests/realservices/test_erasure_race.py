@@ -1,5 +1,5 @@
 """An erasure in flight on PostgreSQL: the re-checks made after storing a reader's PDF wait for
-it and then see it, so the PDF is deleted (README: erasing a subscriber deletes their stored
+it and then see it, so the PDF is deleted (docs: erasing a subscriber deletes their stored
 PDFs, including one being rendered at that moment)."""
 
 from __future__ import annotations

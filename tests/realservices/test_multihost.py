@@ -9,7 +9,7 @@ short (``CLAIM_LEASE`` 10 s, ``SWEEP_GRACE`` 60 s, the default, the sweep every 
 
 Each scenario posts 1,000 sign-ups of new addresses plus 50 of 10 addresses (5 each), spread
 over both web hosts, and prints a ``MULTIHOST-RESULT`` line: sign-ups, reports expected,
-delivered, lost, doubled. What holds, said precisely (README, "How delivery works"):
+delivered, lost, doubled. What holds, said precisely (docs, "How delivery works"):
 
 - nothing is lost, and no address ever gets two *different* reports;
 - an email is sent twice only in the one window no outbox closes: the mail server accepted it

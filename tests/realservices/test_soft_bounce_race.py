@@ -1,6 +1,6 @@
 """Soft bounces reported at the same moment on PostgreSQL: the one that makes
 ``SOFT_BOUNCE_LIMIT`` suppresses, even while another bounce's transaction is still open
-(README, "Bounces and complaints": a soft bounce suppresses when it makes the limit)."""
+(docs, "Bounces and complaints": a soft bounce suppresses when it makes the limit)."""
 
 from __future__ import annotations
 

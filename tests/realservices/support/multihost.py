@@ -229,7 +229,7 @@ class Cluster:
             smtp_port=SMTP_PORT,
             site_url=self.web_url("web1"),
             # One var/ for all hosts, as a shared volume: the private storage (the report's
-            # cached body, readers' PDFs) is the same everywhere, as README's Production asks.
+            # cached body, readers' PDFs) is the same everywhere, as the docs' Production asks.
             var_dir=self.work_dir / "shared-var",
         )
         env.update(
