@@ -58,6 +58,7 @@ from benchmarks.load import (  # noqa: E402
     signup_script_args,
 )
 from benchmarks.stack import DEFAULT_POSTGRES, BenchStack, RssSampler  # noqa: E402
+from tests.realservices.support.stack import manage, site_run  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 MULTIHOST_SECTION = "multihost"  # written by benchmarks/multihost.py
@@ -363,8 +364,6 @@ def record_flamegraphs(stack: BenchStack, args, wrk: WrkOptions) -> None:
 
 
 def measure_pdf(stack: BenchStack, rows: dict[str, Row], args) -> None:
-    from tests.realservices.support.stack import manage
-
     out = manage(
         stack.site_env(),
         "backpain_bench",
@@ -407,9 +406,9 @@ def measure_worker(stack: BenchStack, rows: dict[str, Row], args) -> list[str]:
         accepted, problems = post_signups(stack.site_url, "/signup/", warm, clients=2)
         if accepted != len(warm):
             raise RuntimeError(f"warm-up sign-ups refused: {problems}")
-        if not stack.smtp.sink.wait_count(warm_prefix, len(warm), timeout=180):
+        if not stack.sink.wait_count(warm_prefix, len(warm), timeout=180):
             raise RuntimeError(f"warm-up reports did not arrive:\n{stack.worker.describe(60)}")
-        sample = stack.smtp.sink.messages[0].raw
+        sample = stack.sink.messages[0].raw
         message_file = stack.work_dir / "report.eml"
         message_file.write_bytes(sample)
         time.sleep(2)
@@ -423,9 +422,9 @@ def measure_worker(stack: BenchStack, rows: dict[str, Row], args) -> list[str]:
             accepted, problems = post_signups(stack.site_url, "/signup/", emails, clients=4)
             posted = time.monotonic() - started
             say(f"{accepted} sign-ups posted in {posted:.1f} s; waiting for the reports")
-            arrived = stack.smtp.sink.wait_count(prefix, accepted, timeout=120 + 3 * args.reports)
-        last = stack.smtp.sink.last_arrival(prefix)
-        count = stack.smtp.sink.count(prefix)
+            arrived = stack.sink.wait_count(prefix, accepted, timeout=120 + 3 * args.reports)
+        last = stack.sink.last_arrival(prefix)
+        count = stack.sink.count(prefix)
         time.sleep(2)
         at_end = stack.worker_rss_kib()
     finally:
@@ -469,15 +468,12 @@ def measure_worker(stack: BenchStack, rows: dict[str, Row], args) -> list[str]:
         + (" (pool processes never recycled)" if args.max_tasks_per_child == 0 else "")
     )
 
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.mail_baseline", str(message_file),
-         "--processes", str(processes), "--seconds", str(args.seconds)],
-        env=stack.baseline_env(), cwd=ROOT, capture_output=True, text=True,
-        timeout=args.seconds + 180, check=False,
+    out = site_run(
+        stack.baseline_env(), "-m", "benchmarks.mail_baseline", str(message_file),
+        "--processes", str(processes), "--seconds", str(args.seconds),
+        timeout=args.seconds + 180,
     )  # fmt: skip
-    if done.returncode:
-        raise RuntimeError(f"mail baseline failed:\n{done.stderr[-3000:]}")
-    baseline = json.loads(done.stdout.strip().splitlines()[-1])
+    baseline = json.loads(out.strip().splitlines()[-1])
     e2e.baseline.append(baseline["per_process"])
     e2e.notes.append(
         f"baseline: {baseline['sent']} emails ({baseline['pdf_bytes'] / 1024:.0f} KiB PDF each) "

@@ -1,9 +1,11 @@
 """The real stack the suite measures, started and torn down here.
 
-Reuses the real-services test harness (``tests/realservices``): a PostgreSQL database of our own
-(created on a server and dropped afterwards, or a private ``initdb`` cluster), a private
-``redis-server`` on a free port as broker and cache, an aiosmtpd sink in this process, and the
-example site's gunicorn (2 sync workers) and prefork Celery worker as process groups. The
+Everything is started by the real-services test harness (``tests/realservices/support``), the
+one place the tiers and the benchmarks start services and the site from: a PostgreSQL database
+of our own (created on a server and dropped afterwards, or a private ``initdb`` cluster), a
+private ``redis-server`` on a free port as broker and cache (``services``), an aiosmtpd sink in
+this process (``smtp``), and the example site's gunicorn (2 sync workers) and prefork Celery
+worker as process groups (``stack``). The
 baseline site (``benchmarks/baseline``) runs under gunicorn beside it on the same database,
 cache and broker. :meth:`BenchStack.close` stops everything that was started, in reverse order,
 whatever happened.
@@ -12,10 +14,8 @@ whatever happened.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -23,17 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from aiosmtpd.controller import Controller
 
 from tests.realservices.support.database import Database, with_database
-from tests.realservices.support.faults import PrivatePostgres, PrivateRedis
-from tests.realservices.support.processes import Process, free_port, log_contains
+from tests.realservices.support.processes import Process, free_port
+from tests.realservices.support.services import PrivatePostgres, PrivateRedis
 from tests.realservices.support.smtp import MailSink, SmtpServer
 from tests.realservices.support.stack import (
     QUEUE_VAR,
-    ROOT,
-    _gunicorn_extra_args,
-    http_ok,
+    celery_worker_start,
+    gunicorn_start,
     manage,
     site_env,
 )
@@ -47,23 +45,8 @@ DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/test"
 
 
 class CountingSink(MailSink):
-    """A mail sink for thousands of reports: keeps the first ``keep`` messages whole and only
-    the arrival time (monotonic) and recipients of every message."""
-
-    def __init__(self, keep: int = 10) -> None:
-        super().__init__()
-        self.keep = keep
-        self.arrivals: list[tuple[float, tuple[str, ...]]] = []
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        arrived = time.monotonic()
-        with self._changed:
-            self.arrivals.append((arrived, tuple(r.lower() for r in envelope.rcpt_tos)))
-            whole = len(self._messages) < self.keep
-            self._changed.notify_all()
-        if whole:
-            return await super().handle_DATA(server, session, envelope)
-        return "250 Message accepted for delivery"
+    """A mail sink for thousands of reports (give it ``keep``): counts by address prefix over
+    every message's arrival."""
 
     def count(self, prefix: str = "") -> int:
         with self._changed:
@@ -85,17 +68,6 @@ class CountingSink(MailSink):
         with self._changed:
             times = [t for t, rcpts in self.arrivals if any(r.startswith(prefix) for r in rcpts)]
         return max(times) if times else None
-
-
-class BenchSmtp(SmtpServer):
-    """The test tier's aiosmtpd server, with a :class:`CountingSink`."""
-
-    def __init__(self, port: int) -> None:
-        super().__init__(port)
-        self.sink = CountingSink()
-        self._controller = Controller(
-            self.sink, hostname=self.host, port=port, ready_timeout=10, data_size_limit=50 << 20
-        )
 
 
 def process_rss_kib(pid: int) -> int | None:
@@ -145,7 +117,8 @@ class BenchStack:
         self.postgres: PrivatePostgres | None = None
         self.database: Database | None = None
         self.redis = PrivateRedis(work_dir=self.work_dir / "redis", log_dir=log_dir)
-        self.smtp = BenchSmtp(free_port())
+        self.sink = CountingSink(keep=10)
+        self.smtp = SmtpServer(free_port(), self.sink)
         self.queue = f"backpain-bench-{secrets.token_hex(3)}"
         self.baseline_queue = f"backpain-bench-baseline-{secrets.token_hex(3)}"
         self.secret = "bench-" + secrets.token_urlsafe(32)
@@ -218,7 +191,11 @@ class BenchStack:
 
     # Environments -----------------------------------------------------------------------------
 
-    def site_env(self, *, broker_url: str | None = None) -> dict[str, str]:
+    def site_env(
+        self, *, broker_url: str | None = None, settings: str = SITE_SETTINGS, queue: str = ""
+    ) -> dict[str, str]:
+        """The test tiers' site environment (:func:`site_env`) on our services, with the
+        benchmark's ``settings`` (the example's, or the baseline's) and ``queue``."""
         assert self.database is not None
         (self.work_dir / "var" / "static").mkdir(parents=True, exist_ok=True)  # WhiteNoise's
         env = site_env(
@@ -228,46 +205,19 @@ class BenchStack:
             site_url=self.site_url or "http://127.0.0.1",
             var_dir=self.work_dir / "var",
         )
-        env["DJANGO_SETTINGS_MODULE"] = SITE_SETTINGS
+        env["DJANGO_SETTINGS_MODULE"] = settings
         env["DJANGO_SECRET_KEY"] = self.secret
-        env[QUEUE_VAR] = self.queue
+        env[QUEUE_VAR] = queue or self.queue
         return env
 
     def baseline_env(self) -> dict[str, str]:
-        assert self.database is not None
-        env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-        env.update(
-            {
-                "DJANGO_SETTINGS_MODULE": BASELINE_SETTINGS,
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
-                "PYTHONUNBUFFERED": "1",
-                "DATABASE_URL": self.database.url,
-                "CELERY_BROKER_URL": self.redis.url(0),
-                QUEUE_VAR: self.baseline_queue,
-                "EMAIL_HOST": "127.0.0.1",
-                "EMAIL_PORT": str(self.smtp.port),
-                "DJANGO_SECRET_KEY": self.secret,
-            }
-        )
-        env.pop("CACHE_URL", None)
-        return env
+        return self.site_env(settings=BASELINE_SETTINGS, queue=self.baseline_queue)
 
     # Web servers and the worker ---------------------------------------------------------------
 
     def _gunicorn(self, name: str, wsgi: str, env: dict[str, str], port: int) -> Process:
-        process = Process(
-            name,
-            [
-                sys.executable, "-m", "gunicorn", wsgi, "-b", f"127.0.0.1:{port}", "-w", "2",
-                "--timeout", "60", "--error-logfile", "-", *_gunicorn_extra_args(),
-            ],
-            env=env,
-            cwd=ROOT,
-            log=self.log_dir / f"{name}.log",
-        )  # fmt: skip
-        base_url = f"http://127.0.0.1:{port}"
-        process.wait_ready(lambda: http_ok(base_url + "/"), timeout=60, what="serving /")
-        return process
+        log = self.log_dir / f"{name}.log"
+        return gunicorn_start(name, port, env, log, wsgi=wsgi, access_log=False)
 
     def start_web(self) -> None:
         """gunicorn (2 sync workers) for the example site and for the baseline site."""
@@ -300,23 +250,17 @@ class BenchStack:
         ``max_tasks_per_child`` 0 means never recycle a pool process (billiard wants a positive
         number, so it gets one no run reaches).
         """
-        recycle = max_tasks_per_child or 10**9
-        worker = Process(
+        self.worker = celery_worker_start(
             "celery-worker",
-            [
-                sys.executable, "-m", "celery", "-A", "example_project", "worker",
-                "--pool", "prefork", "--concurrency", str(processes), "-l", "info",
-                "--without-heartbeat", "--without-gossip", "--without-mingle",
-                "--max-tasks-per-child", str(recycle),
-                "-Q", self.queue, "-n", f"{self.queue}@%h",
-            ],
-            env=self.site_env(),
-            cwd=ROOT,
-            log=self.log_dir / "worker.log",
-        )  # fmt: skip
-        self.worker = worker
-        worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=90, what="ready")
-        return worker
+            self.site_env(),
+            self.log_dir / "worker.log",
+            wait=90,
+            node=f"{self.queue}@%h",
+            queue=self.queue,
+            concurrency=processes,
+            max_tasks_per_child=max_tasks_per_child or 10**9,
+        )
+        return self.worker
 
     def stop_worker(self) -> None:
         if self.worker is not None:

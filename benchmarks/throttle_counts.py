@@ -141,20 +141,17 @@ def count_with_processes(alias: str, hits: int) -> int:
 
 
 def on_postgres(server_url: str, argv: list[str]) -> None:
-    """Run this script again on a fresh PostgreSQL database, then drop it."""
+    """Run this script again on a fresh PostgreSQL database (the test tiers'), then drop it."""
     import subprocess
 
-    import psycopg
+    from tests.realservices.support.database import Database
 
-    name = f"backpain_bench_{secrets.token_hex(4)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    database = Database(server_url)
+    database.create()
     try:
-        url = urlsplit(server_url)._replace(path=f"/{name}").geturl()
-        subprocess.run([sys.executable, __file__, *argv, "--postgres", url], check=True)
+        subprocess.run([sys.executable, __file__, *argv, "--postgres", database.url], check=True)
     finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        database.drop()
 
 
 def main() -> int:

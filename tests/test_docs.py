@@ -27,6 +27,9 @@ REWRITTEN = {
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
+    # One shared stack for the tiers and the benchmarks names its new `services` module
+    # (issue 23, item 6; tests/test_layout.py::test_the_site_and_its_services_start_in_one_place).
+    "`tests/realservices/` holds only test modules": "development/tests.md, with `services`",
 }
 
 #: The modules that moved into subpackages (issue 23): the old README named some of them; the

@@ -43,3 +43,20 @@ def test_the_docs_name_every_harness_module() -> None:
     paragraph = tests_page[tests_page.index("`tests/realservices/support/`") :].split("\n\n")[0]
     named = set(re.findall(r"`(\w+)`", paragraph))
     assert modules(REALSERVICES / "support") <= named
+
+
+def test_the_site_and_its_services_start_in_one_place() -> None:
+    """The tiers and ``benchmarks/`` start gunicorn, Celery, Redis and PostgreSQL clusters only
+    through the harness's ``stack`` and ``services`` modules (benchmarks/README.md)."""
+    starters = {REALSERVICES / "support" / "stack.py", REALSERVICES / "support" / "services.py"}
+    command = re.compile(r'"-m", "(gunicorn|celery)"|"redis-server", "--port"|"initdb", "-D"')
+    found = [
+        str(path.relative_to(ROOT))
+        for folder in (ROOT / "benchmarks", REALSERVICES)
+        for path in sorted(folder.rglob("*.py"))
+        if path not in starters and command.search(path.read_text())
+    ]
+    assert found == []
+    assert "no service or site is started here any other way" in " ".join(
+        (ROOT / "benchmarks" / "README.md").read_text().split()
+    )

@@ -51,13 +51,7 @@ def rs_database(postgres_url: str, rs_workdir: Path) -> Iterator[Database]:
     database.create()
     try:
         started = time.monotonic()
-        env = site_env(
-            database_url=database.url,
-            broker_url="memory://",
-            smtp_port=25,
-            site_url="http://127.0.0.1",
-            var_dir=rs_workdir / "migrate-var",
-        )
+        env = site_env(database_url=database.url, var_dir=rs_workdir / "migrate-var")
         manage(env, "migrate", "--noinput", timeout=180)
         manage(env, "createcachetable", timeout=60)
         print(f"database {database.name} migrated in {time.monotonic() - started:.1f} s")

@@ -17,7 +17,7 @@ import pytest
 
 from .support.database import Database
 from .support.processes import free_port
-from .support.stack import _start_web, http_ok, manage, site_env
+from .support.stack import gunicorn_start, manage, site_env
 from .test_browser import Shots
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
@@ -89,13 +89,7 @@ def admin_site(postgres_url, tmp_path_factory, artefacts_dir):
     try:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        env = site_env(
-            database_url=database.url,
-            broker_url="memory://",
-            smtp_port=25,
-            site_url=base,
-            var_dir=work / "var",
-        )
+        env = site_env(database_url=database.url, site_url=base, var_dir=work / "var")
         manage(env, "migrate", "--noinput", timeout=300)
         manage(
             env, "backpain_populate", "--subscribers", str(SUBSCRIBERS), "--seed", "3",
@@ -107,8 +101,8 @@ def admin_site(postgres_url, tmp_path_factory, artefacts_dir):
             {**env, "DJANGO_SUPERUSER_PASSWORD": password},
             "createsuperuser", "--noinput", "--username", username, "--email", "o@example.com",
         )  # fmt: skip
-        web = _start_web("admin", port, env, artefacts_dir / "realservices" / "admin-browser")
-        web.wait_ready(lambda: http_ok(base + "/"), timeout=60, what="serving /")
+        log = artefacts_dir / "realservices" / "admin-browser" / "gunicorn.log"
+        web = gunicorn_start("gunicorn (admin)", port, env, log)
         yield base, username, password, database
     finally:
         if web is not None:

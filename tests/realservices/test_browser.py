@@ -28,7 +28,7 @@ from ..docs_text import docs_page
 from .support.checks import check_report_pdf, pdf_downloaded
 from .support.gating import services_required, unavailable
 from .support.processes import free_port, wait_until
-from .support.stack import ROOT, _start_web, http_ok, manage
+from .support.stack import ROOT, gunicorn_start, manage
 from .support.web import reader_ip
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
@@ -835,9 +835,9 @@ def embed_site(redis_stack, other_sites, artefacts_dir):
         "SITE_URL": base,
         "BACKPAIN_EMBED_ORIGINS": other_sites.listed.origin,
     }
-    web = _start_web("embed", port, env, artefacts_dir / "realservices" / "embed-browser")
+    log = artefacts_dir / "realservices" / "embed-browser" / "gunicorn.log"
+    web = gunicorn_start("gunicorn (embed)", port, env, log)
     try:
-        web.wait_ready(lambda: http_ok(base + "/"), timeout=60, what="serving /")
         yield base
     finally:
         web.stop()

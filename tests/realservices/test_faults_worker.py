@@ -12,8 +12,8 @@ import time
 import psycopg
 import pytest
 
-from .support.faults import wait_for
 from .support.faults_site import Reader, address, fault_result
+from .support.processes import wait_until
 from .support.web import SIGNUP_DONE_PATH
 
 pytestmark = pytest.mark.services
@@ -98,7 +98,7 @@ def test_same_delivery_task_run_twice_at_once(site):
     def both_ran() -> bool:
         return log.read_text(errors="replace").count("'skipped'") > skipped_before
 
-    ran = wait_for(both_ran, timeout=15)
+    ran = wait_until(both_ran, timeout=15)
     time.sleep(SETTLE)
     result = fault_result(site, "same-task-twice", [email])
     assert result["lost"] == result["doubled"] == 0, site.explain([email])

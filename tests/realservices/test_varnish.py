@@ -41,7 +41,7 @@ import pytest
 from .support.checks import pdf_downloaded
 from .support.gating import unavailable
 from .support.processes import Process, free_port, signals_deferred, wait_until
-from .support.stack import ROOT, Stack, _start_web, env_json, http_ok
+from .support.stack import ROOT, Stack, env_json, gunicorn_start
 from .support.varnish import Varnish, start_varnish, varnish_problem
 from .support.web import SIGNUP_DONE_PATH, Client, form_inputs, reader_ip, signup_data
 
@@ -220,9 +220,8 @@ def start_cached_site(
         "BACKPAIN_PAGE_MAX_AGE": str(MAX_AGE),
         **extra_env,
     }
-    web = _start_web(name, web_port, env, log_dir)
+    web = gunicorn_start(f"gunicorn ({name})", web_port, env, log_dir / "gunicorn.log")
     try:
-        web.wait_ready(lambda: http_ok(backend_url + "/"), timeout=60, what="serving /")
         work_dir.mkdir(parents=True, exist_ok=True)
         varnish = start_varnish(
             backend_port=web_port,

@@ -5,11 +5,13 @@
 - ``processes``: subprocesses with logs, free ports, waiting;
 - ``database``: a private PostgreSQL database per test module;
 - ``smtp``: an aiosmtpd sink collecting the site's mail;
-- ``stack``: the example site on real services (migrate, gunicorn, a Celery worker);
+- ``stack``: the example site on real services (migrate, gunicorn, a Celery worker): the one
+  place that starts the site's processes, for every tier and for ``benchmarks/``;
+- ``services``: a private Redis and PostgreSQL cluster (fault and multi-host tiers, benchmarks);
 - ``wsgi``: the site behind a stand-in for the production front end (static files, CSP, real IP);
 - ``web``: a reader's HTTP client (CSRF, forms, the sign-up);
 - ``checks``: what a delivered report must look like (the PDF attachment);
-- ``faults`` and ``faults_site``: private PostgreSQL/Redis and a scripted SMTP server that can be
-  broken on purpose, and the site the fault tests run against;
+- ``faults`` and ``faults_site``: a scripted SMTP server that can be broken on purpose, and the
+  site the fault tests run against;
 - ``varnish``: a private, stock Varnish in front of a site (the Varnish tier).
 """

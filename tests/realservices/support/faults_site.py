@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 
 from .database import Database
-from .faults import PrivatePostgres, PrivateRedis, ScriptedSmtp, wait_for
+from .faults import ScriptedSmtp
 from .gating import require_service, unavailable
-from .processes import Process, free_port, log_contains
-from .stack import QUEUE_VAR, ROOT, _start_web, http_ok, manage, site_env
+from .processes import Process, free_port, wait_until
+from .services import PrivatePostgres, PrivateRedis
+from .stack import QUEUE_VAR, ROOT, celery_worker_start, env_json, gunicorn_start, manage, site_env
 from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs, signup_data
 
 ARTEFACTS = ROOT / "test-artefacts" / "realservices" / "faults"
@@ -209,23 +210,16 @@ class FaultSite:
         """(Re)start the Celery worker with ``timings`` (env names, e.g. BACKPAIN_CLAIM_LEASE)."""
         self.worker_stop()
         self._workers_started += 1
-        name = f"faults-{self._workers_started}-{os.getpid()}@%h"
-        self.worker = Process(
-            f"celery worker #{self._workers_started} ({self.test_name})",
-            [
-                sys.executable, "-m", "celery", "-A", "example_project", "worker",
-                "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info",
-                "--without-heartbeat", "--without-gossip", "--without-mingle",
-                "-Q", QUEUE, "-n", name,
-            ],
-            env=self.env(**timings),
-            cwd=ROOT,
-            log=self.log_dir / f"worker-{self._workers_started}.log",
-        )  # fmt: skip
         self.worker_config = (concurrency, {key: str(value) for key, value in timings.items()})
-        worker = self.worker
-        worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=60, what="ready")
-        return worker
+        self.worker = celery_worker_start(
+            f"celery worker #{self._workers_started} ({self.test_name})",
+            self.env(**timings),
+            self.log_dir / f"worker-{self._workers_started}.log",
+            node=f"faults-{self._workers_started}-{os.getpid()}@%h",
+            queue=QUEUE,
+            concurrency=concurrency,
+        )
+        return self.worker
 
     def worker_stop(self) -> None:
         if self.worker is not None:
@@ -280,27 +274,14 @@ class FaultSite:
         self.base_url = f"http://127.0.0.1:{port}"
         env = self.env(**({"CACHE_URL": cache_url} if cache_url else {}))
         self.web_cache_url = cache_url
-        self.web = _start_web("faults", port, env, self.log_dir)
-        web = self.web
-        web.wait_ready(lambda: http_ok(self.base_url + "/"), timeout=60, what="serving /")
+        self.web = gunicorn_start("gunicorn (faults)", port, env, self.log_dir / "gunicorn.log")
         return self.base_url
 
     # Django, the sweep and the broker from outside ----------------------------------------
 
     def django(self, code: str, *args: str, timeout: float = 120, **timings: Any) -> Any:
         """Run a snippet in a fresh process of the site; return the JSON it printed last."""
-        done = subprocess.run(
-            [sys.executable, "-c", code, *args],
-            env=self.env(**timings),
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode:
-            raise RuntimeError(f"snippet exited {done.returncode}:\n{done.stderr[-3000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        return env_json(self.env(**timings), code, *args, timeout=timeout)
 
     def signup(self, *people: tuple[str, str], mode: str = "commit") -> dict[str, int | None]:
         """Sign ``(name, email)`` people up through the service, in one process."""
@@ -378,7 +359,7 @@ class FaultSite:
 
     def wait_status(self, delivery_id: int, *statuses: str, timeout: float) -> str | None:
         """The delivery's status once it is one of ``statuses`` (within ``timeout``), else None."""
-        found = wait_for(lambda: self.status_of(delivery_id) in statuses, timeout=timeout)
+        found = wait_until(lambda: self.status_of(delivery_id) in statuses, timeout=timeout)
         return self.status_of(delivery_id) if found else None
 
     def wait_delivered(self, emails: Iterable[str], *, timeout: float) -> Counter[str]:

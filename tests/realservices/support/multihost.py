@@ -43,15 +43,18 @@ from tests.samples import reader_name
 
 from . import netns
 from .database import Database, with_database
-from .faults import PrivatePostgres, PrivateRedis
 from .mailsink import SinkLog
 from .processes import Process, log_contains, signals_deferred, wait_until
+from .services import PrivatePostgres, PrivateRedis
 from .stack import (
     MANAGE,
     ROOT,
     SHARED_QUEUE,
-    _gunicorn_extra_args,
-    http_ok,
+    celery_beat_argv,
+    celery_worker_argv,
+    celery_worker_wait,
+    gunicorn_argv,
+    gunicorn_wait,
     manage,
     site_env,
 )
@@ -246,13 +249,7 @@ class Cluster:
     def local_env(self) -> dict[str, str]:
         """The environment of ``manage.py`` run by this process: the database over its socket."""
         assert self.database is not None
-        env = site_env(
-            database_url=self.database.url,
-            broker_url="memory://",
-            smtp_port=25,
-            site_url="http://127.0.0.1",
-            var_dir=self.work_dir / "local" / "var",
-        )
+        env = site_env(database_url=self.database.url, var_dir=self.work_dir / "local" / "var")
         env.update(self.timings)
         return env
 
@@ -274,19 +271,10 @@ class Cluster:
         )
 
     def web_start(self, host: str) -> None:
-        web = self._process(
-            host,
-            "gunicorn",
-            [
-                sys.executable, "-m", "gunicorn", "tests.realservices.support.wsgi:application",
-                "-b", f"{self.address(host)}:{WEB_PORT}", "-w", "2", "--timeout", "60",
-                "--access-logfile", "-", "--error-logfile", "-", *_gunicorn_extra_args(),
-            ],
-        )  # fmt: skip
+        web = self._process(host, "gunicorn", gunicorn_argv(f"{self.address(host)}:{WEB_PORT}"))
         self.webs[host] = web
-        url = self.web_url(host) + "/"
         with netns.inside(self.lan.hosts["client"].namespace):
-            web.wait_ready(lambda: http_ok(url), timeout=60, what="serving /")
+            gunicorn_wait(web, self.web_url(host))
 
     def worker_start(self, host: str, *, cpus: float | None = None) -> Process:
         """A prefork Celery worker (2 processes) on ``host``; with ``cpus``, the host has that
@@ -295,19 +283,9 @@ class Cluster:
         if cpus is not None:
             share = netns.CpuShare(f"{self.lan.prefix}{host}", cpus)
             self._shares.append(share)
-        worker = self._process(
-            host,
-            "worker",
-            [
-                sys.executable, "-m", "celery", "-A", "example_project", "worker",
-                "--pool", "prefork", "--concurrency", "2", "-l", "info",
-                "--without-heartbeat", "--without-gossip", "--without-mingle",
-                "-n", f"{host}@%h",
-            ],
-            share=share,
-        )  # fmt: skip
+        worker = self._process(host, "worker", celery_worker_argv(f"{host}@%h"), share=share)
         self.worker_hosts[host].worker = worker
-        worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=60, what="ready")
+        celery_worker_wait(worker)
         return worker
 
     def worker_stop(self, host: str) -> None:
@@ -318,11 +296,7 @@ class Cluster:
     def sweepers_start(self) -> None:
         """celery beat on w1 (the sweep task, every ``BACKPAIN_SWEEP_EVERY`` s) and
         ``manage.py backpain_sweep --every`` on w2: two sweepers on two hosts at once."""
-        beat = self._process(
-            "w1",
-            "beat",
-            [sys.executable, "-m", "celery", "-A", "example_project", "beat", "-l", "info"],
-        )
+        beat = self._process("w1", "beat", celery_beat_argv())
         self.worker_hosts["w1"].sweeper = beat
         self.worker_hosts["w2"].sweeper = self._process(
             "w2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
@@ -27,26 +28,37 @@ class Received:
 
 
 class MailSink:
-    """An aiosmtpd handler: stores each message (raw bytes, envelope); thread-safe waits."""
+    """An aiosmtpd handler: stores each message (raw bytes, envelope) and notes when it arrived
+    (``arrivals``: monotonic time, recipients); thread-safe waits.
 
-    def __init__(self) -> None:
+    With ``keep`` (thousands of messages, as a benchmark sends), only the first ``keep``
+    messages are stored whole; every arrival is still noted.
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
         self._messages: list[Received] = []
+        self.arrivals: list[tuple[float, tuple[str, ...]]] = []
         self._changed = threading.Condition()
 
     async def handle_DATA(self, server, session, envelope) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        received = Received(
-            mail_from=envelope.mail_from or "",
-            rcpt_tos=tuple(r.lower() for r in envelope.rcpt_tos),
-            raw=raw,
-            message=_parser.parsebytes(raw),  # type: ignore[arg-type]
-        )
-        with self._changed:
-            self._messages.append(received)
-            self._changed.notify_all()
+        self.add(envelope.mail_from or "", envelope.rcpt_tos, raw)
         return "250 Message accepted for delivery"
+
+    def add(self, mail_from: str, rcpt_tos: list[str], raw: bytes) -> None:
+        """Note a message's arrival and store it (unless ``keep`` are stored already)."""
+        arrived = time.monotonic()
+        rcpts = tuple(r.lower() for r in rcpt_tos)
+        whole = self.keep is None or len(self._messages) < self.keep
+        message = _parser.parsebytes(raw) if whole else None  # parsed outside the lock
+        with self._changed:
+            self.arrivals.append((arrived, rcpts))
+            if message is not None:
+                self._messages.append(Received(mail_from, rcpts, raw, message))
+            self._changed.notify_all()
 
     @property
     def messages(self) -> list[Received]:
@@ -75,10 +87,11 @@ class MailSink:
 
 
 class SmtpServer:
-    """``aiosmtpd`` on 127.0.0.1:``port`` in a thread of this process."""
+    """``aiosmtpd`` on 127.0.0.1:``port`` in a thread of this process, handing each message to
+    ``sink`` (a new :class:`MailSink` by default)."""
 
-    def __init__(self, port: int) -> None:
-        self.sink = MailSink()
+    def __init__(self, port: int, sink: MailSink | None = None) -> None:
+        self.sink = MailSink() if sink is None else sink
         self.host = "127.0.0.1"
         self.port = port
         self._controller = Controller(

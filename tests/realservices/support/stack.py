@@ -23,6 +23,7 @@ from .processes import Process, free_port, log_contains
 
 ROOT = Path(__file__).resolve().parents[3]
 MANAGE = ROOT / "example_project" / "manage.py"
+FRONT_WSGI = "tests.realservices.support.wsgi:application"  # the front-end stand-in
 SHARED_QUEUE = "celery"  # Celery's default, used when the site cannot be given a queue name
 QUEUE_VAR = "CELERY_TASK_DEFAULT_QUEUE"
 
@@ -31,9 +32,15 @@ _SCRUB = ("DJANGO_SETTINGS_MODULE", *EXAMPLE_SITE_ENV, "EXAMPLE_VAR_DIR", QUEUE_
 
 
 def site_env(
-    *, database_url: str, broker_url: str, smtp_port: int, site_url: str, var_dir: Path
+    *,
+    database_url: str,
+    var_dir: Path,
+    broker_url: str = "memory://",
+    smtp_port: int = 25,
+    site_url: str = "http://127.0.0.1",
 ) -> dict[str, str]:
-    """The environment a production-like example site runs with."""
+    """The environment a production-like example site runs with; with no broker and no mail
+    server unless given (enough for ``manage.py`` and snippets)."""
     env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
     env.update(
         {
@@ -56,12 +63,13 @@ def site_env(
     return env
 
 
-def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
-    """Run ``example_project/manage.py`` with ``args``; raise with its output on failure."""
-    argv = [sys.executable, str(MANAGE), *args]
+def site_run(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
+    """Run ``python args`` in the checkout with ``env`` and no stdin; its output, or raise with
+    the end of its output if it fails or takes over ``timeout`` seconds."""
+    what = "a Python snippet" if args[0] == "-c" else " ".join(args)
     try:
         done = subprocess.run(
-            argv,
+            [sys.executable, *args],
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -70,13 +78,17 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
             timeout=timeout,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{' '.join(argv)} took over {timeout:.0f} s") from exc
+        raise RuntimeError(f"{what} took over {timeout:.0f} s") from exc
     if done.returncode:
         raise RuntimeError(
-            f"{' '.join(argv)} exited {done.returncode}:\n{done.stdout[-3000:]}\n"
-            f"{done.stderr[-3000:]}"
+            f"{what} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return done.stdout
+
+
+def manage(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
+    """Run ``example_project/manage.py`` with ``args``; raise with its output on failure."""
+    return site_run(env, str(MANAGE), *args, timeout=timeout)
 
 
 PROBE_QUEUE = """
@@ -90,28 +102,12 @@ print(app.conf.task_default_queue)
 def snippet_json(database_url: str, var_dir: Path, code: str, *args: str) -> dict:
     """Run ``code`` (Python, Django set up by the snippet) in a subprocess of the example site
     on ``database_url`` with no broker or mail, and return the JSON of its last output line."""
-    env = site_env(
-        database_url=database_url,
-        broker_url="memory://",
-        smtp_port=25,
-        site_url="http://127.0.0.1",
-        var_dir=var_dir,
-    )
-    return env_json(env, code, *args)
+    return env_json(site_env(database_url=database_url, var_dir=var_dir), code, *args)
 
 
-def env_json(env: dict[str, str], code: str, *args: str) -> dict:
+def env_json(env: dict[str, str], code: str, *args: str, timeout: float = 120) -> Any:
     """Run ``code`` (Python) in a subprocess with ``env``; the JSON of its last output line."""
-    done = subprocess.run(
-        [sys.executable, "-c", code, *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(site_run(env, "-c", code, *args, timeout=timeout).strip().splitlines()[-1])
 
 
 def site_queue(env: dict[str, str], wanted: str) -> str:
@@ -120,18 +116,8 @@ def site_queue(env: dict[str, str], wanted: str) -> str:
     A queue of our own keeps this tier apart from any other worker on a shared broker; a site
     that ignores the variable publishes to Celery's shared default queue, used then instead.
     """
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE_QUEUE],
-        env={**env, QUEUE_VAR: wanted},
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode:
-        raise RuntimeError(f"the example site did not start:\n{done.stderr[-3000:]}")
-    return wanted if done.stdout.strip() == wanted else SHARED_QUEUE
+    found = site_run({**env, QUEUE_VAR: wanted}, "-c", PROBE_QUEUE, timeout=60).strip()
+    return wanted if found == wanted else SHARED_QUEUE
 
 
 def _redis_db(broker_url: str) -> str:
@@ -190,11 +176,102 @@ def purge_broker(broker_url: str, queue: str) -> None:
         channel.queue_purge(queue)
 
 
+# The site's processes: every gunicorn and Celery worker of the tiers and the benchmarks -------
+
+
 def _gunicorn_extra_args() -> list[str]:
     """Gunicorn 25.1+ opens a control socket at one shared path per user: not for test sites."""
     import gunicorn.config
 
     return ["--no-control-socket"] if hasattr(gunicorn.config, "ControlSocketDisable") else []
+
+
+def gunicorn_argv(bind: str, *, wsgi: str = FRONT_WSGI, access_log: bool = True) -> list[str]:
+    """gunicorn with 2 sync workers serving ``wsgi`` on ``bind`` (``host:port``), logging to
+    its output (``access_log`` False leaves the access log out, as a load test wants)."""
+    access = ["--access-logfile", "-"] if access_log else []
+    return [
+        sys.executable, "-m", "gunicorn", wsgi, "-b", bind, "-w", "2", "--timeout", "60",
+        *access, "--error-logfile", "-", *_gunicorn_extra_args(),
+    ]  # fmt: skip
+
+
+def gunicorn_wait(web: Process, base_url: str, *, timeout: float = 60) -> None:
+    """Wait until ``web`` serves ``base_url``'s ``/``; raise with its log tail if it does not."""
+    web.wait_ready(lambda: http_ok(base_url + "/"), timeout=timeout, what="serving /")
+
+
+def gunicorn_start(
+    name: str,
+    port: int,
+    env: dict[str, str],
+    log: Path,
+    *,
+    wsgi: str = FRONT_WSGI,
+    access_log: bool = True,
+) -> Process:
+    """gunicorn (:func:`gunicorn_argv`) on 127.0.0.1:``port``, once it serves ``/``."""
+    web = Process(
+        name,
+        gunicorn_argv(f"127.0.0.1:{port}", wsgi=wsgi, access_log=access_log),
+        env=env,
+        cwd=ROOT,
+        log=log,
+    )
+    gunicorn_wait(web, f"http://127.0.0.1:{port}")
+    return web
+
+
+def celery_worker_argv(
+    node: str,
+    *,
+    queue: str | None = None,
+    concurrency: int = 2,
+    max_tasks_per_child: int | None = None,
+) -> list[str]:
+    """The example site's prefork Celery worker named ``node``, on ``queue`` if given."""
+    argv = [
+        sys.executable, "-m", "celery", "-A", "example_project", "worker",
+        "--pool", "prefork", "--concurrency", str(concurrency), "-l", "info",
+        "--without-heartbeat", "--without-gossip", "--without-mingle",
+    ]  # fmt: skip
+    if max_tasks_per_child is not None:
+        argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
+    if queue is not None:
+        argv += ["-Q", queue]
+    return [*argv, "-n", node]
+
+
+def celery_beat_argv() -> list[str]:
+    """The example site's Celery beat (its schedule: the sweep)."""
+    return [sys.executable, "-m", "celery", "-A", "example_project", "beat", "-l", "info"]
+
+
+def celery_worker_wait(worker: Process, *, timeout: float = 60) -> None:
+    """Wait until ``worker`` logged that it is ready; raise with its log tail if it does not."""
+    worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=timeout, what="ready")
+
+
+def celery_worker_start(
+    name: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    node: str,
+    queue: str | None = None,
+    concurrency: int = 2,
+    max_tasks_per_child: int | None = None,
+    wait: float | None = 60,
+) -> Process:
+    """A Celery worker (:func:`celery_worker_argv`), ready within ``wait`` seconds (not waited
+    for when ``wait`` is None)."""
+    argv = celery_worker_argv(
+        node, queue=queue, concurrency=concurrency, max_tasks_per_child=max_tasks_per_child
+    )
+    worker = Process(name, argv, env=env, cwd=ROOT, log=log)
+    if wait is not None:
+        celery_worker_wait(worker, timeout=wait)
+    return worker
 
 
 def http_ok(url: str) -> bool:
@@ -226,21 +303,6 @@ class Stack:
         delete_queue(self.broker_url, self.queue)
 
 
-def _start_web(broker: str, port: int, env: dict[str, str], log_dir: Path) -> Process:
-    """gunicorn with 2 sync workers serving the example site (plus static files)."""
-    return Process(
-        f"gunicorn ({broker})",
-        [
-            sys.executable, "-m", "gunicorn", "tests.realservices.support.wsgi:application",
-            "-b", f"127.0.0.1:{port}", "-w", "2", "--timeout", "60",
-            "--access-logfile", "-", "--error-logfile", "-", *_gunicorn_extra_args(),
-        ],
-        env=env,
-        cwd=ROOT,
-        log=log_dir / "gunicorn.log",
-    )  # fmt: skip
-
-
 def start_stack(
     *,
     broker: str,
@@ -269,39 +331,26 @@ def start_stack(
     queue = site_queue(env, queue)
     env[QUEUE_VAR] = queue
     purge_broker(broker_url, queue)
-    worker = Process(
-        f"celery worker ({broker})",
-        [
-            sys.executable, "-m", "celery", "-A", "example_project", "worker",
-            "--pool", "prefork", "--concurrency", "2", "-l", "info",
-            "--without-heartbeat", "--without-gossip", "--without-mingle",
-            "-Q", queue, "-n", f"realservices-{broker}-{secrets.token_hex(3)}@%h",
-        ],
-        env=env,
-        cwd=ROOT,
-        log=log_dir / "worker.log",
-    )  # fmt: skip
-    try:
-        web = _start_web(broker, port, env, log_dir)
-    except BaseException:
-        worker.stop()
-        raise
-    stack = Stack(
-        broker=broker,
-        broker_url=broker_url,
-        queue=queue,
-        base_url=base_url,
-        env=env,
-        web=web,
-        worker=worker,
-    )
     started = time.monotonic()
+    worker = celery_worker_start(
+        f"celery worker ({broker})",
+        env,
+        log_dir / "worker.log",
+        wait=None,  # it starts while gunicorn does
+        node=f"realservices-{broker}-{secrets.token_hex(3)}@%h",
+        queue=queue,
+    )
+    web: Process | None = None
     try:
-        worker.wait_ready(lambda: log_contains(worker.log, " ready."), timeout=60, what="ready")
-        web.wait_ready(lambda: http_ok(base_url + "/"), timeout=60, what="serving /")
+        web = gunicorn_start(f"gunicorn ({broker})", port, env, log_dir / "gunicorn.log")
+        celery_worker_wait(worker)
     except BaseException:
-        stack.stop()
+        for process in (worker, web):
+            if process is not None:
+                process.stop()
+        delete_queue(broker_url, queue)
         raise
+    stack = Stack(broker, broker_url, queue, base_url, env, web, worker)
     print(
         f"[{broker}] gunicorn and worker ready in {time.monotonic() - started:.1f} s "
         f"(queue {queue!r})"
