@@ -19,7 +19,7 @@ from .publishing import (
 from .retry import TASK_OPTIONS
 from .sending import Outcome, deliveries_send, delivery_send
 from .services.subscribers import signup_process
-from .sweep import deliveries_sweep, signups_sweep
+from .sweep import deliveries_sweep, signups_sweep, sweep_log
 
 
 @shared_task(name=DELIVER_TASK, **TASK_OPTIONS)
@@ -62,10 +62,12 @@ def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
     """Re-publish sign-ups and deliveries whose message was lost, and move page views counted in
-    the cache into the database; run it periodically (celery beat)."""
+    the cache into the database; run it periodically (celery beat). Logs a line only when it
+    found lost messages."""
     page_views_flush()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
+    sweep_log(signups, deliveries)
     return {
         "found": signups.found + deliveries.found,
         "published": signups.published + deliveries.published,

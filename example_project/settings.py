@@ -342,12 +342,24 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Logging --------------------------------------------------------------------------------
 
+# Quiet while nothing happens: Celery's three lines a sweep (every BACKPAIN_SWEEP_EVERY seconds)
+# are dropped; the sweep logs its own line when it re-published something.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "sweep_runs_hidden": {
+            "()": "example_project.quiet.TaskRunsHidden",
+            "task": "backpain_report.sweep_deliveries",
+        },
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "backpain_report": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        **{
+            name: {"filters": ["sweep_runs_hidden"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

@@ -8,6 +8,7 @@ an API caller, a few idle seconds, then SIGINT to its process group, as a termin
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -22,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
+from backpain_report.publishing import SWEEP_TASK
 from example_project import run as launcher
+from example_project.quiet import TaskRunsHidden
 from tests.example_env import EXAMPLE_SITE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,9 +110,11 @@ def test_ctrl_c_reports_the_clean_exit_of_server_and_worker_as_0(console):
 @pytest.mark.slow
 def test_the_idle_console_shows_no_sweep(console):
     assert "ready." in console.before_stop
+    assert "  . backpain_report.sweep_deliveries\n" in console.before_stop  # the worker's tasks
     # Celery's three lines a run (beat's "Sending due task", the worker's "received" and
     # "succeeded"), every second here, every minute by default.
-    assert "sweep" not in console.before_stop, console.before_stop
+    lines = console.before_stop.splitlines()
+    assert [line for line in lines if "sweep" in line and not line.startswith("  . ")] == []
 
 
 @pytest.mark.slow
@@ -133,3 +138,18 @@ def test_the_launcher_exits_0_only_when_every_child_did():
     assert launcher.stopped_exit_code([0, 0]) == 0
     assert launcher.stopped_exit_code([0, 1]) == 1
     assert launcher.stopped_exit_code([-9, 0]) == 1
+
+
+def test_the_filter_hides_celerys_info_lines_about_one_task_only():
+    hidden = TaskRunsHidden(SWEEP_TASK)
+
+    def shown(level: int, message: str, *args: object) -> bool:
+        record = logging.LogRecord("celery.app.trace", level, __file__, 1, message, args, None)
+        return hidden.filter(record)
+
+    assert not shown(logging.INFO, "Scheduler: Sending due task %s (%s)", "sweep", SWEEP_TASK)
+    assert not shown(logging.INFO, f"Task {SWEEP_TASK}[1f] succeeded in 0.01s: None")
+    assert shown(logging.ERROR, f"Task {SWEEP_TASK}[1f] raised unexpected: OperationalError")
+    assert shown(logging.INFO, "Task backpain_report.deliver_report[2a] succeeded in 0.3s")
+    settings = (ROOT / "example_project" / "settings.py").read_text(encoding="utf-8")
+    assert f'"task": "{SWEEP_TASK}"' in settings
