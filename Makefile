@@ -60,26 +60,34 @@ PORT ?= 8000
 APT ?= 1
 SYSTEM_PACKAGES = tools/system_packages.sh $(if $(filter 0,$(APT)),--check)
 
-.PHONY: help venv check-system check-system-test check-bench example test test-fast test-future \
-	test-compat docs \
+.PHONY: help venv venv-example check-system check-system-test check-bench example test test-fast \
+	test-future test-compat docs \
 	test-matrix lint format clean bench bench-multihost profile node-tools
 
 help:
 	@sed -n '2,26s/^# \{0,1\}//p' $(firstword $(MAKEFILE_LIST))
 
-# The venv is created only when missing (or when it was made by another Python than $(PYTHON));
-# the stamp re-runs the install whenever setup.cfg changes.
+# The venv is created only when missing (or when it was made by another Python than $(PYTHON)).
+# Two installs into it, each with its stamp, re-run whenever setup.cfg changes: `venv-example`
+# (make example) the package and the example extra, what the example site imports and nothing
+# more; `venv` (make test, lint, bench, ...) also the test toolchain, so it satisfies both.
+EXAMPLE_STAMP := $(VENV)/.installed-example
+
 $(VENV_PY):
 	@test -n "$(PYTHON)" || { echo "No Python >= 3.10 found; pass PYTHON=/path/to/python3" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
+
+$(EXAMPLE_STAMP): setup.cfg pyproject.toml | $(VENV_PY)
+	$(VENV_PY) -m pip install -e '.[example]' $(DJANGO_SPEC)
+	@touch $@
 
 $(STAMP): setup.cfg pyproject.toml $(if $(LOWEST),tools/lowest_requirements.py) | $(VENV_PY)
 	@rm -f $(VENV)/.installed $(VENV)/.installed-lowest
 	$(if $(LOWEST),$(VENV_PY) tools/lowest_requirements.py setup.cfg > $(LOWEST_CONSTRAINTS))
 	$(VENV_PY) -m pip install -e '.[test,example]' $(DJANGO_SPEC) $(if $(LOWEST),-c $(LOWEST_CONSTRAINTS))
-	@touch $@
+	@touch $@ $(EXAMPLE_STAMP)
 
-venv:
+venv venv-example:
 	@if [ -x "$(VENV_PY)" ] && [ -n "$(PYTHON)" ]; then \
 		want=$$("$(PYTHON)" -c 'import sys; print(sys.version_info[:2])'); \
 		have=$$("$(VENV_PY)" -c 'import sys; print(sys.version_info[:2])' 2>/dev/null || echo none); \
@@ -88,7 +96,8 @@ venv:
 			rm -rf "$(VENV)"; \
 		fi; \
 	fi
-	@$(MAKE) --no-print-directory $(STAMP) PYTHON="$(PYTHON)"
+	@$(MAKE) --no-print-directory $(if $(filter venv-example,$@),$(EXAMPLE_STAMP),$(STAMP)) \
+		PYTHON="$(PYTHON)"
 
 # WeasyPrint loads Pango and HarfBuzz at import time: install them (or say how), not a traceback.
 # These come before `venv` in the targets below, so a missing package stops make before pip runs.
@@ -99,7 +108,7 @@ check-system:
 check-system-test:
 	@PYTHON="$(PYTHON)" $(SYSTEM_PACKAGES) test
 
-example: check-system venv
+example: check-system venv-example
 	$(VENV_PY) example_project/run.py setup
 	$(VENV_PY) example_project/run.py serve --addr $(HOST):$(PORT)
 

@@ -16,7 +16,7 @@ from .delivery.publishing import (
 )
 from .delivery.retry import TASK_OPTIONS
 from .delivery.sending import Outcome, deliveries_send, delivery_send
-from .delivery.sweep import deliveries_sweep, signups_sweep
+from .delivery.sweep import deliveries_sweep, signups_sweep, sweep_log
 from .models import Delivery
 from .page.pageviews import page_views_flush
 from .services.subscribers import signup_process
@@ -62,10 +62,12 @@ def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
     """Re-publish sign-ups and deliveries whose message was lost, and move page views counted in
-    the cache into the database; run it periodically (celery beat)."""
+    the cache into the database; run it periodically (celery beat). Logs a line only when it
+    found lost messages."""
     page_views_flush()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
+    sweep_log(signups, deliveries)
     return {
         "found": signups.found + deliveries.found,
         "published": signups.published + deliveries.published,

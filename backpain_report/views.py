@@ -234,6 +234,14 @@ class SignupView(View):
             status=200,
         )
 
+    def invalid_json(self, form: SignupForm) -> HttpResponse:
+        """An API caller's form errors: a 400 with the errors, logged at INFO here rather than
+        as a "Bad Request" WARNING by django.request (a reader's typo is no server problem)."""
+        logger.info("Sign-up refused: the form has errors (%s).", ", ".join(sorted(form.errors)))
+        response = JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log's flag
+        return response
+
     def post(self, request: HttpRequest) -> HttpResponse:
         refusal = crossorigin.signup_refusal(request)
         if refusal:
@@ -250,7 +258,7 @@ class SignupView(View):
             return render(request, self.throttled_template_name, status=429)
         if not form.is_valid():
             if wants_json(request):
-                return JsonResponse({"status": "invalid", "errors": form.errors}, status=400)
+                return self.invalid_json(form)
             return self.invalid(request, form)
         article = selectors.article_ref_for_signup(slug=form.cleaned_data["article"])
         if article is None:

@@ -4,7 +4,8 @@
     python example_project/run.py setup   # migrate, create the "admin" user, seed the article
     python example_project/run.py         # serve: dev server + worker until Ctrl-C
 
-Both children run in their own process groups; Ctrl-C or SIGTERM is forwarded to both, and when
+Both children run in their own process groups; Ctrl-C or SIGTERM stops both (the worker with a
+warm shutdown, a second Ctrl-C a cold one) and this script exits 0 when both exited cleanly; when
 either dies on its own the other is stopped and this script exits non-zero.
 """
 
@@ -109,6 +110,23 @@ def _wait_for_port(
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def signal_forwarded(name: str, received: int, *, first: bool) -> int:
+    """The signal the child ``name`` gets when this script receives ``received``.
+
+    The dev server gets what was received. The worker's first is SIGTERM, Celery's warm
+    shutdown, which exits 0 (its SIGINT handler ends a warm shutdown with exit code 1); any
+    later one is SIGQUIT, the cold shutdown a second Ctrl-C asks for.
+    """
+    if name != "worker":
+        return received
+    return signal.SIGTERM if first else signal.SIGQUIT
+
+
+def stopped_exit_code(returncodes: list[int]) -> int:
+    """This script's exit code after a Ctrl-C or SIGTERM: 0 when every child exited cleanly."""
+    return 0 if all(code == 0 for code in returncodes) else 1
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -229,10 +247,15 @@ def serve(addr: str, *, beat: bool) -> int:
     while any(proc.poll() is None for proc in procs.values()):
         if len(received) > forwarded:  # forward every signal, so a second Ctrl-C is cold
             sig = received[forwarded]
+            first = forwarded == 0
             forwarded = len(received)
             print(f"\n[run] {signal.Signals(sig).name}: stopping web and worker...", flush=True)
-            for proc in procs.values():
-                _signal_group(proc, sig)
+            for name, proc in procs.items():
+                if name == "worker":  # its main process, which stops its pool and beat
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.send_signal(signal_forwarded(name, sig, first=first))
+                else:
+                    _signal_group(proc, signal_forwarded(name, sig, first=first))
             deadline = deadline or time.monotonic() + STOP_TIMEOUT
         elif deadline is None:
             for name, proc in procs.items():
@@ -252,6 +275,8 @@ def serve(addr: str, *, beat: bool) -> int:
     for proc in procs.values():  # reap any grandchildren left in the groups
         _signal_group(proc, signal.SIGKILL)
     print(f"[run] Stopped ({', '.join(f'{n}: {p.returncode}' for n, p in procs.items())}).")
+    if received and not exit_code:  # stopped by us: clean only if both children were
+        exit_code = stopped_exit_code([proc.returncode for proc in procs.values()])
     return exit_code
 
 

@@ -17,6 +17,8 @@ root (or ``$EXAMPLE_VAR_DIR``). Environment variables switch each part to a real
   holding ``backpain_report/base.html`` to override the app's base template.
 - ``BACKPAIN_PAGE_MAX_AGE`` — the app's ``PAGE_MAX_AGE`` (seconds a shared cache may keep the
   article page; default 300).
+- ``EXAMPLE_LOG_SWEEPS=1`` — keep Celery's log lines about each run of the periodic sweep
+  (hidden by default: the sweep logs a line of its own when it re-published something).
 
 ``SITE_URL`` (the origin of links in emails) defaults to ``http://127.0.0.1:8000`` with
 ``DEBUG`` on; ``run.py`` sets it from its ``--addr`` when it is unset. With ``DEBUG`` off and no
@@ -342,12 +344,26 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Logging --------------------------------------------------------------------------------
 
+# Quiet while nothing happens: Celery's three lines a sweep (every BACKPAIN_SWEEP_EVERY seconds)
+# are dropped; the sweep logs its own line when it re-published something. EXAMPLE_LOG_SWEEPS=1
+# keeps them (the multi-host tier counts the sweeps' runs in the workers' logs).
+_SWEEP_LINES = _env_bool("EXAMPLE_LOG_SWEEPS", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "sweep_runs_hidden": {
+            "()": "example_project.quiet.TaskRunsHidden",
+            "task": "backpain_report.sweep_deliveries",
+        },
+    },
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "backpain_report": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        **{
+            name: {"filters": [] if _SWEEP_LINES else ["sweep_runs_hidden"]}
+            for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+        },
     },
 }

@@ -410,3 +410,12 @@ def test_a_missing_privacy_url_warns_in_production_only(settings):
 def test_a_privacy_url_that_is_no_url_or_path_is_an_error(settings, value, check_id):
     found = ids({"FROM_EMAIL": "a@b.com", "SITE_URL": "https://x", "PRIVACY_URL": value}, settings)
     assert found == {check_id}
+
+
+def test_the_app_registers_its_checks_at_start_up():
+    """The app's ready() imports checks.py for its side effect (registering the checks); a lint
+    fix that drops the "unused" import would silence every check (it happened once, issue 23)."""
+    from django.core.checks.registry import registry
+
+    names = {f"{check.__module__}.{check.__name__}" for check in registry.get_checks()}
+    assert "backpain_report.checks.check_settings" in names

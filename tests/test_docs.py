@@ -30,6 +30,10 @@ REWRITTEN = {
     # One shared stack for the tiers and the benchmarks names its new `services` module
     # (issue 23, item 6; tests/test_layout.py::test_the_site_and_its_services_start_in_one_place).
     "`tests/realservices/` holds only test modules": "development/tests.md, with `services`",
+    # make example installs only what the example uses, quietly (issue 23, item 5:
+    # tests/test_example_install.py, tests/test_example_console.py).
+    "`make example` creates `.venv`": "tutorial.md, the example's own install",
+    "Ctrl-C stops both processes": "tutorial.md, with the clean exit and the quiet console",
 }
 
 #: The modules that moved into subpackages (issue 23): the old README named some of them; the

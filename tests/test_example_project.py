@@ -595,3 +595,19 @@ def test_the_example_with_debug_off_serves_its_static_files_without_collectstati
     result = run_example(code, tmp_path / "var", **production)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "200"
+
+
+def test_example_log_sweeps_keeps_celerys_lines_about_each_sweep(tmp_path):
+    """Issue 23: the example hides Celery's lines about each sweep run; EXAMPLE_LOG_SWEEPS=1
+    (the multi-host tier, which counts the runs) keeps them."""
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "print(json.dumps({name: settings.LOGGING['loggers'][name]['filters'] for name in "
+        "('celery.beat', 'celery.worker.strategy', 'celery.app.trace')}))"
+    )
+    quiet = run_example(code, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert set(map(tuple, json.loads(quiet.stdout).values())) == {("sweep_runs_hidden",)}
+    kept = run_example(code, tmp_path / "kept", EXAMPLE_LOG_SWEEPS="1")
+    assert kept.returncode == 0, kept.stderr
+    assert set(map(tuple, json.loads(kept.stdout).values())) == {()}

@@ -235,6 +235,22 @@ def test_json_callers_still_get_status_codes(client, article, no_broker):
     assert good.status_code == 202 and good.json() == {"status": "accepted"}
 
 
+def test_a_readers_form_error_is_logged_at_info_not_as_a_bad_request_warning(
+    client, article, no_broker, caplog
+):
+    """Issue 23: django.request logged every wrong address an API caller sent as a WARNING,
+    "Bad Request: /signup/", on the example's console and in a site's error reports."""
+    caplog.set_level("DEBUG")
+    bad = client.post(SIGNUP, {"email": "nope"}, HTTP_ACCEPT="application/json")
+    page = client.post(SIGNUP, {"email": "nope", "article": article.slug})
+    assert bad.status_code == 400 and page.status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    [record] = [r for r in caplog.records if r.name.startswith("backpain_report")]
+    assert record.levelname == "INFO"
+    assert record.getMessage() == "Sign-up refused: the form has errors (consent, email, name)."
+
+
 def test_the_form_carries_its_success_message_for_the_script(client, article, settings):
     page = client.get(article.get_absolute_url()).content.decode()
     success = page[page.index("<template data-bpr-success>") :]

@@ -547,3 +547,30 @@ def test_command_loop_goes_on_after_an_unexpected_error_and_shows_its_traceback(
     assert err.startswith("Sweep failed:\nTraceback (most recent call last):")
     assert f"{type(error).__name__}: {error}" in err
     assert "unreachable" not in err
+
+
+# --- The worker's log (issue 23, item 5): quiet when the sweep found nothing ------------------
+
+
+def test_the_sweep_task_logs_nothing_when_it_found_nothing(make_delivery, published, caplog):
+    from backpain_report.tasks import sweep_deliveries
+
+    make_delivery(enqueued_at=ago(1))  # fresh: its message is on the way
+    caplog.set_level("DEBUG")
+    assert sweep_deliveries() == {"found": 0, "published": 0}
+    assert [r for r in caplog.records if r.levelno >= 20] == []
+
+
+def test_the_sweep_task_logs_one_line_when_it_republished(make_delivery, published, caplog):
+    from backpain_report.tasks import sweep_deliveries
+
+    make_delivery(publish_failed_at=timezone.now())
+    make_delivery(enqueued_at=ago(600))
+    _pending_signup("ann@example.com", "Ann", at=ago(600))
+    caplog.set_level("INFO")
+    assert sweep_deliveries() == {"found": 3, "published": 3}
+    [record] = [r for r in caplog.records if r.levelno >= 20]
+    assert (record.name, record.levelname) == ("backpain_report.delivery.sweep", "INFO")
+    assert record.getMessage() == (
+        "Sweep: re-published 1 of 1 sign-ups and 2 of 2 deliveries whose message was lost."
+    )

@@ -240,6 +240,9 @@ class Cluster:
                 "EMAIL_HOST": db,
                 "DJANGO_SECRET_KEY": self.secret_key,
                 "ALLOWED_HOSTS": ",".join(self.address(name) for name in WEB_HOSTS),
+                # Celery's line for each sweep run, which sweeps() and sweep_runs() count (the
+                # example hides them).
+                "EXAMPLE_LOG_SWEEPS": "1",
                 **self.timings,
                 **extra,
             }
