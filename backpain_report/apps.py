@@ -13,9 +13,9 @@ class BackpainReportConfig(AppConfig):
         from django.conf import settings
         from django.db.models.signals import post_delete, post_save
 
+        from . import checks  # noqa: F401  (registers the system checks)
         from .delivery.logs import loggers_quiet
         from .page.pagecache import pages_invalidate_on_commit
-        from . import checks  # noqa: F401  (registers the system checks)
         from .rights import bounces
 
         # An edited article or report drops every stored article page (pagecache.py).
