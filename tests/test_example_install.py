@@ -91,13 +91,28 @@ def _modules_named(path: Path) -> set[str]:
     return names
 
 
+def _distributions_of(module: str, distributions: dict[str, list[str]]) -> list[str]:
+    """The distributions providing ``module``; for one whose metadata names no top-level
+    module (Python 3.10's importlib finds none for some older wheels, e.g. dj-database-url in
+    make test-compat), the distribution named like the module."""
+    found = distributions.get(module)
+    if found:
+        return found
+    for name in (module, module.replace("_", "-")):
+        try:
+            return [importlib.metadata.distribution(name).metadata["Name"]]
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return []
+
+
 def test_everything_the_example_imports_is_in_what_make_example_installs():
     distributions = importlib.metadata.packages_distributions()
     used: dict[str, set[str]] = {}
     for source in EXAMPLE_SOURCES:
         for path in source.rglob("*.py"):
             for module in _modules_named(path) - OUR_PACKAGES - set(sys.stdlib_module_names):
-                for dist in distributions.get(module, []):
+                for dist in _distributions_of(module, distributions):
                     used.setdefault(_normalise(dist), set()).add(str(path.relative_to(ROOT)))
     installed = _requirement_names("options", "install_requires") | _requirement_names(
         "options.extras_require", "example"
