@@ -4,7 +4,7 @@
   the wrong type.
 - ``backpain_report.E001`` and ``E007`` to ``E017``: a value of the right type that its
   setting's validator refuses (``FROM_EMAIL`` missing, ``SITE_URL`` not an origin, ...), one id
-  per kind of problem, each declared with its setting in ``settings_schema.py`` (the docs'
+  per kind of problem, each declared with its setting in ``config/schema.py`` (the docs'
   "System checks" table says what each one means).
 - ``backpain_report.E003``: an app the package needs is not in ``INSTALLED_APPS``.
 - ``backpain_report.E004``: the mail timeout is too long for ``CLAIM_LEASE``: a render plus

@@ -1,7 +1,7 @@
 """The app's settings: one ``BACKPAIN_REPORT`` dict merged over the defaults.
 
 Each key is declared once, with its default, type, validator and doc line, in
-``settings_schema.py``; this module reads the values.
+``config/schema.py``; this module reads the values.
 
 Read every value through :func:`get` (or ``app_settings.KEY``) at call time, never at import
 time, so ``override_settings`` works. The merged dict is cached and the cache is dropped
@@ -20,7 +20,7 @@ from django.dispatch import receiver
 from .config.schema import SETTING_NAME, SETTINGS
 
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
-"""Each key's default, from the schema in settings_schema.py (its one declaration)."""
+"""Each key's default, from the schema in config/schema.py (its one declaration)."""
 
 
 @cache

@@ -163,3 +163,12 @@ def test_an_idn_site_url_gives_ascii_links_and_names_the_host_as_written(
     links_in_text = re.findall(r"https?://\S+", text)
     assert links_in_text and all(link.startswith(origin + "/") for link in links_in_text)
     assert "on Rückenschmerz.example:8443." in text
+
+
+def test_the_message_id_salt_outlives_the_module_move():
+    """Issue 23 moved emails.py into delivery/: the HMAC salt keeps its old name, or a delivery
+    made before an upgrade and retried after it would get a second Message-ID (the docs promise
+    one Message-ID per delivery, on every attempt)."""
+    from backpain_report.delivery import emails
+
+    assert emails.MESSAGE_ID_SALT == "backpain_report.emails.delivery_message_id"

@@ -34,7 +34,8 @@ def pdf_filename(delivery: Delivery) -> str:
     return f"{delivery.report.slug}-edition-{delivery.report.edition}.pdf"
 
 
-MESSAGE_ID_SALT = "backpain_report.delivery.emails.delivery_message_id"
+# The module path before issue 23 moved it: the salt is part of every Message-ID, so it stays.
+MESSAGE_ID_SALT = "backpain_report.emails.delivery_message_id"
 
 
 def delivery_message_id(delivery: Delivery) -> str:

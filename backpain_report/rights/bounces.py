@@ -105,5 +105,5 @@ def connect() -> bool:
         from anymail.signals import tracking
     except ImportError:
         return False
-    tracking.connect(tracking_received, dispatch_uid="backpain_report.rights.bounces")
+    tracking.connect(tracking_received, dispatch_uid="backpain_report.bounces")
     return True
