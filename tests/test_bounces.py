@@ -235,8 +235,8 @@ def test_the_receiver_is_connected_when_anymail_is_installed():
     from anymail.signals import tracking
 
     assert bounces.connect() is True  # again: still one receiver (dispatch_uid)
-    assert tracking.disconnect(dispatch_uid="backpain_report.rights.bounces") is True
-    assert tracking.disconnect(dispatch_uid="backpain_report.rights.bounces") is False
+    assert tracking.disconnect(dispatch_uid="backpain_report.bounces") is True
+    assert tracking.disconnect(dispatch_uid="backpain_report.bounces") is False
     assert bounces.connect() is True
 
 
