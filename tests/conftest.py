@@ -196,3 +196,14 @@ def shared_counter(monkeypatch):
     counter.clear()
     monkeypatch.setattr(pageviews, "_counter_cache", lambda: counter)
     return counter
+
+
+@pytest.fixture
+def clock():
+    """The clock, stopped at the real now and moved by the test (``clock.shift(seconds)``,
+    ``clock.move_to(when)``)."""
+    import time_machine
+    from django.utils import timezone
+
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        yield traveller

@@ -9,9 +9,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-import time_machine
 from django.core import mail
-from django.utils import timezone
 
 from backpain_report.delivery.tokens import ConfirmState, read_confirm_token
 from backpain_report.models import Delivery, Subscriber
@@ -21,6 +19,7 @@ from .test_consent_rounds import (
     HOUR,
     confirm,
     confirm_link_in,
+    confirmed_reader_with_report,
     is_confirmation,
     send_due,
     sign_up,
@@ -29,13 +28,6 @@ from .test_consent_rounds import (
 
 DAY = datetime.timedelta(days=1)
 MINUTE = datetime.timedelta(minutes=1)
-
-
-@pytest.fixture
-def clock():
-    """The clock, stopped at the real now and moved by the test."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture
@@ -61,15 +53,6 @@ def emails_within(window: datetime.timedelta) -> int:
     return max((sum(1 for t in times if start <= t < start + window) for start in times), default=0)
 
 
-def _confirmed_reader_with_report(client, capture) -> Subscriber:
-    reader = sign_up(client, capture)
-    send_due()
-    confirm(mail.outbox[0])
-    send_due()
-    assert [is_confirmation(m) for m in mail.outbox] == [True, False]
-    return reader
-
-
 # Docs, Unsubscribe: "Either way at most one email per THROTTLE_ADDRESS_WINDOW: with double
 # opt-in, a new consent inside the window of the last email gets its confirmation request when
 # that window ends". The window after a waiting confirmation is counted from when its row was
@@ -78,7 +61,7 @@ def test_attack_the_window_after_a_waiting_confirmation_counts_from_when_it_was_
     client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
 ):
     capture = django_capture_on_commit_callbacks
-    reader = _confirmed_reader_with_report(client, capture)  # the report at 0
+    reader = confirmed_reader_with_report(client, capture)  # the report at 0
     clock.shift(20 * MINUTE)
     unsubscribe(reader)
     sign_up(client, capture)  # +20 min: a new consent, its request waits until +60 min
@@ -104,7 +87,7 @@ def test_attack_no_second_request_while_a_waited_requests_link_still_works(
     client, article, double_opt_in, no_broker, django_capture_on_commit_callbacks, clock
 ):
     capture = django_capture_on_commit_callbacks
-    reader = _confirmed_reader_with_report(client, capture)
+    reader = confirmed_reader_with_report(client, capture)
     clock.shift(10 * MINUTE)
     unsubscribe(reader)
     sign_up(client, capture)  # waits until +60 min
@@ -138,7 +121,7 @@ def test_attack_a_request_still_waiting_counts_as_on_its_way_however_long_it_wai
         "THROTTLE_ADDRESS_WINDOW": 30 * 24 * 3600,
     }
     capture = django_capture_on_commit_callbacks
-    reader = _confirmed_reader_with_report(client, capture)
+    reader = confirmed_reader_with_report(client, capture)
     clock.shift(HOUR)
     unsubscribe(reader)
     sign_up(client, capture)  # a new consent: its request waits for the month to end
@@ -260,7 +243,7 @@ def test_attack_a_confirmed_reader_is_not_sent_a_confirmation_still_queued(
         "THROTTLE_ADDRESS_WINDOW": 30 * 24 * 3600,
     }
     capture = django_capture_on_commit_callbacks
-    reader = _confirmed_reader_with_report(client, capture)
+    reader = confirmed_reader_with_report(client, capture)
     clock.shift(HOUR)
     unsubscribe(reader)
     sign_up(client, capture)
@@ -296,7 +279,7 @@ def test_attack_a_readers_old_download_link_never_greets_a_strangers_name(
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DELIVERY": "both"}
     capture = django_capture_on_commit_callbacks
-    reader = _confirmed_reader_with_report(client, capture)
+    reader = confirmed_reader_with_report(client, capture)
     report = Delivery.objects.get(kind="report")
     clock.shift(HOUR)
     unsubscribe(reader)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 
 import pytest
-import time_machine
 from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
@@ -33,13 +32,6 @@ from .test_consent_rounds import (
 DAY = datetime.timedelta(days=1)
 MINUTE = datetime.timedelta(minutes=1)
 SECOND = datetime.timedelta(seconds=1)
-
-
-@pytest.fixture
-def clock():
-    """The clock, stopped at the real now and moved by the test."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import datetime
 import re
 
 import pytest
-import time_machine
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
@@ -50,13 +49,6 @@ def double_opt_in(settings):
     }
 
 
-@pytest.fixture
-def clock():
-    """The clock, stopped at the real now and moved by the test."""
-    with time_machine.travel(timezone.now(), tick=False) as traveller:
-        yield traveller
-
-
 def sign_up(client, capture, **fields) -> Subscriber:
     with capture(execute=True):
         response = client.post(reverse("backpain_report:signup"), {**SIGNUP, **fields})
@@ -84,6 +76,16 @@ def confirm(message) -> None:
 def unsubscribe(subscriber: Subscriber) -> None:
     token = make_unsubscribe_token(subscriber.pk)
     Client().post(reverse("backpain_report:one_click_unsubscribe", args=[token]))
+
+
+def confirmed_reader_with_report(client, capture) -> Subscriber:
+    """A reader who signed up, confirmed and was sent the report (two emails)."""
+    reader = sign_up(client, capture)
+    send_due()
+    confirm(mail.outbox[0])
+    send_due()
+    assert [is_confirmation(m) for m in mail.outbox] == [True, False]
+    return reader
 
 
 def is_confirmation(message) -> bool:
