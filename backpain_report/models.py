@@ -427,3 +427,95 @@ class MailEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.esp})"
+
+
+class WebhookEndpoint(models.Model):
+    """A URL that receives the events it asked for, signed per the Standard Webhooks spec.
+
+    The secret (``whsec_`` and base64) is made by the app and shown once
+    (:mod:`backpain_report.webhooks.endpoints`); ``article`` limits the events to the readers
+    who signed up on it.
+    """
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("For you, e.g. “Our CRM”."))
+    url = models.URLField(_("URL"), max_length=2000)
+    secret = models.CharField(_("signing secret"), max_length=100, editable=False)
+    # The event types it wants, separated by spaces (a JSON list would need the JSON1
+    # extension on SQLite just to run the system checks).
+    event_types = models.CharField(_("events"), max_length=300, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    article = models.ForeignKey(
+        Article,
+        verbose_name=_("only for the readers of"),
+        related_name="webhook_endpoints",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+    )
+    secret_rotated_at = models.DateTimeField(_("secret made"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        verbose_name = _("webhook endpoint")
+        verbose_name_plural = _("webhook endpoints")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def wants(self, event_type: str) -> bool:
+        """Whether the endpoint asked for ``event_type``."""
+        return event_type in self.event_types.split()
+
+
+class WebhookEvent(models.Model):
+    """One event on its way to one endpoint: the webhook outbox row.
+
+    Written in the transaction that makes the change it reports (so it exists exactly when the
+    change committed), then sent with the same claim, lease, retry and sweep rules as a
+    :class:`Delivery`. ``webhook_id`` is the ``webhook-id`` header: the same on every attempt,
+    so a receiver deduplicates on it. ``body`` is the JSON sent, kept byte for byte.
+    """
+
+    Status = Delivery.Status
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint,
+        verbose_name=_("endpoint"),
+        related_name="events",
+        on_delete=models.CASCADE,
+    )
+    event_type = models.CharField(_("event"), max_length=40)
+    webhook_id = models.CharField(_("webhook id"), max_length=40, unique=True)
+    body = models.TextField(_("body (JSON)"))
+    # The subscriber the event is about (a plain id: the event outlives a deleted subscriber).
+    subscriber_ref = models.BigIntegerField(_("subscriber id"), null=True, blank=True)
+    personal = models.BooleanField(_("carries personal data"), default=True)
+    occurred_at = models.DateTimeField(_("occurred"))
+    status = models.CharField(
+        _("status"), max_length=10, choices=Delivery.Status.choices, default=Delivery.Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
+    publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_status_code = models.PositiveIntegerField(_("last HTTP status"), null=True, blank=True)
+    sent_at = models.DateTimeField(_("delivered"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="backpain_webhook_due"),
+            models.Index(fields=["endpoint", "status"], name="backpain_webhook_backlog"),
+            models.Index(fields=["subscriber_ref"], name="backpain_webhook_subscriber"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.webhook_id}"

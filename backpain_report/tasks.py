@@ -16,10 +16,12 @@ from .delivery.publishing import (
 )
 from .delivery.retry import TASK_OPTIONS
 from .delivery.sending import Outcome, deliveries_send, delivery_send
-from .delivery.sweep import deliveries_sweep, signups_sweep, sweep_log
+from .delivery.sweep import deliveries_sweep, signups_sweep, sweep_log, webhook_events_sweep
+from .delivery.webhooks import webhook_send
 from .models import Delivery
 from .page.pageviews import page_views_flush
 from .services.subscribers import signup_process
+from .webhooks.outbox import WEBHOOK_TASK, events_publish
 
 
 @shared_task(name=DELIVER_TASK, **TASK_OPTIONS)
@@ -59,16 +61,27 @@ def deliver_batch(delivery_ids: list[int]) -> dict[str, int]:
     return counts
 
 
+@shared_task(name=WEBHOOK_TASK, **TASK_OPTIONS)
+def deliver_webhook(event_id: int) -> str:
+    """POST one webhook event; a temporary failure schedules the next attempt (published to
+    ``WEBHOOK_QUEUE`` with a countdown; the sweep covers a lost one)."""
+    result = webhook_send(event_id=event_id)
+    if result.outcome is Outcome.RETRY:
+        events_publish([event_id], countdown=result.retry_in)
+    return result.outcome.value
+
+
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
-    """Re-publish sign-ups and deliveries whose message was lost, and move page views counted in
-    the cache into the database; run it periodically (celery beat). Logs a line only when it
-    found lost messages."""
+    """Re-publish sign-ups, deliveries and webhook events whose message was lost, and move page
+    views counted in the cache into the database; run it periodically (celery beat). Logs a
+    line only when it found lost messages."""
     page_views_flush()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
-    sweep_log(signups, deliveries)
+    webhooks = webhook_events_sweep()
+    sweep_log(signups, deliveries, webhooks)
     return {
-        "found": signups.found + deliveries.found,
-        "published": signups.published + deliveries.published,
+        "found": signups.found + deliveries.found + webhooks.found,
+        "published": signups.published + deliveries.published + webhooks.published,
     }

@@ -207,6 +207,8 @@ def serve(addr: str, *, beat: bool) -> int:
             "info",
             "--concurrency",
             "2",
+            "-Q",
+            "celery,backpain_webhooks",  # the default queue and the webhook events' own
         ]
         + (["-B", "-s", str(var_dir / "celerybeat-schedule")] if beat else []),
     }

@@ -325,6 +325,21 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_TASK_DEFAULT_QUEUE") or "celery"
+# Webhook events have a queue of their own (docs, "Send leads to your CRM"), which the example's
+# worker consumes beside the default one (example_project/run.py); a test stack that names its
+# own default queue gets its own webhook queue beside it.
+if os.environ.get("CELERY_TASK_DEFAULT_QUEUE"):
+    BACKPAIN_REPORT["WEBHOOK_QUEUE"] = f"{CELERY_TASK_DEFAULT_QUEUE}.webhooks"
+# BACKPAIN_WEBHOOK_ALLOWED_NETWORKS (comma-separated, e.g. 127.0.0.0/8): networks webhook calls
+# may reach although they are not public; in development (DEBUG) loopback, for a receiver on
+# this machine.
+_webhook_networks = [
+    network.strip()
+    for network in os.environ.get("BACKPAIN_WEBHOOK_ALLOWED_NETWORKS", "").split(",")
+    if network.strip()
+] or (["127.0.0.0/8", "::1/128"] if DEBUG else [])
+if _webhook_networks:
+    BACKPAIN_REPORT["WEBHOOK_ALLOWED_NETWORKS"] = _webhook_networks
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -160,6 +160,7 @@ def no_broker(monkeypatch):
     A sign-up's message is processed at once, as the worker would (``signup_process``), and the
     delivery the worker would then send is recorded; other publishes are recorded as they go.
     """
+    from backpain_report import broker
     from backpain_report.delivery import publishing
     from backpain_report.services import subscribers
 
@@ -179,7 +180,7 @@ def no_broker(monkeypatch):
         else:
             published.append(args[0])
 
-    monkeypatch.setattr(publishing.current_app, "send_task", record)
+    monkeypatch.setattr(broker.current_app, "send_task", record)
     monkeypatch.setattr(subscribers, "publish_signup_on_commit", process_signup)
     return published
 

@@ -25,7 +25,7 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from backpain_report import selectors, stats, tasks
+from backpain_report import broker, selectors, stats, tasks
 from backpain_report.delivery import publishing
 from backpain_report.delivery.sending import Outcome, delivery_send
 from backpain_report.delivery.sweep import deliveries_sweep
@@ -445,7 +445,7 @@ def test_the_sweep_sends_nothing_to_a_suppressed_address(suppressed, make_delive
     def run_inline(name, args=None, **options):  # the worker, at once
         {publishing.DELIVER_TASK: tasks.deliver_report}[name](*args)
 
-    monkeypatch.setattr(publishing.current_app, "send_task", run_inline)
+    monkeypatch.setattr(broker.current_app, "send_task", run_inline)
     assert deliveries_sweep().published == 1
     assert mail.outbox == []
     stranded.refresh_from_db()

@@ -4,15 +4,16 @@ import contextlib
 
 import pytest
 
+from backpain_report import broker
 from backpain_report.delivery import publishing
 
 
 @pytest.fixture
 def opened(monkeypatch):
     """Every broker connection publishing opens, and every one it closes."""
-    publishing._pool.clear()
+    broker.connection_pool.clear()
     made, closed = [], []
-    real = publishing.current_app.connection_for_write
+    real = broker.current_app.connection_for_write
 
     def connection_for_write(*args, **kwargs):
         connection = real(*args, **kwargs)
@@ -26,16 +27,16 @@ def opened(monkeypatch):
         connection.release = counted_release
         return connection
 
-    monkeypatch.setattr(publishing.current_app, "connection_for_write", connection_for_write)
+    monkeypatch.setattr(broker.current_app, "connection_for_write", connection_for_write)
     yield made, closed
-    publishing._pool.clear()
+    broker.connection_pool.clear()
 
 
 def test_consecutive_publishes_share_one_connection(opened, monkeypatch):
     made, closed = opened
     sent = []
     monkeypatch.setattr(
-        publishing.current_app, "send_task", lambda name, **kw: sent.append(kw["connection"])
+        broker.current_app, "send_task", lambda name, **kw: sent.append(kw["connection"])
     )
     for pk in (1, 2, 3):
         publishing._publish([(publishing.SIGNUP_TASK, [pk], [])], None)
@@ -48,19 +49,19 @@ def test_a_connection_that_failed_is_closed_and_never_reused(opened, monkeypatch
     def broker_down(name, **kw):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    monkeypatch.setattr(broker.current_app, "send_task", broker_down)
     publishing._publish([(publishing.SIGNUP_TASK, [1], [])], None)
     assert closed == made == [made[0]]
-    monkeypatch.setattr(publishing.current_app, "send_task", lambda name, **kw: None)
+    monkeypatch.setattr(broker.current_app, "send_task", lambda name, **kw: None)
     publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
     assert len(made) == 2  # a fresh connection after the failure
 
 
 def test_a_forked_process_opens_its_own_connection(opened, monkeypatch):
     made, _closed = opened
-    monkeypatch.setattr(publishing.current_app, "send_task", lambda name, **kw: None)
+    monkeypatch.setattr(broker.current_app, "send_task", lambda name, **kw: None)
     publishing._publish([(publishing.SIGNUP_TASK, [1], [])], None)
-    monkeypatch.setattr(publishing.os, "getpid", lambda: -1)  # as seen from a child process
+    monkeypatch.setattr(broker.os, "getpid", lambda: -1)  # as seen from a child process
     publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
     assert len(made) == 2
 
@@ -68,11 +69,11 @@ def test_a_forked_process_opens_its_own_connection(opened, monkeypatch):
 def test_a_connection_idle_too_long_is_closed_not_reused(opened, monkeypatch):
     """A broker may have dropped an idle connection without a word (review of issue 11)."""
     made, closed = opened
-    monkeypatch.setattr(publishing.current_app, "send_task", lambda name, **kw: None)
+    monkeypatch.setattr(broker.current_app, "send_task", lambda name, **kw: None)
     clock = [1000.0]
-    monkeypatch.setattr(publishing.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(broker.time, "monotonic", lambda: clock[0])
     publishing._publish([(publishing.SIGNUP_TASK, [1], [])], None)
-    clock[0] += publishing._ConnectionPool.MAX_IDLE + 1
+    clock[0] += broker.ConnectionPool.MAX_IDLE + 1
     publishing._publish([(publishing.SIGNUP_TASK, [2], [])], None)
     assert len(made) == 2 and closed == [made[0]]
 
@@ -140,13 +141,13 @@ def test_a_frozen_amqp_broker_behind_a_pooled_connection_is_a_failed_publish(set
 
     url = urlsplit(require_service("amqp"))
     proxy = PausableProxy((url.hostname or "127.0.0.1", url.port or 5672))
-    app = publishing.current_app
+    app = broker.current_app
     old_url = app.conf.broker_url
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "PUBLISH_TIMEOUT": 1}
     app.conf.broker_url = url._replace(
         netloc=f"{url.username}:{url.password}@127.0.0.1:{proxy.port}"
     ).geturl()
-    publishing._pool.clear()
+    broker.connection_pool.clear()
     queue = "backpain-frozen-test"
     try:
         args = ([(publishing.SIGNUP_TASK, [0], [0])], None)  # row 0: no such row
@@ -160,7 +161,7 @@ def test_a_frozen_amqp_broker_behind_a_pooled_connection_is_a_failed_publish(set
             assert time.monotonic() - started < 5
     finally:
         proxy.close()
-        publishing._pool.clear()
+        broker.connection_pool.clear()
         app.conf.broker_url = old_url
         with app.connection_for_write(require_service("amqp")) as connection:
             connection.default_channel.queue_delete(queue)

@@ -39,6 +39,10 @@ NEEDS = {
         "covers.pdf_page_png: PdfDocument(bytes), PdfPage.render(scale=).to_pil() (the 4.x API)",
     ),
     "Pillow": ("9.1", "WeasyPrint 68's own lower bound; covers.py saves the cover as PNG"),
+    "standardwebhooks": (
+        "1.3",
+        "delivery/webhooks signs with Webhook(secret).sign(msg_id, timestamp, data) taking bytes",
+    ),
 }
 # The first major (CalVer: year) not yet tested: the upper bound may be no higher. pypdf's is
 # strict in earnest: pdfjoin reads the private StreamObject._data.
@@ -53,6 +57,7 @@ UNTESTED = {
     "nh3": "0.4",
     "pypdfium2": "6",
     "Pillow": "14",
+    "standardwebhooks": "2",
 }
 
 

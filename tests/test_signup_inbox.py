@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from backpain_report import broker
 from backpain_report.delivery import publishing
 from backpain_report.delivery.sending import delivery_send
 from backpain_report.delivery.sweep import signups_sweep
@@ -30,7 +31,7 @@ def published(monkeypatch):
     """Every message the request publishes, as (task name, args); nothing is processed."""
     sent: list[tuple[str, list]] = []
     monkeypatch.setattr(
-        publishing.current_app,
+        broker.current_app,
         "send_task",
         lambda name, args=None, **options: sent.append((name, args)),
     )
@@ -192,7 +193,7 @@ def test_a_failed_publish_is_recorded_and_swept_at_once(article, monkeypatch):
     def broker_down(*args, **kwargs):
         raise ConnectionRefusedError("broker down")
 
-    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    monkeypatch.setattr(broker.current_app, "send_task", broker_down)
     signup = _submit(article)
     publishing.publish_signups([signup.pk])
     signup.refresh_from_db()
@@ -275,8 +276,8 @@ def test_a_swept_signup_is_not_published_again_by_the_next_sweep(article, monkey
         raise ConnectionRefusedError("broker down")
 
     signup = _submit(article)
-    monkeypatch.setattr(publishing.current_app, "send_task", broker_down)
+    monkeypatch.setattr(broker.current_app, "send_task", broker_down)
     publishing.publish_signups([signup.pk])  # the request's publish failed
-    monkeypatch.setattr(publishing.current_app, "send_task", lambda *a, **k: None)
+    monkeypatch.setattr(broker.current_app, "send_task", lambda *a, **k: None)
     assert signups_sweep().published == 1  # the broker is back: re-published
     assert signups_sweep().found == 0  # within the grace period: nothing to do

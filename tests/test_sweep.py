@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import ProgrammingError
 from django.utils import timezone
 
-from backpain_report.delivery import publishing
+from backpain_report import broker
 from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep
 from backpain_report.models import Delivery, PendingSignup
 
@@ -23,7 +23,7 @@ def published(monkeypatch):
     def fake_send_task(name, args=None, **kwargs):
         sent.append((name, args[0]))
 
-    monkeypatch.setattr(publishing.current_app, "send_task", fake_send_task)
+    monkeypatch.setattr(broker.current_app, "send_task", fake_send_task)
     return sent
 
 
@@ -57,7 +57,7 @@ def test_broker_down_is_recorded_and_reported(make_delivery, monkeypatch, capsys
     def broken(*args, **kwargs):
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr(publishing.current_app, "send_task", broken)
+    monkeypatch.setattr(broker.current_app, "send_task", broken)
     delivery = make_delivery(publish_failed_at=ago(5))
     with pytest.raises(CommandError, match="could not be published"):
         call_command("backpain_sweep")
@@ -122,7 +122,7 @@ def test_command_loop_goes_on_when_a_sweep_fails(make_delivery, monkeypatch, cap
     def broken(*args, **kwargs):
         raise ConnectionRefusedError(111, "Connection refused")
 
-    monkeypatch.setattr(publishing.current_app, "send_task", broken)
+    monkeypatch.setattr(broker.current_app, "send_task", broken)
     make_delivery(publish_failed_at=ago(5))
     calls = []
     real = backpain_sweep.signups_sweep

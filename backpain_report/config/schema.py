@@ -11,6 +11,7 @@ import them from there, so the settings sit below everything.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Real
@@ -122,6 +123,27 @@ def embed_origins_problem(value: tuple | list) -> str | None:
         if problem:
             return f"holds {origin!r}, which {problem}"
     return None
+
+
+def networks_problem(value: tuple | list) -> str | None:
+    """Each entry must be an IP network (``"10.0.0.0/8"``, ``"::1/128"``) or address."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except (TypeError, ValueError):
+            return f"holds {entry!r}, which is not an IP network such as '10.0.0.0/8'"
+    return None
+
+
+def queue_problem(value: str) -> str | None:
+    """A Celery queue name: no whitespace."""
+    if value != value.strip() or any(char.isspace() for char in value):
+        return f"is not a queue name: got {value!r}"
+    return None
+
+
+def positive_problem(value: float) -> str | None:
+    return None if value > 0 else f"must be more than 0: got {value!r}"
 
 
 def alias_problem(setting: str) -> Callable[[str | None], str | None]:
@@ -433,6 +455,54 @@ SETTINGS: tuple[Setting, ...] = (
         validate=limit_problem,
         check_id="backpain_report.E013",
         hint="For example: {default}.",
+    ),
+    Setting(
+        "WEBHOOK_QUEUE",
+        "backpain_webhooks",
+        (str,),
+        "the Celery queue webhook events are published to, so a slow CRM never delays report "
+        "emails: the site's worker must consume it (`celery worker -Q celery,backpain_webhooks`"
+        ', or a worker of its own); `""`: the default queue (check `E018`; see [Send leads to '
+        "your CRM](#send-leads-to-your-crm))",
+        validate=queue_problem,
+        check_id="backpain_report.E018",
+    ),
+    Setting(
+        "WEBHOOK_CONNECT_TIMEOUT",
+        3.0,
+        (Real,),
+        "seconds a webhook call may take to connect (check `E019`)",
+        validate=positive_problem,
+        check_id="backpain_report.E019",
+    ),
+    Setting(
+        "WEBHOOK_READ_TIMEOUT",
+        10.0,
+        (Real,),
+        "seconds a receiver may take to answer; connect and read together are also the whole "
+        "call's deadline (check `E019`); a timeout is retried",
+        validate=positive_problem,
+        check_id="backpain_report.E019",
+    ),
+    Setting(
+        "WEBHOOK_MAX_RESPONSE_BYTES",
+        65536,
+        (int,),
+        "bytes of a receiver's answer read at most (the rest is dropped; check `E019`)",
+        validate=positive_problem,
+        check_id="backpain_report.E019",
+    ),
+    Setting(
+        "WEBHOOK_ALLOWED_NETWORKS",
+        (),
+        (tuple, list),
+        "IP networks webhook calls may reach although they are not public (private, loopback, "
+        'link-local...), e.g. `("10.0.0.0/8",)` for a CRM inside your network; every other '
+        "such address is refused after DNS resolution (check `E020`; see [the SSRF "
+        "rule](#send-leads-to-your-crm))",
+        validate=networks_problem,
+        check_id="backpain_report.E020",
+        hint='For example: ("10.1.2.0/24",).',
     ),
 )
 

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone, translation
 
@@ -53,6 +54,8 @@ from ..rights.consent import (
     awaits_confirmation,
 )
 from ..rights.suppression import suppressed_error
+from ..webhooks.events import EventType
+from ..webhooks.outbox import events_record
 from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
 from .mailer import open_mailer
 from .retry import (
@@ -348,13 +351,21 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
     finally:
         if connection is None and mailer is not None:
             _close_quietly(mailer)
-    recorded = _record(
-        delivery,
-        status=Delivery.Status.SENT,
-        sent_at=timezone.now(),
-        message_id=message_id,
-        last_error="",
-    )
+    with transaction.atomic():  # the event exists exactly when the sending is recorded
+        recorded = _record(
+            delivery,
+            status=Delivery.Status.SENT,
+            sent_at=timezone.now(),
+            message_id=message_id,
+            last_error="",
+        )
+        if recorded and delivery.kind == Delivery.Kind.REPORT:
+            events_record(
+                EventType.REPORT_DELIVERED,
+                delivery.subscriber,
+                report=delivery.report,
+                edition=delivery.edition,
+            )
     if not recorded:
         return _claim_lost(delivery, sent=True)
     _log_sent(delivery, time.monotonic() - started)

@@ -28,10 +28,12 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from ..conf import app_settings
-from ..models import Delivery, PendingSignup
+from ..models import Delivery, PendingSignup, WebhookEvent
+from ..webhooks.outbox import events_publish
 from .publishing import publish_batches, publish_signups
 from .retry import attempt_due, stale_claim_reclaimable
 from .sending import stale_claims_fail
+from .webhooks import webhook_stale_claims_fail
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def _waited_long_enough(now: datetime.datetime) -> Q:
 
 
 def _stranded(now: datetime.datetime) -> Q:
+    """A pending row due and waiting too long for its message, or a reclaimable stale claim."""
     grace = now - datetime.timedelta(seconds=float(app_settings.SWEEP_GRACE))
     due = attempt_due(now)
     publish_failed = Q(publish_failed_at__isnull=False)
@@ -101,15 +104,9 @@ def _take(rows: QuerySet, limit: int, **stamp: object) -> list[int]:
     return ids
 
 
-def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
-    """Re-publish up to ``limit`` stranded deliveries; return how many were found and published.
-
-    Stale claims without attempts left are failed instead, in one conditional UPDATE (safe on
-    several hosts at once: a row already failed no longer matches).
-    """
-    now = timezone.now()
-    given_up = stale_claims_fail(Delivery.objects.all(), now=now)
-    rows = Delivery.objects.annotate(
+def _last_seen_annotated(rows: QuerySet) -> QuerySet:
+    """``rows`` (deliveries or webhook events) annotated for :func:`_waited_long_enough`."""
+    return rows.annotate(
         # A retry is published with a countdown: its message is due at next_attempt_at, not
         # when it was enqueued, so the grace counts from the later of the two (else the sweep
         # would send a second message the moment each retry fell due).
@@ -118,9 +115,31 @@ def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
             Coalesce("next_attempt_at", "enqueued_at", "created_at"),  # (never NULL: SQLite)
         ),
         wait_start=Coalesce("next_attempt_at", "created_at"),  # when its attempt became due
-    ).filter(_stranded(now))
+    )
+
+
+def deliveries_sweep(*, limit: int = 1000) -> SweepResult:
+    """Re-publish up to ``limit`` stranded deliveries; return how many were found and published.
+
+    Stale claims without attempts left are failed instead, in one conditional UPDATE (safe on
+    several hosts at once: a row already failed no longer matches).
+    """
+    now = timezone.now()
+    given_up = stale_claims_fail(Delivery.objects.all(), now=now)
+    rows = _last_seen_annotated(Delivery.objects.all()).filter(_stranded(now))
     ids = _take(rows, limit, enqueued_at=now)
     published = publish_batches(ids) if ids else 0
+    return SweepResult(found=len(ids), published=published, given_up=given_up)
+
+
+def webhook_events_sweep(*, limit: int = 1000) -> SweepResult:
+    """Re-publish up to ``limit`` stranded webhook events of active endpoints (the same rules
+    as :func:`deliveries_sweep`); an exhausted stale claim is failed instead."""
+    now = timezone.now()
+    given_up = webhook_stale_claims_fail(WebhookEvent.objects.all(), now=now)
+    rows = _last_seen_annotated(WebhookEvent.objects.filter(endpoint__is_active=True))
+    ids = _take(rows.filter(_stranded(now)), limit, enqueued_at=now)
+    published = events_publish(ids) if ids else 0
     return SweepResult(found=len(ids), published=published, given_up=given_up)
 
 
@@ -136,7 +155,9 @@ def signups_sweep(*, limit: int = 1000) -> SweepResult:
     return SweepResult(found=len(ids), published=published)
 
 
-def sweep_log(signups: SweepResult, deliveries: SweepResult) -> None:
+def sweep_log(
+    signups: SweepResult, deliveries: SweepResult, webhooks: SweepResult | None = None
+) -> None:
     """One INFO line when a sweep found lost messages, none when it found none: an idle worker's
     log stays quiet. (A failed publish and a stale claim failed log their own warnings.)"""
     if signups.found or deliveries.found:
@@ -146,4 +167,10 @@ def sweep_log(signups: SweepResult, deliveries: SweepResult) -> None:
             signups.found,
             deliveries.published,
             deliveries.found,
+        )
+    if webhooks is not None and webhooks.found:
+        logger.info(
+            "Sweep: re-published %d of %d webhook events whose message was lost.",
+            webhooks.published,
+            webhooks.found,
         )

@@ -26,6 +26,8 @@ from django.utils import timezone
 
 from ..conf import DEFAULTS, app_settings
 from ..models import Delivery, MailEvent, Subscriber
+from ..webhooks.events import EventType
+from ..webhooks.outbox import events_record_by_id
 from .addresses import canonical_email
 from .throttling import limit_parse
 
@@ -72,6 +74,7 @@ def subscriber_suppress(*, subscriber_id: int, reason: str) -> bool:
                 next_attempt_at=None,
                 updated_at=timezone.now(),
             )
+            events_record_by_id(EventType.SUBSCRIBER_SUPPRESSED, subscriber_id)
     if changed:
         logger.info("Subscriber %s suppressed", subscriber_id)
     return bool(changed)

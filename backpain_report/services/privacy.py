@@ -17,6 +17,7 @@ from django.utils import timezone
 from ..conf import app_settings
 from ..models import Delivery, MailEvent, PendingSignup, Subscriber
 from ..report import pdfstore
+from ..webhooks.outbox import erasures_record
 
 ERASED_DOMAIN = "erased.invalid"
 
@@ -62,6 +63,8 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
         )
         deliveries.update(last_error="", message_id="")
         PendingSignup.objects.filter(email_canonical=subscriber.email_canonical).delete()
+        if not subscriber.email_canonical.endswith(f"@{ERASED_DOMAIN}"):  # not twice
+            erasures_record({subscriber.pk: subscriber.source_article_id})
     pdfstore.subscriber_files_delete(subscriber_id=subscriber.pk)  # their stored PDFs hold the name
 
 
@@ -149,8 +152,9 @@ def subscribers_delete(subscribers: QuerySet[Subscriber]) -> int:
             Delivery.objects.filter(subscriber_id__in=ids).values_list("pk", "subscriber_id")
         )
         # Delete only rows that still match (a fresh sign-up may have changed one meanwhile).
-        going = set(subscribers.filter(pk__in=ids).values_list("pk", flat=True))
+        going = dict(subscribers.filter(pk__in=ids).values_list("pk", "source_article_id"))
         Subscriber.objects.filter(pk__in=going).delete()
+        erasures_record(going)
         files = [pk for pk, subscriber_id in deliveries if subscriber_id in going]
         transaction.on_commit(lambda: pdfstore.delivery_files_delete(files), robust=True)
     return len(going)

@@ -30,6 +30,8 @@ from ..rights.addresses import canonical_email
 from ..rights.consent import awaits_confirmation
 from ..rights.suppression import suppressed_error
 from ..signals import send_after_commit
+from ..webhooks.events import EventType
+from ..webhooks.outbox import events_record, events_record_by_id
 
 logger = logging.getLogger(__name__)
 
@@ -354,6 +356,7 @@ def subscriber_signup(
                 _latest_signup_record(subscriber, name, consent.get("language"), given_at)
         delivery = _delivery_decide(subscriber, article.report, created=created, publish=publish)
         if created or resubscribed:
+            events_record(EventType.SUBSCRIBER_CREATED, subscriber)
             send_after_commit(signals.subscriber_created, sender=Subscriber, subscriber=subscriber)
     return SignupResult(subscriber=subscriber, delivery=delivery, created=created)
 
@@ -474,6 +477,7 @@ def subscriber_confirm(*, subscriber: Subscriber) -> bool:
         # meanwhile.
         if report is not None and (app_settings.DOUBLE_OPT_IN or asked):
             _delivery_for_signup(subscriber, report)
+        events_record(EventType.SUBSCRIBER_CONFIRMED, subscriber)
         send_after_commit(signals.subscriber_confirmed, sender=Subscriber, subscriber=subscriber)
     return True
 
@@ -524,6 +528,7 @@ def subscriber_unsubscribe(*, subscriber_id: int) -> bool:
             Delivery.objects.filter(
                 subscriber_id=subscriber_id, status=Delivery.Status.PENDING
             ).update(status=Delivery.Status.CANCELLED, last_error=UNSUBSCRIBED_ERROR)
+            events_record_by_id(EventType.SUBSCRIBER_UNSUBSCRIBED, subscriber_id)
             transaction.on_commit(lambda: _announce_unsubscribe(subscriber_id), robust=True)
     return bool(changed)
 

@@ -237,8 +237,8 @@ def celery_worker_argv(
     ]  # fmt: skip
     if max_tasks_per_child is not None:
         argv += ["--max-tasks-per-child", str(max_tasks_per_child)]
-    if queue is not None:
-        argv += ["-Q", queue]
+    # The default queue and the webhook events' own (example_project/settings.py names it).
+    argv += ["-Q", f"{queue},{queue}.webhooks" if queue is not None else "celery,backpain_webhooks"]
     return [*argv, "-n", node]
 
 

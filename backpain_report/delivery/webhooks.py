@@ -1,0 +1,208 @@
+"""Send one webhook event: claim the row, sign the body, POST it, record the outcome.
+
+The same outbox rules as a report delivery (:mod:`.sending`, :mod:`.retry`): a claim is a
+conditional UPDATE, a ``sending`` claim older than ``CLAIM_LEASE`` is taken over as a new
+attempt, an outcome is recorded only while the run's claim stands, and the sweep re-publishes
+rows whose message was lost. The body and the ``webhook-id`` are the row's, the same on every
+attempt; ``webhook-timestamp`` and ``webhook-signature`` are made per attempt (Standard
+Webhooks, signed with the ``standardwebhooks`` package).
+
+A 2xx answer is success. A 5xx or 429 answer, a timeout, a connection or DNS error is retried
+with the backoff (waiting at least what ``Retry-After`` asks, up to a day) until
+``MAX_ATTEMPTS``; any other answer (other 4xx, a redirect, which is never followed) and an
+address the SSRF guard refuses are final failures. An endpoint switched off keeps its backlog:
+nothing is claimed for it until it is switched on again (the sweep then publishes the rows).
+Events may arrive in any order.
+"""
+
+from __future__ import annotations
+
+import datetime
+import http.client
+import logging
+from dataclasses import dataclass
+
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook
+
+from .. import __version__
+from ..conf import app_settings
+from ..models import WebhookEndpoint, WebhookEvent
+from ..webhooks.endpoints import url_problem
+from . import webhook_http
+from .retry import (
+    EARLY_ARRIVAL_SLACK,
+    attempt_due,
+    retry_delay,
+    stale_claim_exhausted,
+    stale_claim_reclaimable,
+    worker_lost_error,
+)
+from .sending import Outcome
+
+logger = logging.getLogger(__name__)
+
+#: The longest a ``Retry-After`` answer delays the next attempt.
+RETRY_AFTER_MAX = 24 * 3600.0
+USER_AGENT = f"backpain_report/{__version__} (webhooks)"
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    event_id: int
+    outcome: Outcome
+    retry_in: float | None = None
+    error: str = ""
+
+
+class _Temporary(Exception):
+    """An answer worth retrying (5xx, 429), with the receiver's ``Retry-After``."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
+class _Final(Exception):
+    """An answer or a refusal that no retry would change."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def signed_headers(event: WebhookEvent, body: bytes, now: datetime.datetime) -> dict[str, str]:
+    """The request headers of one attempt: content type and the Standard Webhooks trio."""
+    signature = Webhook(event.endpoint.secret).sign(
+        msg_id=event.webhook_id, timestamp=now, data=body
+    )
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "webhook-id": event.webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+
+
+def webhook_claim(*, event_id: int) -> WebhookEvent | None:
+    """Atomically take an event for sending; None when it is not claimable (another run has it,
+    it is done, not due, or its endpoint is switched off). An exhausted stale claim is failed."""
+    now = timezone.now()
+    due = attempt_due(now, slack=EARLY_ARRIVAL_SLACK)
+    active = WebhookEndpoint.objects.filter(pk=OuterRef("endpoint_id"), is_active=True)
+    claimable = (Q(status=WebhookEvent.Status.PENDING) & due) | stale_claim_reclaimable(now)
+    claimed = WebhookEvent.objects.filter(claimable, Exists(active), pk=event_id).update(
+        status=WebhookEvent.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+    )
+    if not claimed:
+        webhook_stale_claims_fail(WebhookEvent.objects.filter(pk=event_id), now=now)
+        return None
+    return WebhookEvent.objects.select_related("endpoint").get(pk=event_id)
+
+
+def webhook_stale_claims_fail(queryset: QuerySet[WebhookEvent], *, now: datetime.datetime) -> int:
+    """Fail the exhausted stale claims among ``queryset``; return how many."""
+    return queryset.filter(stale_claim_exhausted(now)).update(
+        status=WebhookEvent.Status.FAILED, last_error=worker_lost_error()
+    )
+
+
+def _record(event: WebhookEvent, **fields: object) -> bool:
+    """Write the outcome only if our claim still stands."""
+    return bool(
+        WebhookEvent.objects.filter(
+            pk=event.pk, status=WebhookEvent.Status.SENDING, claimed_at=event.claimed_at
+        ).update(**fields)
+    )
+
+
+def _call(event: WebhookEvent) -> int:
+    """POST the event once; the status of a 2xx answer, else :class:`_Temporary` or
+    :class:`_Final` (or an OSError / HTTPException for a network fault: temporary)."""
+    problem = url_problem(event.endpoint.url)
+    if problem:
+        raise _Final(f"The endpoint's URL {problem}")
+    body = event.body.encode("utf-8")
+    answer = webhook_http.post(
+        event.endpoint.url,
+        body,
+        signed_headers(event, body, timezone.now()),
+        connect_timeout=float(app_settings.WEBHOOK_CONNECT_TIMEOUT),
+        read_timeout=float(app_settings.WEBHOOK_READ_TIMEOUT),
+        max_bytes=int(app_settings.WEBHOOK_MAX_RESPONSE_BYTES),
+        allowed=webhook_http.networks_parse(app_settings.WEBHOOK_ALLOWED_NETWORKS),
+    )
+    status = answer.status
+    if 200 <= status < 300:
+        return status
+    said = answer.body[:200].decode("utf-8", "replace").strip()
+    message = f"HTTP {status}" + (f": {said}" if said else "")
+    if status == 429 or status >= 500:
+        raise _Temporary(message, status, answer.retry_after)
+    if 300 <= status < 400:
+        raise _Final(f"HTTP {status}: redirect to {answer.location!r} not followed", status)
+    raise _Final(message, status)
+
+
+def _failure(event: WebhookEvent, exc: BaseException) -> WebhookResult:
+    """Record a failed attempt: retry with the backoff (and ``Retry-After``) or give up."""
+    status = getattr(exc, "status", None)
+    error = f"{exc}" if isinstance(exc, _Temporary | _Final) else f"{type(exc).__name__}: {exc}"
+    error = error[:2000]
+    final = isinstance(exc, _Final | webhook_http.AddressRefused | ValueError)
+    if final or event.attempts >= int(app_settings.MAX_ATTEMPTS):
+        if not _record(
+            event, status=WebhookEvent.Status.FAILED, last_error=error, last_status_code=status
+        ):
+            return WebhookResult(event.pk, Outcome.SKIPPED, error=error)
+        logger.warning("Webhook event %s failed: %s", event.pk, error[:200])
+        return WebhookResult(event.pk, Outcome.FAILED, error=error)
+    delay = retry_delay(event.attempts)
+    asked = getattr(exc, "retry_after", None)
+    if asked is not None:
+        delay = max(delay, min(float(asked), RETRY_AFTER_MAX))
+    recorded = _record(
+        event,
+        status=WebhookEvent.Status.PENDING,
+        last_error=error,
+        last_status_code=status,
+        next_attempt_at=timezone.now() + datetime.timedelta(seconds=delay),
+    )
+    if not recorded:
+        return WebhookResult(event.pk, Outcome.SKIPPED, error=error)
+    logger.info("Webhook event %s will retry in %.0f s: %s", event.pk, delay, error[:200])
+    return WebhookResult(event.pk, Outcome.RETRY, retry_in=delay, error=error)
+
+
+def webhook_send(*, event_id: int) -> WebhookResult:
+    """Send one event if it can be claimed; never raises for a delivery failure."""
+    event = webhook_claim(event_id=event_id)
+    if event is None:
+        return WebhookResult(event_id, Outcome.SKIPPED)
+    try:
+        status = _call(event)
+    except (
+        _Temporary,
+        _Final,
+        webhook_http.AddressRefused,
+        OSError,
+        http.client.HTTPException,
+        ValueError,
+    ) as exc:
+        return _failure(event, exc)
+    recorded = _record(
+        event,
+        status=WebhookEvent.Status.SENT,
+        sent_at=timezone.now(),
+        last_error="",
+        last_status_code=status,
+    )
+    if not recorded:
+        logger.warning("Webhook event %s was delivered, but its claim no longer stood", event.pk)
+        return WebhookResult(event.pk, Outcome.SKIPPED)
+    return WebhookResult(event.pk, Outcome.SENT)
