@@ -13,5 +13,7 @@
 - ``checks``: what a delivered report must look like (the PDF attachment);
 - ``faults`` and ``faults_site``: a scripted SMTP server that can be broken on purpose, and the
   site the fault tests run against;
-- ``varnish``: a private, stock Varnish in front of a site (the Varnish tier).
+- ``varnish``: a private, stock Varnish in front of a site (the Varnish tier);
+- ``webhook_receiver`` and ``webhook_receiver_client``: a loopback process checking signed
+  webhooks, answering as scripted and recording each request, and its test-side handle.
 """
