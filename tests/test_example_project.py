@@ -171,6 +171,8 @@ def test_embedded_defaults_need_no_servers(tmp_path):
         "PRIVACY_URL": "/privacy/",
         "TRUSTED_PROXIES": 0,
         "DOUBLE_OPT_IN": False,
+        # In development a webhook receiver on this machine may be called (docs, webhooks).
+        "WEBHOOK_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
     }
     assert got["installed_apps"][-4:] == [
         "crispy_bootstrap5", "backpain_report", "example_project", "benchmarks.devtools",
