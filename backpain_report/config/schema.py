@@ -499,7 +499,7 @@ SETTINGS: tuple[Setting, ...] = (
         "IP networks webhook calls may reach although they are not public (private, loopback, "
         'link-local...), e.g. `("10.0.0.0/8",)` for a CRM inside your network; every other '
         "such address is refused after DNS resolution (check `E020`; see [the SSRF "
-        "rule](#send-leads-to-your-crm))",
+        "rule](#webhook-ssrf-rule))",
         validate=networks_problem,
         check_id="backpain_report.E020",
         hint='For example: ("10.1.2.0/24",).',
