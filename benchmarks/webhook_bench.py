@@ -53,7 +53,10 @@ def bare_post(url: str, webhook: Webhook, body: bytes) -> int:
     """One signed POST over a new connection; the answer's status."""
     parts = urlsplit(url)
     headers = bare_headers(
-        webhook, f"msg_{secrets.token_urlsafe(16)}", body, datetime.datetime.now(datetime.UTC)
+        webhook,
+        f"msg_{secrets.token_urlsafe(16)}",
+        body,
+        datetime.datetime.now(datetime.timezone.utc),
     )
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
