@@ -15,11 +15,15 @@ The rows, in the order they run:
 3. worker: ``--reports`` sign-ups end to end (HTTP POST to the SMTP sink's 250) per worker
    process, against building and sending the same email with a pre-built PDF; and the worker's
    RSS after those reports against its RSS at rest after the first ones.
+4. webhook: ``benchmarks/webhook_bench.py`` in one process: ``--webhook-events`` queued
+   events sent with ``webhook_send`` (claim, sign, SSRF-guarded POST, record) to a loopback
+   receiver, against as many bare signed POSTs of the same body to the same receiver.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import importlib.metadata
@@ -59,21 +63,27 @@ from benchmarks.load import (  # noqa: E402
 )
 from benchmarks.stack import DEFAULT_POSTGRES, BenchStack, RssSampler  # noqa: E402
 from tests.realservices.support.stack import manage, site_run  # noqa: E402
+from tests.realservices.support.webhook_receiver_client import Receiver  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 MULTIHOST_SECTION = "multihost"  # written by benchmarks/multihost.py
 ARTEFACTS = ROOT / "test-artefacts" / "bench"
-ROWS = ("article", "signup", "pdf", "worker")
+ROWS = ("article", "signup", "pdf", "worker", "webhook")
 # Not a row: py-spy flame graphs of gunicorn under wrk (run with --rows flamegraphs).
 PHASES = (*ROWS, "flamegraphs")
+WEB_LOAD_ROWS = {"article", "signup", "flamegraphs"}  # they need wrk (and Varnish)
 PROFILES = ROOT / "benchmarks" / "profiles"
 
-# Per mode: wrk seconds per measurement, rounds, warm-up seconds, reports, PDF renders.
+# Per mode: wrk seconds per measurement, rounds, warm-up seconds, reports, PDF renders,
+# webhook events per side and round.
 MODES = {
-    "quick": {"seconds": 5.0, "rounds": 1, "warmup": 2.0, "reports": 100, "renders": 5},
-    "standard": {"seconds": 10.0, "rounds": 3, "warmup": 3.0, "reports": 500, "renders": 20},
-    "full": {"seconds": 10.0, "rounds": 3, "warmup": 3.0, "reports": 5000, "renders": 20},
-}
+    "quick": {"seconds": 5.0, "rounds": 1, "warmup": 2.0, "reports": 100, "renders": 5,
+              "webhook_events": 100},
+    "standard": {"seconds": 10.0, "rounds": 3, "warmup": 3.0, "reports": 500, "renders": 20,
+                 "webhook_events": 500},
+    "full": {"seconds": 10.0, "rounds": 3, "warmup": 3.0, "reports": 5000, "renders": 20,
+             "webhook_events": 2000},
+}  # fmt: skip
 
 SITE_PENDING = "backpain_report_pendingsignup"
 BASELINE_TABLE = "baseline_signup"
@@ -100,6 +110,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="unmeasured wrk seconds per target first")
     parser.add_argument("--reports", type=int, help="end-to-end reports (and for the RSS row)")
     parser.add_argument("--renders", type=int, help="backpain_bench renders per path")
+    parser.add_argument("--webhook-events", type=int, help="webhook row: events per side and round")
+    parser.add_argument(
+        "--webhook-profile",
+        type=Path,
+        help="webhook row: also profile one more batch of ours (not counted) with cProfile, its "
+        "stats to this file and the top of them to test-artefacts/bench/webhook_profile.txt",
+    )
     parser.add_argument("--worker-processes", type=int, default=2, help="prefork pool size (2)")
     parser.add_argument(
         "--max-tasks-per-child",
@@ -133,8 +150,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     unknown = set(args.rows) - set(PHASES)
     if unknown:
         parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
-    if args.seconds <= 0 or args.rounds < 1 or args.reports < 1 or args.renders < 1:
-        parser.error("--seconds, --rounds, --reports and --renders must be positive")
+    if (
+        args.seconds <= 0
+        or args.rounds < 1
+        or args.reports < 1
+        or args.renders < 1
+        or args.webhook_events < 1
+    ):
+        parser.error(
+            "--seconds, --rounds, --reports, --renders and --webhook-events must be positive"
+        )
     return args
 
 
@@ -181,6 +206,15 @@ def make_rows() -> dict[str, Row]:
             "at rest after the first reports",
             "MiB",
             Goal("<=", 1.10),
+        ),
+        "webhook": Row(
+            "webhook",
+            "webhook events per second per worker process (`webhook_send`: claim, sign, "
+            "SSRF-guarded POST, record)",
+            "bare POSTs of the same body, signed with standardwebhooks, a new connection each, "
+            "to the same receiver",
+            "/s",
+            Goal(">=", 0.5),
         ),
     }
 
@@ -483,6 +517,59 @@ def measure_worker(stack: BenchStack, rows: dict[str, Row], args) -> list[str]:
     return details
 
 
+# --- The webhook row ---------------------------------------------------------------------------
+
+
+def measure_webhook(stack: BenchStack, rows: dict[str, Row], args) -> None:
+    """``benchmarks/webhook_bench.py`` in one process of the example site (``DEBUG`` on, which
+    the app requires of an ``http://`` receiver; loopback allowed) against the tests' webhook
+    receiver, which verifies every signature; every request must have been accepted."""
+    row = rows["webhook"]
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+    env = stack.site_env()
+    env["DJANGO_DEBUG"] = "1"
+    env["BACKPAIN_WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.0/8"
+    with Receiver(secret, directory=stack.work_dir) as receiver:
+        out = site_run(
+            env, "-m", "benchmarks.webhook_bench", "--url", receiver.url, "--secret", secret,
+            "--events", str(args.webhook_events), "--rounds", str(args.rounds),
+            *(["--profile", str(args.webhook_profile)] if args.webhook_profile else []),
+            timeout=300 + 2 * (args.rounds + 1) * args.webhook_events,
+        )  # fmt: skip
+        result = json.loads(out.strip().splitlines()[-1])
+        records = receiver.records()
+    if args.webhook_profile:
+        (ARTEFACTS / "webhook_profile.txt").write_text(out)
+    row.ours += result["ours"]
+    row.baseline += result["baseline"]
+    accepted = sum(1 for r in records if r["verified"] and 200 <= r["status"] < 300)
+    if accepted != result["expected_requests"] or len(records) != accepted:
+        row.valid = False
+        row.notes.append(
+            f"the receiver accepted {accepted} of {len(records)} requests; "
+            f"{result['expected_requests']} were sent"
+        )
+    row.notes.append(
+        f"{args.webhook_events} events per side and round, {args.rounds} round(s) alternating, "
+        f"in one process; a {result['body_bytes']}-byte `subscriber.created` body; "
+        f"{result['queries_per_event']} SQL queries per event (ours); the receiver verified "
+        f"and accepted all {accepted} requests"
+    )
+    row.notes.append(
+        "the receiver is the tests' (`tests/realservices/support/webhook_receiver.py`, verifies "
+        "each signature) on http://127.0.0.1, which the app allows only with DEBUG on: this "
+        "row runs the example site's settings with DJANGO_DEBUG=1 (so Django also records "
+        "each query) and BACKPAIN_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8"
+    )
+    say(
+        "webhooks: ours "
+        + ", ".join(f"{v:.0f}" for v in result["ours"])
+        + " /s; bare "
+        + ", ".join(f"{v:.0f}" for v in result["baseline"])
+        + " /s"
+    )
+
+
 # --- Machine and versions ---------------------------------------------------------------------
 
 
@@ -569,7 +656,7 @@ def _terminate(signum: int, _frame: object) -> None:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    problems = BenchStack.problems()
+    problems = BenchStack.problems(web_load=bool(WEB_LOAD_ROWS & set(args.rows)))
     if problems:
         for problem in problems:
             print(f"make bench: {problem}", file=sys.stderr)
@@ -592,6 +679,7 @@ def main(argv: list[str]) -> int:
         ("signup", lambda: measure_signup(stack, rows, args, wrk)),
         ("pdf", lambda: measure_pdf(stack, rows, args)),
         ("worker", lambda: details.extend(measure_worker(stack, rows, args))),
+        ("webhook", lambda: measure_webhook(stack, rows, args)),
         ("flamegraphs", lambda: record_flamegraphs(stack, args, wrk)),
     ]
     version_list: dict[str, str] = {}
@@ -624,6 +712,7 @@ def main(argv: list[str]) -> int:
         f"{args.rounds} round(s) of baseline and ours alternating (median shown), "
         f"{args.warmup:g} s warm-up per target",
         "worker": f"prefork, {args.worker_processes} processes, {args.reports} reports end to end",
+        "webhooks": f"{args.webhook_events} events per side and round, one process",
         "PDF": f"backpain_bench --renders {args.renders}",
         "database": "a PostgreSQL database of its own (created, then dropped)",
         "broker and cache": "a private redis-server (both sites)",

@@ -310,3 +310,52 @@ def test_make_bench_keeps_the_multihost_section_when_it_rewrites_results():
     assert new.startswith("# new table\n")
     assert "1 host: 8/s, 2 hosts: 15/s" in new
     assert sections_carry("# no section\n", "# new\n", ["multihost"]) == "# new\n"
+
+
+def test_the_webhook_row_is_a_rate_with_its_goal_and_events_per_mode() -> None:
+    run = importlib.import_module("benchmarks.run")
+    row = run.make_rows()["webhook"]
+    assert (row.unit, row.goal) == ("/s", Goal(">=", 0.5))
+    assert "webhook" in run.ROWS
+    assert run.parse_args(["--quick"]).webhook_events == 100
+    assert run.parse_args([]).webhook_events == 500
+    assert run.parse_args(["--rows", "webhook", "--webhook-events", "7"]).webhook_events == 7
+    with pytest.raises(SystemExit):
+        run.parse_args(["--webhook-events", "0"])
+
+
+def test_only_the_rows_that_load_the_web_servers_need_wrk() -> None:
+    run = importlib.import_module("benchmarks.run")
+    from benchmarks.stack import BenchStack
+
+    assert run.WEB_LOAD_ROWS.isdisjoint({"pdf", "worker", "webhook"})
+    assert not any("wrk" in problem for problem in BenchStack.problems(web_load=False))
+
+
+def test_the_bare_baseline_signs_like_the_app_and_verifies() -> None:
+    """The baseline's POST carries the app's headers, signed the same way (Standard Webhooks)."""
+    import datetime
+
+    from django.utils import timezone
+    from standardwebhooks.webhooks import Webhook
+
+    from backpain_report.delivery.webhooks import signed_headers
+    from backpain_report.models import WebhookEndpoint, WebhookEvent
+    from backpain_report.webhooks.endpoints import secret_new
+    from benchmarks.webhook_bench import bare_headers
+
+    secret = secret_new()
+    body = b'{"type":"subscriber.created"}'
+    now = timezone.now()
+    bare = bare_headers(Webhook(secret), "msg_bench", body, now)
+    event = WebhookEvent(endpoint=WebhookEndpoint(secret=secret), webhook_id="msg_bench")
+    ours = signed_headers(event, body, now)
+    assert set(bare) == set(ours)
+    assert bare["webhook-signature"] == ours["webhook-signature"]
+    lower = {name.lower(): value for name, value in bare.items()}
+    Webhook(secret).verify(body, lower)  # raises if the signature does not verify
+    assert (
+        now - datetime.timedelta(seconds=1)
+        <= datetime.datetime.fromtimestamp(int(lower["webhook-timestamp"]), datetime.timezone.utc)
+        <= now
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import http.client
 import ipaddress
 import socket
@@ -95,6 +96,14 @@ def addresses_resolve(host: str, port: int, allowed: Iterable[Network]) -> list[
     return usable
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The default TLS context (the system's CA certificates, certificate and host name
+    verified), made once per process: loading the CA store takes tens of milliseconds, more
+    than the rest of a call. An ``SSLContext`` is safe to share between connections."""
+    return ssl.create_default_context()
+
+
 class _PinnedConnection(http.client.HTTPSConnection):
     """An HTTP(S) connection to ``host`` that connects to the checked ``address`` only."""
 
@@ -108,7 +117,7 @@ class _PinnedConnection(http.client.HTTPSConnection):
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        context = ssl.create_default_context()
+        context = _tls_context()
         super().__init__(host, port, timeout=read_timeout, context=context)
         self._tls_context = context
         self._address, self._tls, self._connect_timeout = address, tls, connect_timeout
