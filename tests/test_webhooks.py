@@ -30,7 +30,8 @@ from backpain_report.services.subscribers import (
 )
 from backpain_report.webhooks.endpoints import secret_new, url_problem
 from backpain_report.webhooks.events import SUBSCRIBABLE, EventType
-from backpain_report.webhooks.outbox import WEBHOOK_TASK, events_record, test_event_record
+from backpain_report.webhooks.outbox import WEBHOOK_TASK, events_record
+from backpain_report.webhooks.outbox import test_event_record as record_test_event
 from tests.webhook_loopback import Handler, Loopback
 
 ALL_TYPES = " ".join(choice.value for choice in SUBSCRIBABLE)
@@ -141,11 +142,14 @@ def test_each_event_is_recorded_when_its_change_commits_and_not_on_rollback(
     class Rollback(Exception):
         pass
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        with pytest.raises(Rollback), transaction.atomic():
-            change(subscriber, article)
-            assert WebhookEvent.objects.filter(event_type=event_type).exists()
-            raise Rollback
+    with (
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+        pytest.raises(Rollback),
+        transaction.atomic(),
+    ):
+        change(subscriber, article)
+        assert WebhookEvent.objects.filter(event_type=event_type).exists()
+        raise Rollback
     assert not WebhookEvent.objects.exists()
     assert not [c for c in callbacks if "events_publish" in repr(c)]
     assert not [p for p in published if p[0] == WEBHOOK_TASK]
@@ -163,9 +167,7 @@ def test_each_event_is_recorded_when_its_change_commits_and_not_on_rollback(
 
 
 def test_an_endpoint_for_another_article_gets_nothing(article, make_subscriber, make_endpoint):
-    other = type(article).objects.exclude(pk=article.pk).first()
-    if other is None:
-        pytest.skip("the seed has one article")
+    other = type(article).objects.create(title="Other", slug="other", report=article.report)
     make_endpoint(article=other)
     with transaction.atomic():
         assert events_record(EventType.SUBSCRIBER_CREATED, make_subscriber()) == []
@@ -410,7 +412,7 @@ def _trickle(first: bytes, every: float = 0.05, most: float = 6.0):
 def test_a_trickling_receiver_is_cut_at_the_deadline(hook_settings, receiver, make_endpoint):
     app_set(hook_settings, WEBHOOK_CONNECT_TIMEOUT=0.3, WEBHOOK_READ_TIMEOUT=0.5)
     event = event_for(make_endpoint(url=receiver.url))
-    receiver.script = [_trickle(b"HTTP/1.1 200 OK\r\nX-Slow: ")]
+    receiver.script = [_trickle(b"HTTP/1.1 200")]  # the status line never ends
     started = time.monotonic()
     result = webhook_send(event_id=event.pk)
     assert time.monotonic() - started < 2.5
@@ -438,7 +440,9 @@ def test_a_large_answer_is_read_only_up_to_the_limit(
     receiver.script = [_status_with(500, {}, b"x" * 5_000_000)]
     seen: list[webhook_http.Answer] = []
     post = webhook_http.post
-    monkeypatch.setattr(webhook_http, "post", lambda *a, **k: seen.append(post(*a, **k)) or seen[-1])
+    monkeypatch.setattr(
+        webhook_http, "post", lambda *a, **k: seen.append(post(*a, **k)) or seen[-1]
+    )
     assert webhook_send(event_id=event.pk).outcome is Outcome.RETRY
     assert len(seen[0].body) == 1000
     event.refresh_from_db()
@@ -528,17 +532,19 @@ def test_erase_during_a_retry_cancels_and_never_sends(
 
 
 def test_erase_while_sending_skips_the_record(
-    hook_settings, receiver, make_subscriber, make_endpoint
+    hook_settings, receiver, make_subscriber, make_endpoint, monkeypatch
 ):
     endpoint = make_endpoint(url=receiver.url)
     subscriber = make_subscriber()
     event = event_for(endpoint, subscriber)
 
-    def erase_then_answer(handler: Handler) -> None:
-        subscriber_erase(subscriber=subscriber)  # another process, while the POST is in flight
-        handler.answer(200)
+    post = webhook_http.post
 
-    receiver.script = [erase_then_answer]
+    def erase_then_post(*args, **kwargs):
+        subscriber_erase(subscriber=subscriber)  # in another process, as the POST goes out
+        return post(*args, **kwargs)
+
+    monkeypatch.setattr(webhook_http, "post", erase_then_post)
     assert webhook_send(event_id=event.pk).outcome is Outcome.SKIPPED
     event.refresh_from_db()
     assert (event.status, event.body) == ("cancelled", "")
@@ -572,9 +578,8 @@ def test_broker_down_at_commit_the_sweep_publishes(
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(broker.current_app, "send_task", down)
-    with django_capture_on_commit_callbacks(execute=True):
-        with transaction.atomic():
-            events_record(EventType.SUBSCRIBER_CREATED, make_subscriber())
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        events_record(EventType.SUBSCRIBER_CREATED, make_subscriber())
     event = WebhookEvent.objects.get()
     assert event.publish_failed_at is not None
     sent: list = []
@@ -602,7 +607,7 @@ def test_the_task_publishes_a_retry_with_its_countdown(
 
 def test_a_test_event_goes_to_an_inactive_endpoint_row(make_endpoint, published):
     endpoint = make_endpoint(is_active=False)
-    event = WebhookEvent.objects.get(pk=test_event_record(endpoint))
+    event = WebhookEvent.objects.get(pk=record_test_event(endpoint))
     assert json.loads(event.body)["data"] == {"schema_version": 1, "endpoint": "CRM"}
 
 
@@ -663,6 +668,7 @@ def test_a_secret_without_padding_still_verifies(hook_settings, receiver, make_e
         "https://crm.example.com/a b",
         "https://crm.example.com/a\r\nX-Injected: 1",
         "https://crm.example.com/\u00e9",
+        "https://crm.example.com:0/",
     ],
 )
 def test_a_url_that_cannot_be_requested_is_final_and_injects_nothing(
@@ -683,6 +689,8 @@ def test_a_url_that_cannot_be_requested_is_final_and_injects_nothing(
     event = event_for(make_endpoint(url=url))
     assert webhook_send(event_id=event.pk).outcome is Outcome.FAILED
     assert connected == []
+    event.refresh_from_db()
+    assert event.attempts == 1 and "URL" in event.last_error
 
 
 def test_only_the_standard_headers_are_sent(hook_settings, receiver, make_endpoint):
@@ -707,5 +715,67 @@ def test_a_non_http_answer_is_retried(hook_settings, receiver, make_endpoint):
     assert "\x00" not in event.last_error
 
 
-def test_url_problem_refuses_port_zero():
+def test_url_problem_refuses_port_zero_and_control_characters_but_not_an_idn_host():
     assert url_problem("https://crm.example.com:0/hook") is not None
+    assert url_problem("https://crm.example.com/a\x00b") is not None
+    assert url_problem("https://crm.example.com/a\tb") is not None
+    assert url_problem("https://b\u00fccher.example/hook") is None
+
+
+def test_a_2xx_whose_body_stalls_past_the_read_timeout_counts_as_delivered(
+    hook_settings, receiver, make_endpoint
+):
+    app_set(hook_settings, WEBHOOK_CONNECT_TIMEOUT=1, WEBHOOK_READ_TIMEOUT=0.3)
+    event = event_for(make_endpoint(url=receiver.url))
+
+    def stall(handler: Handler) -> None:
+        handler.wfile.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 10\r\n\r\nabc")
+        handler.wfile.flush()
+        handler.loopback.closing.wait(5)
+
+    receiver.script = [stall]
+    assert webhook_send(event_id=event.pk).outcome is Outcome.SENT
+    assert len(receiver.requests) == 1
+
+
+def test_a_tls_handshake_that_trickles_is_cut_at_the_deadline():
+    """A receiver that answers the ClientHello with a TLS record one byte at a time, each byte
+    within the read timeout: the handshake as a whole is bounded (Python's ssl applies the
+    socket timeout to the whole handshake, before the overall deadline can reach the socket)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"\x16\x03\x03\x40\x00")  # a handshake record of 16 KiB follows...
+            while not stop.wait(0.05):
+                try:
+                    conn.sendall(b"\x00")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            webhook_http.post(
+                f"https://127.0.0.1:{port}/hook",
+                b"{}",
+                {},
+                connect_timeout=0.3,
+                read_timeout=0.5,
+                max_bytes=100,
+                allowed=webhook_http.networks_parse(["127.0.0.0/8"]),
+            )
+        assert time.monotonic() - started < 2.5
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()

@@ -126,7 +126,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # ("²".isdigit() is true, float("²") fails)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -174,21 +174,21 @@ def post(
         read_timeout=read_timeout,
     )
     # A receiver that trickles its answer byte by byte is cut off at the overall deadline.
-    deadline = threading.Timer(connect_timeout + read_timeout, _cut, args=(connection,))
+    cut = threading.Event()
+    deadline = threading.Timer(connect_timeout + read_timeout, _cut, args=(connection, cut))
     deadline.daemon = True
     deadline.start()
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
-        content = response.read(max_bytes)
         return Answer(
             status=response.status,
             retry_after=_retry_after(response.getheader("Retry-After")),
             location=(response.getheader("Location") or "")[:300],
-            body=content,
+            body=_body_start(response, max_bytes),
         )
-    except OSError as exc:
-        if not deadline.is_alive():
+    except (OSError, http.client.HTTPException) as exc:
+        if cut.is_set():  # (not "the timer is done": it may still be shutting the socket)
             raise TimeoutError(
                 f"no complete answer within {connect_timeout + read_timeout:g} s"
             ) from exc
@@ -198,8 +198,22 @@ def post(
         connection.close()
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _body_start(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
+    """Up to ``max_bytes`` of the answer's body; what came before a timeout or a cut-off (the
+    status is the answer: a 2xx whose body never ends was still received)."""
+    content = b""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        while len(content) < max_bytes:
+            chunk = response.read1(max_bytes - len(content))
+            if not chunk:
+                break
+            content += chunk
+    return content
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
     """Shut the socket of a call past its deadline (its pending read then fails)."""
+    cut.set()
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):
