@@ -49,6 +49,10 @@ REFUSED = [
     "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
     "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
     "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+    "::7f00:1",  # IPv4-compatible (deprecated) ::127.0.0.1, "global" to ipaddress
+    "::a9fe:a9fe",  # ::169.254.169.254
+    "::ffff:0:7f00:1",  # IPv4-translated (SIIT) 127.0.0.1
+    "5f00::1",  # reserved (SRv6 SIDs)
 ]
 PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1", "2a00:1450:4001::1", "64:ff9b::5db8:d822"]
 LOOPBACK = networks_parse(["127.0.0.0/8"])

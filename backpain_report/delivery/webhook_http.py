@@ -4,7 +4,8 @@ The host is resolved once, every address it resolves to is checked, and the conn
 a checked address (TLS still verifies the certificate for the host name): a DNS answer that
 changes between the check and the call (rebinding) cannot reach anything else. Refused are
 addresses that are not globally reachable (private, loopback, link-local, shared, reserved,
-unspecified such as ``0.0.0.0`` and ``::``, multicast), also when written in another spelling
+unspecified such as ``0.0.0.0`` and ``::``, multicast, reserved such as the IPv4-compatible
+``::127.0.0.1``), also when written in another spelling
 (decimal, octal, hex, IPv4-mapped IPv6, 6to4, NAT64: they are parsed or resolved to an address
 first), unless a network in ``WEBHOOK_ALLOWED_NETWORKS`` contains them. Redirects are never
 followed. Each call has a connect timeout, a read timeout and an overall deadline, and reads
@@ -69,7 +70,10 @@ def address_allowed(address: IPAddress, allowed: Iterable[Network] = ()) -> bool
     inner = _embedded_ipv4(address)
     if inner is not None and not address_allowed(inner, allowed):
         return False
-    return address.is_global and not address.is_multicast
+    if address in NAT64:  # (in the reserved ::/8, yet the way out of an IPv6-only host)
+        return True
+    # ipaddress calls reserved ranges such as the IPv4-compatible ::/96 (::127.0.0.1) global.
+    return address.is_global and not address.is_multicast and not address.is_reserved
 
 
 def networks_parse(values: Iterable[str]) -> list[Network]:
