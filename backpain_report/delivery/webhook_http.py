@@ -3,13 +3,13 @@
 The host is resolved once, every address it resolves to is checked, and the connection goes to
 a checked address (TLS still verifies the certificate for the host name): a DNS answer that
 changes between the check and the call (rebinding) cannot reach anything else. Refused are
-addresses that are not globally reachable (private, loopback, link-local, shared, reserved,
-unspecified such as ``0.0.0.0`` and ``::``, multicast, reserved such as the IPv4-compatible
-``::127.0.0.1``), also when written in another spelling
-(decimal, octal, hex, IPv4-mapped IPv6, 6to4, NAT64: they are parsed or resolved to an address
-first), unless a network in ``WEBHOOK_ALLOWED_NETWORKS`` contains them. Redirects are never
-followed. Each call has a connect timeout, a read timeout and an overall deadline, and reads
-at most ``WEBHOOK_MAX_RESPONSE_BYTES`` of the answer.
+addresses that are not globally reachable (private, loopback, link-local, shared, reserved
+such as the IPv4-compatible ``::127.0.0.1``, unspecified such as ``0.0.0.0`` and ``::``,
+multicast), also when written in another spelling (decimal, octal, hex, IPv4-mapped IPv6, 6to4,
+NAT64: they are parsed or resolved to an address first), unless a network in
+``WEBHOOK_ALLOWED_NETWORKS`` contains them. Redirects are never followed. Each call has a
+connect timeout, a read timeout and an overall deadline, and reads at most
+``WEBHOOK_MAX_RESPONSE_BYTES`` of the answer (a 2xx whose body stalls was still received).
 """
 
 from __future__ import annotations
