@@ -779,3 +779,27 @@ def test_a_tls_handshake_that_trickles_is_cut_at_the_deadline():
         stop.set()
         thread.join()
         listener.close()
+
+
+def test_broker_down_for_a_retry_the_sweep_publishes_it_once_due(
+    hook_settings, receiver, make_endpoint, monkeypatch, clock
+):
+    event = event_for(make_endpoint(url=receiver.url))
+
+    def down(name, args=None, **options):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(broker.current_app, "send_task", down)
+    receiver.script = [_status_with(503, {"Retry-After": "600"})]
+    assert tasks.deliver_webhook(event.pk) == Outcome.RETRY.value
+    event.refresh_from_db()
+    assert event.status == "pending" and event.publish_failed_at is not None
+    sent: list = []
+    monkeypatch.setattr(
+        broker.current_app, "send_task", lambda name, args=None, **o: sent.append(args)
+    )
+    assert webhook_events_sweep().found == 0  # not due: a message now would only be early
+    clock.shift(601)
+    assert webhook_events_sweep().found == 1
+    assert sent == [[event.pk]]
+    assert tasks.deliver_webhook(event.pk) == Outcome.SENT.value
