@@ -3,12 +3,13 @@
 The host is resolved once, every address it resolves to is checked, and the connection goes to
 a checked address (TLS still verifies the certificate for the host name): a DNS answer that
 changes between the check and the call (rebinding) cannot reach anything else. Refused are
-addresses that are not globally reachable (private, loopback, link-local, shared, reserved,
-unspecified such as ``0.0.0.0`` and ``::``, multicast), also when written in another spelling
-(decimal, octal, hex, IPv4-mapped IPv6, 6to4, NAT64: they are parsed or resolved to an address
-first), unless a network in ``WEBHOOK_ALLOWED_NETWORKS`` contains them. Redirects are never
-followed. Each call has a connect timeout, a read timeout and an overall deadline, and reads
-at most ``WEBHOOK_MAX_RESPONSE_BYTES`` of the answer.
+addresses that are not globally reachable (private, loopback, link-local, shared, reserved
+such as the IPv4-compatible ``::127.0.0.1``, unspecified such as ``0.0.0.0`` and ``::``,
+multicast), also when written in another spelling (decimal, octal, hex, IPv4-mapped IPv6, 6to4,
+NAT64: they are parsed or resolved to an address first), unless a network in
+``WEBHOOK_ALLOWED_NETWORKS`` contains them. Redirects are never followed. Each call has a
+connect timeout, a read timeout and an overall deadline, and reads at most
+``WEBHOOK_MAX_RESPONSE_BYTES`` of the answer (a 2xx whose body stalls was still received).
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def address_allowed(address: IPAddress, allowed: Iterable[Network] = ()) -> bool
     inner = _embedded_ipv4(address)
     if inner is not None and not address_allowed(inner, allowed):
         return False
-    return address.is_global and not address.is_multicast
+    if address in NAT64:  # (in the reserved ::/8, yet the way out of an IPv6-only host)
+        return True
+    # ipaddress calls reserved ranges such as the IPv4-compatible ::/96 (::127.0.0.1) global.
+    return address.is_global and not address.is_multicast and not address.is_reserved
 
 
 def networks_parse(values: Iterable[str]) -> list[Network]:
@@ -135,7 +139,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # ("²".isdigit() is true, float("²") fails)
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -183,21 +187,21 @@ def post(
         read_timeout=read_timeout,
     )
     # A receiver that trickles its answer byte by byte is cut off at the overall deadline.
-    deadline = threading.Timer(connect_timeout + read_timeout, _cut, args=(connection,))
+    cut = threading.Event()
+    deadline = threading.Timer(connect_timeout + read_timeout, _cut, args=(connection, cut))
     deadline.daemon = True
     deadline.start()
     try:
         connection.request("POST", path, body=body, headers=headers)
         response = connection.getresponse()
-        content = response.read(max_bytes)
         return Answer(
             status=response.status,
             retry_after=_retry_after(response.getheader("Retry-After")),
             location=(response.getheader("Location") or "")[:300],
-            body=content,
+            body=_body_start(response, max_bytes),
         )
-    except OSError as exc:
-        if not deadline.is_alive():
+    except (OSError, http.client.HTTPException) as exc:
+        if cut.is_set():  # (not "the timer is done": it may still be shutting the socket)
             raise TimeoutError(
                 f"no complete answer within {connect_timeout + read_timeout:g} s"
             ) from exc
@@ -207,8 +211,22 @@ def post(
         connection.close()
 
 
-def _cut(connection: http.client.HTTPConnection) -> None:
+def _body_start(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
+    """Up to ``max_bytes`` of the answer's body; what came before a timeout or a cut-off (the
+    status is the answer: a 2xx whose body never ends was still received)."""
+    content = b""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        while len(content) < max_bytes:
+            chunk = response.read1(max_bytes - len(content))
+            if not chunk:
+                break
+            content += chunk
+    return content
+
+
+def _cut(connection: http.client.HTTPConnection, cut: threading.Event) -> None:
     """Shut the socket of a call past its deadline (its pending read then fails)."""
+    cut.set()
     sock = connection.sock
     if sock is not None:
         with contextlib.suppress(OSError):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
-from standardwebhooks.webhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .. import __version__
 from ..conf import app_settings
@@ -73,10 +73,13 @@ class _Final(Exception):
 
 
 def signed_headers(event: WebhookEvent, body: bytes, now: datetime.datetime) -> dict[str, str]:
-    """The request headers of one attempt: content type and the Standard Webhooks trio."""
-    signature = Webhook(event.endpoint.secret).sign(
-        msg_id=event.webhook_id, timestamp=now, data=body
-    )
+    """The request headers of one attempt: content type and the Standard Webhooks trio
+    (:class:`_Final` if the endpoint's secret is not one: empty, not base64)."""
+    try:
+        signer = Webhook(event.endpoint.secret)
+    except (ValueError, EmptyWebhookSecretError) as exc:
+        raise _Final("The endpoint's signing secret is not valid: make a new one.") from exc
+    signature = signer.sign(msg_id=event.webhook_id, timestamp=now, data=body)
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -149,12 +152,20 @@ def _call(event: WebhookEvent) -> int:
     raise _Final(message, status)
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (a receiver's NUL, which PostgreSQL refuses in a text
+    column; terminal escapes) shown as U+FFFD: it is stored and shown to staff."""
+    return "".join(ch if ch.isprintable() or ch in "\n\t" else "\ufffd" for ch in text)
+
+
 def _failure(event: WebhookEvent, exc: BaseException) -> WebhookResult:
     """Record a failed attempt: retry with the backoff (and ``Retry-After``) or give up."""
     status = getattr(exc, "status", None)
     error = f"{exc}" if isinstance(exc, _Temporary | _Final) else f"{type(exc).__name__}: {exc}"
-    error = error[:2000]
-    final = isinstance(exc, _Final | webhook_http.AddressRefused | ValueError)
+    error = printable(error)[:2000]
+    final = isinstance(
+        exc, _Final | webhook_http.AddressRefused | ValueError | http.client.InvalidURL
+    )
     if final or event.attempts >= int(app_settings.MAX_ATTEMPTS):
         if not _record(
             event, status=WebhookEvent.Status.FAILED, last_error=error, last_status_code=status

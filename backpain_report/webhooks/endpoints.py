@@ -50,12 +50,17 @@ def is_loopback_host(host: str) -> bool:
 def url_problem(url: str, *, debug: bool | None = None) -> str | None:
     """What is wrong with ``url`` as an endpoint's address, or None."""
     debug = settings.DEBUG if debug is None else debug
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "must not contain spaces or control characters."
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        if parts.port == 0:  # (raises ValueError for a port out of range)
+            return "has no valid port."
     except ValueError:
         return "is not a valid URL."
+    if not (parts.path + parts.query).isascii():  # sent as is: http.client sends ASCII only
+        return "must percent-encode non-ASCII characters in its path and query."
     if not host:
         return "has no host."
     if parts.username or parts.password:
