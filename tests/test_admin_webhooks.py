@@ -112,7 +112,7 @@ def test_the_list_shows_last_success_failure_and_backlog_in_few_queries(
     quiet = make_endpoint("Quiet", event_types="", is_active=False)
     with django_assert_max_num_queries(7):
         html = admin_client.get(reverse(LIST)).content.decode()
-    for column in ("last success", "last failure", "backlog", "Events", "Active", "URL"):
+    for column in ("endpoint", "events", "active", "last success", "last failure", "backlog"):
         assert column.lower() in html.lower(), column
     assert html.count("https://crm.example.com/hooks") >= 8
     assert article.title in html and "Quiet" in html
@@ -208,6 +208,7 @@ def test_view_only_staff_sees_no_secret_and_cannot_act(client, db, no_broker):
         assert endpoint.secret not in html and not SECRET.search(html)
     page = client.get(change_url(endpoint)).content.decode()
     assert "rotate-secret" not in page and "send-test-event" not in page
+    assert "A reader confirmed the address <code>subscriber.confirmed</code>" in page
     assert client.get(rotate_url(endpoint)).status_code == 403
     assert client.post(rotate_url(endpoint)).status_code == 403
     assert client.post(send_test_url(endpoint)).status_code == 403
@@ -353,8 +354,10 @@ def test_loopback_http_is_allowed_with_debug(admin_client, settings):
 def test_the_url_error_is_translated(db):
     with translation.override("de"):
         form = WebhookEndpointForm(new_endpoint_data(url="http://crm.example.com/"))
-        assert form.errors["url"] == ["Die URL muss https:// verwenden (http:// nur zu einem "
-                                      "Loopback-Host, solange DEBUG an ist)."]
+        assert form.errors["url"] == [
+            "Die URL muss https:// verwenden (http:// nur zu einem "
+            "Loopback-Host, solange DEBUG an ist)."
+        ]
 
 
 def test_the_event_checkboxes_round_trip(admin_client):
@@ -368,7 +371,8 @@ def test_the_event_checkboxes_round_trip(admin_client):
     endpoint = WebhookEndpoint.objects.get()
     assert endpoint.event_types == "subscriber.created subscriber.erased"  # the list's order
     page = admin_client.get(change_url(endpoint)).content.decode()
-    checked = re.findall(r'<input type="checkbox" name="event_types" value="([a-z.]+)"[^>]*checked', page)
+    box = r'<input type="checkbox" name="event_types" value="([a-z.]+)"[^>]*checked'
+    checked = re.findall(box, page)
     assert sorted(checked) == ["subscriber.created", "subscriber.erased"]
     admin_client.post(change_url(endpoint), new_endpoint_data(event_types=["report.delivered"]))
     endpoint.refresh_from_db()

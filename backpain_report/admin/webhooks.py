@@ -18,8 +18,9 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -35,15 +36,25 @@ Status = WebhookEvent.Status
 #: Events still to go: waiting for a worker or being sent now.
 BACKLOG = [Status.PENDING, Status.SENDING]
 SECRET_TEMPLATE = "admin/backpain_report/webhookendpoint/secret.html"
+#: An event's way to its endpoint, in the order it happens.
+EVENT_STEP_FIELDS = (
+    "status", "attempts", "last_status_code", "last_error", "next_attempt_at", "claimed_at",
+    "enqueued_at", "publish_failed_at", "sent_at",
+)  # fmt: skip
 
 
 class WebhookEndpointForm(forms.ModelForm):
     """The events as checkboxes (stored space-separated) and the URL checked as the sender
     checks it."""
 
-    url = forms.URLField(label=_("URL"), max_length=2000, assume_scheme="https")
+    url = forms.URLField(
+        label=_("URL"),
+        max_length=2000,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"class": "backpain-wide"}),
+    )
     event_types = forms.MultipleChoiceField(
-        label=_("events"),
+        label=capfirst(_("events")),
         choices=[(choice.value, choice.label) for choice in SUBSCRIBABLE],
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": _("Choose at least one event.")},
@@ -57,6 +68,14 @@ class WebhookEndpointForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.initial["event_types"] = self.instance.event_types.split()
+        if "article" in self.fields:  # not for staff who may only view
+            self.fields["article"].help_text = _("Empty: the readers of every article.")
+        if "event_types" in self.fields:
+            # Each event's description, then its code as the list and the payload name it.
+            self.fields["event_types"].choices = [  # type: ignore[attr-defined]
+                (choice.value, format_html("{} <code>{}</code>", choice.label, choice.value))
+                for choice in SUBSCRIBABLE
+            ]
 
     def clean_url(self) -> str:
         url: str = self.cleaned_data["url"]
@@ -88,18 +107,22 @@ def _latest(field: str, condition: Q) -> Subquery:
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = WebhookEndpointForm
+    # The URL sits under the name, the article under the events; no filter sidebar (a site has
+    # a handful of endpoints), so the six columns fit a 1280 px screen with the menu open.
     list_display = [
-        "name", "url_cell", "events_cell", "is_active", "article", "last_success",
-        "last_failure", "backlog",
+        "endpoint_cell", "events_cell", "is_active", "last_success", "last_failure", "backlog",
     ]  # fmt: skip
-    list_filter = ["is_active"]
+    list_display_links = ["endpoint_cell"]
     search_fields = ["name", "url"]
     list_select_related = ["article"]
-    readonly_fields = ["secret_made", "created_at", "updated_at"]
+    readonly_fields = ["secret_made", "events_wanted", "created_at", "updated_at"]
     actions = ["send_test_event", "retry_failed"]
 
     def get_fieldsets(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
-        where = [(None, {"fields": ["name", "url", "event_types", "is_active", "article"]})]
+        events = "event_types"
+        if obj is not None and not self.has_change_permission(request, obj):
+            events = "events_wanted"  # staff who may only view: the descriptions, not the codes
+        where = [(None, {"fields": ["name", "url", events, "is_active", "article"]})]
         if obj is None:
             note = _(
                 "The signing secret is made when you save, and shown once: copy it into the "
@@ -137,22 +160,44 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             )
         )
 
-    @admin.display(description=_("URL"), ordering="url")
-    def url_cell(self, obj: WebhookEndpoint) -> SafeString:
-        return format_html('<span class="backpain-url" title="{}">{}</span>', obj.url, obj.url)
+    @admin.display(description=_("endpoint"), ordering="name")
+    def endpoint_cell(self, obj: WebhookEndpoint) -> SafeString:
+        """The name, and the URL under it (cut with "…", whole in its tooltip)."""
+        return format_html(
+            '{}<span class="backpain-quiet backpain-url" title="{}">{}</span>',
+            obj.name,
+            obj.url,
+            obj.url.removeprefix("https://"),
+        )
 
     @admin.display(description=_("events"))
-    def events_cell(self, obj: WebhookEndpoint) -> SafeString | str:
+    def events_cell(self, obj: WebhookEndpoint) -> SafeString:
+        """The event codes (their description in the tooltip), and the article it is limited
+        to under them."""
         wanted = obj.event_types.split()
-        if not wanted:
-            return "—"
-        if set(wanted) >= {choice.value for choice in SUBSCRIBABLE}:
-            return str(_("All events"))
         labels = dict(EventType.choices)
-        return format_html(
-            '<span class="backpain-events">{}</span>',
-            format_html_join_lines(wanted, labels),
+        if set(wanted) >= {choice.value for choice in SUBSCRIBABLE}:
+            codes = format_html("<span>{}</span>", _("All events"))
+        else:
+            codes = event_codes(wanted, labels) if wanted else SafeString("—")
+        only = (
+            format_html(
+                '<span class="backpain-quiet">{}</span>',
+                _("only for the readers of “%(title)s”") % {"title": obj.article.title},
+            )
+            if obj.article_id and obj.article
+            else ""
         )
+        return format_html('<span class="backpain-events">{}</span>{}', codes, only)
+
+    @admin.display(description=_("events"))
+    def events_wanted(self, obj: WebhookEndpoint) -> SafeString | str:
+        labels = dict(EventType.choices)
+        wanted = obj.event_types.split()
+        items = format_html_join(
+            "", "<li>{} <code>{}</code></li>", ((labels.get(c, c), c) for c in wanted)
+        )
+        return format_html('<ul class="backpain-wanted">{}</ul>', items) if wanted else "—"
 
     @admin.display(description=_("last success"))
     def last_success(self, obj: WebhookEndpoint) -> SafeString | str:
@@ -178,7 +223,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("secret made"))
     def secret_made(self, obj: WebhookEndpoint) -> SafeString | str:
-        return date_cell(obj.secret_rotated_at, with_time=True)
+        return date_cell(obj.secret_rotated_at or obj.created_at, "j M Y, H:i")
 
     # ---- Saving: a new endpoint's secret, shown once --------------------------------------
 
@@ -268,7 +313,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    "{} <a href=\"{}\">{}</a>",
+                    '{} <a href="{}">{}</a>',
                     _("A test event for “%(name)s” is queued.") % {"name": endpoint.name},
                     endpoint_events_url(endpoint.pk),
                     _("See how it went in its events."),
@@ -278,7 +323,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     # ---- Actions on the list ---------------------------------------------------------------
 
-    @admin.action(description=_("Send a test event to the selected endpoints"), permissions=["change"])
+    @admin.action(
+        description=_("Send a test event to the selected endpoints"), permissions=["change"]
+    )
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[WebhookEndpoint]) -> None:
         self._send_test(request, list(queryset))
 
@@ -289,7 +336,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
         events_retry_report(self, request, WebhookEvent.objects.filter(endpoint__in=queryset))
 
 
-def format_html_join_lines(wanted: list[str], labels: dict[str, Any]) -> SafeString:
+def event_codes(wanted: list[str], labels: dict[str, Any]) -> SafeString:
     """The event codes, one a line, each with its description in the tooltip."""
     return SafeString(
         "".join(
@@ -307,8 +354,7 @@ def events_retry_report(
     count = webhooks.webhook_events_retry(events)
     model_admin.message_user(
         request,
-        ngettext("%d failed event queued again.", "%d failed events queued again.", count)
-        % count,
+        ngettext("%d failed event queued again.", "%d failed events queued again.", count) % count,
         messages.SUCCESS if count else messages.WARNING,
     )
     if skipped:
@@ -341,10 +387,10 @@ class EventTypeFilter(admin.SimpleListFilter):
 class WebhookEventAdmin(admin.ModelAdmin):
     """The outbox of webhook events, read-only: what went where, and what came back."""
 
-    list_display = [
-        "event_type", "endpoint", "status", "attempts", "last_status_code", "short_error",
-        "created", "delivered",
-    ]  # fmt: skip
+    # Five columns, as the deliveries: the endpoint under the event, the attempts and the last
+    # HTTP status under the status.
+    list_display = ["event_cell", "status_cell", "short_error", "created", "delivered"]
+    list_display_links = ["event_cell"]
     list_filter = ["status", EventTypeFilter, "endpoint"]
     list_select_related = ["endpoint"]
     search_fields = ["=webhook_id"]
@@ -355,25 +401,29 @@ class WebhookEventAdmin(admin.ModelAdmin):
     show_facets = admin.ShowFacets.NEVER
     list_per_page = 100
     actions = ["retry_failed"]
-    fieldsets = [
-        (None, {"fields": ["endpoint", "event_type", "webhook_id", "occurred_at", "body_json"]}),
-        (
-            _("What happened"),
-            {
-                "fields": [
-                    "status", "attempts", "last_status_code", "last_error", "next_attempt_at",
-                    "claimed_at", "enqueued_at", "publish_failed_at", "sent_at",
-                ]  # fmt: skip
-            },
-        ),
-        (
-            _("Record"),
-            {
-                "fields": ["subscriber_ref", "personal", "created_at", "updated_at"],
-                "classes": ["collapse"],
-            },
-        ),
-    ]
+
+    def get_fieldsets(self, request: HttpRequest, obj: WebhookEvent | None = None) -> Any:
+        """What it is and its body, then only the steps it went through (no row of empty
+        dates), then its record, folded."""
+        steps = ["status", "attempts"]
+        steps += [
+            name for name in EVENT_STEP_FIELDS[2:] if getattr(obj, name, None) not in (None, "")
+        ]
+        return [
+            (
+                None,
+                {"fields": ["endpoint", "event_type", "webhook_id", "occurred_at", "body_json"]},
+            ),
+            (_("What happened"), {"fields": steps}),
+            (
+                _("Record"),
+                {
+                    "fields": ["subscriber_ref", "personal", "created_at", "updated_at"],
+                    "classes": ["collapse"],
+                },
+            ),
+        ]
+
     readonly_fields = [
         "endpoint", "event_type", "webhook_id", "occurred_at", "body_json", "status", "attempts",
         "last_status_code", "last_error", "next_attempt_at", "claimed_at", "enqueued_at",
@@ -386,6 +436,24 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         """Nothing on an event's page is editable; ``change`` only allows retrying."""
         return obj is None and super().has_change_permission(request)
+
+    @admin.display(description=_("event"))
+    def event_cell(self, obj: WebhookEvent) -> SafeString:
+        return format_html(
+            '{}<span class="backpain-quiet">{}</span>', obj.event_type, obj.endpoint.name
+        )
+
+    @admin.display(description=_("status"))
+    def status_cell(self, obj: WebhookEvent) -> SafeString:
+        """The status; under it the attempts and the last HTTP status, when there were any."""
+        notes = [ngettext("%d attempt", "%d attempts", obj.attempts) % obj.attempts]
+        if obj.last_status_code:
+            notes.append(f"HTTP {obj.last_status_code}")
+        return format_html(
+            '{}<span class="backpain-quiet">{}</span>',
+            obj.get_status_display(),
+            " · ".join(notes),
+        )
 
     @admin.display(description=_("body (JSON)"))
     def body_json(self, obj: WebhookEvent) -> SafeString | str:
