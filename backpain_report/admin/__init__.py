@@ -6,12 +6,13 @@ One module per area; importing them registers their model admins with the defaul
 - :mod:`.deliveries` — the outbox: resend, retry failed, cancel pending, download links;
 - :mod:`.content` — articles and reports: Markdown preview, publishing, PDF preview, editions;
 - :mod:`.funnel` — the funnel dashboard (page views to downloads, per article and day);
-- :mod:`.signups` — sign-ups waiting for a worker (read-only).
+- :mod:`.signups` — sign-ups waiting for a worker (read-only);
+- :mod:`.webhooks` — webhook endpoints (secret shown once, test event) and their events.
 
 The lists stay fast at a million rows: :class:`.paginator.LargeTablePaginator` never counts a
 whole table, list columns come from one query, and sorting is limited to indexed columns.
 """
 
-from . import content, deliveries, funnel, signups, subscribers
+from . import content, deliveries, funnel, signups, subscribers, webhooks
 
-__all__ = ["content", "deliveries", "funnel", "signups", "subscribers"]
+__all__ = ["content", "deliveries", "funnel", "signups", "subscribers", "webhooks"]

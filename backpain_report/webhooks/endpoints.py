@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..models import WebhookEndpoint
 
@@ -48,27 +49,28 @@ def is_loopback_host(host: str) -> bool:
 
 
 def url_problem(url: str, *, debug: bool | None = None) -> str | None:
-    """What is wrong with ``url`` as an endpoint's address, or None."""
+    """What is wrong with ``url`` as an endpoint's address (to follow "The URL "), or None;
+    in the active language."""
     debug = settings.DEBUG if debug is None else debug
     if any(ch.isspace() or not ch.isprintable() for ch in url):
-        return "must not contain spaces or control characters."
+        return _("must not contain spaces or control characters.")
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.port == 0:  # (raises ValueError for a port out of range)
-            return "has no valid port."
+            return _("has no valid port.")
     except ValueError:
-        return "is not a valid URL."
+        return _("is not a valid URL.")
     if not (parts.path + parts.query).isascii():  # sent as is: http.client sends ASCII only
-        return "must percent-encode non-ASCII characters in its path and query."
+        return _("must percent-encode non-ASCII characters in its path and query.")
     if not host:
-        return "has no host."
+        return _("has no host.")
     if parts.username or parts.password:
-        return "must not carry a user name or password (the signature authenticates us)."
+        return _("must not carry a user name or password (the signature authenticates us).")
     if parts.scheme == "https":
         return None
     if parts.scheme == "http" and debug and is_loopback_host(host):
         return None
     if parts.scheme == "http":
-        return "must use https:// (http:// only to a loopback host while DEBUG is on)."
-    return "must use https://."
+        return _("must use https:// (http:// only to a loopback host while DEBUG is on).")
+    return _("must use https://.")
