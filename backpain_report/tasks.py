@@ -17,11 +17,11 @@ from .delivery.publishing import (
 from .delivery.retry import TASK_OPTIONS
 from .delivery.sending import Outcome, deliveries_send, delivery_send
 from .delivery.sweep import deliveries_sweep, signups_sweep, sweep_log, webhook_events_sweep
-from .delivery.webhooks import webhook_send
+from .delivery.webhooks import webhook_send, webhooks_send
 from .models import Delivery
 from .page.pageviews import page_views_flush
 from .services.subscribers import signup_process
-from .webhooks.outbox import WEBHOOK_TASK, events_publish
+from .webhooks.outbox import WEBHOOK_BATCH_TASK, WEBHOOK_TASK, events_publish
 
 
 @shared_task(name=DELIVER_TASK, **TASK_OPTIONS)
@@ -69,6 +69,18 @@ def deliver_webhook(event_id: int) -> str:
     if result.outcome is Outcome.RETRY:
         events_publish([event_id], countdown=result.retry_in)
     return result.outcome.value
+
+
+@shared_task(name=WEBHOOK_BATCH_TASK, **TASK_OPTIONS)
+def deliver_webhook_batch(event_ids: list[int]) -> dict[str, int]:
+    """POST a batch of one endpoint's webhook events (the sweep's and staff's retries send a
+    backlog this way); each temporary failure is published again with its countdown."""
+    counts = {outcome.value: 0 for outcome in Outcome}
+    for result in webhooks_send(event_ids=list(event_ids)):
+        counts[result.outcome.value] += 1
+        if result.outcome is Outcome.RETRY:
+            events_publish([result.event_id], countdown=result.retry_in)
+    return counts
 
 
 @shared_task(name=SWEEP_TASK, ignore_result=True)

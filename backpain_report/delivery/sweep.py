@@ -29,7 +29,8 @@ from django.utils import timezone
 
 from ..conf import app_settings
 from ..models import Delivery, PendingSignup, WebhookEvent
-from ..webhooks.outbox import events_publish
+from ..webhooks.events import EventType
+from ..webhooks.outbox import events_publish_batches
 from .publishing import publish_batches, publish_signups
 from .retry import attempt_due, stale_claim_reclaimable
 from .sending import stale_claims_fail
@@ -137,9 +138,10 @@ def webhook_events_sweep(*, limit: int = 1000) -> SweepResult:
     as :func:`deliveries_sweep`); an exhausted stale claim is failed instead."""
     now = timezone.now()
     given_up = webhook_stale_claims_fail(WebhookEvent.objects.all(), now=now)
-    rows = _last_seen_annotated(WebhookEvent.objects.filter(endpoint__is_active=True))
+    sendable = Q(endpoint__is_active=True) | Q(event_type=EventType.TEST)
+    rows = _last_seen_annotated(WebhookEvent.objects.filter(sendable))
     ids = _take(rows.filter(_stranded(now)), limit, enqueued_at=now)
-    published = events_publish(ids) if ids else 0
+    published = events_publish_batches(ids) if ids else 0
     return SweepResult(found=len(ids), published=published, given_up=given_up)
 
 

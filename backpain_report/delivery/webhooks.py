@@ -11,8 +11,10 @@ A 2xx answer is success. A 5xx or 429 answer, a timeout, a connection or DNS err
 with the backoff (waiting at least what ``Retry-After`` asks, up to a day) until
 ``MAX_ATTEMPTS``; any other answer (other 4xx, a redirect, which is never followed) and an
 address the SSRF guard refuses are final failures. An endpoint switched off keeps its backlog:
-nothing is claimed for it until it is switched on again (the sweep then publishes the rows).
-Events may arrive in any order.
+nothing is claimed for it until it is switched on again (the sweep then publishes the rows), but
+a test event, which staff send to try a receiver before going live. Events may arrive in any
+order. A backlog (the sweep's, staff's retry) goes in batches of one endpoint's events
+(:func:`webhooks_send`): one claim, and the delivered ones recorded together.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import logging
+import time
 from dataclasses import dataclass
 
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
@@ -30,6 +33,7 @@ from .. import __version__
 from ..conf import app_settings
 from ..models import WebhookEndpoint, WebhookEvent
 from ..webhooks.endpoints import url_problem
+from ..webhooks.events import EventType
 from . import webhook_http
 from .retry import (
     EARLY_ARRIVAL_SLACK,
@@ -45,6 +49,7 @@ logger = logging.getLogger(__name__)
 
 #: The longest a ``Retry-After`` answer delays the next attempt.
 RETRY_AFTER_MAX = 24 * 3600.0
+CLAIM_GONE = "Webhook event %s was delivered, but its claim no longer stood"
 USER_AGENT = f"backpain_report/{__version__} (webhooks)"
 
 
@@ -72,6 +77,17 @@ class _Final(Exception):
         self.status = status
 
 
+#: What a call may raise for a delivery failure (recorded, never raised from a send).
+_SEND_ERRORS = (
+    _Temporary,
+    _Final,
+    webhook_http.AddressRefused,
+    OSError,
+    http.client.HTTPException,
+    ValueError,
+)
+
+
 def signed_headers(event: WebhookEvent, body: bytes, now: datetime.datetime) -> dict[str, str]:
     """The request headers of one attempt: content type and the Standard Webhooks trio
     (:class:`_Final` if the endpoint's secret is not one: empty, not base64)."""
@@ -89,14 +105,20 @@ def signed_headers(event: WebhookEvent, body: bytes, now: datetime.datetime) -> 
     }
 
 
+def _claimable(now: datetime.datetime) -> Q:
+    """Pending and due (or a stale claim with attempts left), for an active endpoint; a test
+    event also for one switched off (to try a receiver before going live)."""
+    due = attempt_due(now, slack=EARLY_ARRIVAL_SLACK)
+    active = WebhookEndpoint.objects.filter(pk=OuterRef("endpoint_id"), is_active=True)
+    pending = (Q(status=WebhookEvent.Status.PENDING) & due) | stale_claim_reclaimable(now)
+    return pending & (Q(Exists(active)) | Q(event_type=EventType.TEST))
+
+
 def webhook_claim(*, event_id: int) -> WebhookEvent | None:
     """Atomically take an event for sending; None when it is not claimable (another run has it,
     it is done, not due, or its endpoint is switched off). An exhausted stale claim is failed."""
     now = timezone.now()
-    due = attempt_due(now, slack=EARLY_ARRIVAL_SLACK)
-    active = WebhookEndpoint.objects.filter(pk=OuterRef("endpoint_id"), is_active=True)
-    claimable = (Q(status=WebhookEvent.Status.PENDING) & due) | stale_claim_reclaimable(now)
-    claimed = WebhookEvent.objects.filter(claimable, Exists(active), pk=event_id).update(
+    claimed = WebhookEvent.objects.filter(_claimable(now), pk=event_id).update(
         status=WebhookEvent.Status.SENDING,
         claimed_at=now,
         attempts=F("attempts") + 1,
@@ -197,14 +219,7 @@ def webhook_send(*, event_id: int) -> WebhookResult:
         return WebhookResult(event_id, Outcome.SKIPPED)
     try:
         status = _call(event)
-    except (
-        _Temporary,
-        _Final,
-        webhook_http.AddressRefused,
-        OSError,
-        http.client.HTTPException,
-        ValueError,
-    ) as exc:
+    except _SEND_ERRORS as exc:
         return _failure(event, exc)
     recorded = _record(
         event,
@@ -214,6 +229,113 @@ def webhook_send(*, event_id: int) -> WebhookResult:
         last_status_code=status,
     )
     if not recorded:
-        logger.warning("Webhook event %s was delivered, but its claim no longer stood", event.pk)
+        logger.warning(CLAIM_GONE, event.pk)
         return WebhookResult(event.pk, Outcome.SKIPPED)
     return WebhookResult(event.pk, Outcome.SENT)
+
+
+def webhooks_claim(*, event_ids: list[int]) -> list[WebhookEvent]:
+    """Atomically take the claimable among ``event_ids`` with one claim time (one UPDATE);
+    return them in id order. Exhausted stale claims among the rest are failed."""
+    now = timezone.now()
+    WebhookEvent.objects.filter(_claimable(now), pk__in=event_ids).update(
+        status=WebhookEvent.Status.SENDING,
+        claimed_at=now,
+        attempts=F("attempts") + 1,
+        next_attempt_at=None,
+    )
+    ours = WebhookEvent.objects.filter(
+        pk__in=event_ids, status=WebhookEvent.Status.SENDING, claimed_at=now
+    )
+    claimed = list(ours.select_related("endpoint").order_by("pk"))
+    rest = set(event_ids) - {event.pk for event in claimed}
+    if rest:
+        webhook_stale_claims_fail(WebhookEvent.objects.filter(pk__in=rest), now=now)
+    return claimed
+
+
+def _claims_renew(events: list[WebhookEvent]) -> list[WebhookEvent]:
+    """Restart the lease of ``events`` (claimed together); return those whose claim stood."""
+    if not events:
+        return []
+    now, before = timezone.now(), events[0].claimed_at
+    held = WebhookEvent.objects.filter(
+        pk__in=[event.pk for event in events],
+        status=WebhookEvent.Status.SENDING,
+        claimed_at=before,
+    )
+    still = set(held.values_list("pk", flat=True))
+    WebhookEvent.objects.filter(pk__in=still, claimed_at=before).update(claimed_at=now)
+    for event in events:
+        event.claimed_at = now
+    return [event for event in events if event.pk in still]
+
+
+def _delivered_record(delivered: list[tuple[WebhookEvent, int]]) -> list[WebhookResult]:
+    """Record the delivered events of a batch, one UPDATE per answer status, each only while its
+    claim stands; their results (SKIPPED for a claim that no longer stood)."""
+    if not delivered:
+        return []
+    now = timezone.now()
+    claimed_at = delivered[0][0].claimed_at
+    by_status: dict[int, list[int]] = {}
+    for event, status in delivered:
+        by_status.setdefault(status, []).append(event.pk)
+    for status, ids in by_status.items():
+        WebhookEvent.objects.filter(
+            pk__in=ids, status=WebhookEvent.Status.SENDING, claimed_at=claimed_at
+        ).update(
+            status=WebhookEvent.Status.SENT, sent_at=now, last_error="", last_status_code=status
+        )
+    recorded = set(
+        WebhookEvent.objects.filter(
+            pk__in=[event.pk for event, _status in delivered],
+            status=WebhookEvent.Status.SENT,
+            sent_at=now,
+        ).values_list("pk", flat=True)
+    )
+    results = []
+    for event, _status in delivered:
+        if event.pk in recorded:
+            results.append(WebhookResult(event.pk, Outcome.SENT))
+        else:
+            logger.warning(
+                "Webhook event %s was delivered, but its claim no longer stood", event.pk
+            )
+            results.append(WebhookResult(event.pk, Outcome.SKIPPED))
+    return results
+
+
+def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
+    """Send a batch of events (one endpoint's backlog) with one claim; never raises for a
+    delivery failure.
+
+    Each event is POSTed in turn; a failure is recorded at once (:func:`_failure`), the
+    delivered ones together at the end. Before each call, a batch whose claim is older than half
+    the lease renews it, so no other run takes over an event still waiting its turn. A worker
+    lost mid-batch leaves the delivered but unrecorded ones to be sent again, with the same
+    ``webhook-id`` (at least once).
+    """
+    events = webhooks_claim(event_ids=event_ids)
+    claimed = {event.pk for event in events}
+    results = [WebhookResult(pk, Outcome.SKIPPED) for pk in event_ids if pk not in claimed]
+    delivered: list[tuple[WebhookEvent, int]] = []
+    half_lease = float(app_settings.CLAIM_LEASE) / 2
+    renewed = time.monotonic()
+    waiting = list(events)
+    while waiting:
+        if time.monotonic() - renewed > half_lease:
+            results += _delivered_record(delivered)
+            delivered = []
+            kept = _claims_renew(waiting)
+            dropped = {event.pk for event in waiting} - {event.pk for event in kept}
+            results += [WebhookResult(pk, Outcome.SKIPPED) for pk in sorted(dropped)]
+            waiting, renewed = kept, time.monotonic()
+            if not waiting:
+                break
+        event = waiting.pop(0)
+        try:
+            delivered.append((event, _call(event)))
+        except _SEND_ERRORS as exc:
+            results.append(_failure(event, exc))
+    return results + _delivered_record(delivered)

@@ -152,9 +152,14 @@ def subscribers_delete(subscribers: QuerySet[Subscriber]) -> int:
             Delivery.objects.filter(subscriber_id__in=ids).values_list("pk", "subscriber_id")
         )
         # Delete only rows that still match (a fresh sign-up may have changed one meanwhile).
-        going = dict(subscribers.filter(pk__in=ids).values_list("pk", "source_article_id"))
+        rows = subscribers.filter(pk__in=ids).values_list("pk", "source_article_id", "email")
+        going = {pk: (article_id, email) for pk, article_id, email in rows}
         Subscriber.objects.filter(pk__in=going).delete()
-        erasures_record(going)
+        # An address erased before already had its subscriber.erased.
+        erased = f"@{ERASED_DOMAIN}"
+        erasures_record(
+            {pk: article for pk, (article, email) in going.items() if not email.endswith(erased)}
+        )
         files = [pk for pk, subscriber_id in deliveries if subscriber_id in going]
         transaction.on_commit(lambda: pdfstore.delivery_files_delete(files), robust=True)
     return len(going)
