@@ -249,7 +249,8 @@ if _embed_origins:
 # Delivery timings from the environment, for the fault-injection tests
 # (tests/realservices/test_faults_*.py), which need them short. Each variable, when set,
 # overrides the app's default: BACKPAIN_RETRY_BACKOFF, BACKPAIN_SWEEP_GRACE,
-# BACKPAIN_CLAIM_LEASE and BACKPAIN_PUBLISH_TIMEOUT (seconds), BACKPAIN_MAX_ATTEMPTS (a count),
+# BACKPAIN_CLAIM_LEASE, BACKPAIN_PUBLISH_TIMEOUT, BACKPAIN_WEBHOOK_CONNECT_TIMEOUT and
+# BACKPAIN_WEBHOOK_READ_TIMEOUT (seconds), BACKPAIN_MAX_ATTEMPTS (a count),
 # and BACKPAIN_PAGE_MAX_AGE (seconds a shared cache may keep the article page; the Varnish tier,
 # tests/realservices/test_varnish.py, needs it short to see an edit come through).
 for _key, _cast in (
@@ -257,6 +258,8 @@ for _key, _cast in (
     ("SWEEP_GRACE", float),
     ("CLAIM_LEASE", float),
     ("PUBLISH_TIMEOUT", float),
+    ("WEBHOOK_CONNECT_TIMEOUT", float),
+    ("WEBHOOK_READ_TIMEOUT", float),
     ("MAX_ATTEMPTS", int),
     ("PAGE_MAX_AGE", int),
 ):

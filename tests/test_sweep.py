@@ -12,8 +12,9 @@ from django.db import ProgrammingError
 from django.utils import timezone
 
 from backpain_report import broker
+from backpain_report.conf import app_settings
 from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep
-from backpain_report.models import Delivery, PendingSignup
+from backpain_report.models import Delivery, PendingSignup, WebhookEndpoint, WebhookEvent
 
 
 @pytest.fixture
@@ -71,6 +72,25 @@ def test_command_prints_a_summary(make_delivery, published, capsys):
     call_command("backpain_sweep")
     assert "1 stranded deliveries found, 1 re-enqueued" in capsys.readouterr().out
     assert published[0][0] == "backpain_report.deliver_report"
+
+
+def test_command_republishes_stranded_webhook_events_too(db, published, capsys):
+    """The command is the sweeper of a host without celery beat: webhook events whose message
+    was lost are its job as much as deliveries are."""
+    endpoint = WebhookEndpoint.objects.create(
+        name="CRM", url="https://crm.example.com/hook", secret="whsec_x", event_types="x"
+    )
+    lost = WebhookEvent.objects.create(
+        endpoint=endpoint,
+        event_type="subscriber.created",
+        webhook_id="msg_lost",
+        body="{}",
+        occurred_at=ago(60),
+        enqueued_at=ago(float(app_settings.SWEEP_GRACE) + 60),
+    )
+    call_command("backpain_sweep")
+    assert "1 stranded webhook events found, 1 re-enqueued" in capsys.readouterr().out
+    assert published == [("backpain_report.deliver_webhook", lost.pk)]
 
 
 def test_a_stale_claim_without_attempts_left_is_failed_not_republished(
@@ -514,9 +534,10 @@ def test_the_loop_run_by_manage_py_logs_each_sweep_and_stops_cleanly_on_a_signal
         stderr=subprocess.PIPE,
     )
     try:
-        assert _read_lines(loop.stdout, 2, timeout=30) == [
+        assert _read_lines(loop.stdout, 3, timeout=30) == [
             "Sweep: 0 stranded sign-ups found, 0 re-enqueued.\n",
             "Sweep: 0 stranded deliveries found, 0 re-enqueued.\n",
+            "Sweep: 0 stranded webhook events found, 0 re-enqueued.\n",
         ]
         loop.send_signal(signum)
         assert loop.wait(timeout=10) == 0

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.realservices.support.tls import TlsFiles, tls_files_make
 from tests.realservices.support.webhook_receiver_client import Receiver
 
 
@@ -267,3 +268,44 @@ def test_a_control_token_that_looks_like_an_option_still_starts_it() -> None:
         assert receiver.control({"fail_next": 1}) == [
             {"status": 500, "retry_after": None, "hang_seconds": 0.0}
         ]
+
+
+# HTTPS ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return tls_files_make(tmp_path_factory.mktemp("webhook-tls"))
+
+
+def test_with_tls_it_serves_https_that_trusts_its_ca(tls_files: TlsFiles) -> None:
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    body = event_body()
+    with Receiver(SECRET, tls=tls_files) as receiver:
+        assert receiver.url.startswith("https://127.0.0.1:")
+        receiver.fail_next(1, status=503)  # the control channel speaks TLS too
+        request = urllib.request.Request(
+            receiver.url, data=body, headers=signed_headers(body, msg_id=msg_id), method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5, context=tls_files.client_context())
+        refused.value.close()
+        with urllib.request.urlopen(
+            request, timeout=5, context=tls_files.client_context()
+        ) as response:
+            assert response.status == 200
+        assert refused.value.code == 503
+        assert receiver.accepted_ids() == [msg_id]
+
+
+def test_with_tls_a_client_that_does_not_trust_the_ca_is_refused(tls_files: TlsFiles) -> None:
+    body = event_body()
+    with Receiver(SECRET, tls=tls_files) as receiver:
+        headers = signed_headers(body, msg_id=f"msg_{uuid.uuid4().hex}")
+        with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+            post(receiver.url, body, headers)  # the system's CAs only
+        assert receiver.records() == []
+        plain = receiver.url.replace("https://", "http://")
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            post(plain, body, headers)  # no plain HTTP beside it
+        assert receiver.records() == []

@@ -7,13 +7,14 @@ import traceback
 from django.core.management.base import BaseCommand, CommandError
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
-from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep
+from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep, webhook_events_sweep
 from backpain_report.page.pageviews import page_views_flush
 
 
 class Command(BaseCommand):
     help = (
-        "Run the sweep: re-publish sign-ups and deliveries whose message was lost. Once, or "
+        "Run the sweep: re-publish sign-ups, deliveries and webhook events whose message was "
+        "lost. Once, or "
         "with --every, in a loop (instead of celery beat, or beside it on another host)."
     )
 
@@ -48,10 +49,15 @@ class Command(BaseCommand):
         self.sweep_loop(limit, every, runs)
 
     def sweep_once(self, limit: int) -> int:
-        """One sweep of sign-ups and deliveries; how many could not be published."""
+        """One sweep of sign-ups, deliveries and webhook events; how many could not be
+        published."""
         page_views_flush()
         failed = 0
-        for kind, sweep in (("sign-ups", signups_sweep), ("deliveries", deliveries_sweep)):
+        for kind, sweep in (
+            ("sign-ups", signups_sweep),
+            ("deliveries", deliveries_sweep),
+            ("webhook events", webhook_events_sweep),
+        ):
             result = sweep(limit=limit)
             failed += result.failed
             self.stdout.write(
@@ -59,8 +65,7 @@ class Command(BaseCommand):
             )
             if result.given_up:
                 self.stdout.write(
-                    f"{result.given_up} deliveries failed: their worker was lost on the last "
-                    "attempt."
+                    f"{result.given_up} {kind} failed: their worker was lost on the last attempt."
                 )
         return failed
 

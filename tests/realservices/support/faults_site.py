@@ -137,6 +137,10 @@ class FaultSite:
         self.base_url = ""
         self._workers_started = 0
         self.test_name = ""
+        # A module may put the site on another broker (a private RabbitMQ) and add variables to
+        # every process's environment; it puts them back (None, {}) when it is done.
+        self.broker_url: str | None = None
+        self.extra_env: dict[str, str] = {}
 
     # Session -----------------------------------------------------------------------------------
 
@@ -167,13 +171,14 @@ class FaultSite:
         assert self.database is not None
         env = site_env(
             database_url=self.database.url,
-            broker_url=broker_url or self.redis.url(),
+            broker_url=broker_url or self.broker_url or self.redis.url(),
             smtp_port=self.smtp.port,
             site_url=self.base_url or "http://127.0.0.1",
             var_dir=self.work_dir / "var",
         )
         env[QUEUE_VAR] = QUEUE
         env.update(TIMINGS)
+        env.update(self.extra_env)
         env.update({key: str(value) for key, value in timings.items()})
         return env
 
@@ -313,7 +318,8 @@ class FaultSite:
         """Publish ``copies`` messages of ``task`` to the worker's queue, back to back."""
         from celery import Celery
 
-        app = Celery("faults-publisher", broker=self.redis.url(), set_as_current=False)
+        broker = self.broker_url or self.redis.url()
+        app = Celery("faults-publisher", broker=broker, set_as_current=False)
         app.conf.task_default_queue = QUEUE
         app.conf.broker_connection_retry_on_startup = False
         try:

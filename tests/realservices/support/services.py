@@ -286,3 +286,109 @@ class PrivatePostgres:
             return True
         except psycopg.Error:
             return False
+
+
+# --- RabbitMQ --------------------------------------------------------------------------------
+
+RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of its own (its name, AMQP and distribution ports, data directory and
+    config), on 127.0.0.1; its data (durable queues, persistent messages) survives a restart.
+
+    As root it runs as the ``rabbitmq`` user (through ``runuser``), as Debian's wrapper would.
+    """
+
+    OWNER = "rabbitmq"
+
+    def __init__(self, *, log_dir: Path) -> None:
+        self.port = free_port()
+        self.dist_port = free_port()
+        self.node = f"backpain-{self.port}@localhost"
+        self.root = Path(tempfile.mkdtemp(prefix="backpain-faults-rabbit-"))
+        self.log_dir = log_dir
+        self.process: Process | None = None
+        self._starts = 0
+        self._as_root = os.geteuid() == 0
+        config = self.root / "rabbitmq.conf"
+        config.write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        (self.root / "rabbitmq-env.conf").write_text("")
+        (self.root / "enabled_plugins").write_text("[].\n")
+        if self._as_root:
+            owner = pwd.getpwnam(self.OWNER)
+            for path in (self.root, *self.root.iterdir()):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+
+    @classmethod
+    def available(cls) -> str | None:
+        if not RABBITMQ_SERVER.exists():
+            return f"{RABBITMQ_SERVER} is missing (apt-get install rabbitmq-server)"
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam(cls.OWNER)
+            except KeyError:
+                return f"running as root and there is no {cls.OWNER!r} user to run a node"
+            if not shutil.which("runuser"):
+                return "running as root and runuser is missing"
+        return None
+
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.alive
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._starts += 1
+        env = dict(
+            os.environ,
+            HOME=str(self.root),  # its own Erlang cookie
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(self.dist_port),
+            RABBITMQ_CONF_ENV_FILE=str(self.root / "rabbitmq-env.conf"),
+            RABBITMQ_CONFIG_FILE=str(self.root / "rabbitmq.conf"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(self.root / "enabled_plugins"),
+            RABBITMQ_MNESIA_BASE=str(self.root / "mnesia"),
+            RABBITMQ_LOG_BASE=str(self.root / "log"),
+            RABBITMQ_PID_FILE=str(self.root / "pid"),
+            RABBITMQ_LOGS="-",
+        )
+        argv = [str(RABBITMQ_SERVER)]
+        if self._as_root:
+            argv = ["runuser", "-u", self.OWNER, "--", *argv]
+        self.process = Process(
+            f"rabbitmq {self.node}",
+            argv,
+            env=env,
+            cwd=self.root,
+            log=self.log_dir / f"rabbitmq-{self._starts}.log",
+        )
+        self.process.wait_ready(self.accepts, timeout=60, what="accepting AMQP")
+
+    def stop(self) -> None:
+        """Stop the node (SIGTERM to its process group); its data stays for the next start."""
+        if self.process is not None:
+            self.process.stop(timeout=30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def accepts(self) -> bool:
+        from kombu import Connection
+
+        try:
+            with Connection(self.url(), connect_timeout=1) as conn:
+                conn.ensure_connection(max_retries=1, timeout=1)
+            return True
+        except Exception:  # noqa: BLE001 - not up yet, whatever the reason
+            return False

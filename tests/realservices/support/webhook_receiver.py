@@ -2,10 +2,13 @@
 signatures, answers as a script says, and writes one JSON line per request it is sent.
 
     python -m tests.realservices.support.webhook_receiver --secret=whsec_... \\
-        --record=records.jsonl --control-token=TOKEN [--port=0]
+        --record=records.jsonl --control-token=TOKEN [--port=0] \\
+        [--tls-cert=server.pem --tls-key=key.pem]
 
 It binds 127.0.0.1 (``--port 0``, the default, takes a free port) and prints
-``listening 127.0.0.1 PORT`` as its first line on stdout. SIGTERM or SIGINT stop it at once, a
+``listening 127.0.0.1 PORT`` as its first line on stdout. With ``--tls-cert`` and ``--tls-key``
+it speaks HTTPS only (the handshake is made in the request's thread, so a client that stalls
+in it holds up no other); else plain HTTP. SIGTERM or SIGINT stop it at once, a
 hung answer included (that request is closed unanswered).
 
 **Webhooks.** A POST to any path but ``/_control`` is verified with ``standardwebhooks``
@@ -44,6 +47,7 @@ import hmac
 import json
 import os
 import signal
+import ssl
 import threading
 import time
 from collections import deque
@@ -133,8 +137,19 @@ class ReceiverServer(ThreadingHTTPServer):
 
     daemon_threads = True  # a held-back answer must not hold up the exit (not joined)
 
-    def __init__(self, port: int, secret: str, record: Path, control_token: str) -> None:
+    def __init__(
+        self,
+        port: int,
+        secret: str,
+        record: Path,
+        control_token: str,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", port), Handler)
+        if tls is not None:  # accept() then hands out TLS sockets, not yet shaken hands
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.webhook = Webhook(secret)
         self.script = Script()
         self.recorder = Recorder(record)
@@ -146,6 +161,12 @@ class Handler(BaseHTTPRequestHandler):
     """One request: a control order on ``/_control``, else a webhook."""
 
     server: ReceiverServer
+    timeout = 60  # seconds a connection may stall (a TLS handshake included)
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def do_POST(self) -> None:
         url = urlsplit(self.path)
@@ -249,8 +270,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--record", required=True, type=Path, help="the JSON-lines record")
     parser.add_argument("--control-token", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve HTTPS")
+    parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
-    server = ReceiverServer(args.port, args.secret, args.record, args.control_token)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    tls = None
+    if args.tls_cert is not None:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+    server = ReceiverServer(args.port, args.secret, args.record, args.control_token, tls)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _number, _frame: server.stopping.set())
     threading.Thread(target=server.serve_forever, args=(0.1,), daemon=True).start()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .processes import Process, signals_deferred
+from .tls import TlsFiles
 from .webhook_receiver import CONTROL_PATH, HOOK_PATH
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,11 +39,16 @@ class Receiver:
     ``with Receiver(secret) as receiver:`` starts it on a free port; ``receiver.url`` is where
     to send webhooks. Leaving the block stops it, promptly even with an answer held back; its
     records stay readable afterwards. Its files (``records.jsonl``, ``receiver.log``) go to
-    ``directory``, else to a temporary directory removed on stop.
+    ``directory``, else to a temporary directory removed on stop. With ``tls`` (see
+    :func:`.tls.tls_files_make`) it serves HTTPS with that certificate; a sender must trust
+    ``tls.ca`` (``SSL_CERT_FILE``).
     """
 
-    def __init__(self, secret: str, *, directory: Path | None = None) -> None:
+    def __init__(
+        self, secret: str, *, directory: Path | None = None, tls: TlsFiles | None = None
+    ) -> None:
         self.secret = secret
+        self.tls = tls
         self.token = secrets.token_urlsafe(16)
         self._directory = directory
         self._temporary: tempfile.TemporaryDirectory[str] | None = None
@@ -53,7 +59,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        """The webhook endpoint: ``http://127.0.0.1:PORT/hook``."""
+        """The webhook endpoint: ``http://127.0.0.1:PORT/hook`` (``https://`` with TLS)."""
         return self.base_url + HOOK_PATH
 
     def __enter__(self) -> Receiver:
@@ -73,6 +79,8 @@ class Receiver:
         argv = [sys.executable, "-m", SERVER_MODULE, f"--secret={self.secret}"]
         # "=" form: a token may begin with "-", which argparse would take for an option
         argv += [f"--record={self.record_path}", f"--control-token={self.token}"]
+        if self.tls is not None:
+            argv += [f"--tls-cert={self.tls.cert}", f"--tls-key={self.tls.key}"]
         path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
         log = self._directory / "receiver.log"
@@ -82,7 +90,8 @@ class Receiver:
         except RuntimeError:
             self._cleanup()
             raise
-        self.base_url = f"http://127.0.0.1:{self._port(log)}"
+        scheme = "https" if self.tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self._port(log)}"
 
     def stop(self) -> None:
         """Stop the child (SIGTERM, then SIGKILL after 5 s) and keep its records."""
@@ -130,7 +139,8 @@ class Receiver:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        context = self.tls.client_context() if self.tls is not None else None
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return json.loads(response.read())["pending"]
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], T], timeout: float = 10.0) -> T:
