@@ -206,9 +206,10 @@ def events_publish_batches(event_ids: Iterable[int]) -> int:
 
 
 def events_publish_on_commit(event_ids: list[int]) -> None:
-    """Publish once the current transaction commits (nothing if it rolls back)."""
+    """Publish once the current transaction commits (nothing if it rolls back): one message per
+    event, or batches of one endpoint's events for a backlog (:func:`events_publish_batches`)."""
     if event_ids:
-        transaction.on_commit(lambda: events_publish(event_ids), robust=True)
+        transaction.on_commit(lambda: events_publish_batches(event_ids), robust=True)
 
 
 def events_erase(subscriber_ids: list[int]) -> int:
