@@ -9,9 +9,12 @@ One process (a worker process's part), on the site's database. Per round, in tur
 
 - **ours**: ``--events`` rows of ``WebhookEvent`` (a ``subscriber.created`` body built with
   the app's ``payload_build`` / ``body_encode``) are inserted for one endpoint (untimed), then
-  each is sent with ``backpain_report.delivery.webhooks.webhook_send``, what the
-  ``deliver_webhook`` task runs: claim (a conditional UPDATE), URL check, sign, the
-  SSRF-guarded POST (resolve, check, connect to the checked address), record the outcome;
+  sent as a worker drains a backlog, ``webhooks_send`` over batches of ``BATCH_SIZE`` (what the
+  ``deliver_webhook_batch`` task runs): one claim per batch, then per event the URL check, the
+  signature and the SSRF-guarded POST (resolve, check, connect to the checked address), and the
+  delivered ones recorded together;
+- **ours_single** (reported beside it): the same, one ``webhook_send`` per event, as a fresh
+  event's own ``deliver_webhook`` message runs it (a claim and a record each);
 - **baseline**: as many POSTs of the same body to the same receiver, each signed with
   ``standardwebhooks`` under a fresh ``webhook-id`` and sent over a new ``http.client``
   connection, as the app does, with nothing else.
@@ -127,16 +130,23 @@ def events_insert(endpoint, body: str, count: int) -> list[int]:
     return [row.pk for row in WebhookEvent.objects.bulk_create(rows)]
 
 
-def ours_run(event_ids: list[int]) -> float:
-    """Send every event with ``webhook_send``; events per second."""
+def ours_run(event_ids: list[int], *, batches: bool = True) -> float:
+    """Send every event as a worker drains a backlog: ``webhooks_send`` over batches of
+    ``BATCH_SIZE`` (what ``deliver_webhook_batch`` runs), or with ``batches=False`` one
+    ``webhook_send`` each (a fresh event's own message); events per second."""
     from backpain_report.delivery.sending import Outcome
-    from backpain_report.delivery.webhooks import webhook_send
+    from backpain_report.delivery.webhooks import webhook_send, webhooks_send
+    from backpain_report.webhooks.outbox import BATCH_SIZE
 
     started = time.perf_counter()
-    for event_id in event_ids:
-        result = webhook_send(event_id=event_id)
+    if batches:
+        chunks = [event_ids[i : i + BATCH_SIZE] for i in range(0, len(event_ids), BATCH_SIZE)]
+        results = [result for chunk in chunks for result in webhooks_send(event_ids=chunk)]
+    else:
+        results = [webhook_send(event_id=event_id) for event_id in event_ids]
+    for result in results:
         if result.outcome != Outcome.SENT:
-            raise RuntimeError(f"event {event_id}: {result.outcome} {result.error}")
+            raise RuntimeError(f"event {result.event_id}: {result.outcome} {result.error}")
     return len(event_ids) / (time.perf_counter() - started)
 
 
@@ -185,14 +195,15 @@ def main(argv: list[str]) -> int:
     ours_run(events_insert(endpoint, body, WARMUP_EVENTS))  # imports, connections, caches
     baseline_run(args.url, args.secret, encoded, WARMUP_EVENTS)
     queries = queries_per_event(endpoint, body)
-    rates: dict[str, list[float]] = {"ours": [], "baseline": []}
+    rates: dict[str, list[float]] = {"ours": [], "baseline": [], "ours_single": []}
     for round_no in range(args.rounds):
-        sides = ["baseline", "ours"] if round_no % 2 == 0 else ["ours", "baseline"]
-        for side in sides:
-            if side == "ours":
-                rates["ours"].append(ours_run(events_insert(endpoint, body, args.events)))
+        sides = ["baseline", "ours", "ours_single"]
+        for side in sides if round_no % 2 == 0 else reversed(sides):
+            if side == "baseline":
+                rates[side].append(baseline_run(args.url, args.secret, encoded, args.events))
             else:
-                rates["baseline"].append(baseline_run(args.url, args.secret, encoded, args.events))
+                ids = events_insert(endpoint, body, args.events)
+                rates[side].append(ours_run(ids, batches=side == "ours"))
     if args.profile:  # one more batch of ours, profiled, not counted
         _profiled(events_insert(endpoint, body, args.events), args.profile)
     print(
@@ -205,7 +216,7 @@ def main(argv: list[str]) -> int:
                 "queries_per_event": queries,
                 "expected_requests": 2 * WARMUP_EVENTS
                 + 1
-                + 2 * args.events * args.rounds
+                + 3 * args.events * args.rounds
                 + (args.events if args.profile else 0),
             }
         )

@@ -80,7 +80,11 @@ class Network:
     def __init__(self, monkeypatch, *answers: list[str]) -> None:
         self.answers, self.asked, self.connected = list(answers), [], []
         monkeypatch.setattr(webhook_http.socket, "getaddrinfo", self.getaddrinfo)
-        monkeypatch.setattr(webhook_http.socket, "create_connection", self.create_connection)
+        monkeypatch.setattr(
+            webhook_http,
+            "socket_open",
+            lambda ip, port, _t: self.create_connection((str(ip), port)),
+        )
 
     def getaddrinfo(self, host, port, *args, **kwargs):
         self.asked.append(host)
@@ -164,9 +168,7 @@ def test_a_dns_failure_is_an_os_error(monkeypatch):
 )
 def test_other_spellings_of_loopback_are_refused_without_the_setting(url, monkeypatch):
     connected: list = []
-    monkeypatch.setattr(
-        webhook_http.socket, "create_connection", lambda a, *r, **k: connected.append(a)
-    )
+    monkeypatch.setattr(webhook_http, "socket_open", lambda *a: connected.append(a))
     with pytest.raises(AddressRefused):
         _post(url)
     assert connected == []

@@ -86,7 +86,14 @@ def addresses_resolve(host: str, port: int, allowed: Iterable[Network]) -> list[
     """The addresses ``host`` resolves to that a call may go to; :class:`AddressRefused` when
     there is none. A DNS failure raises :class:`OSError` (temporary)."""
     found: list[IPAddress] = []
-    for *_rest, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+    try:  # an address written as one (the resolver would take tens of a millisecond to say so)
+        literal: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:  # a name, or another spelling of an address: the resolver reads it
+        literal = []
+    answers = [(0, 0, 0, "", (str(address), port)) for address in literal] or socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM
+    )
+    for *_rest, sockaddr in answers:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in found:
             found.append(address)
@@ -127,11 +134,25 @@ class _PinnedConnection(http.client.HTTPSConnection):
         self._address, self._tls, self._connect_timeout = address, tls, connect_timeout
 
     def connect(self) -> None:
-        sock = socket.create_connection((str(self._address), self.port), self._connect_timeout)
+        sock = socket_open(self._address, self.port, self._connect_timeout)
         sock.settimeout(self.timeout)
         self.sock = (
             self._tls_context.wrap_socket(sock, server_hostname=self.host) if self._tls else sock
         )
+
+
+def socket_open(address: IPAddress, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``address``, checked already: no name is resolved here (so nothing
+    can answer differently than it did for the check)."""
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((str(address), port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _retry_after(value: str | None) -> float | None:

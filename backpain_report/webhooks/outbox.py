@@ -26,7 +26,7 @@ WEBHOOK_TASK = "backpain_report.deliver_webhook"
 WEBHOOK_BATCH_TASK = "backpain_report.deliver_webhook_batch"
 #: Events per batch message, all of one endpoint (so a slow endpoint holds up only its own):
 #: one claim and one record for those delivered, instead of two writes each.
-BATCH_SIZE = 20
+BATCH_SIZE = 50
 
 #: What an erased subscriber's events keep of their body.
 ERASED_BODY = ""
