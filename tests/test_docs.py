@@ -27,6 +27,8 @@ REWRITTEN = {
     # The worker consumes the webhook events' queue too (issue 24; WEBHOOK_QUEUE,
     # tests/test_docs_webhooks.py checks the command).
     "```console\n$ python manage.py migrate": "README.md, the worker with -Q",
+    # backpain_sweep sweeps webhook events too (issue 24; tests/test_sweep.py).
+    "| command | does |": "reference/commands.md, the sweep names webhook events",
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
