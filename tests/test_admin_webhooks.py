@@ -81,7 +81,7 @@ def new_endpoint_data(**fields) -> dict:
 
 def verifies(signing: str, verifying: str) -> bool:
     """Whether a message signed with ``signing`` verifies with ``verifying``."""
-    msg_id, now, body = "msg_1", datetime.datetime.now(tz=datetime.UTC), '{"a":1}'
+    msg_id, now, body = "msg_1", datetime.datetime.now(tz=datetime.timezone.utc), '{"a":1}'
     signature = Webhook(signing).sign(msg_id, now, body)
     headers = {
         "webhook-id": msg_id,

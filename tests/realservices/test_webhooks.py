@@ -20,7 +20,9 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
+
+UTC = timezone.utc  # datetime.UTC is 3.11+; make test-compat runs 3.10
 from typing import Any
 
 import pytest

@@ -64,7 +64,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 def tls_files_make(directory: Path, *, days: int = 2) -> TlsFiles:
     """Make a CA and a server certificate for the loopback names in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("backpain tests throw-away CA")
