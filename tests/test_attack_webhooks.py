@@ -1,0 +1,182 @@
+"""Adversarial review of issue 24 (second pass): the batch path, the admin as a view-only
+attacker, and the receiver-facing promises in the docs. Each test is a finding or an attack
+that held; see the module's report in the commit log."""
+
+# ruff: noqa: F811 (the fixtures are test_webhooks.py's, imported by name)
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from backpain_report.delivery import webhook_http
+from backpain_report.delivery.sending import Outcome
+from backpain_report.delivery.webhooks import webhooks_send
+from backpain_report.models import WebhookEndpoint, WebhookEvent
+from backpain_report.services.privacy import subscriber_erase
+from backpain_report.webhooks.endpoints import endpoint_secret_rotate
+from backpain_report.webhooks.outbox import test_event_record as record_test_event
+from tests.test_admin_webhooks import make_endpoint as admin_endpoint
+from tests.test_admin_webhooks import make_event as admin_event
+from tests.test_admin_webhooks import staff
+from tests.test_webhooks import (  # noqa: F401 (fixtures)
+    event_for,
+    hook_settings,
+    make_endpoint,
+    published,
+    receiver,
+    verified,
+)
+
+ENDPOINTS = "admin:backpain_report_webhookendpoint_changelist"
+EVENTS = "admin:backpain_report_webhookevent_changelist"
+
+
+def _during_first_post(monkeypatch, change):
+    """Run ``change`` (as another process would) while the batch's first POST is on the wire."""
+    post, done = webhook_http.post, []
+
+    def post_then_change(*args, **kwargs):
+        answer = post(*args, **kwargs)
+        if not done:
+            done.append(True)
+            change()
+        return answer
+
+    monkeypatch.setattr(webhook_http, "post", post_then_change)
+
+
+# ---- The batch path: a change made while a batch runs applies to the events still waiting ----
+
+
+def test_erasure_mid_batch_sends_no_waiting_event_of_the_erased(
+    hook_settings, receiver, make_endpoint, make_subscriber, monkeypatch
+):
+    """Found: the batch held the bodies it claimed, so an erasure while it ran still posted the
+    erased reader's personal data (up to 49 events, minutes later), although the docs promise
+    only a request already on the wire may still arrive."""
+    endpoint = make_endpoint(url=receiver.url)
+    other, erased = make_subscriber(email="o@example.com"), make_subscriber(email="e@example.com")
+    first, second = event_for(endpoint, other), event_for(endpoint, erased)
+    _during_first_post(monkeypatch, lambda: subscriber_erase(subscriber=erased))
+    results = {r.event_id: r.outcome for r in webhooks_send(event_ids=[first.pk, second.pk])}
+    assert results == {first.pk: Outcome.SENT, second.pk: Outcome.SKIPPED}
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [first.webhook_id]
+    assert b"e@example.com" not in b"".join(r.body for r in receiver.requests)
+    assert WebhookEvent.objects.get(pk=second.pk).status == "cancelled"
+
+
+def test_switch_off_mid_batch_holds_the_waiting_events(
+    hook_settings, receiver, make_endpoint, monkeypatch
+):
+    """Found: switched off while a batch ran, the endpoint still got the rest of the batch
+    ("held, not sent" said the docs). The waiting events go back to the backlog, their attempt
+    not counted, and go out once it is switched on."""
+    endpoint = make_endpoint(url=receiver.url)
+    first, second = event_for(endpoint), event_for(endpoint)
+    off = WebhookEndpoint.objects.filter(pk=endpoint.pk)
+    _during_first_post(monkeypatch, lambda: off.update(is_active=False))
+    results = {r.event_id: r.outcome for r in webhooks_send(event_ids=[first.pk, second.pk])}
+    assert results == {first.pk: Outcome.SENT, second.pk: Outcome.SKIPPED}
+    assert len(receiver.requests) == 1
+    held = WebhookEvent.objects.get(pk=second.pk)
+    assert (held.status, held.attempts) == ("pending", 0)
+    off.update(is_active=True)
+    assert [r.outcome for r in webhooks_send(event_ids=[second.pk])] == [Outcome.SENT]
+
+
+def test_rotation_mid_batch_signs_the_waiting_events_with_the_new_secret(
+    hook_settings, receiver, make_endpoint, monkeypatch
+):
+    """Found: the rest of a batch was signed with the secret the batch started with, so a
+    receiver already holding the new one refused them (a 401: a final failure, a lost event)."""
+    endpoint = make_endpoint(url=receiver.url)
+    first, second = event_for(endpoint), event_for(endpoint)
+    _during_first_post(monkeypatch, lambda: endpoint_secret_rotate(endpoint))
+    webhooks_send(event_ids=[first.pk, second.pk])
+    endpoint.refresh_from_db()
+    late = receiver.requests[1]
+    assert verified(endpoint, late)["type"] == "subscriber.created"
+
+
+def test_a_url_changed_mid_batch_gets_the_waiting_events(
+    hook_settings, receiver, make_endpoint, monkeypatch
+):
+    """Found with the rotation: the rest of a batch went to the URL the batch started with."""
+    endpoint = make_endpoint(url=receiver.url + "old")
+    first, second = event_for(endpoint), event_for(endpoint)
+    moved = WebhookEndpoint.objects.filter(pk=endpoint.pk)
+    _during_first_post(monkeypatch, lambda: moved.update(url=receiver.url + "new"))
+    webhooks_send(event_ids=[first.pk, second.pk])
+    assert [r.path[-3:] for r in receiver.requests] == ["old", "new"]
+
+
+def test_an_endpoint_deleted_mid_batch_gets_nothing_more(
+    hook_settings, receiver, make_endpoint, monkeypatch
+):
+    endpoint = make_endpoint(url=receiver.url)
+    ids = [event_for(endpoint).pk for _ in range(3)]
+    _during_first_post(monkeypatch, lambda: WebhookEndpoint.objects.filter(pk=endpoint.pk).delete())
+    results = [r.outcome for r in webhooks_send(event_ids=ids)]
+    assert len(receiver.requests) == 1
+    assert results.count(Outcome.SENT) == 0 and not WebhookEvent.objects.exists()
+
+
+def test_a_batch_mixing_endpoints_signs_each_with_its_own(hook_settings, receiver, make_endpoint):
+    """Held: a batch is one endpoint's by construction; a mixed one still sends each event to
+    its own endpoint, signed with its own secret."""
+    one, two = make_endpoint(url=receiver.url), make_endpoint(url=receiver.url, name="B")
+    first = WebhookEvent.objects.get(pk=record_test_event(one))
+    second = WebhookEvent.objects.get(pk=record_test_event(two))
+    results = webhooks_send(event_ids=[first.pk, second.pk])
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    by_id = {r.headers["webhook-id"]: r for r in receiver.requests}
+    verified(one, by_id[first.webhook_id])
+    verified(two, by_id[second.webhook_id])
+    with pytest.raises(WebhookVerificationError):
+        Webhook(one.secret).verify(by_id[second.webhook_id].body, by_id[second.webhook_id].headers)
+
+
+def test_two_batches_sharing_events_send_each_once(hook_settings, receiver, make_endpoint):
+    """Held: the second batch's claim skips what the first holds."""
+    endpoint = make_endpoint(url=receiver.url)
+    ids = [event_for(endpoint).pk for _ in range(3)]
+    first = webhooks_send(event_ids=ids[:2])
+    second = webhooks_send(event_ids=ids[1:])
+    assert [r.outcome for r in first] == [Outcome.SENT] * 2
+    assert {r.event_id: r.outcome for r in second} == {
+        ids[1]: Outcome.SKIPPED,
+        ids[2]: Outcome.SENT,
+    }
+    assert len(receiver.requests) == 3
+
+
+# ---- The admin, as staff who may only view ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "secret__startswith=whsec_",
+        "secret__regex=%5Ewhsec_",
+        "secret__gt=whsec_",
+        "secret__contains=a",
+    ],
+)
+def test_view_only_staff_cannot_probe_the_secret_through_a_list_filter(client, db, query):
+    """Found: the admin lets any local field be filtered from the query string, so
+    ``?secret__startswith=whsec_A`` was an oracle: one character at a time (about 64 requests
+    each), a member of staff who may only view read the whole secret off the list's count."""
+    admin_endpoint()
+    staff(client, "view_webhookendpoint", "view_webhookevent")
+    response = client.get(reverse(ENDPOINTS) + "?" + query)
+    assert response.status_code == 400
+
+
+def test_the_event_list_cannot_filter_on_the_endpoints_secret(client, db):
+    """Held: a lookup through a relation must be a list filter's."""
+    endpoint = admin_endpoint()
+    admin_event(endpoint)
+    staff(client, "view_webhookendpoint", "view_webhookevent")
+    response = client.get(reverse(EVENTS) + "?endpoint__secret__startswith=whsec_")
+    assert response.status_code == 400
