@@ -5,6 +5,8 @@ that held; see the module's report in the commit log."""
 # ruff: noqa: F811 (the fixtures are test_webhooks.py's, imported by name)
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
@@ -30,6 +32,7 @@ from tests.test_webhooks import (  # noqa: F401 (fixtures)
 
 ENDPOINTS = "admin:backpain_report_webhookendpoint_changelist"
 EVENTS = "admin:backpain_report_webhookevent_changelist"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _during_first_post(monkeypatch, change):
@@ -180,3 +183,25 @@ def test_the_event_list_cannot_filter_on_the_endpoints_secret(client, db):
     staff(client, "view_webhookendpoint", "view_webhookevent")
     response = client.get(reverse(EVENTS) + "?endpoint__secret__startswith=whsec_")
     assert response.status_code == 400
+
+
+# ---- The docs' promises to a receiver --------------------------------------------------------
+
+
+def _doc(path: str) -> str:
+    return " ".join((ROOT / path).read_text(encoding="utf-8").split())
+
+
+def test_the_reference_says_a_test_event_goes_to_a_switched_off_endpoint():
+    """Found: the events reference said a test event pressed while the endpoint is switched off
+    waits until it is on; it goes at once (test_a_test_event_goes_to_a_switched_off_endpoint)."""
+    text = _doc("docs/reference/webhook-events.md")
+    assert "it waits until it is on" not in text
+    assert "goes out even while the endpoint is switched off" in text
+
+
+def test_the_howto_names_both_webhook_tasks():
+    """Found: the how-to named ``deliver_webhook`` as "the task"; a site routing tasks by name
+    would leave every backlog batch (``deliver_webhook_batch``) on another queue."""
+    text = _doc("docs/howto/webhooks.md")
+    assert "`backpain_report.deliver_webhook_batch`" in text
