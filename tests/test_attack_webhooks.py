@@ -205,3 +205,44 @@ def test_the_howto_names_both_webhook_tasks():
     would leave every backlog batch (``deliver_webhook_batch``) on another queue."""
     text = _doc("docs/howto/webhooks.md")
     assert "`backpain_report.deliver_webhook_batch`" in text
+
+
+# ---- The hooks: replays and a re-subscription -------------------------------------------------
+
+
+def test_replays_record_one_event_each(make_subscriber, make_endpoint):
+    """Held: a second unsubscribe click, a repeated bounce, a second confirmation record no
+    second event (each hook sits behind its change's conditional UPDATE)."""
+    from backpain_report.rights.suppression import subscriber_suppress
+    from backpain_report.services.subscribers import subscriber_confirm, subscriber_unsubscribe
+
+    make_endpoint()
+    subscriber = make_subscriber(confirmed_at=None)
+    for _ in range(2):
+        subscriber_confirm(subscriber=subscriber)
+        subscriber_unsubscribe(subscriber_id=subscriber.pk)
+        subscriber_suppress(subscriber_id=subscriber.pk, reason="bounced")
+    counts = {}
+    for event_type in WebhookEvent.objects.values_list("event_type", flat=True):
+        counts[event_type] = counts.get(event_type, 0) + 1
+    assert counts == {
+        "subscriber.confirmed": 1,
+        "subscriber.unsubscribed": 1,
+        "subscriber.suppressed": 1,
+    }
+
+
+def test_a_resubscription_reports_the_reader_as_subscribed_again(article, make_endpoint):
+    """Held: the re-subscription's ``subscriber.created`` is built from the row after the change
+    (``subscribed`` true), not the stale one that had unsubscribed."""
+    import json
+
+    from backpain_report.services.subscribers import subscriber_signup, subscriber_unsubscribe
+
+    make_endpoint()
+    first = subscriber_signup(name="Ann", email="ann@example.com", article=article).subscriber
+    subscriber_unsubscribe(subscriber_id=first.pk)
+    subscriber_signup(name="Ann", email="ann@example.com", article=article)
+    created = WebhookEvent.objects.filter(event_type="subscriber.created").order_by("pk")
+    bodies = [json.loads(body) for body in created.values_list("body", flat=True)]
+    assert [b["data"]["subscriber"]["subscribed"] for b in bodies] == [True, True]
