@@ -109,6 +109,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     readonly_fields = ["secret_made", "events_wanted", "created_at", "updated_at"]
     actions = ["send_test_event", "retry_failed"]
 
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """No filter on the secret from the query string (the admin allows any field's):
+        ``?secret__startswith=…`` would tell who may only view the secret a character at a
+        time (a 400 instead)."""
+        if lookup.split("__")[0] == "secret":
+            return False
+        return super().lookup_allowed(lookup, value, request)
+
     def get_fieldsets(self, request: HttpRequest, obj: WebhookEndpoint | None = None) -> Any:
         events = "event_types"
         if obj is not None and not self.has_change_permission(request, obj):

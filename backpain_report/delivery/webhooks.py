@@ -306,13 +306,40 @@ def _delivered_record(delivered: list[tuple[WebhookEvent, int]]) -> list[Webhook
     return results
 
 
+def _claim_current(event: WebhookEvent) -> WebhookEvent | None:
+    """``event`` read again with its endpoint just before its turn in a batch (what changed
+    while the batch ran counts: a rotated secret, a new URL); None if the batch's claim no longer
+    stands (the event was cancelled by an erasure, taken over, deleted with its endpoint). An
+    event whose endpoint was switched off meanwhile goes back to the backlog, its attempt not
+    counted (None)."""
+    current = (
+        WebhookEvent.objects.select_related("endpoint")
+        .filter(pk=event.pk, status=WebhookEvent.Status.SENDING, claimed_at=event.claimed_at)
+        .first()
+    )
+    if current is None:
+        return None
+    if not current.endpoint.is_active and current.event_type != EventType.TEST:
+        _record(
+            current,
+            status=WebhookEvent.Status.PENDING,
+            attempts=F("attempts") - 1,
+            claimed_at=None,
+        )
+        return None
+    return current
+
+
 def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
     """Send a batch of events (one endpoint's backlog) with one claim; never raises for a
     delivery failure.
 
     Each event is POSTed in turn; a failure is recorded at once (:func:`_failure`), the
     delivered ones together at the end. Before each call, a batch whose claim is older than half
-    the lease renews it, so no other run takes over an event still waiting its turn. A worker
+    the lease renews it, so no other run takes over an event still waiting its turn. Each event
+    after the first is read again before its call (:func:`_claim_current`): one erased, or of an
+    endpoint switched off or deleted, while the batch ran is not sent, and a rotated secret or a
+    new URL applies to the events still waiting. A worker
     lost mid-batch leaves the delivered but unrecorded ones to be sent again, with the same
     ``webhook-id`` (at least once).
     """
@@ -334,6 +361,12 @@ def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
             if not waiting:
                 break
         event = waiting.pop(0)
+        if event.pk != events[0].pk:  # the first was read with the claim, just now
+            current = _claim_current(event)
+            if current is None:
+                results.append(WebhookResult(event.pk, Outcome.SKIPPED))
+                continue
+            event = current
         try:
             delivered.append((event, _call(event)))
         except _SEND_ERRORS as exc:
