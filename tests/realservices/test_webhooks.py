@@ -21,8 +21,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-
-UTC = timezone.utc  # datetime.UTC is 3.11+; make test-compat runs 3.10
 from typing import Any
 
 import pytest
@@ -368,7 +366,7 @@ def test_a_tampered_or_expired_signature_is_refused(hooks: Hooks, tls: TlsFiles)
     def post(data: bytes, *, secret: str = hooks.receiver.secret, age: float = 0) -> int:
         msg_id = f"msg_forged{secrets.token_hex(8)}"
         forged.append(msg_id)
-        moment = datetime.fromtimestamp(time.time() - age, UTC)
+        moment = datetime.fromtimestamp(time.time() - age, timezone.utc)
         headers = {
             "Content-Type": "application/json",
             "webhook-id": msg_id,
