@@ -15,5 +15,6 @@
   site the fault tests run against;
 - ``varnish``: a private, stock Varnish in front of a site (the Varnish tier);
 - ``webhook_receiver`` and ``webhook_receiver_client``: a loopback process checking signed
-  webhooks, answering as scripted and recording each request, and its test-side handle.
+  webhooks, answering as scripted and recording each request, and its test-side handle;
+- ``tls``: a throw-away certificate authority and a server certificate for the receiver's HTTPS.
 """
