@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from backpain_report.delivery import webhook_http
+from backpain_report.delivery import webhook_http, webhooks
 from backpain_report.delivery.sending import Outcome
 from backpain_report.delivery.webhooks import webhooks_send
 from backpain_report.models import WebhookEndpoint, WebhookEvent
@@ -36,7 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _during_first_post(monkeypatch, change):
-    """Run ``change`` (as another process would) while the batch's first POST is on the wire."""
+    """Run ``change`` (as another process would) while the batch's first POST is on the wire,
+    a POST that lasts ``BATCH_RECHECK_SECONDS`` (here 0: a batch reads its waiting events again
+    before each call once calls take that long)."""
+    monkeypatch.setattr(webhooks, "BATCH_RECHECK_SECONDS", 0)
     post, done = webhook_http.post, []
 
     def post_then_change(*args, **kwargs):
@@ -50,6 +53,20 @@ def _during_first_post(monkeypatch, change):
 
 
 # ---- The batch path: a change made while a batch runs applies to the events still waiting ----
+
+
+def test_a_change_within_the_recheck_window_may_miss_the_next_quick_call(
+    hook_settings, receiver, make_endpoint, monkeypatch
+):
+    """The documented window: a batch of quick calls reads its events again only every
+    ``BATCH_RECHECK_SECONDS``; a switch-off just now is seen at the next read, not before."""
+    endpoint = make_endpoint(url=receiver.url)
+    first, second = event_for(endpoint), event_for(endpoint)
+    off = WebhookEndpoint.objects.filter(pk=endpoint.pk)
+    _during_first_post(monkeypatch, lambda: off.update(is_active=False))
+    monkeypatch.setattr(webhooks, "BATCH_RECHECK_SECONDS", 3600)
+    results = {r.event_id: r.outcome for r in webhooks_send(event_ids=[first.pk, second.pk])}
+    assert results == {first.pk: Outcome.SENT, second.pk: Outcome.SENT}
 
 
 def test_erasure_mid_batch_sends_no_waiting_event_of_the_erased(

@@ -39,11 +39,12 @@ def test_a_batch_is_claimed_once_and_recorded_together(hook_settings, receiver, 
     with CaptureQueriesContext(connection) as queries:
         results = webhooks_send(event_ids=ids)
     assert [r.outcome for r in results] == [Outcome.SENT] * 5
-    # Two writes a batch (claim, record), not two per event; reads: the claimed, each later
-    # event again before its turn (an erasure, switch-off or rotation while the batch runs
-    # counts, tests/test_attack_webhooks.py), the recorded.
+    # Two writes a batch (claim, record), not two per event; reads: the claimed, the recorded,
+    # and the waiting events again at most every BATCH_RECHECK_SECONDS (so that an erasure,
+    # switch-off or rotation while the batch runs counts, tests/test_attack_webhooks.py): five
+    # quick calls fit in one such interval.
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
-    assert len(writes) == 2 and len(queries) <= 4 + 4
+    assert len(writes) == 2 and len(queries) <= 4
     assert {verified(endpoint, request)["type"] for request in receiver.requests} == {
         "subscriber.created"
     }

@@ -306,28 +306,40 @@ def _delivered_record(delivered: list[tuple[WebhookEvent, int]]) -> list[Webhook
     return results
 
 
-def _claim_current(event: WebhookEvent) -> WebhookEvent | None:
-    """``event`` read again with its endpoint just before its turn in a batch (what changed
-    while the batch ran counts: a rotated secret, a new URL); None if the batch's claim no longer
-    stands (the event was cancelled by an erasure, taken over, deleted with its endpoint). An
-    event whose endpoint was switched off meanwhile goes back to the backlog, its attempt not
-    counted (None)."""
-    current = (
-        WebhookEvent.objects.select_related("endpoint")
-        .filter(pk=event.pk, status=WebhookEvent.Status.SENDING, claimed_at=event.claimed_at)
-        .first()
+#: How long a batch goes on with what it last read of its waiting events and their endpoint:
+#: before a call, a batch that read them longer ago reads them again (one query).
+BATCH_RECHECK_SECONDS = 0.25
+
+
+def _batch_current(events: list[WebhookEvent]) -> tuple[list[WebhookEvent], list[int]]:
+    """``events`` (claimed together) read again with their endpoints: those the batch still
+    holds, fresh (a rotated secret, a new URL apply), and the ids of those it no longer sends.
+
+    Gone are events whose claim no longer stands (cancelled by an erasure, taken over, deleted
+    with their endpoint); an event whose endpoint was switched off goes back to the backlog, its
+    attempt not counted.
+    """
+    if not events:
+        return [], []
+    claimed_at = events[0].claimed_at
+    held = WebhookEvent.objects.select_related("endpoint").filter(
+        pk__in=[event.pk for event in events],
+        status=WebhookEvent.Status.SENDING,
+        claimed_at=claimed_at,
     )
-    if current is None:
-        return None
-    if not current.endpoint.is_active and current.event_type != EventType.TEST:
-        _record(
-            current,
-            status=WebhookEvent.Status.PENDING,
-            attempts=F("attempts") - 1,
-            claimed_at=None,
-        )
-        return None
-    return current
+    fresh = {event.pk: event for event in held}
+    off = [
+        pk
+        for pk, event in fresh.items()
+        if not event.endpoint.is_active and event.event_type != EventType.TEST
+    ]
+    if off:
+        WebhookEvent.objects.filter(
+            pk__in=off, status=WebhookEvent.Status.SENDING, claimed_at=claimed_at
+        ).update(status=WebhookEvent.Status.PENDING, attempts=F("attempts") - 1, claimed_at=None)
+    kept = [fresh[event.pk] for event in events if event.pk in fresh and event.pk not in off]
+    kept_ids = {event.pk for event in kept}
+    return kept, [event.pk for event in events if event.pk not in kept_ids]
 
 
 def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
@@ -336,10 +348,13 @@ def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
 
     Each event is POSTed in turn; a failure is recorded at once (:func:`_failure`), the
     delivered ones together at the end. Before each call, a batch whose claim is older than half
-    the lease renews it, so no other run takes over an event still waiting its turn. Each event
-    after the first is read again before its call (:func:`_claim_current`): one erased, or of an
-    endpoint switched off or deleted, while the batch ran is not sent, and a rotated secret or a
-    new URL applies to the events still waiting. A worker
+    the lease renews it, so no other run takes over an event still waiting its turn. Before a
+    call, a batch that read its waiting events more than ``BATCH_RECHECK_SECONDS`` ago reads them
+    again with their endpoint (:func:`_batch_current`, one query): so before every call once
+    calls take that long, and at least that often while they are quicker. A change made while
+    the batch runs (an erasure, a switch-off, a deleted endpoint, a rotated secret, a new URL)
+    therefore reaches the events still waiting within ``BATCH_RECHECK_SECONDS`` plus the call
+    under way. A worker
     lost mid-batch leaves the delivered but unrecorded ones to be sent again, with the same
     ``webhook-id`` (at least once).
     """
@@ -348,7 +363,7 @@ def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
     results = [WebhookResult(pk, Outcome.SKIPPED) for pk in event_ids if pk not in claimed]
     delivered: list[tuple[WebhookEvent, int]] = []
     half_lease = float(app_settings.CLAIM_LEASE) / 2
-    renewed = time.monotonic()
+    renewed = read = time.monotonic()
     waiting = list(events)
     while waiting:
         if time.monotonic() - renewed > half_lease:
@@ -358,15 +373,13 @@ def webhooks_send(*, event_ids: list[int]) -> list[WebhookResult]:
             dropped = {event.pk for event in waiting} - {event.pk for event in kept}
             results += [WebhookResult(pk, Outcome.SKIPPED) for pk in sorted(dropped)]
             waiting, renewed = kept, time.monotonic()
-            if not waiting:
-                break
+        if waiting and time.monotonic() - read >= BATCH_RECHECK_SECONDS:
+            waiting, gone = _batch_current(waiting)
+            results += [WebhookResult(pk, Outcome.SKIPPED) for pk in gone]
+            read = time.monotonic()
+        if not waiting:
+            break
         event = waiting.pop(0)
-        if event.pk != events[0].pk:  # the first was read with the claim, just now
-            current = _claim_current(event)
-            if current is None:
-                results.append(WebhookResult(event.pk, Outcome.SKIPPED))
-                continue
-            event = current
         try:
             delivered.append((event, _call(event)))
         except _SEND_ERRORS as exc:
