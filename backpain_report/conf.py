@@ -10,6 +10,7 @@ whenever Django's ``setting_changed`` signal names ``BACKPAIN_REPORT``.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -17,7 +18,9 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .config.schema import SETTING_NAME, SETTINGS
+from .config.schema import BY_NAME, SETTING_NAME, SETTINGS
+
+logger = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {setting.name: setting.default for setting in SETTINGS}
 """Each key's default, from the schema in config/schema.py (its one declaration)."""
@@ -34,6 +37,22 @@ def get(key: str) -> Any:
     if key not in DEFAULTS:
         raise KeyError(f"{SETTING_NAME} has no key {key!r}")
     return _merged()[key]
+
+
+def checked(key: str) -> Any:
+    """The value of ``key``, or its default when the system check would refuse it (wrong type,
+    or its validator says no): a process that never ran the checks, a Celery worker say, still
+    uses a value that works. The refusal is logged as an error each time."""
+    value, setting = get(key), BY_NAME[key]
+    problem = (None if setting.accepts(value) else "has the wrong type") or (
+        setting.validate(value) if setting.validate else None
+    )
+    if problem is None:
+        return value
+    logger.error(
+        "%s[%r] %s; using the default (see the system checks).", SETTING_NAME, key, problem
+    )
+    return setting.default
 
 
 def user_settings() -> dict[str, Any]:

@@ -389,3 +389,24 @@ def test_an_unknown_event_is_refused(admin_client):
     response = admin_client.post(reverse(ADD), new_endpoint_data(event_types=["test"]))
     assert response.context["adminform"].form.errors["event_types"]
     assert not WebhookEndpoint.objects.exists()
+
+
+def test_the_list_warns_when_events_wait_for_a_first_attempt_for_long(admin_client, clock):
+    """A site whose worker does not consume WEBHOOK_QUEUE sees its backlog grow: the list says
+    which queue to consume."""
+    endpoint = WebhookEndpoint.objects.create(
+        name="CRM", url="https://crm.example.com/hook", secret="whsec_AAAA", event_types="test"
+    )
+    WebhookEvent.objects.create(
+        endpoint=endpoint,
+        event_type="test",
+        webhook_id="msg_waiting",
+        body="{}",
+        occurred_at=timezone.now(),
+    )
+    url = reverse("admin:backpain_report_webhookendpoint_changelist")
+    assert "without a first attempt" not in admin_client.get(url).content.decode()
+    clock.shift(datetime.timedelta(minutes=11))
+    page = admin_client.get(url).content.decode()
+    assert "1 event has waited over 10 minutes without a first attempt" in page
+    assert "backpain_webhooks" in page

@@ -177,3 +177,30 @@ def test_deleting_an_erased_subscriber_queues_no_second_erased_event(
     assert WebhookEvent.objects.filter(event_type="subscriber.erased").count() == 1
     subscribers_delete(Subscriber.objects.filter(pk=subscriber.pk))
     assert WebhookEvent.objects.filter(event_type="subscriber.erased").count() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"WEBHOOK_ALLOWED_NETWORKS": ["not a network"]},
+        {"WEBHOOK_READ_TIMEOUT": 0},
+        {"WEBHOOK_MAX_RESPONSE_BYTES": -1},
+        {"WEBHOOK_CONNECT_TIMEOUT": "3"},
+    ],
+)
+def test_a_worker_uses_the_default_for_a_value_the_checks_refuse(
+    hook_settings, receiver, make_endpoint, bad, caplog
+):
+    """A Celery worker runs no system checks: a bad value is logged and the default used, never
+    turned into a failure of every event."""
+    hook_settings.BACKPAIN_REPORT = {**hook_settings.BACKPAIN_REPORT, **bad}
+    if "WEBHOOK_ALLOWED_NETWORKS" in bad:  # the default lets no loopback through: refused
+        endpoint = make_endpoint(url=receiver.url)
+        [result] = webhooks_send(event_ids=backlog(endpoint, 1))
+        assert result.outcome is Outcome.FAILED and "not a public address" in result.error
+    else:
+        endpoint = make_endpoint(url=receiver.url)
+        assert [r.outcome for r in webhooks_send(event_ids=backlog(endpoint, 2))] == [
+            Outcome.SENT
+        ] * 2
+    assert "using the default" in caplog.text

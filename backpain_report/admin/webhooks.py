@@ -21,8 +21,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
+from ..conf import checked
 from ..models import WebhookEndpoint, WebhookEvent
 from ..services import webhooks
 from ..webhooks.endpoints import url_problem
@@ -108,6 +110,27 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_select_related = ["article"]
     readonly_fields = ["secret_made", "events_wanted", "created_at", "updated_at"]
     actions = ["send_test_event", "retry_failed"]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The list, with a warning when events wait for a first attempt for long: the site's
+        worker probably does not consume ``WEBHOOK_QUEUE``."""
+        untouched = webhooks.webhook_events_untouched()
+        if untouched and request.method == "GET":
+            queue = checked("WEBHOOK_QUEUE") or "celery"
+            messages.warning(
+                request,
+                ngettext(
+                    "%(count)d event has waited over 10 minutes without a first attempt: does a "
+                    "Celery worker consume the queue “%(queue)s” (celery worker -Q …)?",
+                    "%(count)d events have waited over 10 minutes without a first attempt: does "
+                    "a Celery worker consume the queue “%(queue)s” (celery worker -Q …)?",
+                    untouched,
+                )
+                % {"count": untouched, "queue": queue},
+            )
+        return super().changelist_view(request, extra_context)
 
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         """No filter on the secret from the query string (the admin allows any field's):

@@ -30,7 +30,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from .. import __version__
-from ..conf import app_settings
+from ..conf import app_settings, checked
 from ..models import WebhookEndpoint, WebhookEvent
 from ..webhooks.endpoints import url_problem
 from ..webhooks.events import EventType
@@ -157,10 +157,10 @@ def _call(event: WebhookEvent) -> int:
         event.endpoint.url,
         body,
         signed_headers(event, body, timezone.now()),
-        connect_timeout=float(app_settings.WEBHOOK_CONNECT_TIMEOUT),
-        read_timeout=float(app_settings.WEBHOOK_READ_TIMEOUT),
-        max_bytes=int(app_settings.WEBHOOK_MAX_RESPONSE_BYTES),
-        allowed=webhook_http.networks_parse(app_settings.WEBHOOK_ALLOWED_NETWORKS),
+        connect_timeout=float(checked("WEBHOOK_CONNECT_TIMEOUT")),
+        read_timeout=float(checked("WEBHOOK_READ_TIMEOUT")),
+        max_bytes=int(checked("WEBHOOK_MAX_RESPONSE_BYTES")),
+        allowed=webhook_http.networks_parse(checked("WEBHOOK_ALLOWED_NETWORKS")),
     )
     status = answer.status
     if 200 <= status < 300:

@@ -6,6 +6,8 @@ are :mod:`backpain_report.webhooks.outbox`'s and :mod:`backpain_report.delivery.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
@@ -20,6 +22,7 @@ __all__ = [
     "webhook_endpoint_save",
     "webhook_events_retry",
     "webhook_events_retry_skipped",
+    "webhook_events_untouched",
 ]
 
 #: A failed event that cannot be sent again: its endpoint is switched off, or its body was
@@ -66,3 +69,19 @@ def webhook_events_retry(events: QuerySet[WebhookEvent]) -> int:
 def webhook_events_retry_skipped(events: QuerySet[WebhookEvent]) -> int:
     """How many failed events among ``events`` :func:`webhook_events_retry` leaves alone."""
     return events.filter(_NOT_RETRYABLE, status=WebhookEvent.Status.FAILED).count()
+
+
+#: How long an event may wait for its first attempt before the admin asks whether a worker
+#: consumes ``WEBHOOK_QUEUE``.
+UNTOUCHED_AFTER = timedelta(minutes=10)
+
+
+def webhook_events_untouched() -> int:
+    """Pending events of active endpoints that have waited over :data:`UNTOUCHED_AFTER` without
+    a first attempt: the sign of a worker that does not consume ``WEBHOOK_QUEUE``."""
+    return WebhookEvent.objects.filter(
+        status=WebhookEvent.Status.PENDING,
+        attempts=0,
+        endpoint__is_active=True,
+        created_at__lt=timezone.now() - UNTOUCHED_AFTER,
+    ).count()

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..broker import rows_publish
-from ..conf import app_settings
+from ..conf import checked
 from ..models import Report, Subscriber, WebhookEndpoint, WebhookEvent
 from .events import EventType, body_encode, payload_build
 
@@ -182,7 +182,7 @@ def events_publish(event_ids: Iterable[int], *, countdown: float | None = None) 
     ]
     if not messages:
         return 0
-    queue = app_settings.WEBHOOK_QUEUE or None
+    queue = checked("WEBHOOK_QUEUE") or None
     return rows_publish(messages, countdown, WebhookEvent, queue=queue)
 
 
@@ -202,7 +202,7 @@ def events_publish_batches(event_ids: Iterable[int]) -> int:
             messages.append((task, args, batch))
     if not messages:
         return 0
-    return rows_publish(messages, None, WebhookEvent, queue=app_settings.WEBHOOK_QUEUE or None)
+    return rows_publish(messages, None, WebhookEvent, queue=checked("WEBHOOK_QUEUE") or None)
 
 
 def events_publish_on_commit(event_ids: list[int]) -> None:
