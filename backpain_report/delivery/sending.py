@@ -87,8 +87,11 @@ class SendResult:
     connection_lost: bool = False
 
 
-def stale_claims_fail(queryset: QuerySet[Delivery], *, now: datetime.datetime) -> int:
-    """Fail the exhausted stale claims among ``queryset``; return how many.
+def stale_claims_fail(
+    queryset: QuerySet[Any], *, now: datetime.datetime, what: str = "deliveries"
+) -> int:
+    """Fail the exhausted stale claims among ``queryset`` (outbox rows: deliveries, or webhook
+    events, named by ``what`` in the log); return how many.
 
     ``last_error`` reads e.g. "Worker lost while sending (claim expired); giving up after 5
     attempts."
@@ -97,7 +100,7 @@ def stale_claims_fail(queryset: QuerySet[Delivery], *, now: datetime.datetime) -
         status=Delivery.Status.FAILED, last_error=worker_lost_error()
     )
     if failed:
-        logger.warning("%s deliveries failed: their worker was lost on the last attempt", failed)
+        logger.warning("%s %s failed: their worker was lost on the last attempt", failed, what)
     return failed
 
 

@@ -39,11 +39,9 @@ from .retry import (
     EARLY_ARRIVAL_SLACK,
     attempt_due,
     retry_delay,
-    stale_claim_exhausted,
     stale_claim_reclaimable,
-    worker_lost_error,
 )
-from .sending import Outcome
+from .sending import Outcome, stale_claims_fail
 
 logger = logging.getLogger(__name__)
 
@@ -117,24 +115,13 @@ def _claimable(now: datetime.datetime) -> Q:
 def webhook_claim(*, event_id: int) -> WebhookEvent | None:
     """Atomically take an event for sending; None when it is not claimable (another run has it,
     it is done, not due, or its endpoint is switched off). An exhausted stale claim is failed."""
-    now = timezone.now()
-    claimed = WebhookEvent.objects.filter(_claimable(now), pk=event_id).update(
-        status=WebhookEvent.Status.SENDING,
-        claimed_at=now,
-        attempts=F("attempts") + 1,
-        next_attempt_at=None,
-    )
-    if not claimed:
-        webhook_stale_claims_fail(WebhookEvent.objects.filter(pk=event_id), now=now)
-        return None
-    return WebhookEvent.objects.select_related("endpoint").get(pk=event_id)
+    claimed = webhooks_claim(event_ids=[event_id])
+    return claimed[0] if claimed else None
 
 
 def webhook_stale_claims_fail(queryset: QuerySet[WebhookEvent], *, now: datetime.datetime) -> int:
     """Fail the exhausted stale claims among ``queryset``; return how many."""
-    return queryset.filter(stale_claim_exhausted(now)).update(
-        status=WebhookEvent.Status.FAILED, last_error=worker_lost_error()
-    )
+    return stale_claims_fail(queryset, now=now, what="webhook events")
 
 
 def _record(event: WebhookEvent, **fields: object) -> bool:
