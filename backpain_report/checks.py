@@ -2,7 +2,7 @@
 
 - ``backpain_report.E002``: ``BACKPAIN_REPORT`` is not a dict, has an unknown key or a value of
   the wrong type.
-- ``backpain_report.E001`` and ``E007`` to ``E017``: a value of the right type that its
+- ``backpain_report.E001`` and ``E007`` to ``E023``: a value of the right type that its
   setting's validator refuses (``FROM_EMAIL`` missing, ``SITE_URL`` not an origin, ...), one id
   per kind of problem, each declared with its setting in ``config/schema.py`` (the docs'
   "System checks" table says what each one means).

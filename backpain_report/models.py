@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TypedDict
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
-from .config.validators import CONSENT_VERSION_MAX_LENGTH, MESSAGE_ID_MAX_LENGTH
+from .config.validators import CONSENT_VERSION_COLUMN_LENGTH, MESSAGE_ID_MAX_LENGTH
 
 DEFAULT_REPORT_TEMPLATE = "backpain_report/report/report.html"
 
@@ -30,6 +31,17 @@ class Report(models.Model):
     template_name = models.CharField(_("template"), max_length=200, default=DEFAULT_REPORT_TEMPLATE)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    # The follow-up sequence (FollowUpStep) goes out only while this is on: off by default, so
+    # no site starts mailing readers without deciding to.
+    followups_enabled = models.BooleanField(
+        _("send the follow-up sequence"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "Readers who agreed to follow-ups get the active steps below, on schedule. "
+            "The sign-up form's consent text names the follow-ups while this is on."
+        ),
+    )
 
     class Meta:
         ordering = ["title"]
@@ -38,6 +50,82 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} (edition {self.edition})"
+
+
+class FollowUpStep(models.Model):
+    """One email of a report's follow-up sequence: sent ``delay_days`` whole days after the
+    report was sent, at ``FOLLOWUP_SEND_HOUR`` local time (see
+    :mod:`backpain_report.services.followups`), to readers whose consent named follow-ups.
+
+    ``scheduled_through`` is the scheduler's cursor: report deliveries sent before it were
+    considered. Switching a step off (``is_active``) pauses it.
+    """
+
+    report = models.ForeignKey(
+        Report,
+        verbose_name=_("report"),
+        related_name="followup_steps",
+        on_delete=models.CASCADE,
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=16,
+        blank=True,
+        help_text=_("The readers' language this step is for; blank: every language."),
+    )
+    position = models.PositiveSmallIntegerField(_("position"), default=1)
+    delay_days = models.PositiveSmallIntegerField(
+        _("delay (days)"),
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text=_("Whole days after the report was sent."),
+    )
+    subject = models.CharField(_("subject"), max_length=200)
+    body = models.TextField(_("body (Markdown)"))
+    is_active = models.BooleanField(_("active"), default=True)
+    paused_at = models.DateTimeField(_("paused"), null=True, blank=True)
+    edition = models.PositiveIntegerField(
+        _("edition"), default=1, help_text=_("Bumped when a text that already went out changes.")
+    )
+    scheduled_through = models.DateTimeField(_("scheduled through"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        ordering = ["report", "language", "position"]
+        verbose_name = _("follow-up step")
+        verbose_name_plural = _("follow-up steps")
+
+    def __str__(self) -> str:
+        return f"{self.subject} (day {self.delay_days})"
+
+
+class FollowUpEdition(models.Model):
+    """The text of a follow-up step's earlier edition, as its readers got it."""
+
+    step = models.ForeignKey(
+        FollowUpStep,
+        verbose_name=_("follow-up step"),
+        related_name="editions",
+        on_delete=models.CASCADE,
+    )
+    edition = models.PositiveIntegerField(_("edition"))
+    subject = models.CharField(_("subject"), max_length=200)
+    body = models.TextField(_("body (Markdown)"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["step", "-edition"]
+        verbose_name = _("follow-up edition")
+        verbose_name_plural = _("follow-up editions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["step", "edition"], name="backpain_followup_edition_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} (edition {self.edition})"
 
 
 class ArticleQuerySet(models.QuerySet):
@@ -130,7 +218,7 @@ class Subscriber(SignupSource):
     source_url = models.URLField(_("source page"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"), blank=True)
     consent_version = models.CharField(
-        _("consent version"), max_length=CONSENT_VERSION_MAX_LENGTH, blank=True
+        _("consent version"), max_length=CONSENT_VERSION_COLUMN_LENGTH, blank=True
     )
     consented_at = models.DateTimeField(_("consented"), null=True, blank=True)
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
@@ -161,6 +249,11 @@ class Subscriber(SignupSource):
     # The language the reader signed up in (a code from LANGUAGES): the emails and the report's
     # fixed texts are in it. Blank: the site's LANGUAGE_CODE.
     language = models.CharField(_("language"), max_length=16, blank=True)
+    # The consent given named the follow-up sequence (FOLLOWUP_CONSENT_TEXT): without it the
+    # reader gets the report and nothing more.
+    followups_consented = models.BooleanField(
+        _("agreed to follow-ups"), default=False, db_default=False
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -225,6 +318,7 @@ class Delivery(models.Model):
     class Kind(models.TextChoices):
         REPORT = "report", _("Report")
         CONFIRMATION = "confirmation", _("Confirmation request")
+        FOLLOWUP = "followup", _("Follow-up")
 
     subscriber = models.ForeignKey(
         Subscriber,
@@ -236,6 +330,15 @@ class Delivery(models.Model):
         Report, verbose_name=_("report"), related_name="deliveries", on_delete=models.PROTECT
     )
     edition = models.PositiveIntegerField(_("edition"))
+    # The follow-up step this row sends (kind "followup"); a step that went out is kept.
+    step = models.ForeignKey(
+        FollowUpStep,
+        verbose_name=_("follow-up step"),
+        related_name="deliveries",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+    )
     reason = models.CharField(
         _("reason"), max_length=12, choices=Reason.choices, default=Reason.SIGNUP
     )
@@ -267,7 +370,13 @@ class Delivery(models.Model):
                 fields=["subscriber", "report", "edition"],
                 condition=Q(reason="signup", kind="report"),
                 name="backpain_report_one_signup_delivery_per_edition",
-            )
+            ),
+            # Never doubled by two schedulers (two beat hosts, an overlapping window).
+            models.UniqueConstraint(
+                fields=["subscriber", "step"],
+                condition=Q(kind="followup"),
+                name="backpain_report_one_followup_per_step",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="backpain_delivery_due"),
@@ -278,6 +387,12 @@ class Delivery(models.Model):
             models.Index(fields=["subscriber", "created_at"], name="backpain_delivery_last"),
             models.Index(fields=["sent_at"], name="backpain_delivery_sent"),
             models.Index(fields=["downloaded_at"], name="backpain_delivery_downloaded"),
+            # The follow-up scheduler's window: reports sent in a range of days.
+            models.Index(
+                fields=["sent_at"],
+                name="backpain_delivery_report_sent",
+                condition=Q(kind="report", status="sent"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -302,11 +417,16 @@ class PendingSignup(SignupSource):
     )
     source_url = models.URLField(_("source page"), max_length=500, blank=True)
     consent_text = models.TextField(_("consent text shown"))
-    consent_version = models.CharField(_("consent version"), max_length=CONSENT_VERSION_MAX_LENGTH)
+    consent_version = models.CharField(
+        _("consent version"), max_length=CONSENT_VERSION_COLUMN_LENGTH
+    )
     consented_at = models.DateTimeField(_("consented"))
     consent_ip = models.CharField(_("IP address or its hash"), max_length=128, blank=True)
     consent_user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
     language = models.CharField(_("language"), max_length=16, blank=True)
+    followups_consented = models.BooleanField(
+        _("agreed to follow-ups"), default=False, db_default=False
+    )
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     publish_failed_at = models.DateTimeField(_("publish failed"), null=True, blank=True)
     created_at = models.DateTimeField(_("submitted"), auto_now_add=True, db_index=True)

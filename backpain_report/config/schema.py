@@ -146,6 +146,23 @@ def positive_problem(value: float) -> str | None:
     return None if value > 0 else f"must be more than 0: got {value!r}"
 
 
+def send_hour_problem(value: int) -> str | None:
+    """FOLLOWUP_SEND_HOUR: an hour of the day, 0 to 23."""
+    return None if 0 <= value <= 23 else f"must be an hour from 0 to 23: got {value}"
+
+
+def resume_max_age_problem(value: int) -> str | None:
+    """FOLLOWUP_RESUME_MAX_AGE: 0 or more seconds."""
+    return None if value >= 0 else f"must be 0 or more seconds: got {value}"
+
+
+def consent_text_problem(value: str | Promise) -> str | None:
+    """FOLLOWUP_CONSENT_TEXT: not blank (a reader must be told what they agree to)."""
+    if str(value).strip():
+        return None
+    return "is blank: readers would agree to follow-ups without being told"
+
+
 def alias_problem(setting: str) -> Callable[[str | None], str | None]:
     """A validator for a setting naming an alias of ``settings.<setting>`` (None: no alias)."""
 
@@ -503,6 +520,42 @@ SETTINGS: tuple[Setting, ...] = (
         validate=networks_problem,
         check_id="backpain_report.E020",
         hint='For example: ("10.1.2.0/24",).',
+    ),
+    Setting(
+        "FOLLOWUP_SEND_HOUR",
+        9,
+        (int,),
+        "the hour of the day, in `TIME_ZONE`, follow-up emails fall due (0 to 23, check "
+        "`E021`): a step of delay *d* goes out on the *d*-th day after the report was sent, "
+        "at this hour; on a day when daylight saving time skips the hour, at the first "
+        "time that exists after it",
+        validate=send_hour_problem,
+        check_id="backpain_report.E021",
+    ),
+    Setting(
+        "FOLLOWUP_RESUME_MAX_AGE",
+        7 * 24 * 3600,
+        (int,),
+        "seconds: a paused follow-up step, when switched on again, is sent to the readers "
+        "whose due time is at most this old; readers it fell due for earlier never get it "
+        "(0 or more, check `E022`)",
+        validate=resume_max_age_problem,
+        check_id="backpain_report.E022",
+        note="(7 days)",
+    ),
+    Setting(
+        "FOLLOWUP_CONSENT_TEXT",
+        _(
+            "Yes, email me the free report and a few follow-up emails about it over the next "
+            "weeks. I can unsubscribe at any time with one click."
+        ),
+        (str, Promise),
+        "the consent checkbox label instead of `CONSENT_TEXT` while the article's report has "
+        "its follow-up sequence on (check `E023` if blank); it must name the follow-ups: "
+        "only a reader who agreed to this text gets them, and it is stored with the version "
+        '`CONSENT_VERSION` followed by `"+followups"`',
+        validate=consent_text_problem,
+        check_id="backpain_report.E023",
     ),
 )
 

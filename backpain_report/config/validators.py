@@ -27,6 +27,10 @@ _HOST = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 #: Column sizes a setting's value must fit (the models use the same numbers).
 MESSAGE_ID_MAX_LENGTH = 255
 CONSENT_VERSION_MAX_LENGTH = 20
+#: Added to CONSENT_VERSION when the consent text named the follow-up emails; the column holds
+#: both.
+FOLLOWUPS_CONSENT_SUFFIX = "+followups"
+CONSENT_VERSION_COLUMN_LENGTH = CONSENT_VERSION_MAX_LENGTH + len(FOLLOWUPS_CONSENT_SUFFIX)
 #: Every email's Message-ID: the delivery's pk, a 16-hex-digit keyed hash, the sender's domain.
 MESSAGE_ID_FORMAT = "<{pk}.{digest}@{domain}>"
 _LARGEST_PK = 2**63 - 1
