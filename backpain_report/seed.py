@@ -1,4 +1,11 @@
-"""The bundled content: the seed article and the free report, read from ``seed/``."""
+"""The bundled content: the seed article, the free report and its follow-ups, read from ``seed/``.
+
+The follow-up emails live in ``seed/followups/<language>.md``, one file per language. Each step
+starts with a line ``## Day <n>: <subject>`` (``n``: whole days after the report was sent; the
+subject runs to the end of the line, at most 60 characters); its body, Markdown, runs to the
+next such line and uses ``###`` headings and below. Text before the first step (a comment) is
+ignored. Steps are numbered in the order they appear.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,9 @@ REPORT_SLUG = "back-pain-relief-guide"
 REPORT_TITLE = "Back Pain Muscle Spasms: Your Practical Relief Guide"
 REPORT_SUBTITLE = "How to calm a spasm, keep it from coming back, and know when to see a doctor"
 CTA_PREFIX = "Claim your Free report"
+FOLLOWUPS_DIR = SEED_DIR / "followups"
+FOLLOWUP_LANGUAGES = ("en", "de")
+_STEP_RE = re.compile(r"^## Day (\d+): (.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -74,3 +84,38 @@ def article_fields() -> dict:
         "body": source.body,
         "call_to_action": source.call_to_action,
     }
+
+
+@dataclass(frozen=True)
+class SeedFollowUp:
+    language: str
+    position: int
+    delay_days: int
+    subject: str
+    body: str
+
+
+def read_followups(language: str, path: Path | None = None) -> list[SeedFollowUp]:
+    """Parse ``followups/<language>.md`` into its steps (format: see the module docstring)."""
+    text = (path or FOLLOWUPS_DIR / f"{language}.md").read_text(encoding="utf-8")
+    heads = list(_STEP_RE.finditer(text))
+    if not heads:
+        raise ValueError(f"{language}: no '## Day <n>: <subject>' line")
+    steps = []
+    for position, head in enumerate(heads, start=1):
+        end = heads[position].start() if position < len(heads) else len(text)
+        steps.append(
+            SeedFollowUp(
+                language=language,
+                position=position,
+                delay_days=int(head.group(1)),
+                subject=head.group(2).strip(),
+                body=text[head.end() : end].strip() + "\n",
+            )
+        )
+    return steps
+
+
+def followup_fields() -> list[SeedFollowUp]:
+    """Every bundled follow-up step, all languages (used by ``backpain_seed``)."""
+    return [step for language in FOLLOWUP_LANGUAGES for step in read_followups(language)]

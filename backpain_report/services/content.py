@@ -10,7 +10,7 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from .. import seed
-from ..models import Article, Report
+from ..models import Article, FollowUpStep, Report
 from ..page import pagecache
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,38 @@ def content_seed(*, overwrite: bool = False) -> tuple[Article, Report]:
                 setattr(article, field, value)
             article.report = report
             article.save()
+        followups_seed(report=report, overwrite=overwrite)
     return article, report
+
+
+#: A bundled step's fields ``--restore`` puts back.
+FOLLOWUP_SEED_FIELDS = ("delay_days", "subject", "body")
+
+
+def followups_seed(*, report: Report, overwrite: bool = False) -> int:
+    """Create the bundled follow-up steps of ``report`` missing by (language, position), or
+    restore their text when ``overwrite``. Returns how many were created or changed.
+
+    The sequence's switch (``report.followups_enabled``, off by default) is never touched: a
+    site mails follow-ups only once its owner turns them on. A restore sets the fields and
+    saves; it does not make a new edition of a step whose text already went out.
+    """
+    count = 0
+    for bundled in seed.followup_fields():
+        fields = {name: getattr(bundled, name) for name in FOLLOWUP_SEED_FIELDS}
+        step, created = FollowUpStep.objects.get_or_create(
+            report=report,
+            language=bundled.language,
+            position=bundled.position,
+            defaults=fields,
+        )
+        changed = [name for name, value in fields.items() if getattr(step, name) != value]
+        if overwrite and not created and changed:
+            for name in changed:
+                setattr(step, name, fields[name])
+            step.save(update_fields=[*changed, "updated_at"])
+        count += created or (overwrite and bool(changed))
+    return count
 
 
 def articles_publish(articles: QuerySet[Article]) -> int:

@@ -4,7 +4,10 @@ from backpain_report.services.content import content_seed
 
 
 class Command(BaseCommand):
-    help = "Create the bundled article and free report, or restore their text with --restore."
+    help = (
+        "Create the bundled article, free report and its follow-up emails (sequence off), "
+        "or restore their text with --restore."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(

@@ -1,0 +1,139 @@
+"""The bundled follow-up sequence (issue 25): its two files, their tone, and the seed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core.management import call_command
+
+from backpain_report import seed
+from backpain_report.models import FollowUpStep, Report
+from backpain_report.report.markup import render_markdown
+
+#: Each red flag of the report's "When to see a doctor" page, by a key term per language.
+RED_FLAGS = {
+    "en": ["numbness", "tingling", "weakness", "bladder", "bowel", "urine", "fever", "fall",
+           "car accident", "wakes you at night", "weight loss", "cancer", "emergency"],
+    "de": ["Taubheit", "Kribbeln", "Schwäche", "Blase", "Darm", "Wasserlassen", "Fieber",
+           "Sturz", "Autounfall", "nachts wecken", "Gewichtsverlust", "Krebs", "Notruf"],
+}  # fmt: skip
+#: Words that would promise a cure or a result.
+PROMISES = {
+    "en": ["cure", "heal", "eliminate", "guarantee", "get rid of", "pain-free", "permanent"],
+    "de": ["heilt", "heilen", "heilung", "garantie", "garantiert", "beseitig", "schmerzfrei",
+           "dauerhaft"],
+}  # fmt: skip
+#: The report's sources (report.html's "Sources"), by their addresses.
+SOURCES = [
+    "https://www.nhs.uk/conditions/back-pain/",
+    "https://www.nhs.uk/conditions/sciatica/",
+    "https://www.nhs.uk/conditions/cauda-equina-syndrome/",
+    "https://www.nice.org.uk/guidance/ng59",
+]
+NOT_A_DIAGNOSIS = {"en": "not a diagnosis", "de": "keine Diagnose"}
+
+
+def steps_of(language):
+    return seed.read_followups(language)
+
+
+@pytest.mark.parametrize("language", seed.FOLLOWUP_LANGUAGES)
+def test_each_file_holds_three_steps_on_days_2_7_21(language):
+    steps = steps_of(language)
+    assert [(s.position, s.delay_days) for s in steps] == [(1, 2), (2, 7), (3, 21)]
+    for step in steps:
+        assert 0 < len(step.subject) <= 60, step.subject
+        assert "\n" not in step.subject
+        assert "## Day" not in step.body and "<!--" not in step.body
+        assert 150 <= len(step.body.split()) <= 300, (step.subject, len(step.body.split()))
+
+
+def test_the_languages_match_step_for_step():
+    english, german = steps_of("en"), steps_of("de")
+    assert [s.delay_days for s in english] == [s.delay_days for s in german]
+    for en_step, de_step in zip(english, german, strict=True):
+        assert en_step.subject != de_step.subject and en_step.body != de_step.body
+        assert re.findall(r"\]\((.*?)\)", en_step.body) == re.findall(r"\]\((.*?)\)", de_step.body)
+
+
+@pytest.mark.parametrize("language", seed.FOLLOWUP_LANGUAGES)
+def test_day_7_names_every_red_flag_and_says_when_to_see_a_doctor(language):
+    day7 = next(s for s in steps_of(language) if s.delay_days == 7)
+    missing = [term for term in RED_FLAGS[language] if term not in day7.body]
+    assert not missing
+    appointment = {"en": "See your doctor if", "de": "Gehen Sie zu Ihrer Ärztin"}[language]
+    assert appointment in day7.body
+
+
+@pytest.mark.parametrize("language", seed.FOLLOWUP_LANGUAGES)
+def test_every_email_is_careful_names_the_sources_and_a_doctor(language):
+    for step in steps_of(language):
+        text = f"{step.subject}\n{step.body}".lower()
+        promised = [w for w in PROMISES[language] if re.search(rf"\b{re.escape(w)}", text)]
+        assert not promised, (step.subject, promised)
+        assert all(url in step.body for url in SOURCES), step.subject
+        assert NOT_A_DIAGNOSIS[language] in step.body
+        assert ("doctor" if language == "en" else "ärztliche") in step.body
+
+
+@pytest.mark.parametrize("language", seed.FOLLOWUP_LANGUAGES)
+def test_every_email_renders_through_the_report_markup(language):
+    for step in steps_of(language):
+        html = render_markdown(step.body)
+        assert "<h3" in html and "<li" in html and 'href="https://www.nhs.uk/' in html
+        assert "<h2" not in html and "##" not in html and "**" not in html
+
+
+def test_the_parser_rejects_a_file_without_steps(tmp_path):
+    path = tmp_path / "xx.md"
+    path.write_text("Just a paragraph.\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="Day"):
+        seed.read_followups("xx", path=path)
+
+
+def bundled_steps(report):
+    return FollowUpStep.objects.filter(report=report)
+
+
+@pytest.mark.django_db
+def test_the_seed_creates_six_steps_with_the_sequence_off(report):
+    report.refresh_from_db()
+    assert report.followups_enabled is False
+    steps = list(bundled_steps(report))
+    assert sorted((s.language, s.position, s.delay_days) for s in steps) == [
+        ("de", 1, 2), ("de", 2, 7), ("de", 3, 21), ("en", 1, 2), ("en", 2, 7), ("en", 3, 21),
+    ]  # fmt: skip
+    expected = {(s.language, s.position): s for s in seed.followup_fields()}
+    for step in steps:
+        assert step.subject == expected[step.language, step.position].subject
+        assert step.body == expected[step.language, step.position].body
+        assert step.is_active and step.edition == 1
+
+
+@pytest.mark.django_db
+def test_running_the_seed_twice_keeps_six_and_leaves_the_switch_alone(report, capsys):
+    Report.objects.filter(pk=report.pk).update(followups_enabled=True)
+    call_command("backpain_seed")
+    call_command("backpain_seed")
+    assert bundled_steps(report).count() == 6
+    report.refresh_from_db()
+    assert report.followups_enabled is True  # an owner's decision is theirs
+
+
+@pytest.mark.django_db
+def test_the_seed_keeps_edits_and_restore_puts_back_the_text(report, capsys):
+    step = bundled_steps(report).get(language="de", delay_days=7)
+    FollowUpStep.objects.filter(pk=step.pk).update(subject="edited", body="edited", delay_days=9)
+    bundled_steps(report).filter(language="en", position=3).delete()
+    call_command("backpain_seed")
+    step.refresh_from_db()
+    assert (step.subject, step.body, step.delay_days) == ("edited", "edited", 9)
+    assert bundled_steps(report).count() == 6  # the deleted one is back
+    call_command("backpain_seed", "--restore")
+    step.refresh_from_db()
+    bundled = seed.read_followups("de")[1]
+    assert (step.subject, step.body, step.delay_days) == (bundled.subject, bundled.body, 7)
+    assert bundled_steps(report).count() == 6
+    report.refresh_from_db()
+    assert report.followups_enabled is False
