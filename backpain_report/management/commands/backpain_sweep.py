@@ -9,12 +9,13 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep, webhook_events_sweep
 from backpain_report.page.pageviews import page_views_flush
+from backpain_report.services.followups import followups_schedule
 
 
 class Command(BaseCommand):
     help = (
         "Run the sweep: re-publish sign-ups, deliveries and webhook events whose message was "
-        "lost. Once, or "
+        "lost, and schedule the follow-up emails that are due. Once, or "
         "with --every, in a loop (instead of celery beat, or beside it on another host)."
     )
 
@@ -52,6 +53,7 @@ class Command(BaseCommand):
         """One sweep of sign-ups, deliveries and webhook events; how many could not be
         published."""
         page_views_flush()
+        self.stdout.write(f"Follow-ups: {followups_schedule()} scheduled.")
         failed = 0
         for kind, sweep in (
             ("sign-ups", signups_sweep),
