@@ -29,9 +29,6 @@ REWRITTEN = {
     "```console\n$ python manage.py migrate": "README.md, the worker with -Q",
     # backpain_sweep sweeps webhook events too (issue 24; tests/test_sweep.py).
     "| command | does |": "reference/commands.md, the sweep names webhook events",
-    # The example's clock for follow-ups, backpain_followups (issue 25;
-    # tests/test_docs_followups.py checks the command).
-    "| dev command | does |": "reference/commands.md, with backpain_followups",
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
