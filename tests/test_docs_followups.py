@@ -58,6 +58,16 @@ def test_the_readme_has_a_short_entry_that_links_the_howto():
         assert words in text, words
 
 
+@pytest.mark.django_db
+def test_the_sequence_is_off_by_default_as_the_readme_and_howto_say():
+    from backpain_report.models import Report
+    from backpain_report.seed import REPORT_SLUG
+
+    assert Report._meta.get_field("followups_enabled").default is False
+    assert Report.objects.get(slug=REPORT_SLUG).followups_enabled is False  # the bundled one
+    assert "The sequence is **off by default**, also for the bundled report" in docs_page(HOWTO)
+
+
 def test_the_howto_is_in_the_docs_table_of_contents():
     assert HOWTO in docs_pages()
     assert f"\n{HOWTO}\n" in docs_page("index")
