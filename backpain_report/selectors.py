@@ -180,6 +180,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             "given_at": _iso(subscriber.consented_at),
             "ip": subscriber.consent_ip,
             "user_agent": subscriber.consent_user_agent,
+            "followups": subscriber.followups_consented,
         },
         "deliveries": [
             {

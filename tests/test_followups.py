@@ -628,3 +628,15 @@ def test_followup_settings_are_checked(settings, key, value, check_id):
 
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, key: value}
     assert check_id in {message.id for message in check_settings()}
+
+
+def test_the_sweep_command_schedules_followups(
+    clock, sequence, make_subscriber, make_delivery, no_broker, capsys
+):
+    _sent_report(make_delivery, _reader(make_subscriber), timezone.now())
+    call_command("backpain_sweep")
+    assert "Follow-ups" not in capsys.readouterr().out  # a line only when some were due
+    clock.shift(3 * 86400)
+    call_command("backpain_sweep")
+    assert "Follow-ups: 1 scheduled." in capsys.readouterr().out
+    assert _followups().count() == 1

@@ -53,7 +53,6 @@ class Command(BaseCommand):
         """One sweep of sign-ups, deliveries and webhook events; how many could not be
         published."""
         page_views_flush()
-        self.stdout.write(f"Follow-ups: {followups_schedule()} scheduled.")
         failed = 0
         for kind, sweep in (
             ("sign-ups", signups_sweep),
@@ -69,6 +68,9 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"{result.given_up} {kind} failed: their worker was lost on the last attempt."
                 )
+        scheduled = followups_schedule()
+        if scheduled:  # (a line only when some were due)
+            self.stdout.write(f"Follow-ups: {scheduled} scheduled.")
         return failed
 
     def sweep_loop(self, limit: int, every: float, runs: int | None) -> None:
