@@ -32,7 +32,7 @@ from backpain_report.services.followups import (
     step_save,
 )
 
-UTC = datetime.UTC
+UTC = datetime.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
 DAY = datetime.timedelta(days=1)
 

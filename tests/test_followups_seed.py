@@ -137,3 +137,30 @@ def test_the_seed_keeps_edits_and_restore_puts_back_the_text(report, capsys):
     assert bundled_steps(report).count() == 6
     report.refresh_from_db()
     assert report.followups_enabled is False
+
+
+def test_restore_of_a_step_that_went_out_makes_a_new_edition(article):
+    """The record keeps what each reader got: restoring a sent step's text is a new edition."""
+    from backpain_report.models import Delivery, FollowUpEdition, FollowUpStep, Subscriber
+    from backpain_report.services.content import content_seed
+    from backpain_report.services.followups import step_save
+
+    step = FollowUpStep.objects.filter(report=article.report, language="en").order_by("position")[0]
+    original = step.body
+    reader = Subscriber.objects.create(
+        email="r@example.com", email_canonical="r@example.com", name="R"
+    )
+    step.body = "Edited by the owner."
+    step_save(step)  # edition 1 never went out: still edition 1
+    Delivery.objects.create(
+        subscriber=reader,
+        report=article.report,
+        edition=step.edition,
+        kind="followup",
+        step=step,
+        status="sent",
+    )
+    content_seed(overwrite=True)
+    step.refresh_from_db()
+    assert step.body == original and step.edition == 2
+    assert FollowUpEdition.objects.get(step=step, edition=1).body == "Edited by the owner."

@@ -12,6 +12,7 @@ from django.utils import timezone
 from .. import seed
 from ..models import Article, FollowUpStep, Report
 from ..page import pagecache
+from .followups import step_save
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,9 @@ def followups_seed(*, report: Report, overwrite: bool = False) -> int:
     restore their text when ``overwrite``. Returns how many were created or changed.
 
     The sequence's switch (``report.followups_enabled``, off by default) is never touched: a
-    site mails follow-ups only once its owner turns them on. A restore sets the fields and
-    saves; it does not make a new edition of a step whose text already went out.
+    site mails follow-ups only once its owner turns them on. A restore goes through
+    :func:`~backpain_report.services.followups.step_save`: a step whose text already went out
+    gets a new edition (the record keeps what each reader got).
     """
     count = 0
     for bundled in seed.followup_fields():
@@ -106,7 +108,7 @@ def followups_seed(*, report: Report, overwrite: bool = False) -> int:
         if overwrite and not created and changed:
             for name in changed:
                 setattr(step, name, fields[name])
-            step.save(update_fields=[*changed, "updated_at"])
+            step_save(step)
         count += created or (overwrite and bool(changed))
     return count
 

@@ -62,11 +62,11 @@ def local_moment(day: datetime.date, hour: int, zone: ZoneInfo) -> datetime.date
     of the gap); a time that happens twice (autumn) is its first occurrence."""
     wall = datetime.datetime.combine(day, datetime.time(hour))
     first = wall.replace(tzinfo=zone)  # fold=0: the earlier offset
-    utc = first.astimezone(datetime.UTC)
+    utc = first.astimezone(datetime.timezone.utc)
     if utc.astimezone(zone).replace(tzinfo=None) == wall:
         return utc
     # In a gap: fold=0 lands after it, fold=1 before it; the gap ends between the two.
-    low = wall.replace(tzinfo=zone, fold=1).astimezone(datetime.UTC)
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(datetime.timezone.utc)
     high = utc
     while high - low > datetime.timedelta(seconds=1):
         middle = low + (high - low) / 2
