@@ -92,9 +92,11 @@ def test_list_shows_each_steps_columns_and_counts_in_one_query(admin_client, mak
         page = admin_client.get(url).content.decode()
     row = page.split("Day two: the plan", 1)[1].split("</tr>", 1)[0]
     cells = [html.unescape(c.split(">", 1)[1].split("<", 1)[0]) for c in row.split("<td")[1:]]
-    # report, language, position, delay, active (icon), edition, sent, failed
-    assert cells[1:4] == ["en", "1", "2"] and cells[-3:] == ["1", "3", "1"]
+    # (the step: position, subject, report) language, day, active (icon), edition, sent, failed
+    assert cells[:2] == ["en", "2"] and cells[-3:] == ["1", "3", "1"]
     assert "icon-yes.svg" in row
+    step_cell = page.split('<th class="field-step">', 1)[1].split("</th>", 1)[0]
+    assert "1. Day two: the plan" in step_cell and first.report.title in step_cell
 
     for n in range(2, 7):  # five more steps, each with its deliveries: no more queries
         step = make_step(position=n, subject=f"Step {n}", language="de" if n % 2 else "")
@@ -332,4 +334,5 @@ def test_timeline_names_each_follow_up_with_its_edition_and_status(
     text = html.unescape(page.content.decode())
     assert "Follow-up 1: Day two: the plan (edition 1), now: Sent" in text
     assert "Follow-up 2: Day seven: a check-in (edition 1), now: Pending" in text
-    assert "Day two, revised" not in text.split("backpain-timeline", 1)[1]
+    timeline = text.split('class="backpain-timeline"', 1)[1].split("</table>", 1)[0]
+    assert "Day two, revised" not in timeline  # what the reader got, not today's subject

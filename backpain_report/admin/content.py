@@ -26,7 +26,7 @@ from .common import date_cell
 #: The reader's name on a PDF previewed from the admin.
 SAMPLE_READER = "Sam Sample"
 #: Text inputs as wide as a title can be (Django's default cut "Your Practical Relief Guide").
-WIDE_FIELDS = ("title", "subtitle", "summary", "slug", "author", "template_name")
+WIDE_FIELDS = ("title", "subtitle", "summary", "slug", "author", "template_name", "subject")
 #: The Markdown box's width in characters: the bundled report's longest source line (98) and
 #: a little room, so each line of the source stays one line in the box.
 MARKDOWN_COLUMNS = 100

@@ -94,7 +94,7 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = readonly_fields = (
-        "report", "edition", "reason", "status", "attempts", "sent_at", "last_error",
+        "report", "step", "edition", "reason", "status", "attempts", "sent_at", "last_error",
     )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
