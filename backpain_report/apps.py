@@ -18,8 +18,10 @@ class BackpainReportConfig(AppConfig):
         from .page.pagecache import pages_invalidate_on_commit
         from .rights import bounces
 
-        # An edited article or report drops every stored article page (pagecache.py).
-        for model in (self.get_model("Article"), self.get_model("Report")):
+        # An edited article, report or follow-up step (whether the report offers follow-ups
+        # is the consent text) drops every stored article page (pagecache.py).
+        models = ("Article", "Report", "FollowUpStep")
+        for model in (self.get_model(name) for name in models):
             for name, signal in (("save", post_save), ("delete", post_delete)):
                 signal.connect(
                     pages_invalidate_on_commit,

@@ -17,8 +17,9 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
+from . import selectors
 from .conf import app_settings
-from .page.pagecache import DEPENDS_ON, FORM_TEMPLATE
+from .page.pagecache import DEPENDS_ON, FORM_TEMPLATE, generation
 from .page.sources import SOURCE_FIELDS, Source, source_clean
 from .rights.addresses import MAX_EMAIL_LENGTH, MAX_NAME_LENGTH, clean_email, clean_name
 from .rights.throttling import address_window_text
@@ -81,6 +82,9 @@ class SignupForm(forms.Form):
         required=True,
         error_messages={"required": _("Please tick the box so we may email you the report.")},
     )
+    # "1" when the consent label named the follow-up emails (FOLLOWUP_CONSENT_TEXT); the
+    # sign-up records consent to them only if the report's sequence is still on.
+    followups = forms.CharField(required=False, max_length=1, widget=forms.HiddenInput)
     # The source article's slug; an unknown one falls back to the default article (it is a
     # hidden field: the reader could not correct it).
     article = forms.CharField(required=False, max_length=200, widget=forms.HiddenInput)
@@ -116,7 +120,13 @@ class SignupForm(forms.Form):
             kwargs.setdefault("auto_id", f"id_{self.place_name}_%s")
         super().__init__(*args, **kwargs)
         self.fields["place"].initial = self.place_name
-        self.fields["consent"].label = app_settings.CONSENT_TEXT
+        self.offers_followups = self._offers_followups(article_slug)
+        self.fields["consent"].label = (
+            app_settings.FOLLOWUP_CONSENT_TEXT
+            if self.offers_followups
+            else app_settings.CONSENT_TEXT
+        )
+        self.fields["followups"].initial = "1" if self.offers_followups else ""
         privacy = privacy_href()
         if privacy:
             self.fields["consent"].help_text = format_html(
@@ -142,6 +152,7 @@ class SignupForm(forms.Form):
             Field("name"),
             Field("email"),
             Field("consent"),
+            *([Field("followups")] if self.offers_followups else []),
             Field("article"),
             Field("place"),
             *(Field(name) for name in SOURCE_FIELDS),
@@ -153,6 +164,21 @@ class SignupForm(forms.Form):
                 **({"css_id": f"submit-id-{self.place_name}-submit"} if self.place_name else {}),
             ),
         )
+
+    def _offers_followups(self, article_slug: str) -> bool:
+        """Whether the consent names the follow-up emails: for a form to show, whether the
+        article's report offers them in the active language now; for a posted form, whether
+        the form it came from said so (the sign-up checks the report again)."""
+        if self.is_bound:
+            return self.data.get("followups") == "1"
+        article = selectors.article_for_signup(slug=article_slug or None)
+        report_id = article.report_id if article is not None else None
+        return selectors.followups_offered(report_id=report_id, language=get_language() or "")
+
+    @property
+    def followups_agreed(self) -> bool:
+        """Whether the consent given named the follow-up emails (call after ``is_valid()``)."""
+        return self.cleaned_data.get("followups") == "1"
 
     @property
     def double_opt_in(self) -> bool:
@@ -193,7 +219,9 @@ class SignupForm(forms.Form):
 
 
 @functools.lru_cache(maxsize=64)
-def _form_html(slug: str, place: str, language: str | None, prefix: str, urlconf: str) -> str:
+def _form_html(
+    slug: str, place: str, language: str | None, prefix: str, urlconf: str, generation: str
+) -> str:
     return render_to_string(FORM_TEMPLATE, {"form": SignupForm(article_slug=slug, place=place)})
 
 
@@ -214,11 +242,14 @@ def form_is_cacheable() -> bool:
 def signup_form_html(*, slug: str, place: str = "") -> SafeString:
     """The unbound sign-up form for ``slug``'s article: the same HTML for every reader (no
     token; the browser fills in the source fields), rendered once per place (the offer block
-    or after the article: each has ids of its own), language and URLconf.
+    or after the article: each has ids of its own), language and URLconf, and again after an
+    article or report (its follow-ups: the consent text) changed (the page cache's generation).
 
     Only for the app's own form template (see :func:`form_is_cacheable`)."""
     urlconf = str(get_urlconf() or "")
-    return mark_safe(_form_html(slug, place, get_language(), get_script_prefix(), urlconf))
+    return mark_safe(
+        _form_html(slug, place, get_language(), get_script_prefix(), urlconf, generation())
+    )
 
 
 @receiver(setting_changed)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.db.models import Exists, OuterRef
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import Http404
 
 from .conf import app_settings
-from .models import Article, PendingSignup, Report, Subscriber
+from .models import Article, FollowUpStep, PendingSignup, Report, Subscriber
 from .page.sources import SOURCE_FIELDS
 
 
@@ -54,15 +55,57 @@ def article_for_signup(*, slug: str | None) -> Article | None:
         return None
 
 
-def article_ref_for_signup(*, slug: str | None) -> Article | None:
+def article_ref_for_signup(*, slug: str | None, language: str = "") -> Article | None:
     """:func:`article_for_signup` reduced to what a submitted sign-up stores: the article's id
-    and slug (one indexed look-up, nothing joined); the worker reads the rest."""
-    articles = Article.objects.published().only("pk", "slug")
+    and slug (one indexed look-up), and ``followups_on``: whether its report offers follow-ups
+    in ``language`` now (see :func:`followups_offered`); the worker reads the rest."""
+    articles = (
+        Article.objects.published()
+        .only("pk", "slug")
+        .annotate(followups_on=Exists(_active_steps(OuterRef("report_id"), language)))
+    )
     if slug:
         article = articles.filter(slug=slug).order_by().first()
         if article is not None:
             return article
     return article_for_signup(slug=None)
+
+
+def step_language_q(language: str) -> Q:
+    """Steps written for a reader of ``language``: steps for every language (blank), for the
+    language (``"de"``, ``"en-gb"``) or for its primary tag (``"en"`` for ``"en-gb"``)."""
+    primary = language.split("-")[0]
+    return Q(language="") | Q(language__iexact=language) | Q(language__iexact=primary)
+
+
+def reader_language_q(language: str, *, prefix: str = "") -> Q:
+    """Subscribers a step of ``language`` is written for (blank: every subscriber): those who
+    signed up in it or a variant of it, and those with no language when the site's
+    ``LANGUAGE_CODE`` is one (``prefix``: the lookup path to Subscriber)."""
+    if not language:
+        return Q()
+    field = f"{prefix}language"
+    found = Q(**{f"{field}__iexact": language}) | Q(**{f"{field}__istartswith": f"{language}-"})
+    site = settings.LANGUAGE_CODE.lower()
+    if site == language.lower() or site.split("-")[0] == language.lower():
+        found |= Q(**{field: ""})
+    return found
+
+
+def _active_steps(report_id: Any, language: str) -> QuerySet[FollowUpStep]:
+    """The active steps of ``report_id``'s sequence, while it is on, for ``language``."""
+    steps = FollowUpStep.objects.filter(
+        report_id=report_id, is_active=True, report__followups_enabled=True
+    )
+    return steps.filter(step_language_q(language)) if language else steps
+
+
+def followups_offered(*, report_id: int | None, language: str) -> bool:
+    """Whether a reader signing up in ``language`` for ``report_id`` is offered follow-ups:
+    the report's sequence is on and has an active step for the language."""
+    if report_id is None:
+        return False
+    return _active_steps(report_id, language).exists()
 
 
 def article_ref_for_view(*, slug: str) -> Article | None:
@@ -137,6 +180,7 @@ def subscriber_export(*, subscriber: Subscriber) -> dict[str, Any]:
             "given_at": _iso(subscriber.consented_at),
             "ip": subscriber.consent_ip,
             "user_agent": subscriber.consent_user_agent,
+            "followups": subscriber.followups_consented,
         },
         "deliveries": [
             {

@@ -20,6 +20,7 @@ from .delivery.sweep import deliveries_sweep, signups_sweep, sweep_log, webhook_
 from .delivery.webhooks import webhook_send, webhooks_send
 from .models import Delivery
 from .page.pageviews import page_views_flush
+from .services.followups import SCHEDULE_TASK, followups_schedule
 from .services.subscribers import signup_process
 from .webhooks.outbox import WEBHOOK_BATCH_TASK, WEBHOOK_TASK, events_publish
 
@@ -83,12 +84,19 @@ def deliver_webhook_batch(event_ids: list[int]) -> dict[str, int]:
     return counts
 
 
+@shared_task(name=SCHEDULE_TASK, ignore_result=True)
+def schedule_followups() -> int:
+    """Create (and publish) the follow-up deliveries that are due; the sweep runs it too."""
+    return followups_schedule()
+
+
 @shared_task(name=SWEEP_TASK, ignore_result=True)
 def sweep_deliveries() -> dict[str, int]:
-    """Re-publish sign-ups, deliveries and webhook events whose message was lost, and move page
-    views counted in the cache into the database; run it periodically (celery beat). Logs a
-    line only when it found lost messages."""
+    """Re-publish sign-ups, deliveries and webhook events whose message was lost, schedule the
+    follow-ups that are due, and move page views counted in the cache into the database; run it
+    periodically (celery beat). Logs a line only when it found lost messages."""
     page_views_flush()
+    followups_schedule()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
     webhooks = webhook_events_sweep()

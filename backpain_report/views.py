@@ -260,7 +260,9 @@ class SignupView(View):
             if wants_json(request):
                 return self.invalid_json(form)
             return self.invalid(request, form)
-        article = selectors.article_ref_for_signup(slug=form.cleaned_data["article"])
+        article = selectors.article_ref_for_signup(
+            slug=form.cleaned_data["article"], language=subscribers.signup_language()
+        )
         if article is None:
             return render(
                 request,
@@ -277,6 +279,7 @@ class SignupView(View):
             user_agent=request.headers.get("User-Agent", ""),
             source_url=request.build_absolute_uri(article.get_absolute_url()),
             source=form.source,
+            followups=form.followups_agreed,
         )
         return self.done(request)
 

@@ -15,7 +15,7 @@ def test_export_holds_the_consent_record_and_deliveries(make_delivery):
     delivery = make_delivery(last_error="SMTP 451")
     data = subscriber_export(subscriber=delivery.subscriber)
     assert data["email"] == delivery.subscriber.email
-    assert set(data["consent"]) == {"text", "version", "given_at", "ip", "user_agent"}
+    assert set(data["consent"]) == {"text", "version", "given_at", "ip", "user_agent", "followups"}
     assert data["deliveries"][0]["last_error"] == "SMTP 451"
     json.dumps(data)
 

@@ -1,4 +1,5 @@
-"""Build the report email: text and HTML bodies, the PDF, unsubscribe links and headers."""
+"""Build the emails: the report (text and HTML bodies, the PDF), the confirmation request and
+the follow-ups, each with the unsubscribe link and headers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from django.utils.crypto import salted_hmac
 from .. import site
 from ..conf import app_settings
 from ..config.validators import MESSAGE_ID_FORMAT, message_id_domain
-from ..models import Article, Delivery
+from ..models import Article, Delivery, FollowUpEdition, FollowUpStep
 from ..page import offer
+from ..report.markup import render_markdown
 from . import links
 from .mailheaders import headers_replace
 
@@ -23,6 +25,9 @@ HTML_TEMPLATE = "backpain_report/email/report.html"
 CONFIRM_SUBJECT_TEMPLATE = "backpain_report/email/confirm_subject.txt"
 CONFIRM_TEXT_TEMPLATE = "backpain_report/email/confirm.txt"
 CONFIRM_HTML_TEMPLATE = "backpain_report/email/confirm.html"
+FOLLOWUP_SUBJECT_TEMPLATE = "backpain_report/email/followup_subject.txt"
+FOLLOWUP_TEXT_TEMPLATE = "backpain_report/email/followup.txt"
+FOLLOWUP_HTML_TEMPLATE = "backpain_report/email/followup.html"
 
 
 def pdf_filename(delivery: Delivery) -> str:
@@ -160,4 +165,33 @@ def build_confirmation_email(*, delivery: Delivery, message_id: str) -> Delivery
         name="",
         confirm_url=links.confirm_url(delivery.subscriber),
         confirm_days=max(1, int(app_settings.CONFIRM_MAX_AGE) // 86400),
+    )
+
+
+def followup_text(step: FollowUpStep, edition: int) -> tuple[str, str]:
+    """The subject and Markdown body of ``step``'s ``edition``: the step's own text for its
+    current edition, else the snapshot kept when it was edited (the current text if none)."""
+    if edition != step.edition:
+        kept = FollowUpEdition.objects.filter(step=step, edition=edition).first()
+        if kept is not None:
+            return kept.subject, kept.body
+    return step.subject, step.body
+
+
+def build_followup_email(*, delivery: Delivery, message_id: str) -> DeliveryEmail:
+    """A follow-up step's message: the subject and Markdown body of the edition the delivery
+    was made for, the body sanitised as the report's is (HTML) and as written (text), with the
+    unsubscribe link and headers of every email. Call it in the reader's language."""
+    step = delivery.step
+    assert step is not None, "a follow-up delivery has a step"
+    subject, body = followup_text(step, delivery.edition)
+    templates = (FOLLOWUP_SUBJECT_TEMPLATE, FOLLOWUP_TEXT_TEMPLATE, FOLLOWUP_HTML_TEMPLATE)
+    return _message(
+        delivery,
+        message_id,
+        templates,
+        step=step,
+        subject=subject,
+        body_text=body.strip(),
+        body_html=render_markdown(body),
     )

@@ -39,7 +39,7 @@ from django.utils import timezone, translation
 
 from .. import signals
 from ..conf import app_settings
-from ..models import Delivery, Subscriber
+from ..models import Delivery, FollowUpStep, Subscriber
 from ..report.pdfstore import (
     PdfNoLongerWanted,
     delivery_pdf,
@@ -56,7 +56,13 @@ from ..rights.consent import (
 from ..rights.suppression import suppressed_error
 from ..webhooks.events import EventType
 from ..webhooks.outbox import events_record
-from .emails import build_confirmation_email, build_report_email, delivery_message_id, fits_in_email
+from .emails import (
+    build_confirmation_email,
+    build_followup_email,
+    build_report_email,
+    delivery_message_id,
+    fits_in_email,
+)
 from .mailer import open_mailer
 from .retry import (
     EARLY_ARRIVAL_SLACK,
@@ -121,10 +127,40 @@ def delivery_claim(*, delivery_id: int) -> Delivery | None:
     if not claimed:
         stale_claims_fail(Delivery.objects.filter(pk=delivery_id), now=now)
         return None
-    return Delivery.objects.select_related("subscriber", "report").get(pk=delivery_id)
+    return Delivery.objects.select_related("subscriber", "report", "step").get(pk=delivery_id)
 
 
 UNSUBSCRIBED_ERROR = "Unsubscribed before sending."
+#: ``last_error`` of a follow-up not sent because the reader's consent did not name follow-ups.
+FOLLOWUPS_NOT_AGREED_ERROR = "Not sent: the reader did not agree to follow-up emails."
+#: ``last_error`` of a follow-up not sent because its step or its sequence was switched off.
+FOLLOWUP_OFF_ERROR = "Not sent: the follow-up step or its sequence is switched off."
+
+
+def _step_on(delivery: Delivery) -> bool:
+    """Whether a follow-up's step is active and its report's sequence on (read now)."""
+    if delivery.step_id is None:
+        return False
+    return FollowUpStep.objects.filter(
+        pk=delivery.step_id, is_active=True, report__followups_enabled=True
+    ).exists()
+
+
+def _may_not_send(delivery: Delivery) -> bool:
+    """Whether the claimed ``delivery`` may not go to its reader (read as claimed): unsubscribed
+    or suppressed; a report or follow-up for an address that has not confirmed (double opt-in);
+    a follow-up the reader did not agree to, or whose step or sequence is off; a confirmation
+    request for an address confirmed meanwhile."""
+    subscriber = delivery.subscriber
+    if not subscriber.is_subscribed or subscriber.is_suppressed:
+        return True
+    if delivery.kind == Delivery.Kind.CONFIRMATION:
+        return subscriber.confirmed_at is not None  # nothing left to ask
+    if awaits_confirmation(subscriber):  # only the confirmation goes before it
+        return True
+    if delivery.kind == Delivery.Kind.FOLLOWUP:
+        return not subscriber.followups_consented or not _step_on(delivery)
+    return False
 
 
 def _claim_renew(delivery: Delivery) -> bool:
@@ -139,11 +175,19 @@ def _claim_renew(delivery: Delivery) -> bool:
     subscribed = Subscriber.objects.filter(
         pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True, suppressed_at__isnull=True
     )
-    if delivery.kind == Delivery.Kind.REPORT:  # double opt-in: not before the confirmation
-        subscribed = subscribed.exclude(awaiting_confirmation_q())
-    else:  # a confirmation request: not once the address is confirmed
+    wanted = Q()
+    if delivery.kind == Delivery.Kind.CONFIRMATION:  # not once the address is confirmed
         subscribed = subscribed.filter(confirmed_at__isnull=True)
+    else:  # a report or follow-up under double opt-in: not before the confirmation
+        subscribed = subscribed.exclude(awaiting_confirmation_q())
+    if delivery.kind == Delivery.Kind.FOLLOWUP:  # agreed to, and its step still on
+        subscribed = subscribed.filter(followups_consented=True)
+        step_on = FollowUpStep.objects.filter(
+            pk=OuterRef("step_id"), is_active=True, report__followups_enabled=True
+        )
+        wanted = Q(Exists(step_on))
     renewed = Delivery.objects.filter(
+        wanted,
         Exists(subscribed),
         pk=delivery.pk,
         status=Delivery.Status.SENDING,
@@ -182,26 +226,34 @@ def _claim_lost(
 
 
 def _stop_error(delivery: Delivery) -> str:
-    """Why a delivery whose claim stands may not be sent: a suppression, a report for an
-    address that has not confirmed (double opt-in), else unsubscribing."""
+    """Why a delivery whose claim stands may not be sent: a suppression, a report or follow-up
+    for an address that has not confirmed (double opt-in), a follow-up not agreed to or
+    switched off, a confirmation no longer needed, else unsubscribing."""
     state = Subscriber.objects.filter(pk=delivery.subscriber_id, suppressed_at__isnull=False)
     reason = state.values_list("suppressed_reason", flat=True).first()
     if reason is not None:
         return suppressed_error(reason)
     subscribed = Subscriber.objects.filter(pk=delivery.subscriber_id, unsubscribed_at__isnull=True)
-    if delivery.kind == Delivery.Kind.REPORT:
-        if subscribed.filter(awaiting_confirmation_q()).exists():
-            return UNCONFIRMED_ERROR
-    elif subscribed.filter(confirmed_at__isnull=False).exists():
-        return ALREADY_CONFIRMED_ERROR
+    if delivery.kind == Delivery.Kind.CONFIRMATION:
+        if subscribed.filter(confirmed_at__isnull=False).exists():
+            return ALREADY_CONFIRMED_ERROR
+        return UNSUBSCRIBED_ERROR
+    if subscribed.filter(awaiting_confirmation_q()).exists():
+        return UNCONFIRMED_ERROR
+    if delivery.kind == Delivery.Kind.FOLLOWUP and subscribed.exists():
+        if not subscribed.filter(followups_consented=True).exists():
+            return FOLLOWUPS_NOT_AGREED_ERROR
+        if not _step_on(delivery):
+            return FOLLOWUP_OFF_ERROR
     return UNSUBSCRIBED_ERROR
 
 
 def _stop_before_sending(delivery: Delivery) -> SendResult:
     """Send nothing: the reader unsubscribed, their address is suppressed, a report's reader
-    has not confirmed (double opt-in), or :func:`_claim_renew` failed.
+    has not confirmed (double opt-in), a follow-up may not go (see :func:`_may_not_send`), or
+    :func:`_claim_renew` failed.
 
-    If our claim still stands, one of the first three holds (the renewal requires all of them):
+    If our claim still stands, one of the others holds (the renewal requires all of them):
     the row is cancelled, with the reason as its error. Otherwise the claim is gone and nothing
     is recorded. Either way SKIPPED.
     """
@@ -292,6 +344,8 @@ def _build_message(delivery: Delivery, message_id: str) -> Any | None:
 def _build_message_now(delivery: Delivery, message_id: str, language: str) -> Any | None:
     if delivery.kind == Delivery.Kind.CONFIRMATION:
         return build_confirmation_email(delivery=delivery, message_id=message_id)
+    if delivery.kind == Delivery.Kind.FOLLOWUP:
+        return build_followup_email(delivery=delivery, message_id=message_id)
     mode = app_settings.DELIVERY
     pdf = delivery_pdf(delivery)  # in the reader's language, as the email
     carries_link = mode != "attach" or not fits_in_email(pdf)
@@ -305,7 +359,10 @@ def _build_message_now(delivery: Delivery, message_id: str, language: str) -> An
 def _log_sent(delivery: Delivery, seconds: float) -> None:
     """One INFO line per message sent: ``sent report 42 to m…@example.com in 0.21 s`` (the
     address masked; a confirmation email is a "confirmation request")."""
-    what = "report" if delivery.kind == Delivery.Kind.REPORT else "confirmation request"
+    what = {
+        Delivery.Kind.REPORT: "report",
+        Delivery.Kind.FOLLOWUP: "follow-up",
+    }.get(Delivery.Kind(delivery.kind), "confirmation request")
     address = email_masked(delivery.subscriber.email)
     logger.info("sent %s %s to %s in %.2f s", what, delivery.pk, address, seconds)
 
@@ -328,12 +385,8 @@ def delivery_send(*, delivery_id: int, connection: Any = None) -> SendResult:
     delivery = delivery_claim(delivery_id=delivery_id)
     if delivery is None:
         return SendResult(delivery_id, Outcome.SKIPPED)
-    if not delivery.subscriber.is_subscribed or delivery.subscriber.is_suppressed:
+    if _may_not_send(delivery):
         return _stop_before_sending(delivery)
-    if delivery.kind == Delivery.Kind.REPORT and awaits_confirmation(delivery.subscriber):
-        return _stop_before_sending(delivery)  # only the confirmation goes before it
-    if delivery.kind != Delivery.Kind.REPORT and delivery.subscriber.confirmed_at is not None:
-        return _stop_before_sending(delivery)  # confirmed meanwhile: nothing left to ask
     message_id = delivery_message_id(delivery)
     mailer = connection
     try:

@@ -54,6 +54,7 @@ def subscriber_erase(*, subscriber: Subscriber) -> None:
             consent_ip="",
             consent_user_agent="",
             unsubscribed_at=subscriber.unsubscribed_at or now,
+            followups_consented=False,
             suppressed_reason="",  # may quote the mail server's answer, with the address
         )
         MailEvent.objects.filter(subscriber_id=subscriber.pk).update(description="")

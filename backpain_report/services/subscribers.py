@@ -22,6 +22,7 @@ from django.utils.translation import get_language
 
 from .. import selectors, signals
 from ..conf import app_settings
+from ..config.validators import FOLLOWUPS_CONSENT_SUFFIX
 from ..delivery.publishing import publish_deliveries, publish_on_commit, publish_signup_on_commit
 from ..delivery.sending import UNSUBSCRIBED_ERROR
 from ..models import Article, Delivery, PendingSignup, Report, Subscriber
@@ -54,13 +55,24 @@ def consent_ip(ip: str | None) -> str:
 
 
 def _consent_fields(
-    *, ip: str | None, user_agent: str, source_url: str, source: Source | None = None
+    *,
+    ip: str | None,
+    user_agent: str,
+    source_url: str,
+    source: Source | None = None,
+    followups: bool = False,
 ) -> dict:
-    """The consent record of a sign-up, with where the reader came from (cleaned)."""
+    """The consent record of a sign-up, with where the reader came from (cleaned).
+
+    ``followups``: the text shown named the follow-up emails (``FOLLOWUP_CONSENT_TEXT``) and the
+    report offers them; it is recorded with its own version (``CONSENT_VERSION+followups``)."""
+    text = app_settings.FOLLOWUP_CONSENT_TEXT if followups else app_settings.CONSENT_TEXT
+    version = str(app_settings.CONSENT_VERSION)
     return {
         **source_clean(source or {}),
-        "consent_text": str(app_settings.CONSENT_TEXT),  # as shown: in the reader's language
-        "consent_version": str(app_settings.CONSENT_VERSION),
+        "consent_text": str(text),  # as shown: in the reader's language
+        "consent_version": version + FOLLOWUPS_CONSENT_SUFFIX if followups else version,
+        "followups_consented": followups,
         "consented_at": timezone.now(),
         "consent_ip": consent_ip(ip),
         "consent_user_agent": user_agent[:500],
@@ -84,6 +96,7 @@ def signup_submit(
     user_agent: str = "",
     source_url: str = "",
     source: Source | None = None,
+    followups: bool = False,
 ) -> PendingSignup:
     """Accept a sign-up in the web request: one INSERT and, after commit, one message.
 
@@ -91,17 +104,35 @@ def signup_submit(
     neither the answer nor its timing tells whether an address is on the list; the worker
     decides what the sign-up means (:func:`signup_process`). ``source`` is where the reader
     came from (``utm_*``, the referring host: see :mod:`sources`), kept with the consent.
+    ``followups``: the consent shown named the follow-up emails (the form's ``followups``);
+    it is recorded as such only while the report offers them (a forged or stale form's claim
+    is not).
     """
+    followups = followups and _followups_offered(article)
     signup = PendingSignup.objects.create(
         email=email,
         email_canonical=canonical_email(email),
         name=name,
         article=article,
         enqueued_at=timezone.now(),  # about to be published; a failed publish is recorded
-        **_consent_fields(ip=ip, user_agent=user_agent, source_url=source_url, source=source),
+        **_consent_fields(
+            ip=ip, user_agent=user_agent, source_url=source_url, source=source, followups=followups
+        ),
     )
     publish_signup_on_commit(signup.pk)  # at once in autocommit, else after the commit
     return signup
+
+
+def _followups_offered(article: Article | None) -> bool:
+    """Whether ``article``'s report offers follow-ups in the active language now (read with
+    the article by :func:`selectors.article_ref_for_signup`, else looked up)."""
+    if article is None:
+        return False
+    offered = getattr(article, "followups_on", None)
+    if offered is not None:
+        return bool(offered)
+    report_id = Article.objects.filter(pk=article.pk).values_list("report_id", flat=True).first()
+    return selectors.followups_offered(report_id=report_id, language=signup_language())
 
 
 def signup_process(*, signup_id: int) -> SignupResult | None:
@@ -136,6 +167,7 @@ def signup_process(*, signup_id: int) -> SignupResult | None:
                 "consent_user_agent": pending.consent_user_agent,
                 "source_url": pending.source_url,
                 "language": pending.language,
+                "followups_consented": pending.followups_consented,
                 **{name: getattr(pending, name) for name in SOURCE_FIELDS},
             },
             publish=False,
@@ -379,6 +411,7 @@ def _resubscribe(subscriber: Subscriber, name: str, consent: dict, *, now: datet
     download link reaches the address until it is confirmed)."""
     fresh = {
         "unsubscribed_at": None,
+        "followups_consented": False,  # unless the new consent named them
         **consent,
         "consent_recorded_at": now,
         "latest_signup_at": consent.get("consented_at") or now,

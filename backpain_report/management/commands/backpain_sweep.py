@@ -9,12 +9,13 @@ from django.db import InterfaceError, OperationalError, close_old_connections, c
 
 from backpain_report.delivery.sweep import deliveries_sweep, signups_sweep, webhook_events_sweep
 from backpain_report.page.pageviews import page_views_flush
+from backpain_report.services.followups import followups_schedule
 
 
 class Command(BaseCommand):
     help = (
         "Run the sweep: re-publish sign-ups, deliveries and webhook events whose message was "
-        "lost. Once, or "
+        "lost, and schedule the follow-up emails that are due. Once, or "
         "with --every, in a loop (instead of celery beat, or beside it on another host)."
     )
 
@@ -67,6 +68,9 @@ class Command(BaseCommand):
                 self.stdout.write(
                     f"{result.given_up} {kind} failed: their worker was lost on the last attempt."
                 )
+        scheduled = followups_schedule()
+        if scheduled:  # (a line only when some were due)
+            self.stdout.write(f"Follow-ups: {scheduled} scheduled.")
         return failed
 
     def sweep_loop(self, limit: int, every: float, runs: int | None) -> None:

@@ -1,0 +1,258 @@
+"""Follow-up sequences: when each step falls due, the scheduler that makes its deliveries, and
+saving a step (a text that already went out becomes an edition of its own).
+
+A step of delay *d* is due for a reader whose report was sent on local date *D* (in the site's
+``TIME_ZONE``) on *D + d* at ``FOLLOWUP_SEND_HOUR``. Daylight saving time: the hour is local
+wall-clock time, so it stays 9 a.m. across the change; an hour the clocks skip (02:00 to 03:00
+on a spring-forward day) is taken as the first moment that exists after it (03:00), and an hour
+that happens twice (the autumn fold) as its first occurrence.
+
+The scheduler (:func:`followups_schedule`) runs from the periodic sweep on every beat host. For
+each active step of each report whose sequence is on, it locks the step's row (``SKIP LOCKED``:
+a step another host is scheduling is left to it), reads the report deliveries sent in a window
+of days (an index on ``sent_at``), and inserts one follow-up delivery per reader who agreed to
+follow-ups and may be written to. The window runs from the step's cursor (less a day, so a
+report recorded late is still caught) to the start of the first local day whose follow-up is
+not yet due; a unique constraint (one follow-up per reader and step) makes the overlap and two
+hosts at once harmless. Its cost grows with the readers due, not with the list.
+
+Readers whose follow-up fell due more than ``FOLLOWUP_RESUME_MAX_AGE`` ago never get it: a
+paused step (or a sequence switched off) that is resumed goes to the readers it fell due for
+within that age, not to everyone it missed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from ..conf import app_settings
+from ..delivery.publishing import publish_on_commit
+from ..models import Delivery, FollowUpEdition, FollowUpStep
+from ..rights.consent import awaiting_confirmation_q
+from ..selectors import reader_language_q
+
+logger = logging.getLogger(__name__)
+
+SCHEDULE_TASK = "backpain_report.schedule_followups"
+#: Rows per INSERT when the scheduler creates follow-up deliveries.
+INSERT_BATCH = 1000
+#: How far before the step's cursor each pass looks again (a report whose ``sent_at`` was
+#: recorded late); harmless, as a reader gets each step once.
+OVERLAP = datetime.timedelta(days=1)
+
+
+# --- Due times -------------------------------------------------------------------------------
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(settings.TIME_ZONE or "UTC")
+
+
+def local_moment(day: datetime.date, hour: int, zone: ZoneInfo) -> datetime.datetime:
+    """``day`` at ``hour`` o'clock wall-clock time in ``zone``, as an aware UTC datetime.
+
+    A time the clocks skip (spring forward) is the first moment that exists after it (the end
+    of the gap); a time that happens twice (autumn) is its first occurrence."""
+    wall = datetime.datetime.combine(day, datetime.time(hour))
+    first = wall.replace(tzinfo=zone)  # fold=0: the earlier offset
+    utc = first.astimezone(datetime.UTC)
+    if utc.astimezone(zone).replace(tzinfo=None) == wall:
+        return utc
+    # In a gap: fold=0 lands after it, fold=1 before it; the gap ends between the two.
+    low = wall.replace(tzinfo=zone, fold=1).astimezone(datetime.UTC)
+    high = utc
+    while high - low > datetime.timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(zone).replace(tzinfo=None) > wall:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
+
+
+def followup_due(sent_at: datetime.datetime, delay_days: int) -> datetime.datetime:
+    """When a step of ``delay_days`` falls due for a report sent at ``sent_at`` (aware UTC)."""
+    zone = _zone()
+    day = sent_at.astimezone(zone).date() + datetime.timedelta(days=delay_days)
+    return local_moment(day, int(app_settings.FOLLOWUP_SEND_HOUR), zone)
+
+
+def _first_sent_day(moment: datetime.datetime, delay_days: int) -> datetime.date:
+    """The first local date whose reports' follow-up falls due at or after ``moment``."""
+    zone = _zone()
+    hour = int(app_settings.FOLLOWUP_SEND_HOUR)
+    due_day = moment.astimezone(zone).date()
+    if local_moment(due_day, hour, zone) < moment:
+        due_day += datetime.timedelta(days=1)
+    return due_day - datetime.timedelta(days=delay_days)
+
+
+def _midnight(day: datetime.date) -> datetime.datetime:
+    return local_moment(day, 0, _zone())
+
+
+def due_bound(now: datetime.datetime, delay_days: int) -> datetime.datetime:
+    """The start of the first local day whose reports' follow-up is not due at ``now``: every
+    report sent before it is due."""
+    # Due at ``now`` exactly counts as due: the first day not due is the one due after now.
+    return _midnight(_first_sent_day(now + datetime.timedelta(microseconds=1), delay_days))
+
+
+def _oldest_sent(now: datetime.datetime, delay_days: int) -> datetime.datetime:
+    """The start of the first local day whose reports' follow-up fell due at most
+    ``FOLLOWUP_RESUME_MAX_AGE`` ago."""
+    max_age = datetime.timedelta(seconds=int(app_settings.FOLLOWUP_RESUME_MAX_AGE))
+    return _midnight(_first_sent_day(now - max_age, delay_days))
+
+
+# --- The scheduler ---------------------------------------------------------------------------
+
+
+def _steps_to_schedule() -> list[int]:
+    """The ids of the active steps of the sequences that are on (a few rows)."""
+    return list(
+        FollowUpStep.objects.filter(is_active=True, report__followups_enabled=True)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def _readers_due(step: FollowUpStep, lower: datetime.datetime, bound: datetime.datetime):
+    """The readers a step is due for whose report was sent in ``[lower, bound)``: subscribed,
+    not suppressed, agreed to follow-ups, not waiting to confirm, writing in the step's
+    language, not yet given the step."""
+    had_it = Delivery.objects.filter(
+        subscriber_id=OuterRef("subscriber_id"), step=step, kind=Delivery.Kind.FOLLOWUP
+    )
+    return (
+        Delivery.objects.filter(
+            kind=Delivery.Kind.REPORT,
+            status=Delivery.Status.SENT,
+            report_id=step.report_id,
+            sent_at__gte=lower,
+            sent_at__lt=bound,
+            subscriber__unsubscribed_at__isnull=True,
+            subscriber__suppressed_at__isnull=True,
+            subscriber__followups_consented=True,
+        )
+        .exclude(awaiting_confirmation_q("subscriber__"))
+        .filter(reader_language_q(step.language, prefix="subscriber__"))
+        .exclude(Exists(had_it))
+        .order_by()
+        .values_list("subscriber_id", flat=True)
+        .distinct()
+    )
+
+
+def step_schedule(step_id: int, *, now: datetime.datetime) -> int:
+    """Create the follow-up deliveries of one step that are due at ``now``; return how many.
+
+    Skips a step another scheduler holds, or one paused or switched off meanwhile."""
+    with transaction.atomic():
+        step = (
+            FollowUpStep.objects.select_for_update(skip_locked=True)
+            .select_related("report")
+            .filter(pk=step_id, is_active=True, report__followups_enabled=True)
+            .first()
+        )
+        if step is None:
+            return 0
+        bound = due_bound(now, step.delay_days)
+        start = step.scheduled_through or step.created_at
+        lower = max(start - OVERLAP, _oldest_sent(now, step.delay_days))
+        created = 0
+        if lower < bound:
+            readers = list(_readers_due(step, lower, bound))
+            created = _followups_create(step, readers, now=now)
+        # Never past the real time: ``now`` may be later (the development clock), and reports
+        # sent from here on are still to be considered.
+        through = min(bound, timezone.now())
+        if step.scheduled_through is None or through > step.scheduled_through:
+            FollowUpStep.objects.filter(pk=step.pk).update(scheduled_through=through)
+    if created:
+        logger.info("Follow-up step %s: %s deliveries scheduled.", step_id, created)
+    return created
+
+
+def _followups_create(step: FollowUpStep, readers: list[int], *, now: datetime.datetime) -> int:
+    """Insert one pending follow-up delivery per reader (a reader who has one already, made by
+    another scheduler, is skipped by the unique constraint) and publish them after commit."""
+    created = 0
+    for start in range(0, len(readers), INSERT_BATCH):
+        batch = readers[start : start + INSERT_BATCH]
+        Delivery.objects.bulk_create(
+            [
+                Delivery(
+                    subscriber_id=subscriber_id,
+                    report_id=step.report_id,
+                    step=step,
+                    edition=step.edition,
+                    kind=Delivery.Kind.FOLLOWUP,
+                    reason=Delivery.Reason.SIGNUP,
+                    enqueued_at=now,  # published after the commit (a lost one: the sweep)
+                )
+                for subscriber_id in batch
+            ],
+            ignore_conflicts=True,
+        )
+        # The rows this pass made (ignore_conflicts returns no ids).
+        ids = list(
+            Delivery.objects.filter(
+                step=step,
+                kind=Delivery.Kind.FOLLOWUP,
+                subscriber_id__in=batch,
+                enqueued_at=now,
+                status=Delivery.Status.PENDING,
+            ).values_list("pk", flat=True)
+        )
+        publish_on_commit(*ids)
+        created += len(ids)
+    return created
+
+
+def followups_schedule(now: datetime.datetime | None = None) -> int:
+    """Create every follow-up delivery due at ``now`` (default: the current time); return how
+    many. Safe on several hosts at once."""
+    now = now or timezone.now()
+    return sum(step_schedule(step_id, now=now) for step_id in _steps_to_schedule())
+
+
+# --- Editing a step --------------------------------------------------------------------------
+
+
+def _edition_sent(step: FollowUpStep) -> bool:
+    """Whether the step's current edition went (or is going) out to a reader."""
+    return Delivery.objects.filter(
+        step=step,
+        kind=Delivery.Kind.FOLLOWUP,
+        edition=step.edition,
+        status__in=[Delivery.Status.SENT, Delivery.Status.SENDING],
+    ).exists()
+
+
+def step_save(step: FollowUpStep) -> FollowUpStep:
+    """Save ``step``; when its subject or body changed and the current edition already went
+    out, keep that text as a :class:`FollowUpEdition` and make this one the next edition (the
+    record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``."""
+    with transaction.atomic():
+        if step.pk is None:
+            step.save()
+            return step
+        old = FollowUpStep.objects.select_for_update().get(pk=step.pk)
+        changed = (old.subject, old.body) != (step.subject, step.body)
+        if changed and _edition_sent(old):
+            FollowUpEdition.objects.get_or_create(
+                step=old, edition=old.edition, defaults={"subject": old.subject, "body": old.body}
+            )
+            step.edition = old.edition + 1
+        if old.is_active and not step.is_active:
+            step.paused_at = timezone.now()
+        step.save()
+    return step
