@@ -5,6 +5,7 @@ One module per area; importing them registers their model admins with the defaul
 - :mod:`.subscribers` — subscribers, their consent record and delivery timeline, CSV export;
 - :mod:`.deliveries` — the outbox: resend, retry failed, cancel pending, download links;
 - :mod:`.content` — articles and reports: Markdown preview, publishing, PDF preview, editions;
+- :mod:`.followups` — a report's follow-up emails: preview, test to me, on/off, editions;
 - :mod:`.funnel` — the funnel dashboard (page views to downloads, per article and day);
 - :mod:`.signups` — sign-ups waiting for a worker (read-only);
 - :mod:`.webhooks` — webhook endpoints: secret shown once, test event, retry failed;
@@ -14,11 +15,12 @@ The lists stay fast at a million rows: :class:`.paginator.LargeTablePaginator` n
 whole table, list columns come from one query, and sorting is limited to indexed columns.
 """
 
-from . import content, deliveries, funnel, signups, subscribers, webhook_events, webhooks
+from . import content, deliveries, followups, funnel, signups, subscribers, webhook_events, webhooks
 
 __all__ = [
     "content",
     "deliveries",
+    "followups",
     "funnel",
     "signups",
     "subscribers",

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -26,10 +26,17 @@ from .common import date_cell
 #: The reader's name on a PDF previewed from the admin.
 SAMPLE_READER = "Sam Sample"
 #: Text inputs as wide as a title can be (Django's default cut "Your Practical Relief Guide").
-WIDE_FIELDS = ("title", "subtitle", "summary", "slug", "author", "template_name")
+WIDE_FIELDS = ("title", "subtitle", "summary", "slug", "author", "template_name", "subject")
 #: The Markdown box's width in characters: the bundled report's longest source line (98) and
 #: a little room, so each line of the source stays one line in the box.
 MARKDOWN_COLUMNS = 100
+
+
+#: The report's switch for its follow-up sequence, in the owner's words.
+FOLLOWUPS_HELP = _(
+    "On: readers who agreed to follow-ups get the active steps, on schedule, and the sign-up "
+    "form's consent names them. Off: no follow-up is sent and the form does not ask for them."
+)
 
 
 class WideFieldsMixin:
@@ -58,11 +65,19 @@ class ReportAdmin(WideFieldsMixin, admin.ModelAdmin):
     list_display = ["title", "edition", "updated"]
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
-    readonly_fields = ["edition", "pdf_preview", "body_preview", "created_at", "updated_at"]
+    readonly_fields = [
+        "edition", "pdf_preview", "body_preview", "followup_links", "created_at", "updated_at",
+    ]  # fmt: skip
     fields = [
         "title", "subtitle", "slug", "author", "edition", "template_name", "pdf_preview",
-        "body", "body_preview", "created_at", "updated_at",
+        "body", "body_preview", "followups_enabled", "followup_links", "created_at", "updated_at",
     ]  # fmt: skip
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "followups_enabled" and formfield is not None:
+            formfield.help_text = FOLLOWUPS_HELP
+        return formfield
 
     def get_fields(
         self, request: HttpRequest, obj: Report | None = None
@@ -79,6 +94,56 @@ class ReportAdmin(WideFieldsMixin, admin.ModelAdmin):
     @admin.display(description=_("preview"))
     def body_preview(self, obj: Report) -> SafeString:
         return markdown_preview(obj.body) if obj.pk else SafeString("")
+
+    @admin.display(description=_("follow-up emails"))
+    def followup_links(self, obj: Report) -> SafeString | str:
+        """The report's steps (position, day, language, subject, on or off), each a link to its
+        page (text, preview, test, on/off), and a link to add one."""
+        if not obj.pk:
+            return str(_("Save the report first, then add its follow-up emails."))
+        steps = obj.followup_steps.order_by("language", "position", "pk")
+        rows = format_html_join(
+            "",
+            '<tr><td>{}</td><td>{}</td><td>{}</td><td><a href="{}">{}</a></td><td>{}</td></tr>',
+            (
+                (
+                    step.position,
+                    step.delay_days,
+                    step.language or _("every language"),
+                    reverse("admin:backpain_report_followupstep_change", args=[step.pk]),
+                    step.subject,
+                    _("active") if step.is_active else _("paused"),
+                )
+                for step in steps
+            ),
+        )
+        table = (
+            format_html(
+                '<table class="backpain-steps"><thead><tr><th scope="col">{}</th>'
+                '<th scope="col">{}</th><th scope="col">{}</th><th scope="col">{}</th>'
+                '<th scope="col">{}</th></tr></thead><tbody>{}</tbody></table>',
+                _("position"),
+                _("delay (days)"),
+                _("language"),
+                _("subject"),
+                _("state"),
+                rows,
+            )
+            if rows
+            else ""
+        )
+        listing = reverse("admin:backpain_report_followupstep_changelist")
+        add = reverse("admin:backpain_report_followupstep_add")
+        return format_html(
+            '{}<p><a href="{}?report__id__exact={}">{}</a> · <a href="{}?report={}">{}</a></p>',
+            table,
+            listing,
+            obj.pk,
+            _("The steps, with what each sent"),
+            add,
+            obj.pk,
+            _("Add a step"),
+        )
 
     @admin.display(description=_("PDF"))
     def pdf_preview(self, obj: Report) -> SafeString:

@@ -66,6 +66,9 @@ class FunnelForm(forms.Form):
         return data
 
 
+#: What the follow-up table's rate is "of" (readers who unsubscribed after a step).
+FOLLOWUP_RATE_LABEL = _("% of sent")
+
 #: The headline figures: (step or rate, label), in the order shown.
 HEADLINE = (
     ("views", _("Page views")),
@@ -211,6 +214,33 @@ def funnel_context(
     }
 
 
+def followup_rows(rows: list[stats.FollowUpFunnelRow]) -> list[dict[str, Any]]:
+    """The follow-up table's rows, each with a header row before a report's first step."""
+    shown: list[dict[str, Any]] = []
+    report = None
+    for row in rows:
+        if row.report != report:
+            report = row.report
+            shown.append({"report": report})
+        label = _("Follow-up %(position)d, day %(days)d: %(subject)s") % {
+            "position": row.position,
+            "days": row.delay_days,
+            "subject": row.subject,
+        }
+        shown.append(
+            {
+                "label": label,
+                "language": row.language,
+                "paused": not row.is_active,
+                "sent": row.sent,
+                "failed": row.failed,
+                "unsubscribed": row.unsubscribed,
+                "rate": _percent(row.unsubscribe_rate),
+            }
+        )
+    return shown
+
+
 @admin.register(PageView)
 class FunnelAdmin(admin.ModelAdmin):
     """The dashboard replaces the list; page-view rows are written by the article page only."""
@@ -236,7 +266,9 @@ class FunnelAdmin(admin.ModelAdmin):
             start, end = form.cleaned_data["start"], form.cleaned_data["end"]
             article = form.cleaned_data["article"]
         pageviews.page_views_flush()  # show the views counted in the cache up to now
-        funnel = stats.funnel(start=start, end=end, article_id=article.pk if article else None)
+        article_id = article.pk if article else None
+        funnel = stats.funnel(start=start, end=end, article_id=article_id)
+        followups = stats.funnel_followups(start=start, end=end, article_id=article_id)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -251,6 +283,8 @@ class FunnelAdmin(admin.ModelAdmin):
             **funnel_context(
                 funnel, link=urlencode({"start": start.isoformat(), "end": end.isoformat()})
             ),
+            "followups": followup_rows(followups),
+            "followup_rate_label": FOLLOWUP_RATE_LABEL,
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name

@@ -55,7 +55,8 @@ REPORT_STATUS_LABELS: dict[str, str | Promise] = {
 }
 CONSENT_FIELDS = (
     "consent_text", "consent_version", "consented_at", "consent_ip", "consent_user_agent",
-    *SOURCE_FIELDS, "created_at", "confirmed_at", "unsubscribed_at", "language",
+    "followups_consented", *SOURCE_FIELDS, "created_at", "confirmed_at", "unsubscribed_at",
+    "language",
 )  # fmt: skip
 SUPPRESSION_FIELDS = ("suppressed_at", "suppressed_reason", "suppression_lifted_at")
 
@@ -93,7 +94,7 @@ class DeliveryInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
     fields = readonly_fields = (
-        "report", "edition", "reason", "status", "attempts", "sent_at", "last_error",
+        "report", "step", "edition", "reason", "status", "attempts", "sent_at", "last_error",
     )  # fmt: skip
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -130,7 +131,8 @@ class SubscriberAdmin(admin.ModelAdmin):
     # The address is read-only: editing it here would leave email_canonical (the identity) stale.
     readonly_fields = [
         "email", "email_canonical", "source_article", "source_url", "consent_text",
-        "consent_version", "consented_at", "consent_ip", "consent_user_agent", "created_at",
+        "consent_version", "consented_at", "consent_ip", "consent_user_agent",
+        "followups_consented", "created_at",
         "confirmed_at", "unsubscribed_at", "delivery_timeline", *SUPPRESSION_FIELDS, "language",
         *SOURCE_FIELDS,
     ]  # fmt: skip

@@ -1,5 +1,6 @@
-"""A subscriber's story, oldest first: sign-up, consent, each delivery's steps, unsubscribe,
-bounces and complaints, suppression."""
+"""A subscriber's story, oldest first: sign-up, consent, each delivery's steps (a follow-up
+named by its step and the subject its reader got), unsubscribe, bounces and complaints,
+suppression."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 
 from django.utils.translation import gettext as _
 
-from ..models import Delivery, MailEvent, Subscriber
+from ..models import Delivery, FollowUpEdition, MailEvent, Subscriber
 
 #: At most this many deliveries are shown (the most recent); the inline lists them all.
 MAX_DELIVERIES = 50
@@ -25,15 +26,55 @@ class TimelineEvent:
     problem: bool = False
 
 
-def _delivery_events(delivery: Delivery) -> list[TimelineEvent]:
-    label = _("%(kind)s #%(id)d (%(reason)s, edition %(edition)d)") % {
-        "kind": delivery.get_kind_display(),
-        "id": delivery.pk,
-        "reason": delivery.get_reason_display(),
+def delivery_label(delivery: Delivery, subjects: dict[tuple[int, int], str] | None = None) -> str:
+    """What the delivery sent: "Report #12 (sign-up, edition 2)", or for a follow-up
+    "Follow-up 2: <the subject its reader got> (edition 1)"; ``subjects`` holds the subjects
+    of earlier editions by ``(step id, edition)``."""
+    step = delivery.step if delivery.kind == Delivery.Kind.FOLLOWUP else None
+    if step is None:
+        return _("%(kind)s #%(id)d (%(reason)s, edition %(edition)d)") % {
+            "kind": delivery.get_kind_display(),
+            "id": delivery.pk,
+            "reason": delivery.get_reason_display(),
+            "edition": delivery.edition,
+        }
+    subject = step.subject
+    if delivery.edition != step.edition:
+        subject = (subjects or {}).get((step.pk, delivery.edition), subject)
+    return _("Follow-up %(position)d: %(subject)s (edition %(edition)d)") % {
+        "position": step.position,
+        "subject": subject,
         "edition": delivery.edition,
     }
+
+
+def earlier_subjects(deliveries: list[Delivery]) -> dict[tuple[int, int], str]:
+    """The subjects of the earlier step editions these follow-ups sent (one query, or none)."""
+    wanted = {
+        (d.step_id, d.edition)
+        for d in deliveries
+        if d.step_id is not None and d.step is not None and d.edition != d.step.edition
+    }
+    if not wanted:
+        return {}
+    rows = FollowUpEdition.objects.filter(
+        step_id__in={step for step, _edition in wanted},
+        edition__in={edition for _step, edition in wanted},
+    ).values_list("step_id", "edition", "subject")
+    return {(step, edition): subject for step, edition, subject in rows}
+
+
+def _delivery_events(delivery: Delivery, label: str) -> list[TimelineEvent]:
     pk = delivery.pk
-    events = [TimelineEvent(delivery.created_at, _("Created"), label, pk)]
+    if delivery.kind == Delivery.Kind.FOLLOWUP:  # its status with it: the step is the story
+        what = _("Follow-up scheduled")
+        label = _("%(label)s, now: %(status)s") % {
+            "label": label,
+            "status": delivery.get_status_display(),
+        }
+    else:
+        what = _("Created")
+    events = [TimelineEvent(delivery.created_at, what, label, pk)]
     if delivery.enqueued_at:
         events.append(TimelineEvent(delivery.enqueued_at, _("Queued for the worker"), "", pk))
     if delivery.publish_failed_at:
@@ -68,7 +109,7 @@ def _delivery_events(delivery: Delivery) -> list[TimelineEvent]:
 
 def timeline_events(subscriber: Subscriber) -> list[TimelineEvent]:
     """Every dated event of ``subscriber``, its latest bounces and complaints and its latest
-    deliveries, oldest first (2 queries)."""
+    deliveries, oldest first (2 queries; a third when a follow-up sent an earlier edition)."""
     events = [TimelineEvent(subscriber.created_at, _("Signed up"), subscriber.source_url)]
     if subscriber.consented_at:
         version = _("consent version %(v)s") % {"v": subscriber.consent_version or "—"}
@@ -98,7 +139,10 @@ def timeline_events(subscriber: Subscriber) -> list[TimelineEvent]:
         events.append(
             TimelineEvent(event.occurred_at, what, event.description, event.delivery_id, problem)
         )
-    latest = subscriber.deliveries.order_by("-created_at", "-pk")[:MAX_DELIVERIES]
+    latest = list(
+        subscriber.deliveries.select_related("step").order_by("-created_at", "-pk")[:MAX_DELIVERIES]
+    )
+    subjects = earlier_subjects(latest)
     for delivery in latest:
-        events.extend(_delivery_events(delivery))
+        events.extend(_delivery_events(delivery, delivery_label(delivery, subjects)))
     return sorted(events, key=lambda event: event.when)

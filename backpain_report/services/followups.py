@@ -240,7 +240,8 @@ def _edition_sent(step: FollowUpStep) -> bool:
 def step_save(step: FollowUpStep) -> FollowUpStep:
     """Save ``step``; when its subject or body changed and the current edition already went
     out, keep that text as a :class:`FollowUpEdition` and make this one the next edition (the
-    record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``."""
+    record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``;
+    resuming clears it."""
     with transaction.atomic():
         if step.pk is None:
             step.save()
@@ -254,5 +255,7 @@ def step_save(step: FollowUpStep) -> FollowUpStep:
             step.edition = old.edition + 1
         if old.is_active and not step.is_active:
             step.paused_at = timezone.now()
+        elif step.is_active and not old.is_active:
+            step.paused_at = None
         step.save()
     return step
