@@ -142,6 +142,8 @@ def rows_publish(
     the sweep) and returns how many rows were published; broker faults are logged, never raised.
     """
     sent: list[int] = []
+    # Only when given: a site's own routing (or a wrapper that names a queue) stays in charge.
+    routing: dict[str, Any] = {"queue": queue} if queue else {}
     try:
         with bounded_connection() as connection:
             for task_name, args, row_ids in messages:
@@ -151,7 +153,7 @@ def rows_publish(
                     connection=connection,
                     retry=False,
                     countdown=countdown,
-                    queue=queue or None,
+                    **routing,
                 )
                 sent.extend(row_ids)
     except Exception as exc:  # noqa: BLE001 - any broker fault leaves the rows for the sweep

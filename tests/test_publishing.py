@@ -165,3 +165,15 @@ def test_a_frozen_amqp_broker_behind_a_pooled_connection_is_a_failed_publish(set
         app.conf.broker_url = old_url
         with app.connection_for_write(require_service("amqp")) as connection:
             connection.default_channel.queue_delete(queue)
+
+
+def test_a_publish_names_no_queue_unless_given(monkeypatch):
+    """Sign-ups and deliveries go where the site's routing sends them (no ``queue`` keyword,
+    which would also clash with a wrapper that names one); webhook events name theirs."""
+    seen: list[dict] = []
+    monkeypatch.setattr(broker.current_app, "send_task", lambda name, **kw: seen.append(kw))
+    publishing._publish([(publishing.SIGNUP_TASK, [1], [])], None, record_sent=False)
+    broker.rows_publish(
+        [("t", [2], [])], None, publishing.Delivery, queue="hooks", record_sent=False
+    )
+    assert "queue" not in seen[0] and seen[1]["queue"] == "hooks"
