@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -126,8 +126,8 @@ def _steps_to_schedule() -> list[int]:
 
 def _readers_due(step: FollowUpStep, lower: datetime.datetime, bound: datetime.datetime):
     """The readers a step is due for whose report was sent in ``[lower, bound)``: subscribed,
-    not suppressed, agreed to follow-ups, not waiting to confirm, writing in the step's
-    language, not yet given the step."""
+    not suppressed, agreed to follow-ups of this report (the one they signed up for), not
+    waiting to confirm, writing in the step's language, not yet given the step."""
     had_it = Delivery.objects.filter(
         subscriber_id=OuterRef("subscriber_id"), step=step, kind=Delivery.Kind.FOLLOWUP
     )
@@ -141,6 +141,13 @@ def _readers_due(step: FollowUpStep, lower: datetime.datetime, bound: datetime.d
             subscriber__unsubscribed_at__isnull=True,
             subscriber__suppressed_at__isnull=True,
             subscriber__followups_consented=True,
+        )
+        # The consent named *this* report's follow-ups: the report of the article the reader
+        # signed up on (a later sign-up for another report keeps that record); a reader with no
+        # source article recorded (deleted since) is taken at their word.
+        .filter(
+            Q(subscriber__source_article__isnull=True)
+            | Q(subscriber__source_article__report_id=step.report_id)
         )
         .exclude(awaiting_confirmation_q("subscriber__"))
         .filter(reader_language_q(step.language, prefix="subscriber__"))

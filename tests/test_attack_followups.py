@@ -1,0 +1,210 @@
+"""Adversarial review of the follow-up sequences (issue 25): consent bypass, sends after
+unsubscribing, doubles, the scheduler's SQL, hostile Markdown in a step and the admin."""
+
+from __future__ import annotations
+
+import datetime
+import html
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from backpain_report.delivery.emails import build_followup_email
+from backpain_report.delivery.sending import Outcome, delivery_send
+from backpain_report.models import Article, Delivery, FollowUpStep, Report, Subscriber
+from backpain_report.services.followups import followups_schedule
+from backpain_report.services.subscribers import subscriber_unsubscribe
+
+DAY = datetime.timedelta(days=1)
+CHANGE = "admin:backpain_report_followupstep_change"
+SEND_TEST = "admin:backpain_report_followupstep_send_test"
+HOSTILE = (
+    "## Hi\n\n<script>alert(1)</script><iframe src=\"https://evil.example/\"></iframe>"
+    "<style>body{display:none}</style>\n\n"
+    "[click](javascript:alert(2)) [data](data:text/html;base64,PHNjcmlwdD4=)\n\n"
+    "![pixel](data:image/png;base64,iVBORw0KGgo=) <img src=x onerror=alert(3)>\n\n"
+    '<a href="https://ok.example/" onclick="alert(4)" style="color:red">ok</a>\n\n'
+    "</textarea>\"'><b>x</b>"
+)
+
+
+@pytest.fixture(autouse=True)
+def no_bundled_steps(report):
+    FollowUpStep.objects.all().delete()
+
+
+@pytest.fixture
+def sequence(report):
+    report.followups_enabled = True
+    report.save()
+    return FollowUpStep.objects.create(
+        report=report, position=1, delay_days=2, subject="How is your back?", body="Text."
+    )
+
+
+def _signup(client, article, **extra):
+    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", **extra}
+    data["article"] = article.slug
+    return client.post(reverse("backpain_report:signup"), data)
+
+
+# --- Consent -------------------------------------------------------------------------------
+
+
+def test_a_forged_claim_in_a_language_without_steps_is_not_recorded(
+    client, article, report, no_broker
+):
+    report.followups_enabled = True
+    report.save()
+    FollowUpStep.objects.create(report=report, language="de", delay_days=2, subject="S", body="B")
+    _signup(client, article, followups="1")  # English: the page offered no follow-ups
+    reader = Subscriber.objects.get(email_canonical="ann@example.com")
+    assert not reader.followups_consented and reader.consent_version == "1"
+
+
+def test_a_followup_consent_for_one_report_does_not_cover_another(
+    clock, sequence, report, make_subscriber
+):
+    """A reader who agreed to report A's follow-ups, then got report B (a sign-up on B's page
+    while B offered none), gets none of B's when B's sequence is turned on later."""
+    other = Report.objects.create(title="Knees", slug="knees", body="Knees.")
+    reader = make_subscriber(followups_consented=True)  # signed up on A's article
+    Delivery.objects.create(
+        subscriber=reader, report=other, edition=1, status="sent", sent_at=timezone.now()
+    )
+    other.followups_enabled = True
+    other.save()
+    FollowUpStep.objects.create(report=other, delay_days=2, subject="Knees day 2", body="B")
+    clock.shift(3 * 86400)
+    assert followups_schedule() == 0
+
+
+def test_a_subscribed_readers_forged_sign_up_under_double_opt_in_grants_nothing(
+    client, settings, article, sequence, make_subscriber, no_broker
+):
+    """Anyone may sign up anyone's address: a confirmed reader who never agreed to follow-ups
+    is not given them by a sign-up nobody confirmed."""
+    settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
+    make_subscriber(email="ann@example.com", confirmed_at=timezone.now() - DAY)
+    _signup(client, article, followups="1")
+    assert not Subscriber.objects.get(email_canonical="ann@example.com").followups_consented
+
+
+# --- Unsubscribing and the scheduler -------------------------------------------------------
+
+
+def test_a_followup_made_for_a_reader_who_just_unsubscribed_is_not_sent(
+    clock, sequence, report, make_subscriber, scripted_mail
+):
+    """The scheduler read the reader as subscribed, the reader unsubscribed (nothing pending to
+    cancel yet), then the scheduler's row was committed: the worker does not send it."""
+    reader = make_subscriber(followups_consented=True)
+    Delivery.objects.create(
+        subscriber=reader, report=report, edition=1, status="sent", sent_at=timezone.now()
+    )
+    clock.shift(3 * 86400)
+    subscriber_unsubscribe(subscriber_id=reader.pk)
+    late = Delivery.objects.create(
+        subscriber=reader, report=report, edition=1, step=sequence, kind="followup"
+    )
+    assert delivery_send(delivery_id=late.pk).outcome is Outcome.SKIPPED
+    late.refresh_from_db()
+    assert late.status == "cancelled" and not mail.outbox
+    assert followups_schedule() == 0  # nor is one made again
+
+
+def test_the_schedulers_sql_reads_only_the_window(clock, sequence, report, make_subscriber):
+    reader = make_subscriber(followups_consented=True)
+    Delivery.objects.create(
+        subscriber=reader, report=report, edition=1, status="sent", sent_at=timezone.now()
+    )
+    clock.shift(3 * 86400)
+    with CaptureQueriesContext(connection) as captured:
+        assert followups_schedule() == 1
+    reads = [q["sql"] for q in captured if "DISTINCT" in q["sql"]]
+    assert len(reads) == 1
+    [sql] = reads
+    # Bounded on both sides by the report deliveries' sending time; the subscriber is joined
+    # by key, never scanned for a language or consent on its own.
+    assert '"sent_at" >= ' in sql and '"sent_at" < ' in sql
+    assert sql.count("SELECT") == 2  # the query and the NOT EXISTS probe, nothing else
+
+
+# --- Hostile Markdown ----------------------------------------------------------------------
+
+
+def _check_clean(markup: str) -> None:
+    lowered = markup.lower()
+    for bad in ("<script", "<iframe", "<style", "javascript:", "data:", "onerror", "onclick"):
+        assert bad not in lowered, bad
+
+
+def test_hostile_markdown_in_a_step_is_cleaned_in_the_email(sequence, report, make_subscriber):
+    sequence.body = HOSTILE
+    sequence.save()
+    reader = make_subscriber(followups_consented=True)
+    delivery = Delivery.objects.create(
+        subscriber=reader, report=report, edition=1, step=sequence, kind="followup"
+    )
+    with translation.override("en"):
+        message = build_followup_email(delivery=delivery, message_id="<1.a@example.com>")
+    body_html = next(body for body, mime in message.alternatives if mime == "text/html")
+    _check_clean(body_html.split("</style>", 1)[-1])  # the template's own CSS comes first
+    assert 'href="https://ok.example/"' in body_html
+
+
+def test_hostile_markdown_in_the_admin_preview_stays_in_its_sandbox(admin_client, sequence):
+    sequence.subject = '"><script>alert(5)</script>'
+    sequence.body = HOSTILE
+    sequence.save()
+    page = admin_client.get(reverse(CHANGE, args=[sequence.pk])).content.decode()
+    assert "<script>alert" not in page  # neither subject nor body breaks out
+    assert page.count('sandbox=""') == 1
+    srcdoc = html.unescape(page.split('srcdoc="', 1)[1].split('"', 1)[0])
+    _check_clean(srcdoc.split("</style>", 1)[-1])
+
+
+# --- The admin -----------------------------------------------------------------------------
+
+
+def _staff(client, *codenames, email="editor@example.com") -> User:
+    user = User.objects.create_user("staff", email=email, password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return user
+
+
+def test_a_test_to_me_goes_only_to_the_staff_address_whatever_is_posted(client, sequence):
+    _staff(client, "view_followupstep", "change_followupstep")
+    client.post(reverse(SEND_TEST, args=[sequence.pk]), {"to": "victim@example.com"})
+    [message] = mail.outbox
+    assert message.to == ["editor@example.com"] and not message.cc and not message.bcc
+
+
+def test_an_address_with_a_header_injected_sends_nothing(client, sequence):
+    _staff(client, "view_followupstep", "change_followupstep", email="a@example.com\nBcc: v@x.y")
+    response = client.post(reverse(SEND_TEST, args=[sequence.pk]), follow=True)
+    assert not mail.outbox
+    assert response.status_code == 200
+
+
+def test_view_only_staff_cannot_send_a_test(client, sequence):
+    _staff(client, "view_followupstep")
+    assert client.post(reverse(SEND_TEST, args=[sequence.pk])).status_code == 403
+    assert not mail.outbox
+
+
+def test_a_step_cannot_be_deleted_once_it_has_deliveries(sequence, report, make_subscriber):
+    from django.db.models import ProtectedError
+
+    Delivery.objects.create(
+        subscriber=make_subscriber(), report=report, edition=1, step=sequence, kind="followup"
+    )
+    with pytest.raises(ProtectedError):
+        sequence.delete()
+    assert Article.objects.exists()
