@@ -24,7 +24,7 @@ DAY = datetime.timedelta(days=1)
 CHANGE = "admin:backpain_report_followupstep_change"
 SEND_TEST = "admin:backpain_report_followupstep_send_test"
 HOSTILE = (
-    "## Hi\n\n<script>alert(1)</script><iframe src=\"https://evil.example/\"></iframe>"
+    '## Hi\n\n<script>alert(1)</script><iframe src="https://evil.example/"></iframe>'
     "<style>body{display:none}</style>\n\n"
     "[click](javascript:alert(2)) [data](data:text/html;base64,PHNjcmlwdD4=)\n\n"
     "![pixel](data:image/png;base64,iVBORw0KGgo=) <img src=x onerror=alert(3)>\n\n"
