@@ -208,3 +208,122 @@ def test_a_step_cannot_be_deleted_once_it_has_deliveries(sequence, report, make_
     with pytest.raises(ProtectedError):
         sequence.delete()
     assert Article.objects.exists()
+
+
+def test_a_hostile_subject_is_escaped_on_every_admin_page(
+    admin_client, sequence, report, make_subscriber
+):
+    sequence.subject = "<script>alert(7)</script>"
+    sequence.save()
+    reader = make_subscriber(followups_consented=True)
+    Delivery.objects.create(
+        subscriber=reader,
+        report=report,
+        edition=1,
+        step=sequence,
+        kind="followup",
+        status="sent",
+        sent_at=timezone.now(),
+    )
+    pages = [
+        reverse("admin:backpain_report_followupstep_changelist"),
+        reverse(CHANGE, args=[sequence.pk]),
+        reverse("admin:backpain_report_report_change", args=[report.pk]),
+        reverse("admin:backpain_report_subscriber_change", args=[reader.pk]),
+        reverse("admin:backpain_report_delivery_changelist"),
+        reverse("admin:backpain_report_pageview_changelist"),
+    ]
+    for url in pages:
+        response = admin_client.get(url)
+        assert response.status_code == 200, url
+        assert "<script>alert(7)" not in response.content.decode(), url
+
+
+# --- Time ----------------------------------------------------------------------------------
+
+
+def test_a_local_midnight_the_clocks_skip_neither_loses_nor_doubles_a_reader(
+    clock, settings, sequence, report, make_subscriber
+):
+    """America/Santiago springs forward at midnight (00:00 does not exist on that day): the
+    scheduler's day boundaries still put each reader in exactly one window."""
+    from zoneinfo import ZoneInfo
+
+    settings.TIME_ZONE = "America/Santiago"
+    zone = ZoneInfo("America/Santiago")
+    year = timezone.now().year + 1
+    # The first Sunday of September: the clocks go from 00:00 to 01:00 (since 2019).
+    day = datetime.date(year, 9, 1)
+    day += datetime.timedelta(days=(6 - day.weekday()) % 7)
+    assert (
+        datetime.datetime.combine(day, datetime.time(1, 30), tzinfo=zone).utcoffset()
+        != datetime.datetime.combine(day - DAY, datetime.time(12), tzinfo=zone).utcoffset()
+    )
+    readers = []
+    for sent_local in (
+        datetime.datetime.combine(day - DAY, datetime.time(23, 59), tzinfo=zone),
+        datetime.datetime.combine(day, datetime.time(1, 0), tzinfo=zone),  # the day's start
+        datetime.datetime.combine(day, datetime.time(23, 0), tzinfo=zone),
+    ):
+        reader = make_subscriber(followups_consented=True)
+        Delivery.objects.create(
+            subscriber=reader,
+            report=report,
+            edition=1,
+            status="sent",
+            sent_at=sent_local.astimezone(datetime.timezone.utc),
+        )
+        readers.append(reader)
+    FollowUpStep.objects.filter(pk=sequence.pk).update(
+        created_at=datetime.datetime.combine(day - 3 * DAY, datetime.time(12), tzinfo=zone)
+    )
+    made = []
+    moment = datetime.datetime.combine(day - DAY, datetime.time(12), tzinfo=zone)
+    while moment < datetime.datetime.combine(day + 4 * DAY, datetime.time(12), tzinfo=zone):
+        clock.move_to(moment)
+        followups_schedule()
+        made.append(
+            set(Delivery.objects.filter(kind="followup").values_list("subscriber_id", flat=True))
+        )
+        moment += datetime.timedelta(hours=1)
+    assert made[-1] == {reader.pk for reader in readers}
+    assert Delivery.objects.filter(kind="followup").count() == 3
+
+
+# --- Editions ------------------------------------------------------------------------------
+
+
+def test_an_edit_racing_a_worker_keeps_the_record_true(
+    monkeypatch, sequence, report, make_subscriber
+):
+    """The editor's save checks whether the edition went out; a worker claims a queued row of it
+    and reads its text right then, before the save commits: what that reader got is still what
+    the record's edition says."""
+    from backpain_report.delivery.emails import followup_text
+    from backpain_report.delivery.sending import delivery_claim
+    from backpain_report.services import followups
+
+    queued = Delivery.objects.create(
+        subscriber=make_subscriber(followups_consented=True),
+        report=report,
+        edition=1,
+        step=sequence,
+        kind="followup",
+    )
+    check = followups._edition_sent
+    claimed = {}
+
+    def check_then_claim(step):
+        went_out = check(step)
+        claimed["delivery"] = delivery_claim(delivery_id=queued.pk)  # the worker, meanwhile
+        return went_out
+
+    monkeypatch.setattr(followups, "_edition_sent", check_then_claim)
+    sequence.body = "Corrected text."
+    followups.step_save(sequence)
+    delivery = claimed["delivery"]
+    with translation.override("en"):
+        sent = build_followup_email(delivery=delivery, message_id="<2.a@example.com>")
+    sequence.refresh_from_db()
+    recorded_subject, recorded_body = followup_text(sequence, delivery.edition)
+    assert recorded_body in sent.body  # the text the record names is the text sent

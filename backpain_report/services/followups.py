@@ -235,19 +235,23 @@ def followups_schedule(now: datetime.datetime | None = None) -> int:
 
 
 def _edition_sent(step: FollowUpStep) -> bool:
-    """Whether the step's current edition went (or is going) out to a reader."""
+    """Whether the step's current edition went, is going or is queued to go out to a reader.
+
+    A queued row counts: a worker may claim it and read the text while the edit is being
+    saved, so the text of an edition stays fixed once a delivery is made for it (the scheduler
+    makes them under the step's lock, which the edit holds)."""
     return Delivery.objects.filter(
         step=step,
         kind=Delivery.Kind.FOLLOWUP,
         edition=step.edition,
-        status__in=[Delivery.Status.SENT, Delivery.Status.SENDING],
+        status__in=[Delivery.Status.SENT, Delivery.Status.SENDING, Delivery.Status.PENDING],
     ).exists()
 
 
 def step_save(step: FollowUpStep) -> FollowUpStep:
     """Save ``step``; when its subject or body changed and the current edition already went
-    out, keep that text as a :class:`FollowUpEdition` and make this one the next edition (the
-    record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``;
+    out (or is queued), keep that text as a :class:`FollowUpEdition` and make this one the next
+    edition (the record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``;
     resuming clears it."""
     with transaction.atomic():
         if step.pk is None:
