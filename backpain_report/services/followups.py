@@ -251,8 +251,8 @@ def _edition_sent(step: FollowUpStep) -> bool:
 def step_save(step: FollowUpStep) -> FollowUpStep:
     """Save ``step``; when its subject or body changed and the current edition already went
     out (or is queued), keep that text as a :class:`FollowUpEdition` and make this one the next
-    edition (the record says what each reader got). Pausing (``is_active`` off) stamps ``paused_at``;
-    resuming clears it."""
+    edition (the record says what each reader got). Pausing (``is_active`` off) stamps
+    ``paused_at``; resuming clears it."""
     with transaction.atomic():
         if step.pk is None:
             step.save()
