@@ -326,4 +326,5 @@ def test_an_edit_racing_a_worker_keeps_the_record_true(
         sent = build_followup_email(delivery=delivery, message_id="<2.a@example.com>")
     sequence.refresh_from_db()
     recorded = followup_text(sequence, delivery.edition)
-    assert recorded[1] in sent.body and sent.subject == recorded[0]  # the text the record names is the text sent
+    # The text the record names is the text sent.
+    assert recorded[1] in sent.body and sent.subject == recorded[0]
