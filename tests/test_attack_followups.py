@@ -328,3 +328,28 @@ def test_an_edit_racing_a_worker_keeps_the_record_true(
     recorded = followup_text(sequence, delivery.edition)
     # The text the record names is the text sent.
     assert recorded[1] in sent.body and sent.subject == recorded[0]
+
+
+# --- The development clock -----------------------------------------------------------------
+
+
+def test_a_followup_made_as_of_a_later_moment_is_swept_if_its_publish_is_lost(
+    sequence, report, make_subscriber, settings, no_broker, clock
+):
+    """``--as-of`` runs the scheduler as of a later moment; the rows it makes are stamped with
+    the real time, so a publish lost to the broker is re-published by the next sweeps, not
+    only weeks later."""
+    from backpain_report.delivery.sweep import deliveries_sweep
+
+    settings.DEBUG = True
+    reader = make_subscriber(followups_consented=True)
+    Delivery.objects.create(
+        subscriber=reader, report=report, edition=1, status="sent", sent_at=timezone.now()
+    )
+    assert followups_schedule(timezone.now() + 3 * DAY) == 1  # its publish: lost
+    [followup] = Delivery.objects.filter(kind="followup")
+    assert followup.enqueued_at <= timezone.now()
+    no_broker.clear()
+    clock.shift(3600)
+    deliveries_sweep()
+    assert followup.pk in no_broker

@@ -177,7 +177,7 @@ def step_schedule(step_id: int, *, now: datetime.datetime) -> int:
         created = 0
         if lower < bound:
             readers = list(_readers_due(step, lower, bound))
-            created = _followups_create(step, readers, now=now)
+            created = _followups_create(step, readers)
         # Never past the real time: ``now`` may be later (the development clock), and reports
         # sent from here on are still to be considered.
         through = min(bound, timezone.now())
@@ -188,9 +188,13 @@ def step_schedule(step_id: int, *, now: datetime.datetime) -> int:
     return created
 
 
-def _followups_create(step: FollowUpStep, readers: list[int], *, now: datetime.datetime) -> int:
+def _followups_create(step: FollowUpStep, readers: list[int]) -> int:
     """Insert one pending follow-up delivery per reader (a reader who has one already, made by
-    another scheduler, is skipped by the unique constraint) and publish them after commit."""
+    another scheduler, is skipped by the unique constraint) and publish them after commit.
+
+    They are stamped with the real time, not the scheduler's ``now`` (the development clock may
+    be later): a publish lost to the broker is then re-published by the next sweeps."""
+    stamp = timezone.now()
     created = 0
     for start in range(0, len(readers), INSERT_BATCH):
         batch = readers[start : start + INSERT_BATCH]
@@ -203,7 +207,7 @@ def _followups_create(step: FollowUpStep, readers: list[int], *, now: datetime.d
                     edition=step.edition,
                     kind=Delivery.Kind.FOLLOWUP,
                     reason=Delivery.Reason.SIGNUP,
-                    enqueued_at=now,  # published after the commit (a lost one: the sweep)
+                    enqueued_at=stamp,  # published after the commit (a lost one: the sweep)
                 )
                 for subscriber_id in batch
             ],
@@ -215,7 +219,7 @@ def _followups_create(step: FollowUpStep, readers: list[int], *, now: datetime.d
                 step=step,
                 kind=Delivery.Kind.FOLLOWUP,
                 subscriber_id__in=batch,
-                enqueued_at=now,
+                enqueued_at=stamp,
                 status=Delivery.Status.PENDING,
             ).values_list("pk", flat=True)
         )
