@@ -65,7 +65,10 @@ def tls_files_make(directory: Path, *, days: int = 2) -> TlsFiles:
     """Make a CA and a server certificate for the loopback names in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.timezone.utc)
-    valid_from, valid_to = now - datetime.timedelta(hours=1), now + datetime.timedelta(days=days)
+    # Valid from well before now: OpenSSL checks by the real clock, and a test run with its
+    # clock moved ahead (--clock-shift-days, up to a few years) makes "now" here the future.
+    valid_from = now - datetime.timedelta(days=5 * 365)
+    valid_to = now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("backpain tests throw-away CA")
     ca_cert = (

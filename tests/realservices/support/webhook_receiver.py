@@ -272,7 +272,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--tls-cert", type=Path, help="PEM certificate (chain): serve HTTPS")
     parser.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    parser.add_argument(
+        "--clock",
+        type=float,
+        help="the test's now (epoch seconds): the receiver's clock starts there and ticks, so "
+        "a test run with its clock moved (--clock-shift-days) checks timestamps by its clock",
+    )
     args = parser.parse_args(argv)
+    if args.clock is not None and abs(args.clock - time.time()) > 60:
+        import time_machine
+
+        time_machine.travel(args.clock, tick=True).start()
     if (args.tls_cert is None) != (args.tls_key is None):
         parser.error("--tls-cert and --tls-key go together")
     tls = None

@@ -79,6 +79,7 @@ class Receiver:
         argv = [sys.executable, "-m", SERVER_MODULE, f"--secret={self.secret}"]
         # "=" form: a token may begin with "-", which argparse would take for an option
         argv += [f"--record={self.record_path}", f"--control-token={self.token}"]
+        argv += [f"--clock={time.time()}"]  # this process's clock, moved or not
         if self.tls is not None:
             argv += [f"--tls-cert={self.tls.cert}", f"--tls-key={self.tls.key}"]
         path = [str(ROOT), os.environ.get("PYTHONPATH", "")]
