@@ -12,11 +12,14 @@ is the measuring subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
@@ -32,6 +35,13 @@ INFORMATIONAL = {"dashboard (all articles, 90 days)"}
 DEFAULT_N = 50_000
 REPEAT = 3
 STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
+#: The follow-up scheduler's pass over the populated list: the share of the sent reports whose
+#: step falls due in that pass, and its budget: a fixed part plus a part per due row (generous:
+#: the tier runs on busy CI machines). A second pass (nothing new due) must take a fraction.
+FOLLOWUP_DUE_SHARE = 0.10
+FOLLOWUP_BUDGET_BASE = 3.0
+FOLLOWUP_BUDGET_PER_ROW = 0.0005
+FOLLOWUP_SECOND_SHARE = 0.25
 
 
 def scale_n() -> int:
@@ -142,12 +152,23 @@ def measure() -> None:
         )
 
 
-def test_admin_pages_answer_within_a_second_at_scale(postgres_url, tmp_path, artefacts_dir):
+@dataclasses.dataclass
+class Populated:
+    """The module's populated database: the site's environment on it and what it took."""
+
+    env: dict[str, str]
+    n: int
+
+
+@pytest.fixture(scope="module")
+def populated(postgres_url, tmp_path_factory) -> Iterator[Populated]:
+    """A private database, migrated and populated once for the module's measurements (the
+    admin's first: the follow-up measurement changes rows)."""
     n = scale_n()
     database = Database(postgres_url)
     database.create()
     try:
-        env = site_env(database_url=database.url, var_dir=tmp_path / "var")
+        env = site_env(database_url=database.url, var_dir=tmp_path_factory.mktemp("scale-var"))
         started = time.monotonic()
         manage(env, "migrate", "--noinput", timeout=300)
         migrated = time.monotonic() - started
@@ -165,10 +186,15 @@ def test_admin_pages_answer_within_a_second_at_scale(postgres_url, tmp_path, art
         populated = time.monotonic() - started
         print(f"\nmigrate {migrated:.1f} s; backpain_populate --subscribers {n:,}: "
               f"{populated:.1f} s\n{populate_out}")  # fmt: skip
-        out = site_run(env, "-m", "tests.realservices.test_scale", timeout=3600)
-        results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        yield Populated(env, n)
     finally:
         database.drop()
+
+
+def test_admin_pages_answer_within_a_second_at_scale(populated, artefacts_dir):
+    n = populated.n
+    out = site_run(populated.env, "-m", "tests.realservices.test_scale", timeout=3600)
+    results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     out_dir = artefacts_dir / "scale"
     out_dir.mkdir(exist_ok=True)
     (out_dir / f"timings-{n}.json").write_text(json.dumps(results, indent=2))
@@ -190,5 +216,95 @@ def test_admin_pages_answer_within_a_second_at_scale(postgres_url, tmp_path, art
     assert max(r["queries"] for r in results) <= 15
 
 
+def followups_measure() -> None:
+    """In the site's process: time one follow-up scheduling pass over the populated list, with
+    a step per report whose due window covers :data:`FOLLOWUP_DUE_SHARE` of the sent reports,
+    then a second pass (nothing new due). Prints one JSON line."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    from backpain_report.models import Delivery, FollowUpStep, Report, Subscriber
+    from backpain_report.services.followups import OVERLAP, due_bound, followups_schedule
+
+    started = time.perf_counter()
+    Subscriber.objects.update(followups_consented=True)  # populate records no such consent
+    FollowUpStep.objects.update(is_active=False)  # only the measured steps count
+    consent_seconds = time.perf_counter() - started
+    sent = Delivery.objects.filter(kind=Delivery.Kind.REPORT, status=Delivery.Status.SENT)
+    total = sent.count()
+    # The sent_at above which FOLLOWUP_DUE_SHARE of the sent reports lie: the step's cursor.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT sent_at FROM backpain_report_delivery WHERE kind = 'report' AND "
+            "status = 'sent' ORDER BY sent_at DESC OFFSET %s LIMIT 1",
+            [int(total * FOLLOWUP_DUE_SHARE)],
+        )
+        cutoff = cursor.fetchone()[0]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    delay = 1
+    due = sent.filter(sent_at__gte=cutoff, sent_at__lt=due_bound(now, delay)).count()
+    report_ids = list(sent.order_by().values_list("report_id", flat=True).distinct())
+    Report.objects.filter(pk__in=report_ids).update(followups_enabled=True)
+    for report_id in report_ids:
+        FollowUpStep.objects.create(
+            report_id=report_id,
+            position=99,
+            delay_days=delay,
+            subject="Scale: one day on",
+            body="How is your back?",
+            scheduled_through=cutoff + OVERLAP,  # the scheduler looks from ``cutoff`` on
+        )
+    # A sequence switched on again after a long pause: everything due within 60 days goes.
+    max_age = int(datetime.timedelta(days=60).total_seconds())
+    with override_settings(
+        BACKPAIN_REPORT={**settings.BACKPAIN_REPORT, "FOLLOWUP_RESUME_MAX_AGE": max_age}
+    ):
+        started = time.perf_counter()
+        created = followups_schedule(now)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        again = followups_schedule(now)
+        second = time.perf_counter() - started
+    result = {
+        "sent_reports": total,
+        "due": due,
+        "created": created,
+        "created_again": again,
+        "first": round(first, 3),
+        "second": round(second, 3),
+        "consent_update": round(consent_seconds, 3),
+    }
+    print(json.dumps(result), flush=True)
+
+
+def test_followup_scheduling_cost_grows_with_the_due_rows(populated, artefacts_dir):
+    """The scheduler at scale (issue 25): one pass with ~10 % of the sent reports due, timed,
+    then a second with nothing new due, on the populated PostgreSQL database."""
+    n = populated.n
+    args = ("-m", "tests.realservices.test_scale", "followups")
+    out = site_run(populated.env, *args, timeout=3600)
+    [result] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    result["subscribers"] = n
+    out_dir = artefacts_dir / "scale"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"followups-{n}.json").write_text(json.dumps(result, indent=2))
+    print(
+        f"\nfollow-ups at {n:,} subscribers ({result['sent_reports']:,} reports sent): "
+        f"{result['due']:,} due -> {result['created']:,} scheduled in {result['first']:.2f} s; "
+        f"second pass {result['second']:.3f} s ({result['created_again']} scheduled)"
+    )
+    assert result["due"] >= FOLLOWUP_DUE_SHARE / 2 * result["sent_reports"], result
+    # Readers who unsubscribed or never confirmed are left out; most are due.
+    assert result["due"] // 2 <= result["created"] <= result["due"], result
+    budget = FOLLOWUP_BUDGET_BASE + FOLLOWUP_BUDGET_PER_ROW * result["due"]
+    assert result["first"] < budget, f"first pass over {budget:.1f} s: {result}"
+    assert result["created_again"] == 0, result
+    assert result["second"] < max(FOLLOWUP_SECOND_SHARE * result["first"], 0.5), result
+
+
 if __name__ == "__main__":
-    measure()
+    followups_measure() if sys.argv[1:] == ["followups"] else measure()

@@ -141,6 +141,9 @@ class FaultSite:
         # every process's environment; it puts them back (None, {}) when it is done.
         self.broker_url: str | None = None
         self.extra_env: dict[str, str] = {}
+        # One key for every process, as a real site has: a link the worker signs (unsubscribe,
+        # download) must open at the web process.
+        self.secret_key = "faults-" + secrets.token_urlsafe(32)
 
     # Session -----------------------------------------------------------------------------------
 
@@ -177,6 +180,7 @@ class FaultSite:
             var_dir=self.work_dir / "var",
         )
         env[QUEUE_VAR] = QUEUE
+        env["DJANGO_SECRET_KEY"] = self.secret_key
         env.update(TIMINGS)
         env.update(self.extra_env)
         env.update({key: str(value) for key, value in timings.items()})
