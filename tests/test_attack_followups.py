@@ -252,9 +252,13 @@ def test_a_local_midnight_the_clocks_skip_neither_loses_nor_doubles_a_reader(
     settings.TIME_ZONE = "America/Santiago"
     zone = ZoneInfo("America/Santiago")
     year = timezone.now().year + 1
-    # The first Sunday of September: the clocks go from 00:00 to 01:00 (since 2019).
-    day = datetime.date(year, 9, 1)
-    day += datetime.timedelta(days=(6 - day.weekday()) % 7)
+    # The day the clocks go from 00:00 to 01:00 (early September; the rule has moved over the
+    # years, so find it): the first whose noon has another offset than the day before's.
+    day = datetime.date(year, 8, 1)
+    while datetime.datetime.combine(day, datetime.time(12), tzinfo=zone).utcoffset() == (
+        datetime.datetime.combine(day - DAY, datetime.time(12), tzinfo=zone).utcoffset()
+    ):
+        day += DAY
     assert (
         datetime.datetime.combine(day, datetime.time(1, 30), tzinfo=zone).utcoffset()
         != datetime.datetime.combine(day - DAY, datetime.time(12), tzinfo=zone).utcoffset()
