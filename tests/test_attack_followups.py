@@ -132,7 +132,8 @@ def test_the_schedulers_sql_reads_only_the_window(clock, sequence, report, make_
     # Bounded on both sides by the report deliveries' sending time; the subscriber is joined
     # by key, never scanned for a language or consent on its own.
     assert '"sent_at" >= ' in sql and '"sent_at" < ' in sql
-    assert sql.count("SELECT") == 2  # the query and the NOT EXISTS probe, nothing else
+    # One statement: the INSERT's SELECT over the query and its NOT EXISTS probe, nothing else.
+    assert sql.startswith("INSERT INTO") and sql.count("SELECT") == 3
 
 
 # --- Hostile Markdown ----------------------------------------------------------------------

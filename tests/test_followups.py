@@ -474,6 +474,93 @@ def test_the_schedulers_cost_grows_with_the_readers_due_not_the_list(
     assert queries[10] == queries[1000]
 
 
+def test_every_due_reader_is_made_in_one_statement_whatever_their_number(
+    clock, sequence, report, make_subscriber
+):
+    """10 due readers or 1,500 (more than a batch of the portable way): the same queries, the
+    rows made in the database by one ``INSERT ... SELECT``, nothing sent over per reader."""
+    clock.move_to(timezone.localtime().replace(hour=12, minute=0, second=0, microsecond=0))
+    queries = {}
+    for due in (10, 1500):
+        FollowUpStep.objects.filter(pk=sequence.pk).update(
+            scheduled_through=timezone.now() - 3 * DAY
+        )
+        _old_and_due(report, make_subscriber, 0, due, None, timezone.now() - 2 * DAY)
+        with CaptureQueriesContext(connection) as captured:
+            assert followups_schedule() == due
+        queries[due] = [q["sql"].split()[0] for q in captured]
+        Delivery.objects.all().delete()
+        clock.shift(86400)
+    assert queries[10] == queries[1500]
+    assert queries[10].count("INSERT") == 1
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["insert-select", "portable"])
+def test_a_scheduled_row_is_the_row_the_orm_would_make(
+    clock, sequence, report, make_subscriber, make_delivery, monkeypatch, portable
+):
+    """Each column the one-statement insert writes (defaults, ``auto_now`` stamps, the
+    edition) is what ``Delivery.objects.create`` writes; the portable way (databases without
+    ``INSERT ... SELECT ... RETURNING``) makes the same rows."""
+    if portable:
+        monkeypatch.setattr(followups, "INSERT_SELECT_VENDORS", frozenset())
+    readers = [_reader(make_subscriber) for _ in range(3)]
+    for reader in readers:
+        _sent_report(make_delivery, reader, timezone.now())
+    sequence.edition = 4
+    sequence.save()
+    clock.shift(3 * 86400)
+    before = timezone.now()
+    # One reader's row is already there (another host made it): not counted, not changed.
+    made_elsewhere = Delivery.objects.create(
+        subscriber=readers[0], report=report, edition=4, step=sequence, kind="followup"
+    )
+    assert followups_schedule() == 2
+    expected = Delivery(
+        subscriber=readers[1], report=report, edition=4, step=sequence, kind="followup"
+    )
+    skip = {"id", "subscriber", "enqueued_at", "created_at", "updated_at"}
+    fields = [f.name for f in Delivery._meta.concrete_fields if f.name not in skip]
+    for reader in readers[1:]:
+        row = _followups().get(subscriber=reader)
+        assert {f: getattr(row, f) for f in fields} == {f: getattr(expected, f) for f in fields}
+        assert before <= row.created_at == row.updated_at <= timezone.now()
+        assert row.enqueued_at is not None  # published after the commit; a lost one: the sweep
+    assert _followups().get(subscriber=readers[0]) == made_elsewhere
+    assert _followups().count() == 3
+
+
+def test_a_scheduled_publish_records_only_failures(
+    clock, sequence, make_subscriber, make_delivery, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The rows are stamped ``enqueued_at`` as they are made: a publish that works writes
+    nothing more; one the broker refused is marked for the sweep."""
+    from backpain_report import broker
+
+    for _ in range(2):
+        _sent_report(make_delivery, _reader(make_subscriber), timezone.now())
+    clock.shift(3 * 86400)
+    sent: list = []
+    monkeypatch.setattr(broker.current_app, "send_task", lambda name, **kw: sent.append(name))
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert followups_schedule() == 2
+    with CaptureQueriesContext(connection) as captured:
+        for callback in callbacks:
+            callback()
+    assert sent and not [q for q in captured if q["sql"].startswith("UPDATE")]
+    assert not _followups().filter(publish_failed_at__isnull=False).exists()
+
+    def refused(name, **kw):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(broker.current_app, "send_task", refused)
+    _followups().delete()
+    FollowUpStep.objects.filter(pk=sequence.pk).update(scheduled_through=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert followups_schedule() == 2
+    assert _followups().filter(publish_failed_at__isnull=False).count() == 2
+
+
 # --- Editions --------------------------------------------------------------------------------
 
 

@@ -45,17 +45,19 @@ def publish_deliveries(delivery_ids: Iterable[int], *, countdown: float | None =
     return _publish([(DELIVER_TASK, [pk], [pk]) for pk in delivery_ids], countdown)
 
 
-def publish_batches(delivery_ids: Iterable[int]) -> int:
+def publish_batches(delivery_ids: Iterable[int], *, record_sent: bool = True) -> int:
     """Publish deliveries in batch messages of ``BATCH_SIZE`` (one SMTP connection each).
 
     A single delivery goes as an ordinary ``deliver_report`` message. Returns how many were
-    published; failures are recorded as in :func:`publish_deliveries`.
+    published; failures are recorded as in :func:`publish_deliveries`. ``record_sent=False``:
+    the rows were stamped ``enqueued_at`` when written, so only failures cost an UPDATE.
     """
     ids = list(delivery_ids)
     if len(ids) == 1:
-        return publish_deliveries(ids)
+        return _publish([(DELIVER_TASK, ids, ids)], None, record_sent=record_sent)
     batches = [ids[i : i + BATCH_SIZE] for i in range(0, len(ids), BATCH_SIZE)]
-    return _publish([(DELIVER_BATCH_TASK, [batch], batch) for batch in batches], None)
+    messages: list[Message] = [(DELIVER_BATCH_TASK, [batch], batch) for batch in batches]
+    return _publish(messages, None, record_sent=record_sent)
 
 
 def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> bool:
@@ -63,11 +65,12 @@ def publish_delivery(delivery_id: int, *, countdown: float | None = None) -> boo
     return publish_deliveries([delivery_id], countdown=countdown) == 1
 
 
-def publish_on_commit(*delivery_ids: int) -> None:
-    """Publish once the current transaction commits (nothing at all if it rolls back)."""
+def publish_on_commit(*delivery_ids: int, record_sent: bool = True) -> None:
+    """Publish once the current transaction commits (nothing at all if it rolls back);
+    ``record_sent`` as in :func:`publish_batches`."""
     ids = list(delivery_ids)
     if ids:
-        transaction.on_commit(lambda: publish_batches(ids), robust=True)
+        transaction.on_commit(lambda: publish_batches(ids, record_sent=record_sent), robust=True)
 
 
 def publish_signups(signup_ids: Iterable[int]) -> int:

@@ -28,8 +28,8 @@ import logging
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -41,7 +41,8 @@ from ..selectors import reader_language_q
 logger = logging.getLogger(__name__)
 
 SCHEDULE_TASK = "backpain_report.schedule_followups"
-#: Rows per INSERT when the scheduler creates follow-up deliveries.
+#: Rows per INSERT where the database has no ``INSERT ... SELECT ... RETURNING`` (see
+#: :data:`INSERT_SELECT_VENDORS`).
 INSERT_BATCH = 1000
 #: How far before the step's cursor each pass looks again (a report whose ``sent_at`` was
 #: recorded late); harmless, as a reader gets each step once.
@@ -176,8 +177,7 @@ def step_schedule(step_id: int, *, now: datetime.datetime) -> int:
         lower = max(start - OVERLAP, _oldest_sent(now, step.delay_days))
         created = 0
         if lower < bound:
-            readers = list(_readers_due(step, lower, bound))
-            created = _followups_create(step, readers)
+            created = _followups_create(step, _readers_due(step, lower, bound))
         # Never past the real time: ``now`` may be later (the development clock), and reports
         # sent from here on are still to be considered.
         through = min(bound, timezone.now())
@@ -188,44 +188,93 @@ def step_schedule(step_id: int, *, now: datetime.datetime) -> int:
     return created
 
 
-def _followups_create(step: FollowUpStep, readers: list[int]) -> int:
-    """Insert one pending follow-up delivery per reader (a reader who has one already, made by
-    another scheduler, is skipped by the unique constraint) and publish them after commit.
+def _followups_create(step: FollowUpStep, readers: QuerySet) -> int:
+    """Insert one pending follow-up delivery per reader of ``readers`` (a reader who has one
+    already, made by another scheduler, is skipped by the unique constraint) and publish them
+    after commit; return how many were made.
 
     They are stamped with the real time, not the scheduler's ``now`` (the development clock may
     be later): a publish lost to the broker is then re-published by the next sweeps."""
-    stamp = timezone.now()
-    created = 0
+    template = Delivery(
+        report_id=step.report_id,
+        step=step,
+        edition=step.edition,
+        kind=Delivery.Kind.FOLLOWUP,
+        reason=Delivery.Reason.SIGNUP,
+        enqueued_at=timezone.now(),  # published after the commit (a lost one: the sweep)
+    )
+    if connection.vendor in INSERT_SELECT_VENDORS:
+        ids = _rows_insert_select(template, readers)
+    else:
+        ids = _rows_bulk_create(template, list(readers))
+    # Stamped ``enqueued_at`` above: the publish records only a failure (one UPDATE less).
+    publish_on_commit(*ids, record_sent=False)
+    return len(ids)
+
+
+#: Databases whose SQL has ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
+INSERT_SELECT_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+def _rows_insert_select(template: Delivery, readers: QuerySet) -> list[int]:
+    """One statement: a row like ``template`` for each subscriber id ``readers`` selects,
+    made in the database (nothing crosses the wire but the new ids); their ids.
+
+    Each column's value is what ``bulk_create`` would send (``auto_now`` stamps, defaults),
+    so a field added to :class:`Delivery` needs nothing here."""
+    fields = [
+        field
+        for field in Delivery._meta.concrete_fields
+        if not field.primary_key and field.attname != "subscriber_id"
+    ]
+    values = [
+        field.get_db_prep_save(field.pre_save(template, add=True), connection) for field in fields
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    select_sql, select_params = readers.query.sql_with_params()
+    subscriber = quote("subscriber_id")  # the column ``readers`` selects, and Delivery's
+    sql = (
+        f"INSERT INTO {quote(Delivery._meta.db_table)} ({columns}, {subscriber}) "
+        f"SELECT {', '.join(['%s'] * len(fields))}, due.{subscriber} FROM ({select_sql}) due "
+        # ``WHERE``: SQLite would otherwise read ``ON CONFLICT`` as a join's ``ON``.
+        f"WHERE 1 = 1 ON CONFLICT DO NOTHING RETURNING {quote(str(Delivery._meta.pk.column))}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, *select_params])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _rows_bulk_create(template: Delivery, readers: list[int]) -> list[int]:
+    """The portable way (other databases): ``bulk_create`` in batches of ``INSERT_BATCH``,
+    conflicts ignored, then the ids of the rows this pass made."""
+    ids: list[int] = []
     for start in range(0, len(readers), INSERT_BATCH):
         batch = readers[start : start + INSERT_BATCH]
         Delivery.objects.bulk_create(
-            [
-                Delivery(
-                    subscriber_id=subscriber_id,
-                    report_id=step.report_id,
-                    step=step,
-                    edition=step.edition,
-                    kind=Delivery.Kind.FOLLOWUP,
-                    reason=Delivery.Reason.SIGNUP,
-                    enqueued_at=stamp,  # published after the commit (a lost one: the sweep)
-                )
-                for subscriber_id in batch
-            ],
+            [_delivery_copy(template, subscriber_id) for subscriber_id in batch],
             ignore_conflicts=True,
         )
-        # The rows this pass made (ignore_conflicts returns no ids).
-        ids = list(
-            Delivery.objects.filter(
-                step=step,
-                kind=Delivery.Kind.FOLLOWUP,
-                subscriber_id__in=batch,
-                enqueued_at=stamp,
-                status=Delivery.Status.PENDING,
-            ).values_list("pk", flat=True)
-        )
-        publish_on_commit(*ids)
-        created += len(ids)
-    return created
+        ids += Delivery.objects.filter(
+            step_id=template.step_id,
+            kind=Delivery.Kind.FOLLOWUP,
+            subscriber_id__in=batch,
+            enqueued_at=template.enqueued_at,
+            status=Delivery.Status.PENDING,
+        ).values_list("pk", flat=True)
+    return ids
+
+
+def _delivery_copy(template: Delivery, subscriber_id: int) -> Delivery:
+    return Delivery(
+        subscriber_id=subscriber_id,
+        report_id=template.report_id,
+        step_id=template.step_id,
+        edition=template.edition,
+        kind=template.kind,
+        reason=template.reason,
+        enqueued_at=template.enqueued_at,
+    )
 
 
 def followups_schedule(now: datetime.datetime | None = None) -> int:
