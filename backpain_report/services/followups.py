@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
 from ..conf import app_settings
@@ -220,16 +221,18 @@ def _rows_insert_select(template: Delivery, readers: QuerySet) -> list[int]:
     """One statement: a row like ``template`` for each subscriber id ``readers`` selects,
     made in the database (nothing crosses the wire but the new ids); their ids.
 
-    Each column's value is what ``bulk_create`` would send (``auto_now`` stamps, defaults),
-    so a field added to :class:`Delivery` needs nothing here."""
-    fields = [
-        field
-        for field in Delivery._meta.concrete_fields
-        if not field.primary_key and field.attname != "subscriber_id"
-    ]
-    values = [
-        field.get_db_prep_save(field.pre_save(template, add=True), connection) for field in fields
-    ]
+    Each column's value is what ``bulk_create`` would send (``auto_now`` stamps, defaults; a
+    ``db_default`` is left to the database), so a field added to :class:`Delivery` needs
+    nothing here."""
+    fields, values = [], []
+    for field in Delivery._meta.concrete_fields:
+        if field.primary_key or field.attname == "subscriber_id":
+            continue
+        value = field.pre_save(template, add=True)
+        if isinstance(value, DatabaseDefault):
+            continue  # a ``db_default``: the database fills it in
+        fields.append(field)
+        values.append(field.get_db_prep_save(value, connection))
     quote = connection.ops.quote_name
     columns = ", ".join(quote(str(field.column)) for field in fields)
     select_sql, select_params = readers.query.sql_with_params()
