@@ -9,7 +9,7 @@ import html
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core import mail
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -358,3 +358,51 @@ def test_a_followup_made_as_of_a_later_moment_is_swept_if_its_publish_is_lost(
     clock.shift(3600)
     deliveries_sweep()
     assert followup.pk in no_broker
+
+
+# --- The one-statement insert on older databases ------------------------------------------
+
+
+def _due_readers(report, count: int) -> None:
+    """``count`` readers who agreed to follow-ups, their report sent now (bulk: many)."""
+    start = Subscriber.objects.count()
+    readers = Subscriber.objects.bulk_create(
+        Subscriber(
+            email=f"older{n}@example.com",
+            email_canonical=f"older{n}@example.com",
+            name="R",
+            followups_consented=True,
+        )
+        for n in range(start, start + count)
+    )
+    Delivery.objects.bulk_create(
+        Delivery(subscriber=reader, report=report, edition=1, status="sent", sent_at=timezone.now())
+        for reader in readers
+    )
+
+
+def _refusing(words: str):
+    """An execute wrapper that fails every statement containing ``words``, as a database
+    without that syntax would."""
+
+    def execute(run, sql, params, many, context):
+        if words in sql.upper():
+            raise OperationalError(f'near "{words}": syntax error')
+        return run(sql, params, many, context)
+
+    return execute
+
+
+def test_the_scheduler_works_on_a_database_whose_insert_returns_no_rows(
+    clock, sequence, report, monkeypatch
+):
+    """Django 5.2 (supported) runs on SQLite from 3.31 (Ubuntu 20.04; Debian 11 has 3.34);
+    ``INSERT ... RETURNING`` came in 3.35. There the one statement was a syntax error on every
+    pass: no follow-up was ever made, and the sweep task, which schedules first, died with it.
+    Where the database cannot return rows from an insert, the portable way makes them."""
+    _due_readers(report, 3)
+    monkeypatch.setattr(type(connection.features), "can_return_rows_from_bulk_insert", False)
+    clock.shift(3 * 86400)
+    with connection.execute_wrapper(_refusing("RETURNING")):
+        assert followups_schedule() == 3
+    assert Delivery.objects.filter(kind="followup", step=sequence).count() == 3

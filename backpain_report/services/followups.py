@@ -204,7 +204,7 @@ def _followups_create(step: FollowUpStep, readers: QuerySet) -> int:
         reason=Delivery.Reason.SIGNUP,
         enqueued_at=timezone.now(),  # published after the commit (a lost one: the sweep)
     )
-    if connection.vendor in INSERT_SELECT_VENDORS:
+    if _insert_select_supported():
         ids = _rows_insert_select(template, readers)
     else:
         ids = _rows_bulk_create(template, list(readers))
@@ -215,6 +215,15 @@ def _followups_create(step: FollowUpStep, readers: QuerySet) -> int:
 
 #: Databases whose SQL has ``INSERT ... SELECT ... ON CONFLICT DO NOTHING RETURNING``.
 INSERT_SELECT_VENDORS = frozenset({"postgresql", "sqlite"})
+
+
+def _insert_select_supported() -> bool:
+    """Whether :func:`_rows_insert_select` can run here: one of :data:`INSERT_SELECT_VENDORS`,
+    in a version whose ``INSERT`` returns rows (SQLite 3.35+; Django 5.2 runs on 3.31)."""
+    return (
+        connection.vendor in INSERT_SELECT_VENDORS
+        and connection.features.can_return_rows_from_bulk_insert
+    )
 
 
 def _rows_insert_select(template: Delivery, readers: QuerySet) -> list[int]:
