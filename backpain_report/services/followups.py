@@ -258,11 +258,12 @@ def _rows_insert_select(template: Delivery, readers: QuerySet) -> list[int]:
 
 
 def _rows_bulk_create(template: Delivery, readers: list[int]) -> list[int]:
-    """The portable way (other databases): ``bulk_create`` in batches of ``INSERT_BATCH``,
-    conflicts ignored, then the ids of the rows this pass made."""
+    """The portable way (other databases): ``bulk_create`` in batches of at most
+    ``INSERT_BATCH``, conflicts ignored, then the ids of the rows this pass made."""
     ids: list[int] = []
-    for start in range(0, len(readers), INSERT_BATCH):
-        batch = readers[start : start + INSERT_BATCH]
+    size = _portable_batch_size()
+    for start in range(0, len(readers), size):
+        batch = readers[start : start + size]
         Delivery.objects.bulk_create(
             [_delivery_copy(template, subscriber_id) for subscriber_id in batch],
             ignore_conflicts=True,
@@ -275,6 +276,14 @@ def _rows_bulk_create(template: Delivery, readers: list[int]) -> list[int]:
             status=Delivery.Status.PENDING,
         ).values_list("pk", flat=True)
     return ids
+
+
+def _portable_batch_size() -> int:
+    """Readers per batch of the portable way: ``INSERT_BATCH``, fewer where the database limits
+    a statement's parameters (SQLite before 3.32: 999 by default), since looking up a batch's
+    rows takes one per reader and a few more."""
+    limit = connection.features.max_query_params
+    return INSERT_BATCH if limit is None else max(1, min(INSERT_BATCH, limit - 10))
 
 
 def _delivery_copy(template: Delivery, subscriber_id: int) -> Delivery:
