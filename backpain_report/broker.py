@@ -164,6 +164,12 @@ def rows_publish(
     return len(sent)
 
 
+#: Rows per UPDATE that records a publish's outcome: under every database's parameter limit
+#: (SQLite before 3.32 allows 999 by default, psycopg's server-side binding 65,535), however many
+#: rows one publish carries (a follow-up pass publishes every row it made at once).
+RECORD_BATCH = 900
+
+
 def _record_publish(
     model: type[models.Model],
     ids: list[int],
@@ -173,8 +179,13 @@ def _record_publish(
 ) -> None:
     now = timezone.now()
     if sent and record_sent:
-        model._default_manager.filter(pk__in=sent).update(enqueued_at=now, publish_failed_at=None)
+        _rows_update(model, sent, enqueued_at=now, publish_failed_at=None)
     published = set(sent)
     failed = [pk for pk in ids if pk not in published]
-    if failed:
-        model._default_manager.filter(pk__in=failed).update(publish_failed_at=now)
+    _rows_update(model, failed, publish_failed_at=now)
+
+
+def _rows_update(model: type[models.Model], ids: list[int], **values: Any) -> None:
+    """Set ``values`` on the ``model`` rows of ``ids``, ``RECORD_BATCH`` rows per UPDATE."""
+    for start in range(0, len(ids), RECORD_BATCH):
+        model._default_manager.filter(pk__in=ids[start : start + RECORD_BATCH]).update(**values)

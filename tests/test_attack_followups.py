@@ -435,3 +435,26 @@ def test_the_portable_insert_keeps_under_an_old_sqlites_variable_limit(
     clock.shift(3 * 86400)
     with connection.execute_wrapper(_variables_limited(999)):
         assert followups_schedule() == 1500
+
+
+def test_a_refused_publish_of_a_huge_pass_is_recorded_for_the_sweep(
+    clock, sequence, report, monkeypatch, django_capture_on_commit_callbacks
+):
+    """A pass publishes all its rows at once (the one-statement insert returns them all): when
+    the broker refuses them, marking them ``publish_failed_at`` took one UPDATE with a
+    parameter per row, which a database's limit refuses (psycopg's server-side binding past
+    65,535 rows, an old SQLite past 999): nothing was marked, and the sweep waited a grace
+    period for rows it could have re-published at once."""
+    from backpain_report import broker
+
+    def refused(name, **kw):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(broker.current_app, "send_task", refused)
+    _due_readers(report, 1500)
+    clock.shift(3 * 86400)
+    limited = connection.execute_wrapper(_variables_limited(999))
+    with limited, django_capture_on_commit_callbacks(execute=True):
+        assert followups_schedule() == 1500
+    failed = Delivery.objects.filter(kind="followup", publish_failed_at__isnull=False)
+    assert failed.count() == 1500
