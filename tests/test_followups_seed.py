@@ -97,6 +97,18 @@ def bundled_steps(report):
 
 
 @pytest.mark.django_db
+def test_migrate_makes_the_report_and_backpain_seed_its_steps(capsys):
+    """README's install: ``migrate`` creates the article and the report, ``backpain_seed``
+    adds the bundled follow-ups (off until the owner turns them on)."""
+    report = Report.objects.get(slug=seed.REPORT_SLUG)  # as migrate left it
+    assert not bundled_steps(report).exists()
+    call_command("backpain_seed")
+    assert bundled_steps(report).count() == 6
+    report.refresh_from_db()
+    assert report.followups_enabled is False
+
+
+@pytest.mark.django_db
 def test_the_seed_creates_six_steps_with_the_sequence_off(report):
     report.refresh_from_db()
     assert report.followups_enabled is False

@@ -1,5 +1,6 @@
 """The example site on five hosts (network namespaces): one worker host cut off mid-batch, the
-broker restarted mid-batch; every reader gets their report once.
+broker restarted mid-batch (every reader gets their report once), and the follow-up emails
+scheduled by two sweepers on two hosts at once (every reader gets each step once).
 
 The hosts (:mod:`.support.multihost`): **db** (a private PostgreSQL, a private Redis as broker
 and cache, an SMTP sink), **web1** and **web2** (gunicorn), **w1** (a Celery worker and celery
@@ -7,7 +8,7 @@ beat, which schedules the sweep task) and **w2** (a Celery worker and a loop of
 ``manage.py backpain_sweep``), and a **client** that posts the sign-ups. Delivery timings are
 short (``CLAIM_LEASE`` 10 s, ``SWEEP_GRACE`` 60 s, the default, the sweep every 2 s on both hosts).
 
-Each scenario posts 1,000 sign-ups of new addresses plus 50 of 10 addresses (5 each), spread
+Each fault scenario posts 1,000 sign-ups of new addresses plus 50 of 10 addresses (5 each), spread
 over both web hosts, and prints a ``MULTIHOST-RESULT`` line: sign-ups, reports expected,
 delivered, lost, doubled. What holds, said precisely (docs, "How delivery works"):
 
@@ -18,10 +19,17 @@ delivered, lost, doubled. What holds, said precisely (docs, "How delivery works"
   the same Message-ID as the first. The test counts them, checks each is such a message, and
   expects none otherwise (the broker restart loses no claim, so there it must be 0).
 
+The follow-up scenario signs up a smaller batch (``FOLLOWUP_READERS``) under the consent that
+names the follow-ups, moves the clock on by SQL to each step's day in turn, and checks that the
+two sweepers (beat's task and the command loop, both running the scheduler every 2 s) send each
+step to each reader exactly once, none before its day; its ``MULTIHOST-RESULT`` line counts
+readers, steps, follow-ups expected, sent, lost and doubled.
+
 Who claimed, renewed and recorded each row is read from the database's claim log (a trigger,
-see :mod:`.support.multihost`), not inferred from timing; copies are told apart by the address
-they came from. Messages are counted only once no SMTP bytes are left in any socket (a cut
-connection's bytes are sent when the link is back, up to two minutes later).
+see :mod:`.support.multihost`), not inferred from timing, and so is who made each follow-up
+delivery; copies are told apart by the address they came from. Messages are counted only once
+no SMTP bytes are left in any socket (a cut connection's bytes are sent when the link is back,
+up to two minutes later).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -44,6 +53,7 @@ from .support.gating import require_service, unavailable
 from .support.multihost import CLAIM_LEASE, Cluster, SignupRun, cleaned_up, people
 from .support.processes import wait_until
 from .support.stack import ROOT
+from .support.web import ARTICLE_PATH, Client, form_inputs
 
 pytestmark = [pytest.mark.services, pytest.mark.multihost, pytest.mark.timeout(900)]
 
@@ -303,6 +313,196 @@ def test_broker_restarted_mid_batch(cluster):
     assert result["lost"] == result["doubled"] == result["strays"] == 0, cluster.diagnostics()
     assert sum(after.values()) > sum(before.values()), "the sweeps re-published nothing"
     assert lost > 0, "the broker held no message when it was restarted: nothing was lost"
+
+
+FOLLOWUP_READERS = 100
+PAGE_GENERATION_RECHECK = 1.0  # pagecache.GENERATION_RECHECK: a process's page is this fresh
+FOLLOWUP_WAIT = 120.0  # per step: the next sweep (2 s) and the sending of one email per reader
+_SWITCH_SEQUENCE = """
+import json
+from backpain_report import selectors
+from backpain_report.models import Report
+from backpain_report.services import content
+report = Report.objects.get(pk=selectors.article_for_signup(slug=None).report_id)
+content.followups_seed(report=report)  # backpain_seed's steps (migrate makes none)
+report.followups_enabled = {on}
+content.report_save(report=report, changed_fields=["followups_enabled"])
+print(json.dumps(report.pk))
+"""
+
+
+def sequence_switch(cluster: Cluster, *, on: bool) -> int:
+    """Tick (or untick) the bundled report's *Send the follow-up sequence*, saved as the admin
+    does, from a shell on w1, with the bundled steps ``backpain_seed`` makes (those missing);
+    the report's id. The save drops the stored article pages."""
+    code = _SWITCH_SEQUENCE.format(on=on)
+    return json.loads(cluster.manage_on("w1", "shell", "-c", code).strip().splitlines()[-1])
+
+
+def form_offers_followups(cluster: Cluster) -> bool:
+    """Whether the article's form, on both web hosts, names the follow-ups (``followups=1``)."""
+    with netns.inside(cluster.lan.hosts["client"].namespace):
+        pages = [Client(cluster.web_url(host)).get(ARTICLE_PATH) for host in ("web1", "web2")]
+    return all(form_inputs(page.body).get("followups") == "1" for page in pages)
+
+
+def english_steps(cluster: Cluster, report: int) -> list[dict]:
+    """The report's active steps an English reader gets (the seed's days 2, 7 and 21)."""
+    return cluster.query(
+        "SELECT id, delay_days, subject FROM backpain_report_followupstep "
+        "WHERE report_id = %s AND is_active AND language IN ('', 'en') ORDER BY delay_days",
+        (report,),
+    )
+
+
+def days_pass(cluster: Cluster, emails: set[str], report: int, days: int) -> None:
+    """Move the clock ``days`` on for these readers: their deliveries were sent, and the
+    report's steps last scheduled (or made), that much earlier. One statement, so a sweeper
+    sees all of it or none; a sweeper holding a step makes the update wait, and the shift then
+    applies to the cursor it left. (The scheduler reads only these times.)"""
+    cluster.query(
+        """
+        WITH steps AS (
+            UPDATE backpain_report_followupstep
+            SET scheduled_through = scheduled_through - make_interval(days => %(days)s),
+                created_at = created_at - make_interval(days => %(days)s)
+            WHERE report_id = %(report)s RETURNING id
+        ), sent AS (
+            UPDATE backpain_report_delivery d
+            SET sent_at = d.sent_at - make_interval(days => %(days)s)
+            FROM backpain_report_subscriber s
+            WHERE s.id = d.subscriber_id AND s.email_canonical = ANY(%(emails)s)
+                AND d.sent_at IS NOT NULL
+            RETURNING d.id
+        )
+        SELECT (SELECT count(*) FROM steps) AS steps, (SELECT count(*) FROM sent) AS sent
+        """,
+        {"days": days, "report": report, "emails": sorted(emails)},
+    )
+
+
+def followups_sent(cluster: Cluster, emails: set[str]) -> Counter[tuple[int, str]]:
+    """Follow-up delivery rows of these readers: ``(step id, status) -> rows``."""
+    rows = cluster.query(
+        """
+        SELECT d.step_id, d.status, count(*) AS n FROM backpain_report_delivery d
+        JOIN backpain_report_subscriber s ON s.id = d.subscriber_id
+        WHERE s.email_canonical = ANY(%s) AND d.kind = 'followup' GROUP BY 1, 2
+        """,
+        (sorted(emails),),
+    )
+    return Counter({(row["step_id"], row["status"]): row["n"] for row in rows})
+
+
+def scheduler_lines(cluster: Cluster) -> dict[str, list[str]]:
+    """The scheduler's log lines per worker host and sweeper."""
+    found: dict[str, list[str]] = {}
+    for host, role in (("w1", "worker"), ("w2", "worker"), ("w2", "sweep-loop")):
+        lines = [line for line in cluster.log_lines(host, role) if "Follow-up step " in line]
+        found[f"{host} {role}"] = [line.split(": ", 1)[-1] for line in lines]
+    return found
+
+
+def test_followups_never_doubled_by_two_beat_hosts(cluster):
+    """Issue 25's promise: two beat hosts never double a follow-up email.
+
+    The bundled report's sequence is turned on (from a shell on w1, as in the admin);
+    ``FOLLOWUP_READERS`` readers sign up over both web hosts under the consent that now names
+    the follow-ups and get their report; then the clock moves on by SQL to the day after each
+    English step's day in turn (2, 7, 21: each falls due within ``FOLLOWUP_RESUME_MAX_AGE``, as
+    with real days), while both sweepers (beat's task on either worker, the command loop on w2)
+    run the scheduler every 2 s.
+
+    Expected: each reader consented to the follow-ups; each step goes only once it is due, to
+    every reader exactly once (one row each, one message per address and subject in the sink);
+    both sweepers ran during the steps; no 5xx.
+    """
+    report = sequence_switch(cluster, on=True)
+    try:
+        _followups_scenario(cluster, report)
+    finally:
+        sequence_switch(cluster, on=False)
+
+
+def _followups_scenario(cluster: Cluster, report: int) -> None:
+    started = time.monotonic()
+    steps = english_steps(cluster, report)
+    assert [step["delay_days"] for step in steps] == [2, 7, 21], steps
+    assert wait_until(lambda: form_offers_followups(cluster), timeout=30, interval=0.5), (
+        "the article's form does not name the follow-ups after the sequence was turned on"
+    )
+    time.sleep(PAGE_GENERATION_RECHECK)  # every web process has seen the new page by now
+    signups = people("followups", FOLLOWUP_READERS)
+    emails = {email for _name, email in signups}
+    run = cluster.sign_up(signups)
+    assert not run.errors, run.errors[:5]
+    assert run.statuses == {303: len(signups)}, dict(run.statuses)
+    assert set(run.per_host) == {"web1", "web2"}, run.per_host
+    statuses = cluster.wait_settled(emails, timeout=SETTLE_TIMEOUT)
+    assert statuses == {"sent": len(emails)}, f"{dict(statuses)}\n{cluster.diagnostics()}"
+    consents = cluster.query(
+        "SELECT followups_consented, consent_version LIKE '%%+followups' AS named, count(*) AS n "
+        "FROM backpain_report_subscriber WHERE email_canonical = ANY(%s) GROUP BY 1, 2",
+        (sorted(emails),),
+    )
+    assert consents == [{"followups_consented": True, "named": True, "n": len(emails)}], consents
+    reports_done = time.monotonic()
+
+    runs_before = cluster.sweep_runs()
+    moved = 0
+    for index, step in enumerate(steps):
+        days_pass(cluster, emails, report, step["delay_days"] + 1 - moved)  # due since a day
+        moved = step["delay_days"] + 1
+        done = wait_until(
+            lambda step=step: followups_sent(cluster, emails)[(step["id"], "sent")] == len(emails),
+            timeout=FOLLOWUP_WAIT,
+            interval=0.5,
+        )
+        rows = followups_sent(cluster, emails)
+        assert done, f"day {step['delay_days']}: {dict(rows)}\n{cluster.diagnostics()}"
+        later = {later["id"] for later in steps[index + 1 :]}
+        early = {key: n for key, n in rows.items() if key[0] in later}
+        assert not early, f"a step went before its day (day {moved} now): {early}"
+    runs_after = cluster.sweep_runs()
+    wait_mail_quiet(cluster)
+
+    made = cluster.followups_made()
+    subjects = {step["subject"]: step for step in steps}
+    per_reader = Counter(
+        (email, message["subject"])
+        for message in cluster.sink.messages()
+        for email in message["rcpt"]
+        if email in emails and message["subject"] in subjects
+    )
+    result = {
+        "readers": len(emails),
+        "steps": len(steps),
+        "expected": len(emails) * len(steps),
+        "sent": sum(per_reader.values()),
+        "lost": sum(1 for e in emails for s in subjects if per_reader[(e, s)] == 0),
+        "doubled": sum(n - 1 for n in per_reader.values() if n > 1),
+    }
+    print("MULTIHOST-RESULT followups " + " ".join(f"{k}={v}" for k, v in result.items()))
+    for step in steps:
+        makers = dict(made.get(step["id"], {}))
+        print(f"day {step['delay_days']} (step {step['id']}): rows made by {makers}")
+    print(
+        f"sweeps during the steps: {runs_before} -> {runs_after}; scheduler log: "
+        f"{scheduler_lines(cluster)}; sign-ups and reports {reports_done - started:.1f} s, "
+        f"follow-ups {time.monotonic() - reports_done:.1f} s"
+    )
+
+    assert result["lost"] == result["doubled"] == 0, result
+    assert all(n == 1 for n in per_reader.values()), per_reader.most_common(3)
+    rows = followups_sent(cluster, emails)
+    assert rows == Counter({(step["id"], "sent"): len(emails) for step in steps}), rows
+    assert {step["id"]: sum(made.get(step["id"], {}).values()) for step in steps} == {
+        step["id"]: len(emails) for step in steps
+    }, made
+    assert all(runs_after[k] > runs_before[k] for k in runs_after), (
+        f"a sweeper did not run while the steps fell due: {runs_before} {runs_after}"
+    )
+    assert run.server_errors == 0 and cluster.web_server_errors() == 0, "a web host logged a 5xx"
 
 
 def _seconds(value: float) -> datetime.timedelta:

@@ -19,7 +19,9 @@ SIGTERM, and a Ctrl-C or a test timeout does not cut the stop short).
 Who did what is read from the database, not guessed from timing: every process connects with
 ``PGAPPNAME`` ``<host>-<role>``, and a trigger the tier adds to the delivery table writes each
 change of a row's status or claim, with the host (its address on the LAN) and program that made
-it and the database's clock, to ``multihost_claim_log`` (:meth:`Cluster.claim_log`).
+it and the database's clock, to ``multihost_claim_log`` (:meth:`Cluster.claim_log`); another
+writes who inserted each follow-up delivery to ``multihost_followup_log``
+(:meth:`Cluster.followups_made`).
 """
 
 from __future__ import annotations
@@ -308,6 +310,30 @@ class Cluster:
         )
         beat.wait_ready(lambda: log_contains(beat.log, "beat: Starting"), timeout=60, what="up")
 
+    def manage_on(self, host: str, *args: str, timeout: float = 120.0) -> str:
+        """Run ``manage.py args`` on ``host``, as an operator logged in there would (the
+        site's database, broker and cache: an edit made so drops the web hosts' stored pages);
+        its output, or raise with the end of it."""
+        argv = self.lan.hosts[host].wrap([sys.executable, str(MANAGE), *args])
+        try:
+            done = subprocess.run(
+                argv,
+                env=self.env(host, PGAPPNAME=f"{host}-manage"),
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"manage.py {args[0]} on {host} took over {timeout:.0f} s") from exc
+        if done.returncode:
+            raise RuntimeError(
+                f"manage.py {args[0]} on {host} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            )
+        return done.stdout
+
     # Driving sign-ups -------------------------------------------------------------------------
 
     def sign_up(self, people: Iterable[tuple[str, str]], *, threads: int = 16) -> SignupRun:
@@ -503,6 +529,21 @@ class Cluster:
         )
         return {"beat task": task, "command loop": loop}
 
+    def followups_made(self) -> dict[int, Counter[str]]:
+        """Follow-up deliveries inserted, per step and by whom: ``step id -> {"<host>
+        <program>": rows}`` (the host from the connection's address, the program its
+        ``PGAPPNAME``: ``w2-worker`` ran beat's sweep task, ``w2-sweep-loop`` the command)."""
+        hosts = {self.address(name): name for name in HOST_NUMBERS}
+        rows = self.query(
+            "SELECT step_id, host(client) AS client, program, count(*) AS n "
+            "FROM multihost_followup_log GROUP BY 1, 2, 3"
+        )
+        made: dict[int, Counter[str]] = {}
+        for row in rows:
+            who = f"{hosts.get(row['client'] or '', 'local')} {row['program']}"
+            made.setdefault(row["step_id"], Counter())[who] += row["n"]
+        return made
+
     def web_server_errors(self) -> int:
         """Responses with a 5xx status in both web hosts' access logs."""
         status = re.compile(r'" (5\d\d) ')
@@ -553,6 +594,22 @@ END $$;
 CREATE TRIGGER multihost_claim_log AFTER UPDATE ON backpain_report_delivery FOR EACH ROW
     WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.claimed_at IS DISTINCT FROM NEW.claimed_at)
     EXECUTE FUNCTION multihost_claim_log();
+-- Who made each follow-up delivery (an insert the unique constraint turned away fires nothing).
+CREATE TABLE multihost_followup_log (
+    delivery_id bigint PRIMARY KEY,
+    step_id bigint NOT NULL,
+    client inet,
+    program text,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE FUNCTION multihost_followup_log() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO multihost_followup_log (delivery_id, step_id, client, program)
+    VALUES (NEW.id, NEW.step_id, inet_client_addr(), current_setting('application_name'));
+    RETURN NULL;
+END $$;
+CREATE TRIGGER multihost_followup_log AFTER INSERT ON backpain_report_delivery FOR EACH ROW
+    WHEN (NEW.kind = 'followup') EXECUTE FUNCTION multihost_followup_log();
 """
 
 

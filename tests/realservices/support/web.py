@@ -97,15 +97,19 @@ def form_inputs(page: str) -> dict[str, str]:
 
 
 def signup_data(inputs: dict[str, str], *, name: str, email: str) -> dict[str, str]:
-    """The sign-up form as a reader fills it in, from the page's ``inputs`` (the article; the
-    honeypot left empty). The page carries no token: the same for every reader."""
-    return {
+    """The sign-up form as a reader fills it in, from the page's ``inputs`` (the article, and
+    ``followups`` when the consent shown named the follow-up emails; the honeypot left empty).
+    The page carries no token: the same for every reader."""
+    data = {
         "article": inputs.get("article", ""),
         "name": name,
         "email": email,
         "consent": "on",
         "website": "",
     }
+    if inputs.get("followups"):
+        data["followups"] = inputs["followups"]
+    return data
 
 
 def sign_up(base_url: str, *, name: str, email: str) -> Response:
