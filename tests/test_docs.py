@@ -29,6 +29,9 @@ REWRITTEN = {
     "```console\n$ python manage.py migrate": "README.md, the worker with -Q",
     # backpain_sweep sweeps webhook events too (issue 24; tests/test_sweep.py).
     "| command | does |": "reference/commands.md, the sweep names webhook events",
+    # The multi-host tier's row names its follow-up scenario (issue 25, two beat hosts;
+    # tests/realservices/test_multihost.py).
+    "| tier | where | needs | what |": "development/tests.md, the multi-host row",
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
