@@ -231,8 +231,8 @@ def _rows_insert_select(template: Delivery, readers: QuerySet) -> list[int]:
     made in the database (nothing crosses the wire but the new ids); their ids.
 
     Each column's value is what ``bulk_create`` would send (``auto_now`` stamps, defaults; a
-    ``db_default`` or generated column is left to the database), so a field added to :class:`Delivery` needs
-    nothing here."""
+    ``db_default`` or generated column is left to the database), so a field added to
+    :class:`Delivery` needs nothing here."""
     fields, values = [], []
     for field in Delivery._meta.concrete_fields:
         if field.primary_key or field.generated or field.attname == "subscriber_id":
