@@ -129,11 +129,11 @@ node-tools: $(AXE)
 docs: venv
 	$(VENV)/bin/sphinx-build -E -W --keep-going -b html docs docs/_build/html
 
-# pytest exits 5 when it collected no test: that is a failure here, never a success.
+# The unit tiers and the real-service tiers in two pytest processes side by side
+# (tools/test_split.sh; with PYTEST_ARGS, or TEST_SPLIT=0, one plain pytest). pytest exits 5 when
+# it collected no test: that is a failure here, never a success.
 test: check-system-test venv node-tools docs
-	@$(VENV_PY) -m pytest $(PYTEST_ARGS); status=$$?; \
-	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
-	exit $$status
+	@tools/test_split.sh $(VENV_PY) $(PYTEST_ARGS)
 
 # The inner loop: the unit tier less the tests marked `heavy` (subprocesses, whole PDF renders),
 # which every other tier runs, and less the one marked `machine` (it checks that this machine

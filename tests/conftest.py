@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 
 import django
@@ -17,6 +18,16 @@ from tests.clock_shift import (  # noqa: F401  (pytest's hooks: --clock-shift-da
     pytest_report_header,
     pytest_unconfigure,
 )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove this run's folder of stored files (tests/settings.py), unless a parent run owns
+    it (a subprocess running tests inherits its parent's)."""
+    from django.conf import settings
+
+    if getattr(settings, "RUN_DIR_OWNED", False) and not hasattr(session.config, "workerinput"):
+        shutil.rmtree(settings.RUN_DIR, ignore_errors=True)
+
 
 # The Wagtail test site has settings of its own: tests/test_wagtail.py runs it in a subprocess.
 collect_ignore = (

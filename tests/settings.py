@@ -72,14 +72,20 @@ DATABASES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 STATIC_URL = "/static/"
-MEDIA_ROOT = TEST_DB_DIR / "test-media"
+# Files too: one folder per run (its subprocesses inherit it), so the unit and service tiers of
+# `make test` (side by side) and test-compat never share a stored PDF; removed when the run ends.
+RUN_DIR_OWNED = "BACKPAIN_TEST_RUN_DIR" not in os.environ
+RUN_DIR = Path(
+    os.environ.setdefault("BACKPAIN_TEST_RUN_DIR", str(TEST_DB_DIR / f"run-{os.getpid()}"))
+)
+MEDIA_ROOT = RUN_DIR / "test-media"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     # The app's private files: report bodies (backpain_report/cache/) and readers' PDFs.
     "backpain_report": {
         "BACKEND": "backpain_report.report.privatestorage.PrivateStorage",
-        "OPTIONS": {"location": str(TEST_DB_DIR / "test-private")},
+        "OPTIONS": {"location": str(RUN_DIR / "test-private")},
     },
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

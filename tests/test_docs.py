@@ -32,6 +32,10 @@ REWRITTEN = {
     # The multi-host tier's row names its follow-up scenario (issue 25, two beat hosts;
     # tests/realservices/test_multihost.py).
     "| tier | where | needs | what |": "development/tests.md, the multi-host row",
+    # make test runs the unit and service tiers side by side, and .ci/run test-compat beside it
+    # (tests/test_test_split.py, tests/test_matrix.py).
+    "`make test` runs the whole suite": "development/tests.md, the two pytest processes",
+    "`.ci/run` installs the Debian packages": "development/tests.md, test-compat alongside",
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
