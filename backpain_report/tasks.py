@@ -96,11 +96,11 @@ def sweep_deliveries() -> dict[str, int]:
     follow-ups that are due, and move page views counted in the cache into the database; run it
     periodically (celery beat). Logs a line only when it found lost messages."""
     page_views_flush()
-    followups_schedule()
     signups = signups_sweep()
     deliveries = deliveries_sweep()
     webhooks = webhook_events_sweep()
     sweep_log(signups, deliveries, webhooks)
+    followups_schedule()  # last: whatever it meets, the lost messages are re-published first
     return {
         "found": signups.found + deliveries.found + webhooks.found,
         "published": signups.published + deliveries.published + webhooks.published,

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -707,6 +707,47 @@ def test_the_sweep_task_schedules_followups(
     assert _followups().count() == 1
     assert schedule_followups() == 0
     assert schedule_followups.name == followups.SCHEDULE_TASK
+
+
+def test_a_step_the_database_refuses_is_left_to_the_next_pass_the_others_go_on(
+    clock, sequence, report, make_subscriber, make_delivery, monkeypatch, caplog
+):
+    later = FollowUpStep.objects.create(
+        report=report, position=2, delay_days=2, subject="Another", body="Text."
+    )
+    _sent_report(make_delivery, _reader(make_subscriber), timezone.now())
+    clock.shift(3 * 86400)
+    real = followups.step_schedule
+
+    def deadlocked(step_id, *, now):
+        if step_id == sequence.pk:
+            raise OperationalError("deadlock detected")
+        return real(step_id, now=now)
+
+    monkeypatch.setattr(followups, "step_schedule", deadlocked)
+    assert followups_schedule() == 1
+    assert _followups(later).count() == 1 and not _followups(sequence).exists()
+    assert FollowUpStep.objects.get(pk=sequence.pk).scheduled_through is None
+    assert f"Follow-up step {sequence.pk}: not scheduled this time" in caplog.text
+    monkeypatch.setattr(followups, "step_schedule", real)
+    assert followups_schedule() == 1  # the next pass makes it
+    assert _followups(sequence).count() == 1
+
+
+def test_the_sweep_re_publishes_lost_messages_whatever_the_scheduler_meets(
+    make_subscriber, make_delivery, no_broker, monkeypatch
+):
+    from backpain_report import tasks
+
+    lost = make_delivery(subscriber=make_subscriber(), publish_failed_at=timezone.now())
+
+    def broken(now=None):
+        raise RuntimeError("a bug in the scheduler")
+
+    monkeypatch.setattr(tasks, "followups_schedule", broken)
+    with pytest.raises(RuntimeError):
+        tasks.sweep_deliveries()
+    assert no_broker == [lost.pk]
 
 
 # --- Settings --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import logging
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
@@ -300,9 +300,18 @@ def _delivery_copy(template: Delivery, subscriber_id: int) -> Delivery:
 
 def followups_schedule(now: datetime.datetime | None = None) -> int:
     """Create every follow-up delivery due at ``now`` (default: the current time); return how
-    many. Safe on several hosts at once."""
+    many. Safe on several hosts at once.
+
+    A step the database refuses (a deadlock, a lock timeout, a reader deleted mid-pass) is
+    logged and left to the next pass, its cursor unmoved; the other steps go on."""
     now = now or timezone.now()
-    return sum(step_schedule(step_id, now=now) for step_id in _steps_to_schedule())
+    created = 0
+    for step_id in _steps_to_schedule():
+        try:
+            created += step_schedule(step_id, now=now)
+        except DatabaseError:
+            logger.exception("Follow-up step %s: not scheduled this time (next pass).", step_id)
+    return created
 
 
 # --- Editing a step --------------------------------------------------------------------------
