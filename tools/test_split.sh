@@ -30,9 +30,14 @@ fi
 
 log=$(mktemp "${TMPDIR:-/tmp}/backpain-unit-tiers.XXXXXX")
 trap 'rm -f "$log"' EXIT
+# Job control on for the launch: a non-interactive shell starts a background job with SIGINT
+# ignored, and the tests of Ctrl-C (tests/test_sweep.py) need it as a process gets it from a
+# terminal. The job is then a process group of its own, killed whole if this script is stopped.
+set -m
 nice -n 5 "$python" -m pytest -m "not services" >"$log" 2>&1 &
 unit_pid=$!
-trap 'kill "$unit_pid" 2>/dev/null; rm -f "$log"' INT TERM
+set +m
+trap 'kill -- "-$unit_pid" 2>/dev/null; rm -f "$log"; exit 130' INT TERM
 
 echo "make test: the unit tiers run alongside (their report follows these tiers')"
 "$python" -m pytest -m services
