@@ -59,6 +59,7 @@ from .stack import (
     gunicorn_wait,
     manage,
     site_env,
+    site_run,
 )
 from .web import ARTICLE_PATH, SIGNUP_PATH, Client, form_inputs, reader_ip, signup_data
 
@@ -314,25 +315,13 @@ class Cluster:
         """Run ``manage.py args`` on ``host``, as an operator logged in there would (the
         site's database, broker and cache: an edit made so drops the web hosts' stored pages);
         its output, or raise with the end of it."""
-        argv = self.lan.hosts[host].wrap([sys.executable, str(MANAGE), *args])
-        try:
-            done = subprocess.run(
-                argv,
-                env=self.env(host, PGAPPNAME=f"{host}-manage"),
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise RuntimeError(f"manage.py {args[0]} on {host} took over {timeout:.0f} s") from exc
-        if done.returncode:
-            raise RuntimeError(
-                f"manage.py {args[0]} on {host} exited {done.returncode}:\n"
-                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-        return done.stdout
+        return site_run(
+            self.env(host, PGAPPNAME=f"{host}-manage"),
+            str(MANAGE),
+            *args,
+            timeout=timeout,
+            wrap=self.lan.hosts[host].wrap,
+        )
 
     # Driving sign-ups -------------------------------------------------------------------------
 

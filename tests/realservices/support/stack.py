@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,13 +63,20 @@ def site_env(
     return env
 
 
-def site_run(env: dict[str, str], *args: str, timeout: float = 120.0) -> str:
-    """Run ``python args`` in the checkout with ``env`` and no stdin; its output, or raise with
-    the end of its output if it fails or takes over ``timeout`` seconds."""
+def site_run(
+    env: dict[str, str],
+    *args: str,
+    timeout: float = 120.0,
+    wrap: Callable[[list[str]], list[str]] | None = None,
+) -> str:
+    """Run ``python args`` in the checkout with ``env`` and no stdin (inside what ``wrap`` puts
+    around the command line, e.g. a host's network namespace); its output, or raise with the
+    end of its output if it fails or takes over ``timeout`` seconds."""
     what = "a Python snippet" if args[0] == "-c" else " ".join(args)
+    argv = [sys.executable, *args]
     try:
         done = subprocess.run(
-            [sys.executable, *args],
+            wrap(argv) if wrap else argv,
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
