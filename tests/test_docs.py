@@ -36,6 +36,7 @@ REWRITTEN = {
     # (tests/test_test_split.py, tests/test_matrix.py).
     "`make test` runs the whole suite": "development/tests.md, the two pytest processes",
     "`.ci/run` installs the Debian packages": "development/tests.md, test-compat alongside",
+    "Tests that stop, freeze or restart a service": "development/tests.md, today's timings",
     # The code map was redrawn for the subpackages (issue 23; tests/test_layout_code_map.py).
     "Each module of `backpain_report/` says": "reference/code-map.md, for the subpackages",
     "| what | where |": "reference/code-map.md, for the subpackages",
