@@ -71,7 +71,9 @@ def test_the_oldest_pair_is_the_lower_bounds_and_make_test_compat_runs_it():
     assert re.search(r"^make test$", ci, re.M)
     # Alongside make test, reniced, its status waited for and checked (tests/test_test_split.py).
     assert re.search(
-        r'^(nice -n \d+ )?make test-compat( PYTEST_ARGS="[^"]*")?( >\S+ 2>&1 &)?$', ci, re.M
+        r'^(nice -n \d+ )?make test-compat( PYTEST_ARGS="[^"]*")?( <\S+)?( >\S+ 2>&1 &)?$',
+        ci,
+        re.M,
     )
 
 

@@ -3,9 +3,12 @@ a failure, or a tier that collected nothing, of either is a failure of the whole
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +82,112 @@ def test_ci_starts_test_compat_with_ctrl_c_as_from_a_terminal():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     launch = ci.split("\nset -m\n", 1)[1].split("\nset +m\n", 1)[0]
     assert "make test-compat" in launch and launch.rstrip().endswith("compat_pid=$!")
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a grandchild orphaned to a reaper that has not reaped it yet)."""
+    try:
+        os.kill(pid, 0)
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][0] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def _wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# --- .ci/run: make test-compat beside make test -------------------------------------------------
+
+#: ``make`` for .ci/run's tests section: ``make test`` exits $TEST_RC after $TEST_SLEEP seconds;
+#: ``make test-compat`` starts a grandchild (its pid in $STATE/compat: a server a test started,
+#: which ignores SIGINT), prints its report and exits $COMPAT_RC, after that grandchild when
+#: $COMPAT_WAIT is set; a SIGINT (pytest's teardown) it notes in $STATE/compat-interrupted.
+FAKE_MAKE = """#!/bin/bash
+case "$1" in
+lint) exit 0 ;;
+test) sleep "${TEST_SLEEP:-0}"; echo "make test ran"; exit "${TEST_RC:-0}" ;;
+test-compat)
+    trap 'echo interrupted > "$STATE/compat-interrupted"; exit 2' INT
+    sleep 60 &
+    echo $! > "$STATE/compat.tmp" && mv "$STATE/compat.tmp" "$STATE/compat"
+    echo "compat report: $*"
+    if [ -n "${COMPAT_WAIT:-}" ]; then wait; else kill $!; fi
+    exit "${COMPAT_RC:-0}" ;;
+esac
+exit 99
+"""
+
+
+@pytest.fixture
+def ci_tests(tmp_path):
+    """.ci/run's head (shell options, the wall-time trap) and its tests section, with a fake
+    ``make`` first on PATH: ``ci_tests(**env)`` starts it (a Popen)."""
+    text = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    head = text.split("\n# --- OS packages", 1)[0]
+    tests = text.split("\n# --- Tests", 1)[1]
+    assert "set -euo pipefail" in head and "make test-compat" in tests
+    script = tmp_path / "repo" / ".ci" / "run"
+    script.parent.mkdir(parents=True)
+    script.write_text(f"{head}\n# --- Tests{tests}")
+    script.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text(FAKE_MAKE)
+    (bin_dir / "make").chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+
+    def start(**env: str) -> subprocess.Popen[str]:
+        environ = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STATE": str(state)}
+        return subprocess.Popen(
+            [str(script)],
+            env={**environ, "TMPDIR": str(tmp_path), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+
+    start.state = state
+    return start
+
+
+@pytest.mark.parametrize(
+    ("test_rc", "compat_rc", "ok"), [("0", "0", True), ("2", "0", False), ("0", "3", False)]
+)
+def test_ci_fails_when_either_fails_and_always_shows_the_compat_report(
+    ci_tests, test_rc, compat_rc, ok
+):
+    """Both passing used to fail CI: the EXIT trap's ``kill`` of the compat run, long reaped,
+    failed, and under ``set -e`` that was the script's exit status."""
+    ci = ci_tests(TEST_RC=test_rc, COMPAT_RC=compat_rc)
+    out, _ = ci.communicate(timeout=30)
+    assert (ci.returncode == 0) is ok, out
+    assert "compat report: test-compat PYTEST_ARGS=--clock-shift-days=1111" in out
+    assert f"make test: exit {test_rc}; make test-compat: exit {compat_rc}" in out
+    assert "ci: wall time" in out
+
+
+@pytest.mark.heavy
+def test_ci_stopped_by_a_signal_stops_the_whole_compat_run(ci_tests):
+    """SIGTERM (a CI timeout) or Ctrl-C of .ci/run: killing the compat run's make left nox's
+    pytest running; a SIGTERM of its group gave pytest no teardown (its database and files
+    left in var/). SIGINT first, then SIGTERM to what ignores it."""
+    ci = ci_tests(TEST_SLEEP="3", COMPAT_WAIT="1")
+    compat = ci_tests.state / "compat"
+    assert _wait_for(compat.exists)
+    grandchild = int(compat.read_text())
+    try:
+        ci.send_signal(signal.SIGTERM)
+        out, _ = ci.communicate(timeout=20)
+        assert _wait_for(lambda: not _alive(grandchild), 5), out
+        assert (ci_tests.state / "compat-interrupted").exists(), out
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(grandchild, signal.SIGKILL)
