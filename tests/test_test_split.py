@@ -84,6 +84,34 @@ def test_ci_starts_test_compat_with_ctrl_c_as_from_a_terminal():
     assert "make test-compat" in launch and launch.rstrip().endswith("compat_pid=$!")
 
 
+# --- Signals: Ctrl-C or SIGTERM stops both runs, and what they started -------------------------
+
+#: Runs the command with SIGINT at its default, as a terminal's shell starts it (a process that
+#: starts with SIGINT ignored, as a background job's children do, passes that on).
+WITH_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+#: A server a test started: SIGINT at its default (as Python's subprocesses have it), then its
+#: pid in the file argv[1] names, then a minute's sleep.
+GRANDCHILD = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "open(sys.argv[1] + '.tmp', 'w').write(str(os.getpid())); "
+    "os.replace(sys.argv[1] + '.tmp', sys.argv[1]); os.execv('/bin/sleep', ['sleep', '60'])"
+)
+
+#: Stands in for the venv's python under a signal: ``-m pytest ...`` starts a grandchild whose
+#: pid goes to ``$STATE/<tier>``, and waits; a SIGINT ends it as pytest's KeyboardInterrupt
+#: does, saying so (its teardown), a SIGTERM without a word.
+LONG_PYTHON = """#!/bin/bash
+case "$*" in *"not services"*) tier=unit ;; *) tier=services ;; esac
+trap 'echo "$tier interrupted"; exit 2' INT
+"$REAL_PYTHON" -c "$GRANDCHILD" "$STATE/$tier" &
+wait
+"""
+
+
 def _alive(pid: int) -> bool:
     """Running, not a zombie (a grandchild orphaned to a reaper that has not reaped it yet)."""
     try:
@@ -100,6 +128,101 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
+
+
+def _start_long_split(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], dict[str, int]]:
+    """tools/test_split.sh on LONG_PYTHON, in a session of its own (a terminal's foreground
+    group); returns once both runs have started their grandchild."""
+    python = tmp_path / "python"
+    python.write_text(LONG_PYTHON)
+    python.chmod(0o755)
+    state = tmp_path / "state"
+    state.mkdir()
+    split = subprocess.Popen(
+        [sys.executable, "-c", WITH_DEFAULT_SIGINT, str(SPLIT), str(python)],
+        env={
+            **os.environ,
+            "STATE": str(state),
+            "REAL_PYTHON": sys.executable,
+            "GRANDCHILD": GRANDCHILD,
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    tiers = ("unit", "services")
+    assert _wait_for(lambda: all((state / tier).exists() for tier in tiers))
+    return split, {tier: int((state / tier).read_text()) for tier in tiers}
+
+
+def _stopped(split: subprocess.Popen[str], grandchildren: dict[str, int]) -> tuple[int, str]:
+    try:
+        out, _ = split.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(split.pid, signal.SIGKILL)
+        out, _ = split.communicate()
+        pytest.fail(f"tools/test_split.sh went on after the signal:\n{out}")
+    finally:
+        for pid in grandchildren.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return split.returncode, out
+
+
+@pytest.mark.heavy
+def test_sigterm_stops_both_runs_at_once_and_what_they_started(tmp_path):
+    """make passes its SIGTERM to the script: it used to wait for the service tiers to end
+    (minutes), and gave the unit tiers a SIGTERM (no teardown)."""
+    split, grandchildren = _start_long_split(tmp_path)
+    split.send_signal(signal.SIGTERM)
+    returncode, out = _stopped(split, grandchildren)
+    assert returncode == 128 + signal.SIGTERM, out
+    assert "unit interrupted" in out and "services interrupted" in out  # SIGINT first
+    assert "the unit tiers (run alongside)" in out  # their report so far
+    assert _wait_for(lambda: not any(map(_alive, grandchildren.values())), 5), grandchildren
+
+
+@pytest.mark.heavy
+def test_ctrl_c_stops_both_runs_and_what_they_started(tmp_path):
+    """A terminal's Ctrl-C: the unit tiers got a SIGTERM (no teardown: their database and
+    files left in var/, the servers their tests started in sessions of their own running)."""
+    split, grandchildren = _start_long_split(tmp_path)
+    os.killpg(split.pid, signal.SIGINT)
+    returncode, out = _stopped(split, grandchildren)
+    assert returncode == 128 + signal.SIGINT, out
+    assert "unit interrupted" in out and "services interrupted" in out
+    assert _wait_for(lambda: not any(map(_alive, grandchildren.values())), 5), grandchildren
+
+
+@pytest.mark.heavy
+def test_a_run_that_ignores_sigint_gets_sigterm_after_the_grace_period(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/bash\ntrap '' INT\nexec sleep 60\n")
+    python.chmod(0o755)
+    split = subprocess.Popen(
+        [str(SPLIT), str(python)],
+        env={**os.environ, "TEST_SPLIT_GRACE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(0.5)
+    split.send_signal(signal.SIGTERM)
+    returncode, out = _stopped(split, {})
+    assert returncode == 128 + signal.SIGTERM, out
+
+
+def test_a_run_ended_by_a_signal_fails_and_says_so(fake_python):
+    """A pytest killed (the OOM killer's SIGKILL) is a failure, named as one."""
+    fake_python.write_text('#!/bin/sh\ncase "$*" in *"not services"*) kill -9 $$ ;; esac\nexit 0\n')
+    done = subprocess.run(
+        [str(SPLIT), str(fake_python)], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 1
+    assert "pytest was ended by signal 9 (SIGKILL) (the unit tiers)" in done.stderr
 
 
 # --- .ci/run: make test-compat beside make test -------------------------------------------------
