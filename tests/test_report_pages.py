@@ -11,7 +11,9 @@ import importlib
 import io
 import itertools
 import logging
+import os
 import re
+import shutil
 import statistics
 import subprocess
 from pathlib import Path
@@ -197,18 +199,53 @@ def test_a_good_report_cta_passes_the_checks() -> None:
 # ---- Layout ------------------------------------------------------------------------------------
 
 
-def test_every_page_as_png_for_looking_at(pdf_path: Path, sample: PdfReader) -> None:
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    for old in ARTEFACTS.glob("report-*.png"):
-        old.unlink()
+def test_every_page_as_png_for_looking_at(
+    pdf_path: Path, sample: PdfReader, tmp_path: Path
+) -> None:
+    """Checked in a folder of this run's own, then copied to ``test-artefacts/pdf/``: two runs
+    side by side (`make test`'s unit tiers and .ci/run's test-compat) each emptied and counted
+    that shared folder while the other wrote to it."""
     subprocess.run(
-        ["pdftoppm", "-png", "-r", "60", str(pdf_path), str(ARTEFACTS / "report")],
+        ["pdftoppm", "-png", "-r", "60", str(pdf_path), str(tmp_path / "report")],
         check=True,
         timeout=120,
     )
-    pngs = sorted(ARTEFACTS.glob("report-*.png"))
+    pngs = sorted(tmp_path.glob("report-*.png"))
     assert len(pngs) == len(sample.pages)
     assert all(png.read_bytes().startswith(b"\x89PNG") for png in pngs)
+    artefacts_publish(pngs, ARTEFACTS)
+
+
+def artefacts_publish(files: list[Path], folder: Path) -> None:
+    """Put copies of FILES in FOLDER, each whole (written aside, then renamed into place), and
+    remove the pages of an earlier, longer report; another run's copy may win, never a torn
+    file or an error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in files:
+        aside = folder / f".{file.name}.{os.getpid()}"
+        shutil.copyfile(file, aside)
+        os.replace(aside, folder / file.name)
+    names = {file.name for file in files}
+    for old in folder.glob("report-*.png"):
+        if old.name not in names:
+            old.unlink(missing_ok=True)
+
+
+def test_publishing_artefacts_leaves_whole_pages_of_the_latest_report(tmp_path: Path) -> None:
+    folder = tmp_path / "artefacts"
+    longer, shorter = tmp_path / "longer", tmp_path / "shorter"
+    for source, pages in ((longer, 12), (shorter, 3)):
+        source.mkdir()
+        for page in range(1, pages + 1):
+            (source / f"report-{page:02d}.png").write_bytes(f"{source.name} {page}".encode())
+    artefacts_publish(sorted(longer.iterdir()), folder)
+    artefacts_publish(sorted(shorter.iterdir()), folder)
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "report-01.png",
+        "report-02.png",
+        "report-03.png",
+    ]
+    assert (folder / "report-03.png").read_bytes() == b"shorter 3"
 
 
 #: The section kept whole (heading, introduction and the red-flag box: the red flags are never
