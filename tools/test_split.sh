@@ -103,6 +103,7 @@ services=$?
 
 wait "$unit_pid"
 unit=$?
+pids=()  # reaped: their numbers may be other processes' by now
 show_unit_report
 checked "$unit" "the unit tiers"
 unit=$?
