@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 
 import pytest
@@ -96,16 +97,53 @@ def bundled_steps(report):
     return FollowUpStep.objects.filter(report=report)
 
 
+def _migration_seed():
+    """The follow-up seeding of migration 0010, run on today's models."""
+    from django.apps import apps
+
+    module = importlib.import_module("backpain_report.migrations.0010_followups_seed")
+    module.seed_followups(apps, None)
+
+
 @pytest.mark.django_db
-def test_migrate_makes_the_report_and_backpain_seed_its_steps(capsys):
-    """README's install: ``migrate`` creates the article and the report, ``backpain_seed``
-    adds the bundled follow-ups (off until the owner turns them on)."""
-    report = Report.objects.get(slug=seed.REPORT_SLUG)  # as migrate left it
-    assert not bundled_steps(report).exists()
-    call_command("backpain_seed")
-    assert bundled_steps(report).count() == 6
+def test_migrate_makes_the_report_and_its_steps_with_the_sequence_off():
+    """README's install: ``migrate`` creates the article, the report and its follow-ups, which
+    stay off until the owner turns them on; the steps are the bundled text."""
+    report = Report.objects.get(slug=seed.REPORT_SLUG)
+    FollowUpStep.objects.all().delete()  # as the migration found them: none
+    _migration_seed()
+    expected = {(s.language, s.position): s for s in seed.followup_fields()}
+    steps = list(bundled_steps(report))
+    assert len(steps) == len(expected) == 6
+    for step in steps:
+        bundled = expected[step.language, step.position]
+        assert (step.delay_days, step.subject, step.body) == (
+            bundled.delay_days,
+            bundled.subject,
+            bundled.body,
+        )
+        assert step.is_active and step.edition == 1
     report.refresh_from_db()
     assert report.followups_enabled is False
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("owner_made", ["turned on", "own step", "deleted one"])
+def test_the_migration_leaves_a_sequence_its_owner_made_theirs(owner_made):
+    """An upgrade never adds steps to a sequence that is on or has steps (a site would start
+    mailing what its owner removed)."""
+    report = Report.objects.get(slug=seed.REPORT_SLUG)
+    FollowUpStep.objects.all().delete()
+    if owner_made == "turned on":
+        Report.objects.filter(pk=report.pk).update(followups_enabled=True)
+    elif owner_made == "own step":
+        FollowUpStep.objects.create(report=report, delay_days=3, subject="Mine", body="Text.")
+    else:
+        _migration_seed()
+        FollowUpStep.objects.filter(report=report, position=2).delete()
+    before = sorted(bundled_steps(report).values_list("pk", flat=True))
+    _migration_seed()
+    assert sorted(bundled_steps(report).values_list("pk", flat=True)) == before
 
 
 @pytest.mark.django_db

@@ -324,7 +324,7 @@ from backpain_report import selectors
 from backpain_report.models import Report
 from backpain_report.services import content
 report = Report.objects.get(pk=selectors.article_for_signup(slug=None).report_id)
-content.followups_seed(report=report)  # backpain_seed's steps (migrate makes none)
+content.followups_seed(report=report)  # migrate made them: a no-op unless one was removed
 report.followups_enabled = {on}
 content.report_save(report=report, changed_fields=["followups_enabled"])
 print(json.dumps(report.pk))
