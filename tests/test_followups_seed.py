@@ -12,6 +12,8 @@ from backpain_report import seed
 from backpain_report.models import FollowUpStep, Report
 from backpain_report.report.markup import render_markdown
 
+from .docs_text import docs_section
+
 #: Each red flag of the report's "When to see a doctor" page, by a key term per language.
 RED_FLAGS = {
     "en": ["numbness", "tingling", "weakness", "bladder", "bowel", "urine", "fever", "fall",
@@ -144,6 +146,16 @@ def test_the_migration_leaves_a_sequence_its_owner_made_theirs(owner_made):
     before = sorted(bundled_steps(report).values_list("pk", flat=True))
     _migration_seed()
     assert sorted(bundled_steps(report).values_list("pk", flat=True)) == before
+
+
+def test_the_howto_says_which_upgrade_gets_the_steps():
+    """The how-to does not promise that a deleted step never comes back: an upgrade tells a
+    sequence whose every step was deleted from one that never had any by nothing, and
+    ``backpain_seed`` puts back any missing step on purpose."""
+    text = " ".join(docs_section("howto/followups", "Turn the sequence on").split())
+    assert "a step you deleted never comes back" not in text
+    assert "has no steps at all" in text
+    assert "one whose every step you deleted gets the six again, still off" in text
 
 
 @pytest.mark.django_db
