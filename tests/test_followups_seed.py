@@ -7,6 +7,8 @@ import re
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from backpain_report import seed
 from backpain_report.models import FollowUpStep, Report
@@ -148,6 +150,69 @@ def test_the_migration_leaves_a_sequence_its_owner_made_theirs(owner_made):
     assert sorted(bundled_steps(report).values_list("pk", flat=True)) == before
 
 
+def _migrate(target: str) -> None:
+    """Migrate the app's real migrations (historical models) to ``target``."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("backpain_report", target)])
+
+
+@pytest.fixture
+def at_0009(transactional_db):
+    """The test database migrated back to 0009 with the bundled report as 0001 made it (a
+    transactional test before may have flushed it) and no steps (0010's reverse keeps them),
+    forward to the latest again afterwards."""
+    call_command("backpain_seed", verbosity=0)
+    FollowUpStep.objects.all().delete()
+    _migrate("0009_followups")
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _steps_by_key():
+    steps = FollowUpStep.objects.filter(report__slug=seed.REPORT_SLUG)
+    return {(s.language, s.position): (s.pk, s.delay_days, s.subject) for s in steps}
+
+
+@pytest.mark.parametrize("before", ["never had any", "deleted every one"])
+def test_0010_gives_a_sequence_that_is_off_and_empty_its_steps_back_and_forth(at_0009, before):
+    """The real migration, forward from 0009: a sequence that is off with no steps gets the six,
+    whether it never had any or its owner deleted every one (the two look alike: the how-to
+    says so); back to 0009 and forward again adds none twice."""
+    if before == "deleted every one":
+        call_command("backpain_seed", verbosity=0)
+        FollowUpStep.objects.all().delete()
+    _migrate("0010_followups_seed")
+    steps = _steps_by_key()
+    expected = {(s.language, s.position): (s.delay_days, s.subject) for s in seed.followup_fields()}
+    assert {key: value[1:] for key, value in steps.items()} == expected
+    assert Report.objects.get(slug=seed.REPORT_SLUG).followups_enabled is False
+    _migrate("0009_followups")
+    _migrate("0010_followups_seed")
+    assert _steps_by_key() == steps
+
+
+@pytest.mark.parametrize("owner_made", ["turned on", "edited one", "deleted one", "re-slugged"])
+def test_0010_leaves_a_sequence_its_owner_made_theirs(at_0009, owner_made):
+    """The real migration never adds steps to a sequence that is on or has steps, nor to a
+    report that is no longer the bundled one by its slug."""
+    call_command("backpain_seed", verbosity=0)
+    report = Report.objects.get(slug=seed.REPORT_SLUG)
+    if owner_made == "turned on":
+        FollowUpStep.objects.all().delete()
+        Report.objects.filter(pk=report.pk).update(followups_enabled=True)
+    elif owner_made == "edited one":
+        FollowUpStep.objects.filter(language="en", position=1).update(subject="Mine")
+    elif owner_made == "deleted one":
+        FollowUpStep.objects.filter(language="de", position=2).delete()
+    else:
+        FollowUpStep.objects.all().delete()
+        Report.objects.filter(pk=report.pk).update(slug="my-guide")
+    before = sorted(FollowUpStep.objects.values_list("pk", "subject"))
+    _migrate("0010_followups_seed")
+    assert sorted(FollowUpStep.objects.values_list("pk", "subject")) == before
+
+
 def test_the_howto_says_which_upgrade_gets_the_steps():
     """The how-to does not promise that a deleted step never comes back: an upgrade tells a
     sequence whose every step was deleted from one that never had any by nothing, and
@@ -156,6 +221,24 @@ def test_the_howto_says_which_upgrade_gets_the_steps():
     assert "a step you deleted never comes back" not in text
     assert "has no steps at all" in text
     assert "one whose every step you deleted gets the six again, still off" in text
+
+
+@pytest.mark.django_db
+def test_as_migrate_left_it_the_form_names_no_followups(client, no_broker):
+    """The six steps migrate adds change nothing for a site that never turns the sequence on:
+    the form does not name the follow-ups, and a forged claim to them is not recorded."""
+    from django.urls import reverse
+
+    from backpain_report.models import Article, Subscriber
+
+    article = Article.objects.get(slug=seed.ARTICLE_SLUG)
+    assert FollowUpStep.objects.filter(report=article.report, is_active=True).count() == 6
+    page = client.get(article.get_absolute_url()).content.decode()
+    assert "follow-up emails" not in page and 'name="followups"' not in page
+    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", "followups": "1"}
+    assert client.post(reverse("backpain_report:signup"), {**data, "article": article.slug})
+    reader = Subscriber.objects.get(email_canonical="ann@example.com")
+    assert not reader.followups_consented and reader.consent_version == "1"
 
 
 @pytest.mark.django_db
