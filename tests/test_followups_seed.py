@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -103,10 +108,12 @@ def bundled_steps(report):
 
 def _migration_seed():
     """The follow-up seeding of migration 0010, run on today's models."""
+    from types import SimpleNamespace
+
     from django.apps import apps
 
     module = importlib.import_module("backpain_report.migrations.0010_followups_seed")
-    module.seed_followups(apps, None)
+    module.seed_followups(apps, SimpleNamespace(connection=connection))
 
 
 @pytest.mark.django_db
@@ -211,6 +218,67 @@ def test_0010_leaves_a_sequence_its_owner_made_theirs(at_0009, owner_made):
     before = sorted(FollowUpStep.objects.values_list("pk", "subject"))
     _migrate("0010_followups_seed")
     assert sorted(FollowUpStep.objects.values_list("pk", "subject")) == before
+
+
+#: A site with two databases: the default one migrated and in use (its owner deleted the bundled
+#: steps; a reader signed up again later than they consented), then ``migrate
+#: --database=other``. Prints what each database holds.
+MIGRATE_OTHER_DATABASE = """
+import datetime, json, sys
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "crispy_forms",
+                    "crispy_bootstrap5", "backpain_report"],
+    DATABASES={name: {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{sys.argv[1]}/{name}"}
+               for name in ("default", "other")},
+    USE_TZ=True,
+    BACKPAIN_REPORT={"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example"},
+)
+django.setup()
+from django.core.management import call_command
+from django.utils import timezone
+from backpain_report.models import FollowUpStep, Report, Subscriber
+
+call_command("migrate", verbosity=0)
+FollowUpStep.objects.all().delete()
+consented = timezone.now() - datetime.timedelta(days=30)
+Subscriber.objects.create(email="r@example.com", email_canonical="r@example.com", name="R",
+                          consented_at=consented, latest_signup_at=timezone.now())
+call_command("migrate", database="other", verbosity=0)
+print(json.dumps({
+    name: {
+        "reports": Report.objects.using(name).count(),
+        "steps": FollowUpStep.objects.using(name).count(),
+        "signed up again kept": Subscriber.objects.using(name)
+        .exclude(latest_signup_at=consented).count(),
+    }
+    for name in ("default", "other")
+}))
+"""
+
+
+@pytest.mark.heavy
+def test_the_data_migrations_change_only_the_database_being_migrated(tmp_path):
+    """``migrate --database=other`` gives ``other`` the report and its steps, and leaves the
+    default database as it was: no steps its owner deleted come back, no reader's latest
+    sign-up is overwritten (0001, 0007 and 0010 once wrote to the default database)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", MIGRATE_OTHER_DATABASE, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "default": {"reports": 1, "steps": 0, "signed up again kept": 1},
+        "other": {"reports": 1, "steps": 6, "signed up again kept": 0},
+    }
 
 
 def test_the_howto_says_which_upgrade_gets_the_steps():

@@ -37,12 +37,13 @@ def seed_followups(apps, schema_editor):
     every one: it gets the six, still off."""
     Report = apps.get_model("backpain_report", "Report")
     FollowUpStep = apps.get_model("backpain_report", "FollowUpStep")
-    report = Report.objects.filter(slug=REPORT_SLUG).first()
+    db = schema_editor.connection.alias  # the database being migrated
+    report = Report.objects.using(db).filter(slug=REPORT_SLUG).first()
     if report is None or report.followups_enabled:
         return
-    if FollowUpStep.objects.filter(report=report).exists():
+    if FollowUpStep.objects.using(db).filter(report=report).exists():
         return
-    FollowUpStep.objects.bulk_create(
+    FollowUpStep.objects.using(db).bulk_create(
         FollowUpStep(
             report=report,
             language=language,
