@@ -180,6 +180,15 @@ def test_the_docs_front_page_includes_the_readme_marked_sections():
         assert include in index, name
 
 
+def test_the_install_howto_opens_with_the_readmes_install_section():
+    """docs/howto/install.md repeats the README's install section (its last paragraph points
+    to that page) word for word: what ``migrate`` makes is said the same in both."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("<!-- install-start -->\n")[1].split("<!-- install-end -->")[0]
+    shared = section.split("\nThe rest (")[0]
+    assert docs_page("howto/install").startswith(f"# Install into your own site\n\n{shared}")
+
+
 def test_the_readme_fits_a_newcomer():
     """About 200 lines at most: what it is, its two commands, the install, the promises in five
     lines, links to the docs; the pictures it shows are in the repository."""

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import importlib
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from backpain_report import seed
 from backpain_report.models import FollowUpStep, Report
 from backpain_report.report.markup import render_markdown
+
+from .docs_text import docs_section
 
 #: Each red flag of the report's "When to see a doctor" page, by a key term per language.
 RED_FLAGS = {
@@ -99,10 +108,12 @@ def bundled_steps(report):
 
 def _migration_seed():
     """The follow-up seeding of migration 0010, run on today's models."""
+    from types import SimpleNamespace
+
     from django.apps import apps
 
     module = importlib.import_module("backpain_report.migrations.0010_followups_seed")
-    module.seed_followups(apps, None)
+    module.seed_followups(apps, SimpleNamespace(connection=connection))
 
 
 @pytest.mark.django_db
@@ -144,6 +155,158 @@ def test_the_migration_leaves_a_sequence_its_owner_made_theirs(owner_made):
     before = sorted(bundled_steps(report).values_list("pk", flat=True))
     _migration_seed()
     assert sorted(bundled_steps(report).values_list("pk", flat=True)) == before
+
+
+def _migrate(target: str) -> None:
+    """Migrate the app's real migrations (historical models) to ``target``."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([("backpain_report", target)])
+
+
+@pytest.fixture
+def at_0009(transactional_db):
+    """The test database migrated back to 0009 with the bundled report as 0001 made it (a
+    transactional test before may have flushed it) and no steps (0010's reverse keeps them),
+    forward to the latest again afterwards."""
+    call_command("backpain_seed", verbosity=0)
+    FollowUpStep.objects.all().delete()
+    _migrate("0009_followups")
+    yield
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _steps_by_key():
+    steps = FollowUpStep.objects.filter(report__slug=seed.REPORT_SLUG)
+    return {(s.language, s.position): (s.pk, s.delay_days, s.subject) for s in steps}
+
+
+@pytest.mark.parametrize("before", ["never had any", "deleted every one"])
+def test_0010_gives_a_sequence_that_is_off_and_empty_its_steps_back_and_forth(at_0009, before):
+    """The real migration, forward from 0009: a sequence that is off with no steps gets the six,
+    whether it never had any or its owner deleted every one (the two look alike: the how-to
+    says so); back to 0009 and forward again adds none twice."""
+    if before == "deleted every one":
+        call_command("backpain_seed", verbosity=0)
+        FollowUpStep.objects.all().delete()
+    _migrate("0010_followups_seed")
+    steps = _steps_by_key()
+    expected = {(s.language, s.position): (s.delay_days, s.subject) for s in seed.followup_fields()}
+    assert {key: value[1:] for key, value in steps.items()} == expected
+    assert Report.objects.get(slug=seed.REPORT_SLUG).followups_enabled is False
+    _migrate("0009_followups")
+    _migrate("0010_followups_seed")
+    assert _steps_by_key() == steps
+
+
+@pytest.mark.parametrize("owner_made", ["turned on", "edited one", "deleted one", "re-slugged"])
+def test_0010_leaves_a_sequence_its_owner_made_theirs(at_0009, owner_made):
+    """The real migration never adds steps to a sequence that is on or has steps, nor to a
+    report that is no longer the bundled one by its slug."""
+    call_command("backpain_seed", verbosity=0)
+    report = Report.objects.get(slug=seed.REPORT_SLUG)
+    if owner_made == "turned on":
+        FollowUpStep.objects.all().delete()
+        Report.objects.filter(pk=report.pk).update(followups_enabled=True)
+    elif owner_made == "edited one":
+        FollowUpStep.objects.filter(language="en", position=1).update(subject="Mine")
+    elif owner_made == "deleted one":
+        FollowUpStep.objects.filter(language="de", position=2).delete()
+    else:
+        FollowUpStep.objects.all().delete()
+        Report.objects.filter(pk=report.pk).update(slug="my-guide")
+    before = sorted(FollowUpStep.objects.values_list("pk", "subject"))
+    _migrate("0010_followups_seed")
+    assert sorted(FollowUpStep.objects.values_list("pk", "subject")) == before
+
+
+#: A site with two databases: the default one migrated and in use (its owner deleted the bundled
+#: steps; a reader signed up again later than they consented), then ``migrate
+#: --database=other``. Prints what each database holds.
+MIGRATE_OTHER_DATABASE = """
+import datetime, json, sys
+import django
+from django.conf import settings
+settings.configure(
+    INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "crispy_forms",
+                    "crispy_bootstrap5", "backpain_report"],
+    DATABASES={name: {"ENGINE": "django.db.backends.sqlite3", "NAME": f"{sys.argv[1]}/{name}"}
+               for name in ("default", "other")},
+    USE_TZ=True,
+    BACKPAIN_REPORT={"FROM_EMAIL": "a@example.com", "SITE_URL": "https://x.example"},
+)
+django.setup()
+from django.core.management import call_command
+from django.utils import timezone
+from backpain_report.models import FollowUpStep, Report, Subscriber
+
+call_command("migrate", verbosity=0)
+FollowUpStep.objects.all().delete()
+consented = timezone.now() - datetime.timedelta(days=30)
+Subscriber.objects.create(email="r@example.com", email_canonical="r@example.com", name="R",
+                          consented_at=consented, latest_signup_at=timezone.now())
+call_command("migrate", database="other", verbosity=0)
+print(json.dumps({
+    name: {
+        "reports": Report.objects.using(name).count(),
+        "steps": FollowUpStep.objects.using(name).count(),
+        "signed up again kept": Subscriber.objects.using(name)
+        .exclude(latest_signup_at=consented).count(),
+    }
+    for name in ("default", "other")
+}))
+"""
+
+
+@pytest.mark.heavy
+def test_the_data_migrations_change_only_the_database_being_migrated(tmp_path):
+    """``migrate --database=other`` gives ``other`` the report and its steps, and leaves the
+    default database as it was: no steps its owner deleted come back, no reader's latest
+    sign-up is overwritten (0001, 0007 and 0010 once wrote to the default database)."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), *sys.path])}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    result = subprocess.run(
+        [sys.executable, "-c", MIGRATE_OTHER_DATABASE, str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "default": {"reports": 1, "steps": 0, "signed up again kept": 1},
+        "other": {"reports": 1, "steps": 6, "signed up again kept": 0},
+    }
+
+
+def test_the_howto_says_which_upgrade_gets_the_steps():
+    """The how-to does not promise that a deleted step never comes back: an upgrade tells a
+    sequence whose every step was deleted from one that never had any by nothing, and
+    ``backpain_seed`` puts back any missing step on purpose."""
+    text = " ".join(docs_section("howto/followups", "Turn the sequence on").split())
+    assert "a step you deleted never comes back" not in text
+    assert "has no steps at all" in text
+    assert "one whose every step you deleted gets the six again, still off" in text
+
+
+@pytest.mark.django_db
+def test_as_migrate_left_it_the_form_names_no_followups(client, no_broker):
+    """The six steps migrate adds change nothing for a site that never turns the sequence on:
+    the form does not name the follow-ups, and a forged claim to them is not recorded."""
+    from django.urls import reverse
+
+    from backpain_report.models import Article, Subscriber
+
+    article = Article.objects.get(slug=seed.ARTICLE_SLUG)
+    assert FollowUpStep.objects.filter(report=article.report, is_active=True).count() == 6
+    page = client.get(article.get_absolute_url()).content.decode()
+    assert "follow-up emails" not in page and 'name="followups"' not in page
+    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", "followups": "1"}
+    assert client.post(reverse("backpain_report:signup"), {**data, "article": article.slug})
+    reader = Subscriber.objects.get(email_canonical="ann@example.com")
+    assert not reader.followups_consented and reader.consent_version == "1"
 
 
 @pytest.mark.django_db

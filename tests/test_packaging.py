@@ -42,6 +42,9 @@ def test_wheel_ships_everything_the_app_needs(dist):
         "backpain_report/migrations/0001_initial.py",
         "backpain_report/seed/article.txt",
         "backpain_report/seed/report.md",
+        # Migration 0010 reads them (and quietly makes no steps without them).
+        "backpain_report/seed/followups/en.md",
+        "backpain_report/seed/followups/de.md",
         "backpain_report/templates/backpain_report/article_detail.html",
         "backpain_report/templates/backpain_report/email/report.html",
         "backpain_report/templates/backpain_report/report/report.html",
@@ -105,6 +108,8 @@ call_command("migrate", verbosity=0)
 from backpain_report.models import Article
 from django.template.loader import render_to_string
 article = Article.objects.get()
+from backpain_report.models import FollowUpStep
+assert FollowUpStep.objects.filter(report=article.report).count() == 6  # 0010, from the files
 from backpain_report.forms import SignupForm
 html = render_to_string("backpain_report/article_detail.html",
                         {"article": article, "form": SignupForm(article_slug=article.slug)})

@@ -29,11 +29,13 @@ ARTICLE = {
 
 
 def seed_content(apps, schema_editor):
-    """Create the bundled article and its free report (editable afterwards in the admin)."""
+    """Create the bundled article and its free report (editable afterwards in the admin), in
+    the database being migrated."""
     Report = apps.get_model("backpain_report", "Report")
     Article = apps.get_model("backpain_report", "Article")
-    report, _ = Report.objects.get_or_create(slug=REPORT_SLUG, defaults=REPORT)
-    Article.objects.get_or_create(
+    db = schema_editor.connection.alias
+    report, _ = Report.objects.using(db).get_or_create(slug=REPORT_SLUG, defaults=REPORT)
+    Article.objects.using(db).get_or_create(
         slug=ARTICLE_SLUG,
         defaults={
             **ARTICLE,

@@ -5,9 +5,10 @@ from django.db.models.functions import Coalesce
 
 
 def fill(apps, schema_editor):
-    """Existing rows: the consent's own time stands in for both (one UPDATE, at any size)."""
+    """Existing rows: the consent's own time stands in for both (one UPDATE, at any size), in
+    the database being migrated."""
     Subscriber = apps.get_model("backpain_report", "Subscriber")
-    Subscriber.objects.update(
+    Subscriber.objects.using(schema_editor.connection.alias).update(
         consent_recorded_at=Coalesce("consented_at", "created_at"),
         latest_signup_at=Coalesce("consented_at", "created_at"),
     )

@@ -32,15 +32,18 @@ def bundled_steps(language):
 
 def seed_followups(apps, schema_editor):
     """Give the bundled report its steps, unless its owner has already made the sequence theirs
-    (turned it on, or has steps: a deleted bundled step is never brought back)."""
+    (turned it on, or kept any step: a step deleted from it is not brought back). A sequence
+    that is off and has no steps looks the same whether it never had any or its owner deleted
+    every one: it gets the six, still off."""
     Report = apps.get_model("backpain_report", "Report")
     FollowUpStep = apps.get_model("backpain_report", "FollowUpStep")
-    report = Report.objects.filter(slug=REPORT_SLUG).first()
+    db = schema_editor.connection.alias  # the database being migrated
+    report = Report.objects.using(db).filter(slug=REPORT_SLUG).first()
     if report is None or report.followups_enabled:
         return
-    if FollowUpStep.objects.filter(report=report).exists():
+    if FollowUpStep.objects.using(db).filter(report=report).exists():
         return
-    FollowUpStep.objects.bulk_create(
+    FollowUpStep.objects.using(db).bulk_create(
         FollowUpStep(
             report=report,
             language=language,
