@@ -219,3 +219,15 @@ def clock():
 
     with time_machine.travel(timezone.now(), tick=False) as traveller:
         yield traveller
+
+
+@pytest.fixture
+def sequence(report):
+    """The report's follow-up sequence switched on, with one step (2 days, every language)."""
+    from backpain_report.models import FollowUpStep
+
+    report.followups_enabled = True
+    report.save()
+    return FollowUpStep.objects.create(
+        report=report, position=1, delay_days=2, subject="How is your back?", body="Text."
+    )

@@ -52,3 +52,12 @@ def hidden(html: str, name: str) -> str:
     assert match, f"no hidden {name}"
     value = re.search(r'value="([^"]*)"', match.group(1))
     return value.group(1) if value else ""
+
+
+def followup_signup(client, article, **extra):
+    """POST the sign-up form for Ann on ``article`` (``extra``: more or other fields)."""
+    from django.urls import reverse
+
+    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", **extra}
+    data["article"] = article.slug
+    return client.post(reverse("backpain_report:signup"), data)

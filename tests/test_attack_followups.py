@@ -19,6 +19,7 @@ from backpain_report.delivery.sending import Outcome, delivery_send
 from backpain_report.models import Article, Delivery, FollowUpStep, Report, Subscriber
 from backpain_report.services.followups import followups_schedule
 from backpain_report.services.subscribers import subscriber_unsubscribe
+from tests.samples import followup_signup
 
 DAY = datetime.timedelta(days=1)
 CHANGE = "admin:backpain_report_followupstep_change"
@@ -38,21 +39,6 @@ def no_bundled_steps(report):
     FollowUpStep.objects.all().delete()
 
 
-@pytest.fixture
-def sequence(report):
-    report.followups_enabled = True
-    report.save()
-    return FollowUpStep.objects.create(
-        report=report, position=1, delay_days=2, subject="How is your back?", body="Text."
-    )
-
-
-def _signup(client, article, **extra):
-    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", **extra}
-    data["article"] = article.slug
-    return client.post(reverse("backpain_report:signup"), data)
-
-
 # --- Consent -------------------------------------------------------------------------------
 
 
@@ -62,7 +48,7 @@ def test_a_forged_claim_in_a_language_without_steps_is_not_recorded(
     report.followups_enabled = True
     report.save()
     FollowUpStep.objects.create(report=report, language="de", delay_days=2, subject="S", body="B")
-    _signup(client, article, followups="1")  # English: the page offered no follow-ups
+    followup_signup(client, article, followups="1")  # English: the page offered no follow-ups
     reader = Subscriber.objects.get(email_canonical="ann@example.com")
     assert not reader.followups_consented and reader.consent_version == "1"
 
@@ -91,7 +77,7 @@ def test_a_subscribed_readers_forged_sign_up_under_double_opt_in_grants_nothing(
     is not given them by a sign-up nobody confirmed."""
     settings.BACKPAIN_REPORT = {**settings.BACKPAIN_REPORT, "DOUBLE_OPT_IN": True}
     make_subscriber(email="ann@example.com", confirmed_at=timezone.now() - DAY)
-    _signup(client, article, followups="1")
+    followup_signup(client, article, followups="1")
     assert not Subscriber.objects.get(email_canonical="ann@example.com").followups_consented
 
 

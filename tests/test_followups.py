@@ -11,7 +11,6 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
 from django.utils import timezone, translation
 
 from backpain_report.delivery.sending import (
@@ -31,6 +30,7 @@ from backpain_report.services.followups import (
     local_moment,
     step_save,
 )
+from tests.samples import followup_signup
 
 UTC = datetime.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -53,16 +53,6 @@ def no_bundled_steps(report):
     FollowUpStep.objects.all().delete()
 
 
-@pytest.fixture
-def sequence(report):
-    """The report's sequence switched on, with one step (2 days, every language)."""
-    report.followups_enabled = True
-    report.save()
-    return FollowUpStep.objects.create(
-        report=report, position=1, delay_days=2, subject="How is your back?", body="Text."
-    )
-
-
 def _reader(make_subscriber, **fields) -> Subscriber:
     return make_subscriber(followups_consented=True, **fields)
 
@@ -83,12 +73,6 @@ def _at(zone: ZoneInfo, day: datetime.date, hour: int, minute: int = 0) -> datet
 # --- Consent -------------------------------------------------------------------------------
 
 
-def _signup(client, article, **extra):
-    data = {"name": "Ann", "email": "ann@example.com", "consent": "on", **extra}
-    data["article"] = article.slug
-    return client.post(reverse("backpain_report:signup"), data)
-
-
 def test_the_form_names_the_followups_only_while_the_sequence_is_on(
     client, article, report, settings
 ):
@@ -107,7 +91,7 @@ def test_the_form_names_the_followups_only_while_the_sequence_is_on(
 
 
 def test_a_consent_that_named_the_followups_covers_them(client, article, sequence, no_broker):
-    assert _signup(client, article, followups="1").status_code == 303
+    assert followup_signup(client, article, followups="1").status_code == 303
     reader = Subscriber.objects.get(email_canonical="ann@example.com")
     assert reader.followups_consented
     assert reader.consent_version == "1+followups"
@@ -115,7 +99,7 @@ def test_a_consent_that_named_the_followups_covers_them(client, article, sequenc
 
 
 def test_a_consent_that_did_not_name_them_covers_none(client, article, sequence, no_broker):
-    _signup(client, article)  # a page stored before the sequence was on: no followups field
+    followup_signup(client, article)  # a page stored before the sequence was on: no followups field
     reader = Subscriber.objects.get(email_canonical="ann@example.com")
     assert not reader.followups_consented
     assert reader.consent_version == "1" and "follow-up" not in reader.consent_text
@@ -124,7 +108,7 @@ def test_a_consent_that_did_not_name_them_covers_none(client, article, sequence,
 def test_a_claim_of_followups_the_report_does_not_offer_is_not_recorded(
     client, article, report, no_broker
 ):
-    _signup(client, article, followups="1")  # forged, or the sequence was switched off
+    followup_signup(client, article, followups="1")  # forged, or the sequence was switched off
     reader = Subscriber.objects.get(email_canonical="ann@example.com")
     assert not reader.followups_consented
     assert reader.consent_version == "1" and "follow-up" not in reader.consent_text
@@ -136,7 +120,7 @@ def test_a_resubscription_takes_the_new_consents_answer(
     make_subscriber(
         email="ann@example.com", followups_consented=True, unsubscribed_at=timezone.now() - DAY
     )
-    _signup(client, article)  # the new consent did not name them
+    followup_signup(client, article)  # the new consent did not name them
     assert not Subscriber.objects.get(email_canonical="ann@example.com").followups_consented
 
 
