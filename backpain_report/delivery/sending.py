@@ -28,13 +28,15 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import operator
 import smtplib
 import time
 from dataclasses import dataclass
+from functools import reduce
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q, QuerySet
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone, translation
 
 from .. import signals
@@ -147,10 +149,9 @@ def _step_on(delivery: Delivery) -> bool:
 
 
 def _may_not_send(delivery: Delivery) -> bool:
-    """Whether the claimed ``delivery`` may not go to its reader (read as claimed): unsubscribed
-    or suppressed; a report or follow-up for an address that has not confirmed (double opt-in);
-    a follow-up the reader did not agree to, or whose step or sequence is off; a confirmation
-    request for an address confirmed meanwhile."""
+    """Whether the claimed ``delivery`` may not go to its reader: :func:`_stops` read from the
+    row as claimed (no query for a report or a confirmation), before any work is spent on the
+    message; the renewal before the SMTP hand-over checks them again in the database."""
     subscriber = delivery.subscriber
     if not subscriber.is_subscribed or subscriber.is_suppressed:
         return True
@@ -163,36 +164,59 @@ def _may_not_send(delivery: Delivery) -> bool:
     return False
 
 
+def _subscriber_is(*conditions: Q, **lookups: Any) -> Q:
+    """A filter on ``Delivery``: its reader matches (a correlated subquery, not a join, so a
+    conditional UPDATE keeps its own row's conditions, which PostgreSQL re-checks on a row
+    another transaction changed)."""
+    reader = Subscriber.objects.filter(*conditions, pk=OuterRef("subscriber_id"), **lookups)
+    return Q(Exists(reader))
+
+
+#: The ``last_error`` placeholder of a suppression: :func:`_stop_error` names its kind.
+_SUPPRESSED = "suppressed"
+
+
+def _stops(kind: str) -> list[tuple[Q, str]]:
+    """Why a delivery of ``kind`` may not go to its reader, in the order a reason is given:
+    each a filter on ``Delivery`` that holds when it applies, and the ``last_error`` recorded.
+
+    The one rule of who may be written to: the claim's renewal (:func:`_claim_renew`) requires
+    that none holds, and a cancelled row names the first that does (:func:`_stop_error`)."""
+    stops = [
+        (_subscriber_is(suppressed_at__isnull=False), _SUPPRESSED),
+        (_subscriber_is(unsubscribed_at__isnull=False), UNSUBSCRIBED_ERROR),
+    ]
+    if kind == Delivery.Kind.CONFIRMATION:  # nothing left to ask
+        stops.append((_subscriber_is(confirmed_at__isnull=False), ALREADY_CONFIRMED_ERROR))
+    else:  # a report or follow-up under double opt-in: not before the confirmation
+        stops.append((_subscriber_is(awaiting_confirmation_q()), UNCONFIRMED_ERROR))
+    if kind == Delivery.Kind.FOLLOWUP:  # agreed to, and its step and sequence still on
+        step_on = FollowUpStep.objects.filter(
+            pk=OuterRef("step_id"), is_active=True, report__followups_enabled=True
+        )
+        stops += [
+            (_subscriber_is(followups_consented=False), FOLLOWUPS_NOT_AGREED_ERROR),
+            (Q(~Exists(step_on)), FOLLOWUP_OFF_ERROR),
+        ]
+    return stops
+
+
 def _claim_renew(delivery: Delivery) -> bool:
     """Re-check our claim and restart its lease, in one conditional UPDATE.
 
-    False when the claim no longer stands (another run took the row, or it was cancelled) or the
-    reader is no longer subscribed or their address was suppressed: unsubscribing and
+    False when the claim no longer stands (another run took the row, or it was cancelled) or one
+    of :func:`_stops` holds (the reader unsubscribed, was suppressed, ...): unsubscribing and
     suppressing cancel only pending rows, as a row being sent belongs to its worker, so the
     worker stops here (see :func:`_stop_before_sending`).
     """
     now = timezone.now()
-    subscribed = Subscriber.objects.filter(
-        pk=OuterRef("subscriber_id"), unsubscribed_at__isnull=True, suppressed_at__isnull=True
-    )
-    wanted = Q()
-    if delivery.kind == Delivery.Kind.CONFIRMATION:  # not once the address is confirmed
-        subscribed = subscribed.filter(confirmed_at__isnull=True)
-    else:  # a report or follow-up under double opt-in: not before the confirmation
-        subscribed = subscribed.exclude(awaiting_confirmation_q())
-    if delivery.kind == Delivery.Kind.FOLLOWUP:  # agreed to, and its step still on
-        subscribed = subscribed.filter(followups_consented=True)
-        step_on = FollowUpStep.objects.filter(
-            pk=OuterRef("step_id"), is_active=True, report__followups_enabled=True
+    renewed = (
+        Delivery.objects.filter(
+            pk=delivery.pk, status=Delivery.Status.SENDING, claimed_at=delivery.claimed_at
         )
-        wanted = Q(Exists(step_on))
-    renewed = Delivery.objects.filter(
-        wanted,
-        Exists(subscribed),
-        pk=delivery.pk,
-        status=Delivery.Status.SENDING,
-        claimed_at=delivery.claimed_at,
-    ).update(claimed_at=now)
+        .exclude(reduce(operator.or_, (stop for stop, _error in _stops(delivery.kind))))
+        .update(claimed_at=now)
+    )
     if renewed:
         delivery.claimed_at = now
     return bool(renewed)
@@ -226,26 +250,17 @@ def _claim_lost(
 
 
 def _stop_error(delivery: Delivery) -> str:
-    """Why a delivery whose claim stands may not be sent: a suppression, a report or follow-up
-    for an address that has not confirmed (double opt-in), a follow-up not agreed to or
-    switched off, a confirmation no longer needed, else unsubscribing."""
-    state = Subscriber.objects.filter(pk=delivery.subscriber_id, suppressed_at__isnull=False)
-    reason = state.values_list("suppressed_reason", flat=True).first()
-    if reason is not None:
-        return suppressed_error(reason)
-    subscribed = Subscriber.objects.filter(pk=delivery.subscriber_id, unsubscribed_at__isnull=True)
-    if delivery.kind == Delivery.Kind.CONFIRMATION:
-        if subscribed.filter(confirmed_at__isnull=False).exists():
-            return ALREADY_CONFIRMED_ERROR
-        return UNSUBSCRIBED_ERROR
-    if subscribed.filter(awaiting_confirmation_q()).exists():
-        return UNCONFIRMED_ERROR
-    if delivery.kind == Delivery.Kind.FOLLOWUP and subscribed.exists():
-        if not subscribed.filter(followups_consented=True).exists():
-            return FOLLOWUPS_NOT_AGREED_ERROR
-        if not _step_on(delivery):
-            return FOLLOWUP_OFF_ERROR
-    return UNSUBSCRIBED_ERROR
+    """Why a delivery whose claim stands may not be sent: the first of :func:`_stops` that
+    holds (one query), else unsubscribing."""
+    reason = Case(
+        *(When(stop, then=Value(error)) for stop, error in _stops(delivery.kind)),
+        default=Value(UNSUBSCRIBED_ERROR),
+    )
+    error = Delivery.objects.filter(pk=delivery.pk).values_list(reason, flat=True).first()
+    if error == _SUPPRESSED:
+        suppressed = Subscriber.objects.filter(pk=delivery.subscriber_id)
+        return suppressed_error(suppressed.values_list("suppressed_reason", flat=True).get())
+    return error or UNSUBSCRIBED_ERROR
 
 
 def _stop_before_sending(delivery: Delivery) -> SendResult:
