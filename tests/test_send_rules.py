@@ -10,6 +10,7 @@ import itertools
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from backpain_report.delivery import sending
@@ -143,3 +144,16 @@ def test_the_renewal_stays_a_single_table_update(kind, make_delivery, sequence):
     [update] = [q["sql"] for q in queries if q["sql"].startswith("UPDATE")]
     assert "IN (SELECT" not in update.upper(), update
     assert " JOIN " not in update.upper().split(" WHERE ")[0], update
+
+
+def test_a_suppressions_reason_is_read_with_the_rule_in_one_query(make_delivery, make_subscriber):
+    """The suppression's kind comes from the same snapshot as the rule that matched: a reader
+    deleted, or a suppression lifted, between two reads cannot crash the worker or name a
+    reason the row no longer has."""
+    reader = make_subscriber(suppressed_at=timezone.now(), suppressed_reason="bounce")
+    row = make_delivery(subscriber=reader, status=Delivery.Status.SENDING)
+    with CaptureQueriesContext(connection) as captured:
+        error = sending._stop_error(row)
+    assert error == suppressed_error("bounce") and len(captured) == 1
+    Delivery.objects.filter(pk=row.pk).delete()  # gone meanwhile (its reader deleted)
+    assert sending._stop_error(row) == sending.UNSUBSCRIBED_ERROR

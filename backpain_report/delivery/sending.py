@@ -149,9 +149,10 @@ def _step_on(delivery: Delivery) -> bool:
 
 
 def _may_not_send(delivery: Delivery) -> bool:
-    """Whether the claimed ``delivery`` may not go to its reader: :func:`_stops` read from the
-    row as claimed (no query for a report or a confirmation), before any work is spent on the
-    message; the renewal before the SMTP hand-over checks them again in the database."""
+    """Whether the claimed ``delivery`` may not go to its reader: the rules of :func:`_stops`,
+    written again for the row in hand (no query for a report or a confirmation;
+    tests/test_send_rules.py holds the two to the same answers), before any work is spent on
+    the message; the renewal before the SMTP hand-over checks them in the database."""
     subscriber = delivery.subscriber
     if not subscriber.is_subscribed or subscriber.is_suppressed:
         return True
@@ -256,11 +257,15 @@ def _stop_error(delivery: Delivery) -> str:
         *(When(stop, then=Value(error)) for stop, error in _stops(delivery.kind)),
         default=Value(UNSUBSCRIBED_ERROR),
     )
-    error = Delivery.objects.filter(pk=delivery.pk).values_list(reason, flat=True).first()
-    if error == _SUPPRESSED:
-        suppressed = Subscriber.objects.filter(pk=delivery.subscriber_id)
-        return suppressed_error(suppressed.values_list("suppressed_reason", flat=True).get())
-    return error or UNSUBSCRIBED_ERROR
+    row = (
+        Delivery.objects.filter(pk=delivery.pk)
+        .values_list(reason, "subscriber__suppressed_reason")  # one snapshot for both
+        .first()
+    )
+    if row is None:  # the row went meanwhile (its reader deleted)
+        return UNSUBSCRIBED_ERROR
+    error, suppressed_reason = row
+    return suppressed_error(suppressed_reason) if error == _SUPPRESSED else error
 
 
 def _stop_before_sending(delivery: Delivery) -> SendResult:
