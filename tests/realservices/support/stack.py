@@ -155,15 +155,17 @@ def _amqp_channel(broker_url: str) -> Iterator[Any]:
 
 
 def delete_queue(broker_url: str, queue: str) -> None:
-    """Remove a queue of our own from the broker after the run (RabbitMQ keeps durable ones)."""
+    """Remove a queue of our own, and its webhook queue (the worker consumes both), from the
+    broker after the run (RabbitMQ keeps durable ones)."""
     if queue == SHARED_QUEUE:
         return
-    if broker_url.startswith(("redis://", "rediss://")):
-        with _redis_client(broker_url) as client:
-            client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
-        return
-    with _amqp_channel(broker_url) as channel:
-        channel.queue_delete(queue)
+    for name in (queue, f"{queue}.webhooks"):
+        if broker_url.startswith(("redis://", "rediss://")):
+            with _redis_client(broker_url) as client:
+                client.delete(name, f"_kombu.binding.{name}", f"_kombu.binding_permanent.{name}")
+            continue
+        with _amqp_channel(broker_url) as channel:  # one each: a missing queue closes it
+            channel.queue_delete(name)
 
 
 def purge_broker(broker_url: str, queue: str) -> None:
